@@ -1,1 +1,37 @@
-fn main() {}
+//! The `tele` binary: parses the command line, calls one library function per
+//! command, prints the result and maps errors to exit codes (0 ok, 1 bad input,
+//! 2 registry or network failure). Invoked as `install` (inside a bundle), it
+//! acts on the bundle it sits in.
+
+mod args;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, ImageCommand};
+use crate::output::Printer;
+
+fn main() -> ExitCode {
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()));
+    if invoked_as.as_deref() == Some("install") {
+        return cmd::install::run();
+    }
+    let cli = Cli::parse();
+    let printer = Printer::new(cli.quiet, cli.verbose, cli.output_format);
+    let result = match cli.command {
+        Command::Build(a) => cmd::build::run(a, &printer),
+        Command::Images(a) => cmd::images::run(a, &printer),
+        Command::Inspect(a) => cmd::inspect::run(a, &printer),
+        Command::Verify(a) => cmd::verify::run(a, &printer),
+        Command::Image(ImageCommand::Build(a)) => cmd::image_build::run(a, &printer),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => printer.error(&e),
+    }
+}

@@ -1,0 +1,380 @@
+//! `tele build`: manifest -> images -> resolved digests -> blobs in the cache -> tarball.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tele_manifests::{ImageRef, ImageSet, Manifest};
+
+use crate::blob_store::BlobStore;
+use crate::bundle_meta::{BlobInfo, BundleMeta, ImageInfo, InstallerInfo, API_VERSION};
+use crate::bundle_writer::{write_bundle, BundleFile, Content};
+use crate::error::BuildError;
+use crate::image::{media, Blob, Origin, Platform, ResolvedImage};
+use crate::local_source::{self, LocalSource, CONTAINERD_NAME, REF_NAME};
+use crate::registry::Registries;
+use crate::reporter::{Reporter, Stage};
+use crate::tar_writer::Compression;
+
+/// Everything `tele build` needs to know.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The app manifest (`app.yaml`).
+    pub manifest: PathBuf,
+    /// The tarball to write; default `<name>-<version>.tar[.zst|.gz]` here.
+    pub output: Option<PathBuf>,
+    /// The blob cache directory.
+    pub cache_dir: PathBuf,
+    /// Local image sources, consulted in order before any registry.
+    pub sources: Vec<LocalSource>,
+    /// Registries (HOST:PORT) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Platform to pick from multi-platform images.
+    pub platform: Platform,
+    /// Parallel fetches.
+    pub jobs: usize,
+    /// Outer compression.
+    pub compression: Compression,
+    /// The binary packed as `install`.
+    pub installer: PathBuf,
+    /// mtime of every entry (SOURCE_DATE_EPOCH, else 0).
+    pub mtime: u64,
+}
+
+/// What a build did, for people and for CI.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSummary {
+    /// App name.
+    pub name: String,
+    /// App version.
+    pub version: String,
+    /// The tarball written.
+    pub output: PathBuf,
+    /// Size of the tarball.
+    pub bundle_bytes: u64,
+    /// Each image with its digest, size and source.
+    pub images: Vec<ImageSummary>,
+    /// Unique blobs in the bundle.
+    pub blobs: usize,
+    /// Bytes of those blobs.
+    pub blob_bytes: u64,
+    /// Bytes not stored thanks to shared blobs.
+    pub bytes_saved_by_sharing: u64,
+    /// Blobs fetched by this build.
+    pub blobs_fetched: usize,
+    /// Bytes fetched by this build.
+    pub bytes_fetched: u64,
+    /// Blobs found in the cache.
+    pub blobs_cached: usize,
+}
+
+/// One image in the summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImageSummary {
+    /// Full reference.
+    pub reference: String,
+    /// Pinned digest.
+    pub digest: String,
+    /// Bytes of its blobs.
+    pub size: u64,
+    /// Where it came from.
+    pub source: String,
+}
+
+/// The bundle's top directory name: `<name>-<version>`.
+pub fn top_dir(m: &Manifest) -> String {
+    format!("{}-{}", m.metadata.name, m.metadata.version)
+}
+
+/// Default output file name for a manifest.
+pub fn default_output(m: &Manifest, compression: Compression) -> PathBuf {
+    let ext = match compression {
+        Compression::None => "tar",
+        Compression::Zstd => "tar.zst",
+        Compression::Gzip => "tar.gz",
+    };
+    PathBuf::from(format!("{}.{ext}", top_dir(m)))
+}
+
+/// Builds the bundle.
+pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummary, BuildError> {
+    let manifest = tele_manifests::load_manifest(&opts.manifest)?;
+    let set = tele_manifests::discover_images(&manifest)?;
+    for w in &set.warnings {
+        reporter.note(&format!("warning: {w}"));
+    }
+    for s in &opts.sources {
+        s.check()?;
+    }
+    if !opts.installer.is_file() {
+        return Err(BuildError::input(
+            format!("installer binary {} does not exist", opts.installer.display()),
+            "give an existing tele binary with --installer PATH",
+        ));
+    }
+    let store = BlobStore::open(&opts.cache_dir).map_err(|e| BuildError::io(&opts.cache_dir, e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BuildError::io("tokio runtime", e))?;
+    let registries = Registries::new(
+        &set.images.keys().map(|r| r.registry().to_string()).collect(),
+        &opts.insecure_registries,
+    );
+    let jobs = opts.jobs.max(1);
+
+    let images: Vec<ResolvedImage> = runtime.block_on(resolve_all(&set, opts, &registries, &store, reporter, jobs))?;
+    let (fetched, fetched_bytes, cached) = runtime.block_on(fetch_all(&images, &registries, &store, reporter, jobs))?;
+    drop(runtime);
+
+    let output = opts.output.clone().unwrap_or_else(|| default_output(&manifest, opts.compression));
+    let top = top_dir(&manifest);
+    let mut meta = bundle_meta(&manifest, &images, &store, opts)?;
+    let files = bundle_files(&manifest, &set, &images, opts)?;
+    let bundle_bytes = write_bundle(&output, opts.compression, opts.mtime, &top, &files, &mut meta, &store, reporter)?;
+
+    Ok(BuildSummary {
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        output,
+        bundle_bytes,
+        images: images
+            .iter()
+            .map(|i| ImageSummary {
+                reference: i.reference.to_string(),
+                digest: i.top.digest.to_string(),
+                size: i.size(),
+                source: i.origin.to_string(),
+            })
+            .collect(),
+        blobs: meta.blobs.len(),
+        blob_bytes: meta.unique_blob_bytes(),
+        bytes_saved_by_sharing: meta.bytes_without_sharing().saturating_sub(meta.unique_blob_bytes()),
+        blobs_fetched: fetched,
+        bytes_fetched: fetched_bytes,
+        blobs_cached: cached,
+    })
+}
+
+async fn resolve_one(
+    r: &ImageRef,
+    opts: &BuildOptions,
+    registries: &Registries,
+    store: &BlobStore,
+) -> Result<ResolvedImage, BuildError> {
+    for source in &opts.sources {
+        let found = tokio::task::block_in_place(|| source.resolve(r, &opts.platform, store))?;
+        if let Some(image) = found {
+            return Ok(image);
+        }
+    }
+    registries.resolve(r, &opts.platform, store).await
+}
+
+async fn resolve_all(
+    set: &ImageSet,
+    opts: &BuildOptions,
+    registries: &Registries,
+    store: &BlobStore,
+    reporter: &dyn Reporter,
+    jobs: usize,
+) -> Result<Vec<ResolvedImage>, BuildError> {
+    reporter.start(Stage::Resolve, set.images.len() as u64);
+    let mut images: Vec<ResolvedImage> = stream::iter(set.images.keys())
+        .map(|r| async move {
+            let image = resolve_one(r, opts, registries, store).await?;
+            reporter.resolved(&image.reference, &image.top.digest, &image.origin);
+            reporter.advance(Stage::Resolve, 1);
+            Ok::<_, BuildError>(image)
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
+    images.sort_by(|a, b| a.reference.cmp(&b.reference));
+    reporter.finish(Stage::Resolve);
+    Ok(images)
+}
+
+async fn fetch_all(
+    images: &[ResolvedImage],
+    registries: &Registries,
+    store: &BlobStore,
+    reporter: &dyn Reporter,
+    jobs: usize,
+) -> Result<(usize, u64, usize), BuildError> {
+    let mut need: BTreeMap<&crate::digest::Digest, (&Blob, &ResolvedImage)> = BTreeMap::new();
+    let mut all = BTreeSet::new();
+    for image in images {
+        for blob in &image.content {
+            all.insert(&blob.digest);
+            if !store.has(&blob.digest, blob.size) {
+                need.entry(&blob.digest).or_insert((blob, image));
+            }
+        }
+    }
+    let cached = all.len() - need.len();
+    if need.is_empty() {
+        reporter.note(&format!("all {} blobs are already in the cache: nothing to fetch", all.len()));
+        return Ok((0, 0, cached));
+    }
+    let bytes: u64 = need.values().map(|(b, _)| b.size).sum();
+    reporter.start(Stage::Fetch, bytes);
+    let count = need.len();
+    stream::iter(need.into_values())
+        .map(|(blob, image)| async move {
+            match &image.origin {
+                Origin::Registry => {
+                    registries
+                        .fetch_blob(&image.reference, blob, store, &|n| reporter.advance(Stage::Fetch, n))
+                        .await
+                }
+                Origin::OciLayout(layout) => tokio::task::block_in_place(|| {
+                    local_source::copy_layout_blob(layout, blob, store)?;
+                    reporter.advance(Stage::Fetch, blob.size);
+                    Ok(())
+                }),
+                Origin::DockerArchive(path) => Err(BuildError::input(
+                    format!("blob {} of {} vanished from the cache while building from docker-archive:{}", blob.digest, image.reference, path.display()),
+                    "run the build again",
+                )),
+            }
+        })
+        .buffer_unordered(jobs)
+        .try_collect::<Vec<()>>()
+        .await?;
+    reporter.finish(Stage::Fetch);
+    Ok((count, bytes, cached))
+}
+
+fn bundle_meta(
+    manifest: &Manifest,
+    images: &[ResolvedImage],
+    store: &BlobStore,
+    opts: &BuildOptions,
+) -> Result<BundleMeta, BuildError> {
+    let mut blobs = BTreeSet::new();
+    for image in images {
+        for b in image.blobs() {
+            blobs.insert(BlobInfo { digest: b.digest.clone(), size: b.size });
+        }
+    }
+    for b in &blobs {
+        if !store.has(&b.digest, b.size) {
+            return Err(BuildError::input(
+                format!("blob {} is missing from the cache {}", b.digest, opts.cache_dir.display()),
+                "another process removed it while building; run the build again",
+            ));
+        }
+    }
+    Ok(BundleMeta {
+        api_version: API_VERSION.into(),
+        name: manifest.metadata.name.clone(),
+        version: manifest.metadata.version.to_string(),
+        description: manifest.metadata.description.clone(),
+        tele_version: env!("CARGO_PKG_VERSION").into(),
+        installer: InstallerInfo { linkage: crate::elf::linkage(&opts.installer).into() },
+        images: images
+            .iter()
+            .map(|i| ImageInfo {
+                reference: i.reference.to_string(),
+                digest: i.top.digest.clone(),
+                media_type: i.top.media_type.clone(),
+                platform: i.platform.clone(),
+                size: i.size(),
+                blobs: i.blobs().map(|b| b.digest.clone()).collect(),
+            })
+            .collect(),
+        blobs: blobs.into_iter().collect(),
+        files: vec![],
+    })
+}
+
+/// The OCI layout's index.json: one entry per reference, named both ways.
+pub fn layout_index(images: &[ResolvedImage]) -> Vec<u8> {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|i| {
+            let name = i.reference.to_string();
+            let mut d = serde_json::json!({
+                "mediaType": i.top.media_type,
+                "digest": i.top.digest,
+                "size": i.top.size,
+                "annotations": { REF_NAME: name, CONTAINERD_NAME: name },
+            });
+            if !media::is_index(&i.top.media_type) {
+                d["platform"] = serde_json::to_value(&i.platform).expect("json");
+            }
+            d
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut v = serde_json::to_vec_pretty(&index).expect("json");
+    v.push(b'\n');
+    v
+}
+
+/// The manifest text with each of its own image fields pinned by digest.
+pub fn pinned_manifest(manifest: &Manifest, set: &ImageSet, images: &[ResolvedImage]) -> String {
+    let digests: BTreeMap<&ImageRef, &ResolvedImage> = images.iter().map(|i| (&i.reference, i)).collect();
+    let mut edits = Vec::new();
+    for (r, uses) in &set.images {
+        let Some(image) = digests.get(r) else { continue };
+        let pinned = r.with_digest(&image.top.digest.to_string()).to_string();
+        for u in uses {
+            if u.origin.location.file != manifest.path {
+                continue;
+            }
+            let span = u.origin.span.clone();
+            let Some(text) = manifest.text.get(span.clone()) else { continue };
+            let bare = text.trim_matches(|c| c == '"' || c == '\'');
+            // Only rewrite a span that really holds this image's reference.
+            if bare.parse::<ImageRef>().is_ok_and(|p| p == *r) {
+                edits.push((span, pinned.clone()));
+            }
+        }
+    }
+    edits.sort_by_key(|(s, _)| std::cmp::Reverse(s.start));
+    edits.dedup_by_key(|(s, _)| s.start);
+    let mut text = manifest.text.clone();
+    for (span, pinned) in edits {
+        text.replace_range(span, &pinned);
+    }
+    text
+}
+
+fn bundle_files(
+    manifest: &Manifest,
+    set: &ImageSet,
+    images: &[ResolvedImage],
+    opts: &BuildOptions,
+) -> Result<Vec<BundleFile>, BuildError> {
+    let mut files = vec![
+        BundleFile { path: "app.yaml".into(), content: Content::Bytes(pinned_manifest(manifest, set, images).into_bytes()), mode: 0o644 },
+        BundleFile { path: "install".into(), content: Content::File(opts.installer.clone()), mode: 0o755 },
+        BundleFile {
+            path: "images/oci-layout".into(),
+            content: Content::Bytes(b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec()),
+            mode: 0o644,
+        },
+        BundleFile { path: "images/index.json".into(), content: Content::Bytes(layout_index(images)), mode: 0o644 },
+    ];
+    let resources: BTreeSet<&PathBuf> = set.resource_files.iter().chain(set.hook_files.iter()).collect();
+    for rel in resources {
+        let src = manifest.dir.join(rel);
+        let mode = resource_mode(&src)?;
+        let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        files.push(BundleFile { path: format!("resources/{rel}"), content: Content::File(src), mode });
+    }
+    Ok(files)
+}
+
+fn resource_mode(p: &Path) -> Result<u32, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::metadata(p).map_err(|e| BuildError::io(p, e))?;
+    Ok(if m.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 })
+}

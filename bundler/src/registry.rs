@@ -1,0 +1,227 @@
+//! Images from registries through the OCI distribution API (oci-client):
+//! anonymous, bearer-token and basic auth from the docker config (including
+//! credential helpers); plain HTTP only for loopback and `--insecure-registry`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use futures_util::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use oci_spec::image::{ImageIndex, ImageManifest};
+use tele_manifests::ImageRef;
+
+use crate::blob_store::BlobStore;
+use crate::digest::Digest;
+use crate::error::BuildError;
+use crate::image::{self, media, Blob, Origin, Platform, ResolvedImage};
+
+/// A registry client for one build.
+pub struct Registries {
+    client: Client,
+}
+
+/// True for hosts that only this machine can serve (plain HTTP is allowed there).
+pub fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.starts_with("127.") || name == "::1"
+}
+
+fn to_reference(r: &ImageRef) -> Reference {
+    let registry = r.registry().to_string();
+    let repo = r.repository().to_string();
+    match (r.tag(), r.digest()) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repo, t.into(), d.into()),
+        (None, Some(d)) => Reference::with_digest(registry, repo, d.into()),
+        (t, None) => Reference::with_tag(registry, repo, t.unwrap_or("latest").into()),
+    }
+}
+
+fn by_digest(r: &ImageRef, d: &Digest) -> Reference {
+    Reference::with_digest(r.registry().into(), r.repository().into(), d.to_string())
+}
+
+/// Credentials for a registry host from the docker config, or anonymous.
+fn credentials(host: &str) -> RegistryAuth {
+    let candidates: Vec<&str> = if host == "docker.io" || host == "index.docker.io" {
+        vec!["https://index.docker.io/v1/", "index.docker.io", "docker.io"]
+    } else {
+        vec![host]
+    };
+    for c in candidates {
+        match docker_credential::get_credential(c) {
+            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => return RegistryAuth::Basic(u, p),
+            // Registries that hand out identity tokens (ACR, for one) accept them as the password.
+            Ok(docker_credential::DockerCredential::IdentityToken(t)) => {
+                return RegistryAuth::Basic("00000000-0000-0000-0000-000000000000".into(), t)
+            }
+            Err(_) => continue,
+        }
+    }
+    RegistryAuth::Anonymous
+}
+
+fn registry_error(r: &ImageRef, what: &str, e: oci_client::errors::OciDistributionError) -> BuildError {
+    let text = e.to_string();
+    let hint = if text.contains("401") || text.contains("403") || text.to_lowercase().contains("unauthorized") || text.to_lowercase().contains("denied") {
+        format!("log in to {} (docker login writes ~/.docker/config.json) or check the repository name", r.registry())
+    } else if text.to_lowercase().contains("not found") || text.contains("404") || text.contains("UNKNOWN") {
+        "check the image reference, or give the image locally with --image-source oci:PATH or docker-archive:PATH".to_string()
+    } else if text.to_lowercase().contains("http") && text.to_lowercase().contains("https") {
+        format!("if {} serves plain HTTP, pass --insecure-registry {}", r.registry(), r.registry())
+    } else {
+        format!("check that {} is reachable from this machine, or build offline with --image-source", r.registry())
+    };
+    BuildError::registry(format!("failed to {what} {r}: {text}"), hint)
+}
+
+impl Registries {
+    /// A client that speaks plain HTTP to loopback hosts among `hosts` and to `insecure`.
+    pub fn new(hosts: &BTreeSet<String>, insecure: &[String]) -> Registries {
+        let mut plain: Vec<String> = hosts.iter().filter(|h| is_loopback(h)).cloned().collect();
+        plain.extend(insecure.iter().cloned());
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain),
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(15)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        };
+        Registries { client: Client::new(config) }
+    }
+
+    async fn manifest_bytes(&self, r: &ImageRef, reference: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, Digest), BuildError> {
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(reference, auth, &media::ACCEPTED)
+            .await
+            .map_err(|e| registry_error(r, "fetch the manifest of", e))?;
+        let actual = Digest::of_bytes(&bytes);
+        if digest.parse::<Digest>().is_ok_and(|d| d != actual) {
+            return Err(BuildError::registry(
+                format!("manifest of {r} does not match its digest: registry said {digest}, content is {actual}"),
+                "the registry or something between it and you altered the manifest; try again or use another mirror",
+            ));
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// Resolves `r` to the blobs of its `platform` image; the manifests go into `store`.
+    pub async fn resolve(&self, r: &ImageRef, platform: &Platform, store: &BlobStore) -> Result<ResolvedImage, BuildError> {
+        let auth = credentials(r.registry());
+        let (top_bytes, top_digest) = self.manifest_bytes(r, &to_reference(r), &auth).await?;
+        if let Some(want) = r.digest() {
+            if want != top_digest.to_string() {
+                return Err(BuildError::registry(
+                    format!("{r}: the registry returned content with digest {top_digest}"),
+                    "the registry does not hold the pinned digest; check the reference",
+                ));
+            }
+        }
+        let put = |bytes: &[u8]| store.put_bytes(bytes).map_err(|e| BuildError::io(store.path(&Digest::of_bytes(bytes)), e));
+        put(&top_bytes)?;
+        let top_type = image::declared_media_type(&top_bytes).unwrap_or_else(|| media::OCI_MANIFEST.into());
+        let top_blob = Blob { digest: top_digest, size: top_bytes.len() as u64, media_type: top_type.clone() };
+        let (manifest_blob, manifest_bytes) = if media::is_index(&top_type) {
+            let idx = ImageIndex::from_reader(&top_bytes[..]).map_err(|e| BuildError::registry(format!("{r}: the registry sent an index tele cannot read: {e}"), ""))?;
+            let chosen = platform.choose(&idx).ok_or_else(|| crate::local_source::no_platform(r, platform, &idx))?;
+            let m = image::descriptor_blob(chosen).map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?;
+            let (bytes, d) = self.manifest_bytes(r, &by_digest(r, &m.digest), &auth).await?;
+            if d != m.digest {
+                return Err(BuildError::registry(format!("{r}: manifest {} arrived with digest {d}", m.digest), "try again; the registry sent wrong content"));
+            }
+            put(&bytes)?;
+            (m, bytes)
+        } else {
+            (top_blob.clone(), top_bytes)
+        };
+        let m = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| BuildError::registry(format!("{r}: the registry sent a manifest tele cannot read: {e}"), ""))?;
+        // The app's reference keeps its tag: pin to the index only when the app pinned one.
+        let top = if r.digest().is_some() { top_blob } else { manifest_blob.clone() };
+        let mut manifests = vec![top.clone()];
+        if top != manifest_blob {
+            manifests.push(manifest_blob);
+        }
+        Ok(ResolvedImage {
+            reference: r.clone(),
+            top,
+            platform: platform.clone(),
+            manifests,
+            content: image::manifest_content(&m).map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?,
+            origin: Origin::Registry,
+        })
+    }
+
+    /// Streams one blob into the store, verifying it; `progress` gets byte counts.
+    pub async fn fetch_blob(
+        &self,
+        r: &ImageRef,
+        blob: &Blob,
+        store: &BlobStore,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), BuildError> {
+        let reference = by_digest(r, &blob.digest);
+        let digest = blob.digest.to_string();
+        let mut last_err = None;
+        for _attempt in 0..3 {
+            // A ranged request for the whole blob: the store verifies the digest
+            // itself, so the client need not hash it a second time.
+            let length = (blob.size > 0).then_some(blob.size);
+            let stream = match self.client.pull_blob_stream_partial(&reference, digest.as_str(), 0, length).await {
+                Ok(BlobResponse::Full(s) | BlobResponse::Partial(s)) => s,
+                Err(e) => {
+                    last_err = Some(registry_error(r, &format!("fetch blob {} of", blob.digest), e));
+                    continue;
+                }
+            };
+            let mut w = store.writer().map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
+            let mut stream = stream.stream;
+            let mut failed = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        w.write_all(&bytes).map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
+                        progress(bytes.len() as u64);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                last_err = Some(BuildError::registry(
+                    format!("download of blob {} of {r} broke off: {e}", blob.digest),
+                    format!("check the connection to {}", r.registry()),
+                ));
+                continue;
+            }
+            return match w.commit(Some((&blob.digest, blob.size))) {
+                Ok(_) => Ok(()),
+                Err(crate::blob_store::IngestError::Io(e)) => Err(BuildError::io(store.path(&blob.digest), e)),
+                Err(e) => Err(BuildError::registry(
+                    format!("blob {} of {r} failed verification: {e}", blob.digest),
+                    "the registry sent corrupt content; nothing was stored. Try again or use another mirror",
+                )),
+            };
+        }
+        Err(last_err.expect("at least one attempt"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in ["localhost:5000", "127.0.0.1:5000", "127.0.0.1", "[::1]:5000", "localhost"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["docker.io", "registry.example.com:5000", "10.0.0.1:5000"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}

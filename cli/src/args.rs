@@ -1,0 +1,138 @@
+//! The command line, as clap parses it. Nothing here does any work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tele: one offline tarball for a Kubernetes application, installed anywhere.
+///
+/// Vendors run `tele build app.yaml` to pack the app, every image it needs
+/// (each layer stored once) and its resources into one tarball; admins copy it
+/// to machines without internet and run `./install` from it.
+#[derive(Debug, Parser)]
+#[command(name = "tele", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail (each image as it resolves).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// `text` for people; `json` prints one JSON document on stdout for CI.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output_format: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text, progress bars on a terminal.
+    Text,
+    /// One JSON document on stdout; progress and errors on stderr.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the bundle tarball of an app.
+    Build(BuildArgs),
+    /// List the images an app needs and where each is named, without fetching.
+    Images(ImagesArgs),
+    /// Show what a bundle holds, reading the tarball without extracting it.
+    Inspect(BundleArg),
+    /// Check every file and blob of a bundle (tarball or extracted directory).
+    Verify(BundleArg),
+    /// Work with container images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The app manifest (Gravity v2 format).
+    #[arg(default_value = "app.yaml")]
+    pub manifest: PathBuf,
+    /// Where to write the tarball [default: ./NAME-VERSION.tar].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Blob cache shared by all builds [default: $XDG_CACHE_HOME/tele or ~/.cache/tele].
+    #[arg(long, env = "TELE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// A local image source consulted before registries: oci:PATH (an OCI
+    /// image layout) or docker-archive:PATH (a `docker save` tar). Repeatable.
+    #[arg(long = "image-source", value_name = "KIND:PATH")]
+    pub image_sources: Vec<String>,
+    /// A registry reached over plain HTTP (loopback registries always are). Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Platform to take from multi-platform images.
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: String,
+    /// Parallel downloads.
+    #[arg(short, long, default_value_t = 8)]
+    pub jobs: usize,
+    /// Outer compression. Layers are already compressed, so `none` is usually best.
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    pub compression: CompressionArg,
+    /// The binary to pack as the bundle's `install` [default: this tele].
+    #[arg(long, value_name = "PATH")]
+    pub installer: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// A plain tar.
+    None,
+    /// zstd (level 3).
+    Zstd,
+    /// gzip (level 6).
+    Gzip,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The app manifest.
+    #[arg(default_value = "app.yaml")]
+    pub manifest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArg {
+    /// The bundle tarball (or, for verify, its extracted directory).
+    pub bundle: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Make a one-layer OCI image from a directory, deterministically.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// The directory whose files become the image's layer (its root is `/`).
+    pub dir: PathBuf,
+    /// The image's reference, e.g. example.com/hello:1.0.
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: String,
+    /// The OCI image layout to add the image to (created if missing).
+    #[arg(short, long, value_name = "LAYOUT")]
+    pub output: PathBuf,
+    /// A base image in the same layout whose layers come first (shared, not copied).
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// The image's entrypoint (repeat for each argument).
+    #[arg(long, allow_hyphen_values = true)]
+    pub entrypoint: Vec<String>,
+    /// The image's command (repeat for each argument: --cmd httpd --cmd -f).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+    /// An environment variable KEY=VALUE. Repeatable.
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Platform recorded in the image config.
+    #[arg(long, default_value = "linux/amd64")]
+    pub platform: String,
+}
