@@ -6,7 +6,14 @@ use std::process::ExitCode;
 use crate::args::OutputFormat;
 use crate::output::{Printer, EXIT_INPUT};
 
+/// Installs the bundle this binary sits in.
+#[derive(Debug, clap::Parser)]
+#[command(name = "install", version)]
+struct InstallCli {}
+
 pub fn run() -> ExitCode {
+    use clap::Parser;
+    let _ = InstallCli::parse();
     let p = Printer::new(false, false, OutputFormat::Text);
     let dir = match std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.to_path_buf())) {
         Some(d) => d,

@@ -1,0 +1,228 @@
+//! Real components for the end-to-end tests: Debian's docker-registry on a
+//! loopback port, images built with `tele image build` from busybox, pushed
+//! with skopeo, and the `tele` binary run as a user would run it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tele binary under test.
+pub fn tele() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tele"));
+    c.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
+    c
+}
+
+/// Runs a command, returning its output; panics when it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (does .ci/run install it?)"))
+}
+
+/// Runs a command that must succeed.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A docker-registry process on a loopback port, killed on drop.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// An anonymous registry.
+    pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that requires basic auth for `user:password`.
+    pub fn start_with_user(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(user: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((u, p)) = user {
+            let htpasswd = dir.path().join("htpasswd");
+            ok(Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args([u, p]));
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: tele-test\n    path: {}\n", htpasswd.display()));
+        }
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry must be installed (apt-get install docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start on {host}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, host, _dir: dir }
+    }
+
+    /// Pushes an image from an OCI layout (named `local` there) as `repo:tag`.
+    pub fn push(&self, layout: &Path, local: &str, repo_tag: &str, creds: Option<&str>) -> String {
+        let dest = format!("{}/{repo_tag}", self.host);
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(c2) = creds {
+            c.arg(format!("--dest-creds={c2}"));
+        }
+        c.arg(format!("oci:{}:{local}", layout.display())).arg(format!("docker://{dest}"));
+        ok(&mut c);
+        dest
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds test images into one OCI layout: a busybox base and apps on top.
+pub struct ImageFactory {
+    /// The layout.
+    pub layout: PathBuf,
+    work: PathBuf,
+}
+
+impl ImageFactory {
+    /// A factory writing into `dir/layout`.
+    pub fn new(dir: &Path) -> ImageFactory {
+        let layout = dir.join("layout");
+        let work = dir.join("image-src");
+        std::fs::create_dir_all(&work).unwrap();
+        ImageFactory { layout, work }
+    }
+
+    /// The base image: /bin/busybox and a few applets.
+    pub fn base(&self, reference: &str) -> &Self {
+        let root = self.work.join("busybox");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.is_file(), "busybox-static must be installed (apt-get install busybox-static)");
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "true", "echo", "cat"] {
+            let link = root.join("bin").join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink("busybox", link).unwrap();
+            }
+        }
+        self.build(&root, reference, None, &[]);
+        self
+    }
+
+    /// An app image: `files` (name, content) on top of `base`.
+    pub fn app(&self, reference: &str, base: Option<&str>, files: &[(&str, &[u8])]) -> &Self {
+        let root = self.work.join(reference.replace(['/', ':'], "_"));
+        std::fs::create_dir_all(&root).unwrap();
+        for (name, content) in files {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        self.build(&root, reference, base, &[]);
+        self
+    }
+
+    /// Runs `tele image build`.
+    pub fn build(&self, dir: &Path, reference: &str, base: Option<&str>, extra: &[&str]) {
+        let mut c = tele();
+        c.args(["image", "build"]).arg(dir).args(["--ref", reference, "-o"]).arg(&self.layout);
+        if let Some(b) = base {
+            c.args(["--base", b]);
+        }
+        c.args(extra);
+        ok(&mut c);
+    }
+}
+
+/// Writes an app directory: app.yaml with `images:` and the given resources.
+pub fn write_app(dir: &Path, name: &str, images: &[&str], resources: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut yaml = format!(
+        "apiVersion: bundle.gravitational.io/v2\nkind: Bundle\nmetadata:\n  name: {name}\n  resourceVersion: 1.0.0\n"
+    );
+    if !images.is_empty() {
+        yaml.push_str("images:\n");
+        for i in images {
+            yaml.push_str(&format!("  - {i}\n"));
+        }
+    }
+    let manifest = dir.join("app.yaml");
+    std::fs::write(&manifest, yaml).unwrap();
+    for (file, text) in resources {
+        let p = dir.join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    manifest
+}
+
+/// A Deployment resource using `image`.
+pub fn deployment(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: main\n          image: {image}\n"
+    )
+}
+
+/// Paths of every regular file in a tarball, in order.
+pub fn tar_files(tarball: &Path) -> Vec<String> {
+    let out = ok(Command::new("tar").arg("tf").arg(tarball));
+    stdout(&out).lines().filter(|l| !l.ends_with('/')).map(String::from).collect()
+}
+
+/// Extracts a tarball into `dest` with GNU tar, returning the bundle directory.
+pub fn extract(tarball: &Path, dest: &Path) -> PathBuf {
+    std::fs::create_dir_all(dest).unwrap();
+    ok(Command::new("tar").arg("xf").arg(tarball).arg("-C").arg(dest));
+    let top = std::fs::read_dir(dest).unwrap().next().unwrap().unwrap().path();
+    top
+}
+
+/// The JSON document a `--output-format json` command printed.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
+}
