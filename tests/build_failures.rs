@@ -1,0 +1,200 @@
+//! What users see when something is wrong: exit codes, FILE:LINE:COLUMN
+//! errors with hints, and no bundle left behind.
+
+mod support;
+
+use std::fs;
+use std::process::Command;
+
+use support::*;
+
+fn no_partial_files(dir: &std::path::Path) {
+    let left: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|n| !n.ends_with(".tar") && !n.contains(".partial-")), "left behind: {left:?}");
+}
+
+#[test]
+fn bad_manifest_is_reported_at_file_line_column_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(
+        app.join("app.yaml"),
+        "apiVersion: bundle.gravitational.io/v2\nkind: Bundle\nmetadata:\n  name: shop\n  resourceVersion: \"1.0\"\n  descripton: typo\nnodeProfiles:\n  - name: node\n    requirements:\n      ram:\n        min: lots\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let o = run(tele().current_dir(dir.path()).args(["build", "app/app.yaml", "-o", "out/shop.tar", "--cache-dir"]).arg(dir.path().join("c")));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("app/app.yaml:5:20:"), "resourceVersion position:\n{err}");
+    assert!(err.contains("app/app.yaml:6:3:") && err.contains("descripton") && err.contains("description"), "unknown field with suggestion:\n{err}");
+    assert!(err.contains("app/app.yaml:11:14:") && err.contains("lots"), "bad quantity:\n{err}");
+    assert!(err.contains("hint:"), "{err}");
+    no_partial_files(&out);
+
+    // A YAML syntax error.
+    fs::write(app.join("app.yaml"), "apiVersion: bundle.gravitational.io/v2\nkind: [Bundle\n").unwrap();
+    let o = run(tele().current_dir(dir.path()).args(["images", "app/app.yaml"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("error: app/app.yaml:"), "{}", stderr(&o));
+}
+
+#[test]
+fn unreachable_registry_exits_2_with_a_hint_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let manifest = write_app(&dir.path().join("app"), "shop", &[&format!("127.0.0.1:{port}/shop/web:1")], &[]);
+    let o = run(tele().args(["--output-format", "json", "build"]).arg(&manifest).arg("-o").arg(dir.path().join("shop.tar")).arg("--cache-dir").arg(dir.path().join("c")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("127.0.0.1:{port}/shop/web:1")) && err.contains("hint:"), "{err}");
+    let j = json(&o);
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["exitCode"], 2);
+    no_partial_files(dir.path());
+}
+
+#[test]
+fn missing_image_fails_the_build_and_leaves_no_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base("example.com/t/base:1");
+    let registry = Registry::start();
+    let present = registry.push(&f.layout, "example.com/t/base:1", "t/base:1", None);
+    let missing = format!("{}/t/nope:1", registry.host);
+    let manifest = write_app(&dir.path().join("app"), "shop", &[&present, &missing], &[]);
+    let o = run(tele().arg("build").arg(&manifest).arg("-o").arg(dir.path().join("shop.tar")).arg("--cache-dir").arg(dir.path().join("c")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&missing), "{}", stderr(&o));
+    no_partial_files(dir.path());
+}
+
+#[test]
+fn verify_names_each_tampered_file_and_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base("example.com/t/base:1");
+    let manifest = write_app(
+        &dir.path().join("app"),
+        "shop",
+        &["example.com/t/base:1"],
+        &[("web.yaml", &deployment("web", "example.com/t/base:1"))],
+    );
+    let out = dir.path().join("shop.tar");
+    ok(tele()
+        .arg("build")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("--image-source=oci:{}", f.layout.display()))
+        .arg("--cache-dir")
+        .arg(dir.path().join("c")));
+    let bundle = extract(&out, &dir.path().join("x"));
+    ok(tele().arg("verify").arg(&bundle));
+
+    // Change a resource and a layer, remove nothing else.
+    fs::write(bundle.join("resources/web.yaml"), "kind: Tampered\n").unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
+    let biggest = meta["blobs"].as_array().unwrap().iter().max_by_key(|b| b["size"].as_u64()).unwrap()["digest"].as_str().unwrap().to_string();
+    let blob = bundle.join("images/blobs/sha256").join(biggest.trim_start_matches("sha256:"));
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes[1000] ^= 0xff;
+    fs::write(&blob, bytes).unwrap();
+
+    let o = run(tele().arg("verify").arg(&bundle));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("resources/web.yaml"), "{err}");
+    assert!(err.contains(&biggest), "{err}");
+
+    // The same damage inside a tarball is found without extracting it.
+    let retarred = dir.path().join("retarred.tar");
+    ok(Command::new("tar").arg("cf").arg(&retarred).arg("-C").arg(dir.path().join("x")).arg("shop-1.0.0"));
+    let o = run(tele().arg("verify").arg(&retarred));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("resources/web.yaml") && stderr(&o).contains(&biggest), "{}", stderr(&o));
+
+    // The bundle's own installer refuses a damaged bundle before doing anything.
+    let o = run(&mut Command::new(bundle.join("install")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&biggest), "{}", stderr(&o));
+}
+
+#[test]
+fn killed_build_leaves_no_bundle_and_no_partial_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    // A 40 MB incompressible layer keeps the build busy long enough to be killed.
+    let mut data = vec![0u8; 40 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    f.app("example.com/t/big:1", None, &[("data.bin", &data)]);
+    let registry = Registry::start();
+    let r = registry.push(&f.layout, "example.com/t/big:1", "t/big:1", None);
+    let manifest = write_app(&dir.path().join("app"), "big", &[&r], &[]);
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+
+    for delay_ms in [150u64, 400, 900] {
+        let mut child = tele()
+            .arg("-q")
+            .arg("build")
+            .arg(&manifest)
+            .arg("-o")
+            .arg(out.join("big.tar"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let finished = child.wait().unwrap().success();
+        let bundle = out.join("big.tar");
+        if bundle.exists() {
+            // The build won the race: then the bundle must be whole.
+            assert!(finished || run(tele().arg("verify").arg(&bundle)).status.success());
+            ok(tele().arg("verify").arg(&bundle));
+            fs::remove_file(&bundle).unwrap();
+        }
+        // Only complete blobs carry digest names in the cache.
+        for e in fs::read_dir(cache.join("blobs/sha256")).into_iter().flatten() {
+            let p = e.unwrap().path();
+            let (d, _) = sha256_of(&p);
+            assert_eq!(d, p.file_name().unwrap().to_string_lossy(), "partial blob under a digest name");
+        }
+    }
+    // And the next build completes from what is left.
+    ok(tele().arg("build").arg(&manifest).arg("-o").arg(out.join("big.tar")).arg("--cache-dir").arg(&cache));
+    ok(tele().arg("verify").arg(out.join("big.tar")));
+}
+
+fn sha256_of(p: &std::path::Path) -> (String, u64) {
+    let o = ok(Command::new("sha256sum").arg(p));
+    (stdout(&o).split_whitespace().next().unwrap().to_string(), fs::metadata(p).unwrap().len())
+}
+
+#[test]
+fn images_lists_each_reference_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_app(
+        &dir.path().join("app"),
+        "shop",
+        &["nginx"],
+        &[("k8s/web.yaml", &deployment("web", "quay.io/org/web:2")), ("k8s/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  image: redis:7\n")],
+    );
+    let o = ok(tele().current_dir(manifest.parent().unwrap()).args(["images", "app.yaml"]));
+    let text = stdout(&o);
+    assert!(text.contains("docker.io/library/nginx:latest\n    app.yaml:7:5"), "{text}");
+    assert!(text.contains("quay.io/org/web:2\n    k8s/web.yaml:14:18"), "{text}");
+    assert!(!text.contains("redis"), "a ConfigMap value is not an image:\n{text}");
+    let j = json(&ok(tele().current_dir(manifest.parent().unwrap()).args(["--output-format", "json", "images", "app.yaml"])));
+    assert_eq!(j["images"].as_array().unwrap().len(), 2);
+}
