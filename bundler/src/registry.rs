@@ -64,16 +64,30 @@ fn credentials(host: &str) -> RegistryAuth {
 }
 
 fn registry_error(r: &ImageRef, what: &str, e: oci_client::errors::OciDistributionError) -> BuildError {
+    use oci_client::errors::OciDistributionError as E;
     let text = e.to_string();
-    let hint = if text.contains("401") || text.contains("403") || text.to_lowercase().contains("unauthorized") || text.to_lowercase().contains("denied") {
-        format!("log in to {} (docker login writes ~/.docker/config.json) or check the repository name", r.registry())
-    } else if text.to_lowercase().contains("not found") || text.contains("404") || text.contains("UNKNOWN") {
-        "check the image reference, or give the image locally with --image-source oci:PATH or docker-archive:PATH".to_string()
-    } else if text.to_lowercase().contains("http") && text.to_lowercase().contains("https") {
-        format!("if {} serves plain HTTP, pass --insecure-registry {}", r.registry(), r.registry())
-    } else {
-        format!("check that {} is reachable from this machine, or build offline with --image-source", r.registry())
+    let lower = text.to_lowercase();
+    let hint = match &e {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Some(format!(
+            "log in to {} (docker login writes ~/.docker/config.json, or configure a credential helper) and check the repository name",
+            r.registry()
+        )),
+        E::ImageManifestNotFoundError(_) => Some(
+            "check the image reference, or give the image locally with --image-source oci:PATH or docker-archive:PATH".to_string(),
+        ),
+        _ => None,
     };
+    let hint = hint.unwrap_or_else(|| {
+        if lower.contains("401") || lower.contains("403") || lower.contains("denied") || lower.contains("authoriz") {
+            format!("log in to {} (docker login writes ~/.docker/config.json) and check the repository name", r.registry())
+        } else if lower.contains("not found") || lower.contains("404") || lower.contains("unknown") {
+            "check the image reference, or give the image locally with --image-source oci:PATH or docker-archive:PATH".to_string()
+        } else if lower.contains("http") && lower.contains("https") || lower.contains("certificate") || lower.contains("tls") {
+            format!("if {} serves plain HTTP, pass --insecure-registry {}", r.registry(), r.registry())
+        } else {
+            format!("check that {} is reachable from this machine, or build offline with --image-source", r.registry())
+        }
+    });
     BuildError::registry(format!("failed to {what} {r}: {text}"), hint)
 }
 

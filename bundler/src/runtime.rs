@@ -1,0 +1,568 @@
+//! The Kubernetes runtime a bundle carries: Kubernetes itself and its node components.
+//!
+//! A runtime is a directory (or a `.tar`, `.tar.gz` or `.tar.zst` of one) holding
+//! `runtime.json` ([`RuntimeMeta`]) and the files it names, plus an OCI image layout
+//! `images/` with the system images (at least the pod sandbox, `pause`). Each
+//! [`Component`] is either one file (`path` + `sha256`, optionally fetched from a `url`)
+//! or one image (`image`). `scripts/build-runtime` makes one here from Debian's packages;
+//! the format is documented in `docs/runtime.md`.
+//!
+//! [`Runtime::load`] checks everything before a build packs it: the metadata, every
+//! file's sha256, that each image is in the layout; `url` components are fetched once
+//! into `<cache>/downloads/<sha256>` and verified there.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use tele_bundler::runtime::Runtime;
+//! let cache = Path::new("/root/.cache/tele");
+//! let dir = Runtime::default_path(cache, Some("1.20.2")).expect("run scripts/build-runtime");
+//! let runtime = Runtime::load(&dir, cache)?;
+//! for f in runtime.files() {
+//!     println!("{} <- {}", f.bundle_path, f.source.display());
+//! }
+//! # Ok::<(), tele_bundler::error::BuildError>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::net::IpAddr;
+use std::path::{Component as PathPart, Path, PathBuf};
+
+use tele_manifests::ImageRef;
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::BuildError;
+use crate::local_source::{CONTAINERD_NAME, REF_NAME};
+
+/// The `apiVersion` of the `runtime.json` this module reads.
+pub const API_VERSION: &str = "runtime.tele.dev/v1";
+/// The metadata file at the top of a runtime.
+pub const META_FILE: &str = "runtime.json";
+/// The OCI image layout inside a runtime that holds its system images.
+pub const IMAGES_DIR: &str = "images";
+/// Where a runtime's files go inside a bundle.
+pub const BUNDLE_DIR: &str = "runtime";
+
+/// A loaded, verified runtime.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    /// The runtime directory (the extracted copy when given as a tarball).
+    pub root: PathBuf,
+    /// Its `runtime.json`.
+    pub meta: RuntimeMeta,
+    /// Where each file component's bytes are: its `path` under `root`, or the download.
+    sources: BTreeMap<String, PathBuf>,
+}
+
+/// `runtime.json`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeMeta {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// A name for people, e.g. `kubernetes-1.20.2-debian`.
+    pub name: String,
+    /// The Kubernetes version, without a leading `v` (`1.20.2`).
+    pub kubernetes_version: String,
+    /// The platform of its binaries (`linux/amd64`), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Every file and image of the runtime.
+    pub components: Vec<Component>,
+}
+
+/// One binary or one image of a runtime.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Component {
+    /// `kubelet`, `etcd`, `cni-bridge`, `pause`, ...; unique in the runtime.
+    pub name: String,
+    /// The version the component itself reports (`v1.20.2`, `3.4.23`).
+    pub version: String,
+    /// Where the file is, relative to the runtime directory, `/`-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The file's sha256 (64 lowercase hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Where to download the file from when it is not in the directory (https, or
+    /// http on loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For an image component: its full reference, present in `images/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// For an image component: its manifest digest in `images/`, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Which nodes need it.
+    pub runs_on: RunsOn,
+    /// Where `version` comes from when the binary does not report one
+    /// (e.g. `package:containernetworking-plugins=1.1.1+ds1-3+b5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_source: Option<String>,
+}
+
+/// The nodes a component runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunsOn {
+    /// Control plane nodes only (etcd, kube-apiserver, ...).
+    ControlPlane,
+    /// Worker nodes only.
+    Worker,
+    /// Every node (kubelet, containerd, ...).
+    All,
+}
+
+/// A file to pack into the bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeFile {
+    /// Path in the bundle relative to its top directory, `/`-separated
+    /// (`runtime/bin/kubelet`).
+    pub bundle_path: String,
+    /// Where the bytes are now.
+    pub source: PathBuf,
+    /// File mode in the bundle: 0o755 for executables, 0o644 otherwise.
+    pub mode: u32,
+}
+
+impl Component {
+    /// True for an image component (`image` set), false for a file.
+    pub fn is_image(&self) -> bool {
+        self.image.is_some()
+    }
+}
+
+impl Runtime {
+    /// Loads and verifies the runtime at `path`, a directory or a tarball
+    /// (`.tar`, `.tar.gz`, `.tar.zst`; extracted once into
+    /// `cache_dir/runtime-unpacked/<sha256 of the tarball>/`).
+    ///
+    /// `url` components are fetched into `cache_dir/downloads/<sha256>` unless
+    /// already there; a download whose checksum differs is refused, naming the
+    /// file, and nothing of it is kept. Every file's sha256 is checked.
+    ///
+    /// Blocks on network I/O; do not call it from inside an async runtime.
+    pub fn load(path: &Path, cache_dir: &Path) -> Result<Runtime, BuildError> {
+        let meta_path = path.symlink_metadata().map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => BuildError::input(
+                format!("runtime {} does not exist", path.display()),
+                "make one with scripts/build-runtime, or give --runtime PATH (or --no-runtime for an app-only bundle)",
+            ),
+            _ => BuildError::io(path, e),
+        })?;
+        let root = if path.is_dir() {
+            path.to_path_buf()
+        } else if meta_path.is_file() || path.is_file() {
+            unpack_tarball(path, cache_dir)?
+        } else {
+            return Err(BuildError::input(
+                format!("runtime {} is neither a directory nor a tarball", path.display()),
+                "",
+            ));
+        };
+        let meta = read_meta(&root)?;
+        check_meta(&meta, &root)?;
+
+        let mut sources = BTreeMap::new();
+        let mut fetcher = None;
+        for c in meta.components.iter().filter(|c| !c.is_image()) {
+            let rel = c.path.clone().expect("checked: file components have a path");
+            let sha = c.sha256.as_deref().expect("checked: file components have a sha256");
+            let local = root.join(&rel);
+            let source = match &c.url {
+                Some(url) if !local.exists() => {
+                    let f = fetcher.get_or_insert_with(|| Fetcher::new(cache_dir));
+                    f.fetch(c, url, sha)?
+                }
+                _ => {
+                    verify_file(&local, c, sha)?;
+                    local
+                }
+            };
+            sources.insert(rel, source);
+        }
+        Ok(Runtime { root, meta, sources })
+    }
+
+    /// The runtime `scripts/build-runtime` made in the cache: `cache_dir/runtime/<version>`
+    /// (a leading `v` is ignored), or the newest complete one there when `version` is
+    /// `None`. Only directories holding `runtime.json` count.
+    pub fn default_path(cache_dir: &Path, version: Option<&str>) -> Option<PathBuf> {
+        let base = cache_dir.join("runtime");
+        let complete = |p: &Path| p.join(META_FILE).is_file();
+        if let Some(v) = version {
+            let p = base.join(v.trim_start_matches('v'));
+            return complete(&p).then_some(p);
+        }
+        fs::read_dir(&base)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let key = version_key(&name)?;
+                complete(&e.path()).then_some((key, e.path()))
+            })
+            .max()
+            .map(|(_, p)| p)
+    }
+
+    /// The files to pack under `runtime/` in the bundle: `runtime.json` and every
+    /// file component, sorted by bundle path. The images are not among them (see
+    /// [`Runtime::images`]).
+    pub fn files(&self) -> Vec<RuntimeFile> {
+        let mut files = vec![RuntimeFile {
+            bundle_path: format!("{BUNDLE_DIR}/{META_FILE}"),
+            source: self.root.join(META_FILE),
+            mode: 0o644,
+        }];
+        for (rel, source) in &self.sources {
+            files.push(RuntimeFile {
+                bundle_path: format!("{BUNDLE_DIR}/{rel}"),
+                source: source.clone(),
+                mode: if is_executable(source) { 0o755 } else { 0o644 },
+            });
+        }
+        files.sort_by(|a, b| a.bundle_path.cmp(&b.bundle_path));
+        files
+    }
+
+    /// The OCI layout holding the system images, and their references.
+    pub fn images(&self) -> (PathBuf, Vec<ImageRef>) {
+        let refs = self
+            .meta
+            .components
+            .iter()
+            .filter_map(|c| c.image.as_deref())
+            .map(|s| ImageRef::parse(s).expect("checked when loaded"))
+            .collect();
+        (self.root.join(IMAGES_DIR), refs)
+    }
+}
+
+/// Orders cache directory names that look like versions (`1.20.2`, `1.21.0-rc.1`).
+fn version_key(name: &str) -> Option<(Vec<u64>, String)> {
+    let core = name.split(['-', '+']).next()?;
+    let nums = core.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u64>>>()?;
+    // a release sorts after its pre-releases: "1.20.2" > "1.20.2-rc.1"
+    let pre = if core.len() == name.len() { "~".to_string() } else { name[core.len()..].to_string() };
+    Some((nums, pre))
+}
+
+/// Content-based, so the bundle does not depend on the file system's modes.
+fn is_executable(p: &Path) -> bool {
+    let mut head = [0u8; 4];
+    let n = File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")
+}
+
+fn read_meta(root: &Path) -> Result<RuntimeMeta, BuildError> {
+    let p = root.join(META_FILE);
+    let text = fs::read_to_string(&p).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => BuildError::input(
+            format!("{} is not a runtime: it has no {META_FILE}", root.display()),
+            "make one with scripts/build-runtime (see docs/runtime.md)",
+        ),
+        _ => BuildError::io(&p, e),
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        BuildError::input(
+            format!("{}:{}:{}: {e}", p.display(), e.line(), e.column()),
+            "see docs/runtime.md for the format of runtime.json",
+        )
+    })
+}
+
+fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
+    let file = root.join(META_FILE);
+    let bad = |msg: String| BuildError::input(format!("{}: {msg}", file.display()), "see docs/runtime.md");
+    if meta.api_version != API_VERSION {
+        return Err(bad(format!("apiVersion is `{}`, expected `{API_VERSION}`", meta.api_version)));
+    }
+    if meta.kubernetes_version.is_empty() {
+        return Err(bad("kubernetesVersion is empty".into()));
+    }
+    let mut names = BTreeSet::new();
+    let mut paths = BTreeSet::new();
+    let mut images = Vec::new();
+    for c in &meta.components {
+        let what = format!("component `{}`", c.name);
+        if c.name.is_empty() {
+            return Err(bad("a component has an empty name".into()));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(bad(format!("{what} appears twice")));
+        }
+        if c.version.is_empty() {
+            return Err(bad(format!("{what} has no version")));
+        }
+        if let Some(image) = &c.image {
+            if c.path.is_some() || c.url.is_some() || c.sha256.is_some() {
+                return Err(bad(format!("{what} is an image: it takes no path, url or sha256")));
+            }
+            let r = ImageRef::parse(image).map_err(|e| bad(format!("{what}: {e}")))?;
+            if let Some(d) = &c.digest {
+                d.parse::<Digest>().map_err(|e| bad(format!("{what}: {e}")))?;
+            }
+            images.push((c, r));
+            continue;
+        }
+        if c.digest.is_some() {
+            return Err(bad(format!("{what}: `digest` is for image components")));
+        }
+        let path = c.path.as_deref().ok_or_else(|| bad(format!("{what} has neither a path nor an image")))?;
+        check_rel_path(path).map_err(|m| bad(format!("{what}: path `{path}` {m}")))?;
+        if !paths.insert(path) {
+            return Err(bad(format!("{what}: path `{path}` is used by another component")));
+        }
+        let sha = c.sha256.as_deref().ok_or_else(|| bad(format!("{what} has no sha256")))?;
+        if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad(format!("{what}: sha256 `{sha}` is not 64 lowercase hex digits")));
+        }
+        if let Some(url) = &c.url {
+            check_url(url).map_err(|m| bad(format!("{what}: url `{url}` {m}")))?;
+        }
+    }
+    if !images.is_empty() {
+        check_images(root, &images)?;
+    }
+    Ok(())
+}
+
+fn check_rel_path(path: &str) -> Result<(), &'static str> {
+    let p = Path::new(path);
+    if path.is_empty() || path.contains('\\') || !p.components().all(|c| matches!(c, PathPart::Normal(_))) {
+        return Err("must be relative, '/'-separated, without `.` or `..`");
+    }
+    if path == META_FILE || p.starts_with(IMAGES_DIR) {
+        return Err("is reserved (runtime.json, images/)");
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+    let loopback = match u.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        "http" => Err("must be https (plain http is only allowed on loopback)".into()),
+        s => Err(format!("has scheme `{s}`; only https is supported")),
+    }
+}
+
+/// Every image component must be named in `images/index.json`.
+fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), BuildError> {
+    let index_path = root.join(IMAGES_DIR).join("index.json");
+    let text = fs::read_to_string(&index_path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => BuildError::input(
+            format!("runtime {} names images but has no OCI layout {IMAGES_DIR}/", root.display()),
+            "the runtime is incomplete; rebuild it with scripts/build-runtime",
+        ),
+        _ => BuildError::io(&index_path, e),
+    })?;
+    let index: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| BuildError::input(format!("{}: {e}", index_path.display()), "the layout is damaged"))?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    for (c, r) in images {
+        let full = r.to_string();
+        let found = entries.iter().find(|m| {
+            [CONTAINERD_NAME, REF_NAME]
+                .iter()
+                .any(|k| m["annotations"][k].as_str().is_some_and(|n| n == full || n == c.image.as_deref().unwrap_or("")))
+        });
+        let Some(entry) = found else {
+            return Err(BuildError::input(
+                format!("component `{}`: image {full} is not in {}", c.name, index_path.display()),
+                "add it to the runtime's layout (tele image build ... -o images) or fix runtime.json",
+            ));
+        };
+        if let Some(d) = &c.digest {
+            let got = entry["digest"].as_str().unwrap_or("");
+            if got != d {
+                return Err(BuildError::input(
+                    format!("component `{}`: image {full} has digest {got} in the layout, runtime.json says {d}", c.name),
+                    "the runtime was changed after runtime.json was written; rebuild it",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify_file(path: &Path, c: &Component, want: &str) -> Result<(), BuildError> {
+    let meta = path.symlink_metadata().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => BuildError::input(
+            format!("runtime file {} (component `{}`) is missing", path.display(), c.name),
+            "the runtime is incomplete; rebuild it with scripts/build-runtime",
+        ),
+        _ => BuildError::io(path, e),
+    })?;
+    if !meta.is_file() {
+        return Err(BuildError::input(
+            format!("runtime file {} (component `{}`) is not a regular file", path.display(), c.name),
+            "component files must be regular files, not links or directories",
+        ));
+    }
+    let f = File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let (got, _) = Digest::of_reader(BufReader::with_capacity(1 << 20, f)).map_err(|e| BuildError::io(path, e))?;
+    if got.hex() != want {
+        return Err(BuildError::input(
+            format!(
+                "runtime file {} (component `{}`) has sha256 {}, runtime.json says {want}",
+                path.display(),
+                c.name,
+                got.hex()
+            ),
+            "the runtime is damaged or was changed after runtime.json was written; rebuild it with scripts/build-runtime",
+        ));
+    }
+    Ok(())
+}
+
+/// Downloads `url` components into `<cache>/downloads/<sha256>`.
+struct Fetcher {
+    dir: PathBuf,
+    rt: Option<(tokio::runtime::Runtime, reqwest::Client)>,
+}
+
+impl Fetcher {
+    fn new(cache_dir: &Path) -> Fetcher {
+        Fetcher { dir: cache_dir.join("downloads"), rt: None }
+    }
+
+    fn fetch(&mut self, c: &Component, url: &str, sha: &str) -> Result<PathBuf, BuildError> {
+        let dest = self.dir.join(sha);
+        if dest.is_file() {
+            let f = File::open(&dest).map_err(|e| BuildError::io(&dest, e))?;
+            let (got, _) = Digest::of_reader(BufReader::new(f)).map_err(|e| BuildError::io(&dest, e))?;
+            if got.hex() == sha {
+                return Ok(dest);
+            }
+            // a damaged cache entry: fetch it again
+            fs::remove_file(&dest).map_err(|e| BuildError::io(&dest, e))?;
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| BuildError::io(&self.dir, e))?;
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| BuildError::io("tokio runtime", e))?;
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .user_agent(concat!("tele/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| BuildError::registry(format!("cannot set up an HTTP client: {e}"), ""))?;
+            self.rt = Some((rt, client));
+        }
+        let (rt, client) = self.rt.as_ref().expect("just set");
+        let what = format!("{} (component `{}`) from {url}", c.path.as_deref().unwrap_or("?"), c.name);
+        // the temporary file is deleted when dropped: a failed or bad download leaves nothing
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| BuildError::io(&self.dir, e))?;
+        let mut out = HashingWriter::new(io::BufWriter::new(tmp));
+        rt.block_on(async {
+            let mut resp = client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| BuildError::registry(format!("cannot download {what}: {e}"), "check the URL and the network"))?;
+            if !resp.status().is_success() {
+                return Err(BuildError::registry(
+                    format!("cannot download {what}: HTTP {}", resp.status()),
+                    "check the URL in runtime.json",
+                ));
+            }
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| BuildError::registry(format!("download of {what} broke off: {e}"), "try again"))?
+            {
+                out.write_all(&chunk).map_err(|e| BuildError::io(&self.dir, e))?;
+            }
+            Ok(())
+        })?;
+        let (got, _, w) = out.finish();
+        if got.hex() != sha {
+            return Err(BuildError::input(
+                format!("downloaded {what} has sha256 {}, runtime.json says {sha}; refused", got.hex()),
+                "the file at that URL is not the one runtime.json names: fix the url or the sha256",
+            ));
+        }
+        let tmp = w.into_inner().map_err(|e| BuildError::io(&self.dir, e.into_error()))?;
+        tmp.as_file().sync_all().map_err(|e| BuildError::io(tmp.path(), e))?;
+        tmp.persist(&dest).map_err(|e| BuildError::io(&dest, e.error))?;
+        Ok(dest)
+    }
+}
+
+/// Extracts a runtime tarball once into `cache_dir/runtime-unpacked/<sha256>/` (via a
+/// temporary directory renamed into place) and returns the runtime directory in it.
+fn unpack_tarball(path: &Path, cache_dir: &Path) -> Result<PathBuf, BuildError> {
+    let f = File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let (digest, _) = Digest::of_reader(BufReader::with_capacity(1 << 20, f)).map_err(|e| BuildError::io(path, e))?;
+    let base = cache_dir.join("runtime-unpacked");
+    let dest = base.join(digest.hex());
+    if !dest.is_dir() {
+        fs::create_dir_all(&base).map_err(|e| BuildError::io(&base, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&base)
+            .map_err(|e| BuildError::io(&base, e))?;
+        let mut f = BufReader::new(File::open(path).map_err(|e| BuildError::io(path, e))?);
+        let mut magic = [0u8; 4];
+        let n = f.read(&mut magic).map_err(|e| BuildError::io(path, e))?;
+        let head = io::Cursor::new(magic[..n].to_vec());
+        let reader: Box<dyn Read> = match &magic[..n] {
+            [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(head.chain(f))),
+            [0x28, 0xb5, 0x2f, 0xfd] => {
+                Box::new(zstd::stream::read::Decoder::new(head.chain(f)).map_err(|e| BuildError::io(path, e))?)
+            }
+            _ => Box::new(head.chain(f)),
+        };
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.unpack(tmp.path()).map_err(|e| {
+            BuildError::input(
+                format!("cannot extract runtime tarball {}: {e}", path.display()),
+                "give a .tar, .tar.gz or .tar.zst of a runtime directory",
+            )
+        })?;
+        let tmp = tmp.keep();
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_dir_all(&tmp);
+            // another build extracted the same tarball meanwhile
+            if !dest.is_dir() {
+                return Err(BuildError::io(&dest, e));
+            }
+        }
+    }
+    // runtime.json at the top, or in the tarball's single top directory
+    if dest.join(META_FILE).is_file() {
+        return Ok(dest);
+    }
+    let dirs: Vec<PathBuf> = fs::read_dir(&dest)
+        .map_err(|e| BuildError::io(&dest, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    match dirs.as_slice() {
+        [one] if one.join(META_FILE).is_file() => Ok(one.clone()),
+        _ => Err(BuildError::input(
+            format!("runtime tarball {} holds no {META_FILE}", path.display()),
+            "pack the runtime directory itself: tar cf runtime.tar -C <runtime dir> .",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
