@@ -14,7 +14,7 @@ use support::*;
 /// Three images sharing one busybox layer, pushed to a fresh registry.
 struct Fixture {
     dir: tempfile::TempDir,
-    registry: Registry,
+    _registry: Registry,
     refs: Vec<String>,
 }
 
@@ -22,15 +22,27 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let f = ImageFactory::new(dir.path());
     f.base("example.com/test/base:1")
-        .app("example.com/test/web:1", Some("example.com/test/base:1"), &[("www/index.html", b"<h1>web</h1>")])
-        .app("example.com/test/job:1", Some("example.com/test/base:1"), &[("job.sh", b"echo job")]);
+        .app(
+            "example.com/test/web:1",
+            Some("example.com/test/base:1"),
+            &[("www/index.html", b"<h1>web</h1>")],
+        )
+        .app(
+            "example.com/test/job:1",
+            Some("example.com/test/base:1"),
+            &[("job.sh", b"echo job")],
+        );
     let registry = Registry::start();
     let refs = vec![
         registry.push(&f.layout, "example.com/test/base:1", "test/base:1", None),
         registry.push(&f.layout, "example.com/test/web:1", "test/web:1", None),
         registry.push(&f.layout, "example.com/test/job:1", "test/job:1", None),
     ];
-    Fixture { dir, registry, refs }
+    Fixture {
+        dir,
+        _registry: registry,
+        refs,
+    }
 }
 
 fn app(f: &Fixture) -> std::path::PathBuf {
@@ -42,7 +54,10 @@ fn app(f: &Fixture) -> std::path::PathBuf {
         &f.dir.path().join("app"),
         "shop",
         &[&f.refs[0]],
-        &[("resources/web.yaml", &deployment("web", &f.refs[1])), ("resources/cron.yaml", &cron)],
+        &[
+            ("resources/web.yaml", &deployment("web", &f.refs[1])),
+            ("resources/cron.yaml", &cron),
+        ],
     )
 }
 
@@ -69,43 +84,82 @@ fn bundle_holds_every_image_once_and_skopeo_reads_each() {
 
     // Each blob is stored once although the busybox layer is in all three images.
     let files = tar_files(&out);
-    let blobs: Vec<&String> = files.iter().filter(|p| p.contains("/images/blobs/sha256/")).collect();
+    let blobs: Vec<&String> = files
+        .iter()
+        .filter(|p| p.contains("/images/blobs/sha256/"))
+        .collect();
     let unique: BTreeSet<&&String> = blobs.iter().collect();
-    assert_eq!(blobs.len(), unique.len(), "a blob appears twice in the tarball");
+    assert_eq!(
+        blobs.len(),
+        unique.len(),
+        "a blob appears twice in the tarball"
+    );
     let bundle = extract(&out, &f.dir.path().join("x"));
     assert_eq!(bundle.file_name().unwrap(), "shop-1.0.0");
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
     assert_eq!(meta["blobs"].as_array().unwrap().len(), blobs.len());
-    let per_image: usize = meta["images"].as_array().unwrap().iter().map(|i| i["blobs"].as_array().unwrap().len()).sum();
-    assert!(per_image > blobs.len(), "images share blobs, so the per-image count must exceed the unique count");
-    assert!(summary["bytesSavedBySharing"].as_u64().unwrap() > 1_000_000, "the busybox layer is shared");
+    let per_image: usize = meta["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["blobs"].as_array().unwrap().len())
+        .sum();
+    assert!(
+        per_image > blobs.len(),
+        "images share blobs, so the per-image count must exceed the unique count"
+    );
+    assert!(
+        summary["bytesSavedBySharing"].as_u64().unwrap() > 1_000_000,
+        "the busybox layer is shared"
+    );
 
     // skopeo, which no one here wrote, reads every image from the bundle's layout.
     for r in &f.refs {
-        let o = ok(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:{r}", bundle.join("images").display())));
+        let o = ok(Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:{r}", bundle.join("images").display())));
         let inspected: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let listed = meta["images"].as_array().unwrap().iter().find(|i| i["reference"] == r.as_str()).unwrap();
+        let listed = meta["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reference"] == r.as_str())
+            .unwrap();
         assert_eq!(inspected["Digest"], listed["digest"], "{r}");
     }
     // The layout entries carry both names.
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("images/index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(bundle.join("images/index.json")).unwrap()).unwrap();
     for entry in index["manifests"].as_array().unwrap() {
         let a = &entry["annotations"];
-        assert_eq!(a["org.opencontainers.image.ref.name"], a["io.containerd.image.name"]);
+        assert_eq!(
+            a["org.opencontainers.image.ref.name"],
+            a["io.containerd.image.name"]
+        );
     }
     // app.yaml pins its images by digest; resources are as given.
     let pinned = fs::read_to_string(bundle.join("app.yaml")).unwrap();
-    assert!(pinned.contains(&format!("{}@sha256:", f.refs[0])), "{pinned}");
+    assert!(
+        pinned.contains(&format!("{}@sha256:", f.refs[0])),
+        "{pinned}"
+    );
     assert_eq!(
         fs::read(bundle.join("resources/resources/web.yaml")).unwrap(),
         fs::read(manifest.parent().unwrap().join("resources/web.yaml")).unwrap()
     );
     let install = bundle.join("install");
-    assert!(std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&install).unwrap().permissions()) & 0o111 != 0);
+    assert!(
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&install).unwrap().permissions())
+            & 0o111
+            != 0
+    );
     ok(Command::new(&install).arg("--version").env("PATH", ""));
 
     // inspect reads the tarball; verify checks tarball and directory.
-    let o = ok(tele().args(["--output-format", "json", "inspect"]).arg(&out));
+    let o = ok(tele()
+        .args(["--output-format", "json", "inspect"])
+        .arg(&out));
     let i = json(&o);
     assert_eq!(i["name"], "shop");
     assert_eq!(i["uniqueBlobs"].as_u64().unwrap() as usize, blobs.len());
@@ -131,11 +185,22 @@ fn rebuild_fetches_nothing_and_is_byte_identical_even_with_another_cache() {
     assert!(stderr(&o).contains("nothing to fetch"), "{}", stderr(&o));
 
     let third = f.dir.path().join("3.tar");
-    let o = build(&manifest, &third, &f.dir.path().join("other-cache"), &["--jobs", "1"]);
+    let o = build(
+        &manifest,
+        &third,
+        &f.dir.path().join("other-cache"),
+        &["--jobs", "1"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let a = fs::read(&first).unwrap();
-    assert!(a == fs::read(&second).unwrap(), "rebuild from cache differs");
-    assert!(a == fs::read(&third).unwrap(), "build with another cache directory differs");
+    assert!(
+        a == fs::read(&second).unwrap(),
+        "rebuild from cache differs"
+    );
+    assert!(
+        a == fs::read(&third).unwrap(),
+        "build with another cache directory differs"
+    );
 
     // SOURCE_DATE_EPOCH sets every mtime.
     let stamped = f.dir.path().join("4.tar");
@@ -148,20 +213,36 @@ fn rebuild_fetches_nothing_and_is_byte_identical_even_with_another_cache() {
         .arg("--cache-dir")
         .arg(&cache));
     assert!(o.status.success(), "{}", stderr(&o));
-    let listing = stdout(&ok(Command::new("tar").args(["tvf"]).arg(&stamped).env("TZ", "UTC")));
-    assert!(listing.lines().all(|l| l.contains("2023-11-14 22:13")), "{listing}");
+    let listing = stdout(&ok(Command::new("tar")
+        .args(["tvf"])
+        .arg(&stamped)
+        .env("TZ", "UTC")));
+    assert!(
+        listing.lines().all(|l| l.contains("2023-11-14 22:13")),
+        "{listing}"
+    );
 }
 
 #[test]
 fn compressed_bundles_inspect_and_verify() {
     let f = fixture();
     let manifest = app(&f);
-    for (c, magic) in [("zstd", &[0x28u8, 0xb5, 0x2f, 0xfd][..]), ("gzip", &[0x1f, 0x8b][..])] {
+    for (c, magic) in [
+        ("zstd", &[0x28u8, 0xb5, 0x2f, 0xfd][..]),
+        ("gzip", &[0x1f, 0x8b][..]),
+    ] {
         let out = f.dir.path().join(format!("b.{c}"));
-        let o = build(&manifest, &out, &f.dir.path().join("cache"), &["--compression", c]);
+        let o = build(
+            &manifest,
+            &out,
+            &f.dir.path().join("cache"),
+            &["--compression", c],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(fs::read(&out).unwrap().starts_with(magic), "{c}");
-        let i = json(&ok(tele().args(["--output-format", "json", "inspect"]).arg(&out)));
+        let i = json(&ok(tele()
+            .args(["--output-format", "json", "inspect"])
+            .arg(&out)));
         assert_eq!(i["compression"], c);
         ok(tele().arg("verify").arg(&out));
     }
@@ -176,13 +257,21 @@ fn containerd_imports_the_bundle_images() {
     assert!(o.status.success(), "{}", stderr(&o));
     let bundle = extract(&out, &f.dir.path().join("x"));
     let images_tar = f.dir.path().join("images.tar");
-    ok(Command::new("tar").arg("cf").arg(&images_tar).arg("-C").arg(bundle.join("images")).arg("."));
+    ok(Command::new("tar")
+        .arg("cf")
+        .arg(&images_tar)
+        .arg("-C")
+        .arg(bundle.join("images"))
+        .arg("."));
 
     let containerd = Containerd::start(f.dir.path());
     ok(containerd.ctr().args(["images", "import"]).arg(&images_tar));
     let listed = stdout(&ok(containerd.ctr().args(["images", "ls", "-q"])));
     for r in &f.refs {
-        assert!(listed.lines().any(|l| l == r), "{r} missing from containerd's images:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l == r),
+            "{r} missing from containerd's images:\n{listed}"
+        );
     }
 }
 
@@ -211,17 +300,26 @@ impl Containerd {
             .expect("containerd must be installed (apt-get install containerd)");
         let c = Containerd { child, dir };
         for _ in 0..200 {
-            if c.ctr().arg("version").output().is_ok_and(|o| o.status.success()) {
+            if c.ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
                 return c;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("containerd did not start: {}", fs::read_to_string(c.dir.join("log")).unwrap_or_default());
+        panic!(
+            "containerd did not start: {}",
+            fs::read_to_string(c.dir.join("log")).unwrap_or_default()
+        );
     }
 
     fn ctr(&self) -> Command {
         let mut c = Command::new("ctr");
-        c.arg("-a").arg(self.dir.join("c.sock")).args(["-n", "tele-test"]);
+        c.arg("-a")
+            .arg(self.dir.join("c.sock"))
+            .args(["-n", "tele-test"]);
         c
     }
 }
@@ -230,7 +328,15 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-R").arg("-l").arg(self.dir.join("root")).output();
-        let _ = Command::new("umount").arg("-R").arg("-l").arg(self.dir.join("state")).output();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(self.dir.join("root"))
+            .output();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(self.dir.join("state"))
+            .output();
     }
 }

@@ -9,8 +9,15 @@ use std::process::Command;
 use support::*;
 
 fn no_partial_files(dir: &std::path::Path) {
-    let left: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(left.iter().all(|n| !n.ends_with(".tar") && !n.contains(".partial-")), "left behind: {left:?}");
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.ends_with(".tar") && !n.contains(".partial-")),
+        "left behind: {left:?}"
+    );
 }
 
 #[test]
@@ -25,31 +32,69 @@ fn bad_manifest_is_reported_at_file_line_column_with_exit_1() {
     .unwrap();
     let out = dir.path().join("out");
     fs::create_dir_all(&out).unwrap();
-    let o = run(tele().current_dir(dir.path()).args(["build", "app/app.yaml", "-o", "out/shop.tar", "--cache-dir"]).arg(dir.path().join("c")));
+    let o = run(tele()
+        .current_dir(dir.path())
+        .args(["build", "app/app.yaml", "-o", "out/shop.tar", "--cache-dir"])
+        .arg(dir.path().join("c")));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("app/app.yaml:5:20:"), "resourceVersion position:\n{err}");
-    assert!(err.contains("app/app.yaml:6:3:") && err.contains("descripton") && err.contains("description"), "unknown field with suggestion:\n{err}");
-    assert!(err.contains("app/app.yaml:11:14:") && err.contains("lots"), "bad quantity:\n{err}");
+    assert!(
+        err.contains("app/app.yaml:5:20:"),
+        "resourceVersion position:\n{err}"
+    );
+    assert!(
+        err.contains("app/app.yaml:6:3:")
+            && err.contains("descripton")
+            && err.contains("description"),
+        "unknown field with suggestion:\n{err}"
+    );
+    assert!(
+        err.contains("app/app.yaml:11:14:") && err.contains("lots"),
+        "bad quantity:\n{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
     no_partial_files(&out);
 
     // A YAML syntax error.
-    fs::write(app.join("app.yaml"), "apiVersion: bundle.gravitational.io/v2\nkind: [Bundle\n").unwrap();
-    let o = run(tele().current_dir(dir.path()).args(["images", "app/app.yaml"]));
+    fs::write(
+        app.join("app.yaml"),
+        "apiVersion: bundle.gravitational.io/v2\nkind: [Bundle\n",
+    )
+    .unwrap();
+    let o = run(tele()
+        .current_dir(dir.path())
+        .args(["images", "app/app.yaml"]));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("error: app/app.yaml:"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: app/app.yaml:"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn unreachable_registry_exits_2_with_a_hint_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let manifest = write_app(&dir.path().join("app"), "shop", &[&format!("127.0.0.1:{port}/shop/web:1")], &[]);
-    let o = run(tele().args(["--output-format", "json", "build"]).arg(&manifest).arg("-o").arg(dir.path().join("shop.tar")).arg("--cache-dir").arg(dir.path().join("c")));
+    let manifest = write_app(
+        &dir.path().join("app"),
+        "shop",
+        &[&format!("127.0.0.1:{port}/shop/web:1")],
+        &[],
+    );
+    let o = run(tele()
+        .args(["--output-format", "json", "build"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(dir.path().join("shop.tar"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("c")));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains(&format!("127.0.0.1:{port}/shop/web:1")) && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/shop/web:1")) && err.contains("hint:"),
+        "{err}"
+    );
     let j = json(&o);
     assert_eq!(j["ok"], false);
     assert_eq!(j["exitCode"], 2);
@@ -65,7 +110,13 @@ fn missing_image_fails_the_build_and_leaves_no_bundle() {
     let present = registry.push(&f.layout, "example.com/t/base:1", "t/base:1", None);
     let missing = format!("{}/t/nope:1", registry.host);
     let manifest = write_app(&dir.path().join("app"), "shop", &[&present, &missing], &[]);
-    let o = run(tele().arg("build").arg(&manifest).arg("-o").arg(dir.path().join("shop.tar")).arg("--cache-dir").arg(dir.path().join("c")));
+    let o = run(tele()
+        .arg("build")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(dir.path().join("shop.tar"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("c")));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains(&missing), "{}", stderr(&o));
     no_partial_files(dir.path());
@@ -96,9 +147,20 @@ fn verify_names_each_tampered_file_and_blob() {
 
     // Change a resource and a layer, remove nothing else.
     fs::write(bundle.join("resources/web.yaml"), "kind: Tampered\n").unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
-    let biggest = meta["blobs"].as_array().unwrap().iter().max_by_key(|b| b["size"].as_u64()).unwrap()["digest"].as_str().unwrap().to_string();
-    let blob = bundle.join("images/blobs/sha256").join(biggest.trim_start_matches("sha256:"));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
+    let biggest = meta["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|b| b["size"].as_u64())
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = bundle
+        .join("images/blobs/sha256")
+        .join(biggest.trim_start_matches("sha256:"));
     let mut bytes = fs::read(&blob).unwrap();
     bytes[1000] ^= 0xff;
     fs::write(&blob, bytes).unwrap();
@@ -111,10 +173,19 @@ fn verify_names_each_tampered_file_and_blob() {
 
     // The same damage inside a tarball is found without extracting it.
     let retarred = dir.path().join("retarred.tar");
-    ok(Command::new("tar").arg("cf").arg(&retarred).arg("-C").arg(dir.path().join("x")).arg("shop-1.0.0"));
+    ok(Command::new("tar")
+        .arg("cf")
+        .arg(&retarred)
+        .arg("-C")
+        .arg(dir.path().join("x"))
+        .arg("shop-1.0.0"));
     let o = run(tele().arg("verify").arg(&retarred));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("resources/web.yaml") && stderr(&o).contains(&biggest), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resources/web.yaml") && stderr(&o).contains(&biggest),
+        "{}",
+        stderr(&o)
+    );
 
     // The bundle's own installer refuses a damaged bundle before doing anything.
     let o = run(&mut Command::new(bundle.join("install")));
@@ -165,20 +236,36 @@ fn killed_build_leaves_no_bundle_and_no_partial_blob() {
             fs::remove_file(&bundle).unwrap();
         }
         // Only complete blobs carry digest names in the cache.
-        for e in fs::read_dir(cache.join("blobs/sha256")).into_iter().flatten() {
+        for e in fs::read_dir(cache.join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+        {
             let p = e.unwrap().path();
             let (d, _) = sha256_of(&p);
-            assert_eq!(d, p.file_name().unwrap().to_string_lossy(), "partial blob under a digest name");
+            assert_eq!(
+                d,
+                p.file_name().unwrap().to_string_lossy(),
+                "partial blob under a digest name"
+            );
         }
     }
     // And the next build completes from what is left.
-    ok(tele().arg("build").arg(&manifest).arg("-o").arg(out.join("big.tar")).arg("--cache-dir").arg(&cache));
+    ok(tele()
+        .arg("build")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(out.join("big.tar"))
+        .arg("--cache-dir")
+        .arg(&cache));
     ok(tele().arg("verify").arg(out.join("big.tar")));
 }
 
 fn sha256_of(p: &std::path::Path) -> (String, u64) {
     let o = ok(Command::new("sha256sum").arg(p));
-    (stdout(&o).split_whitespace().next().unwrap().to_string(), fs::metadata(p).unwrap().len())
+    (
+        stdout(&o).split_whitespace().next().unwrap().to_string(),
+        fs::metadata(p).unwrap().len(),
+    )
 }
 
 #[test]
@@ -188,13 +275,35 @@ fn images_lists_each_reference_with_file_and_line() {
         &dir.path().join("app"),
         "shop",
         &["nginx"],
-        &[("k8s/web.yaml", &deployment("web", "quay.io/org/web:2")), ("k8s/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  image: redis:7\n")],
+        &[
+            ("k8s/web.yaml", &deployment("web", "quay.io/org/web:2")),
+            (
+                "k8s/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  image: redis:7\n",
+            ),
+        ],
     );
-    let o = ok(tele().current_dir(manifest.parent().unwrap()).args(["images", "app.yaml"]));
+    let o = ok(tele()
+        .current_dir(manifest.parent().unwrap())
+        .args(["images", "app.yaml"]));
     let text = stdout(&o);
-    assert!(text.contains("docker.io/library/nginx:latest\n    app.yaml:7:5"), "{text}");
-    assert!(text.contains("quay.io/org/web:2\n    k8s/web.yaml:14:18"), "{text}");
-    assert!(!text.contains("redis"), "a ConfigMap value is not an image:\n{text}");
-    let j = json(&ok(tele().current_dir(manifest.parent().unwrap()).args(["--output-format", "json", "images", "app.yaml"])));
+    assert!(
+        text.contains("docker.io/library/nginx:latest\n    app.yaml:7:5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quay.io/org/web:2\n    k8s/web.yaml:14:18"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("redis"),
+        "a ConfigMap value is not an image:\n{text}"
+    );
+    let j = json(&ok(tele().current_dir(manifest.parent().unwrap()).args([
+        "--output-format",
+        "json",
+        "images",
+        "app.yaml",
+    ])));
     assert_eq!(j["images"].as_array().unwrap().len(), 2);
 }

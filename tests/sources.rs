@@ -17,7 +17,11 @@ fn bundle_meta(tarball: &Path, dir: &Path) -> serde_json::Value {
 }
 
 fn sha256_hex(p: &Path) -> String {
-    stdout(&ok(Command::new("sha256sum").arg(p))).split_whitespace().next().unwrap().to_string()
+    stdout(&ok(Command::new("sha256sum").arg(p)))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// A `docker save` archive in the classic layout (manifest.json, config, layer.tar).
@@ -28,7 +32,12 @@ fn docker_archive(dir: &Path, repo_tag: &str) -> std::path::PathBuf {
     fs::write(layer_src.join("etc/motd"), "saved by docker\n").unwrap();
     fs::create_dir_all(root.join("abc123")).unwrap();
     let layer = root.join("abc123/layer.tar");
-    ok(Command::new("tar").arg("cf").arg(&layer).arg("-C").arg(&layer_src).arg("etc"));
+    ok(Command::new("tar")
+        .arg("cf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&layer_src)
+        .arg("etc"));
     let diff_id = sha256_hex(&layer);
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#
@@ -36,11 +45,18 @@ fn docker_archive(dir: &Path, repo_tag: &str) -> std::path::PathBuf {
     fs::write(root.join("cfg.json"), &config).unwrap();
     fs::write(
         root.join("manifest.json"),
-        format!(r#"[{{"Config":"cfg.json","RepoTags":["{repo_tag}"],"Layers":["abc123/layer.tar"]}}]"#),
+        format!(
+            r#"[{{"Config":"cfg.json","RepoTags":["{repo_tag}"],"Layers":["abc123/layer.tar"]}}]"#
+        ),
     )
     .unwrap();
     let archive = dir.join("saved.tar");
-    ok(Command::new("tar").arg("cf").arg(&archive).arg("-C").arg(&root).args(["manifest.json", "cfg.json", "abc123"]));
+    ok(Command::new("tar")
+        .arg("cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&root)
+        .args(["manifest.json", "cfg.json", "abc123"]));
     archive
 }
 
@@ -65,13 +81,28 @@ fn offline_build_from_a_docker_archive_and_an_oci_layout() {
         .arg(&out)
         .arg("--cache-dir")
         .arg(dir.path().join("c"))
-        .arg(format!("--image-source=docker-archive:{}", archive.display()))
+        .arg(format!(
+            "--image-source=docker-archive:{}",
+            archive.display()
+        ))
         .arg(format!("--image-source=oci:{}", f.layout.display())));
     let summary = json(&o);
-    let sources: Vec<String> = summary["images"].as_array().unwrap().iter().map(|i| i["source"].as_str().unwrap().to_string()).collect();
-    assert!(sources.iter().any(|s| s.starts_with("docker-archive:")) && sources.iter().any(|s| s.starts_with("oci:")), "{sources:?}");
+    let sources: Vec<String> = summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["source"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        sources.iter().any(|s| s.starts_with("docker-archive:"))
+            && sources.iter().any(|s| s.starts_with("oci:")),
+        "{sources:?}"
+    );
     let bundle = extract(&out, &dir.path().join("x"));
-    let o = ok(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:docker.io/legacy/tool:2", bundle.join("images").display())));
+    let o = ok(Command::new("skopeo").arg("inspect").arg(format!(
+        "oci:{}:docker.io/legacy/tool:2",
+        bundle.join("images").display()
+    )));
     let inspected: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 1);
     ok(tele().arg("verify").arg(&out));
@@ -83,7 +114,12 @@ fn registry_credentials_come_from_docker_config_or_a_credential_helper() {
     let f = ImageFactory::new(dir.path());
     f.base("example.com/t/base:1");
     let registry = Registry::start_with_user("alice", "s3cret");
-    let r = registry.push(&f.layout, "example.com/t/base:1", "private/base:1", Some("alice:s3cret"));
+    let r = registry.push(
+        &f.layout,
+        "example.com/t/base:1",
+        "private/base:1",
+        Some("alice:s3cret"),
+    );
     let manifest = write_app(&dir.path().join("app"), "private", &[&r], &[]);
     let build = |docker_config: &Path, path: &str| {
         run(tele()
@@ -109,7 +145,14 @@ fn registry_credentials_come_from_docker_config_or_a_credential_helper() {
     let with_auth = dir.path().join("auth");
     fs::create_dir_all(&with_auth).unwrap();
     // base64("alice:s3cret")
-    fs::write(with_auth.join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#, registry.host)).unwrap();
+    fs::write(
+        with_auth.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
     let o = build(&with_auth, &path);
     assert!(o.status.success(), "{}", stderr(&o));
     fs::remove_file(dir.path().join("p.tar")).unwrap();
@@ -122,12 +165,19 @@ fn registry_credentials_come_from_docker_config_or_a_credential_helper() {
     fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
     let with_helper = dir.path().join("helper");
     fs::create_dir_all(&with_helper).unwrap();
-    fs::write(with_helper.join("config.json"), format!(r#"{{"credHelpers":{{"{}":"teletest"}}}}"#, registry.host)).unwrap();
+    fs::write(
+        with_helper.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"teletest"}}}}"#, registry.host),
+    )
+    .unwrap();
     let o = build(&with_helper, &format!("{}:{path}", helper_dir.display()));
     assert!(o.status.success(), "{}", stderr(&o));
     // The password never reaches the bundle.
     let bytes = fs::read(dir.path().join("p.tar")).unwrap();
-    assert!(!bytes.windows(6).any(|w| w == b"s3cret"), "credentials written into the bundle");
+    assert!(
+        !bytes.windows(6).any(|w| w == b"s3cret"),
+        "credentials written into the bundle"
+    );
 }
 
 #[test]
@@ -140,10 +190,16 @@ fn multi_platform_index_resolves_to_the_requested_platform() {
         let root = src.join(arch);
         fs::create_dir_all(&root).unwrap();
         fs::write(root.join("arch"), arch).unwrap();
-        f.build(&root, &format!("example.com/t/multi:{arch}"), None, &["--platform", &format!("linux/{arch}")]);
+        f.build(
+            &root,
+            &format!("example.com/t/multi:{arch}"),
+            None,
+            &["--platform", &format!("linux/{arch}")],
+        );
     }
     // An index over both platform manifests, added to the layout by hand.
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(f.layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.layout.join("index.json")).unwrap()).unwrap();
     let mut children = Vec::new();
     for m in index["manifests"].as_array().unwrap() {
         digests.push(m["digest"].as_str().unwrap().to_string());
@@ -159,14 +215,28 @@ fn multi_platform_index_resolves_to_the_requested_platform() {
         "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"), "size": multi.len(),
         "annotations": {"org.opencontainers.image.ref.name": "example.com/t/multi:1"}
     }));
-    fs::write(f.layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(
+        f.layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
     let registry = Registry::start();
     let dest = format!("{}/t/multi:1", registry.host);
-    ok(Command::new("skopeo").args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]).arg(format!("oci:{}:example.com/t/multi:1", f.layout.display())).arg(format!("docker://{dest}")));
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:example.com/t/multi:1", f.layout.display()))
+        .arg(format!("docker://{dest}")));
 
     let manifest = write_app(&dir.path().join("app"), "multi", &[&dest], &[]);
     let build = |platform: &str, out: &str| {
-        run(tele().arg("build").arg(&manifest).arg("-o").arg(dir.path().join(out)).arg("--cache-dir").arg(dir.path().join("c")).args(["--platform", platform]))
+        run(tele()
+            .arg("build")
+            .arg(&manifest)
+            .arg("-o")
+            .arg(dir.path().join(out))
+            .arg("--cache-dir")
+            .arg(dir.path().join("c"))
+            .args(["--platform", platform]))
     };
     let o = build("linux/arm64", "arm.tar");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -181,16 +251,29 @@ fn multi_platform_index_resolves_to_the_requested_platform() {
 
     let o = build("linux/s390x", "none.tar");
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("linux/amd64, linux/arm64"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("linux/amd64, linux/arm64"),
+        "{}",
+        stderr(&o)
+    );
 
     // Pinned to the index digest: the index itself is what the layout names.
     let pinned = format!("{}/t/multi@sha256:{hex}", registry.host);
     let manifest = write_app(&dir.path().join("app2"), "pinned", &[&pinned], &[]);
     let out = dir.path().join("pinned.tar");
-    ok(tele().arg("build").arg(&manifest).arg("-o").arg(&out).arg("--cache-dir").arg(dir.path().join("c")));
+    ok(tele()
+        .arg("build")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(dir.path().join("c")));
     let bundle = extract(&out, &dir.path().join("xp"));
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
     assert_eq!(meta["images"][0]["digest"], format!("sha256:{hex}"));
-    ok(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:{pinned}", bundle.join("images").display())));
+    ok(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{pinned}", bundle.join("images").display())));
     ok(tele().arg("verify").arg(&bundle));
 }

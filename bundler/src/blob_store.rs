@@ -65,7 +65,10 @@ impl BlobStore {
     pub fn in_layout(layout: &Path) -> io::Result<BlobStore> {
         let blobs = layout.join("blobs").join("sha256");
         fs::create_dir_all(&blobs)?;
-        Ok(BlobStore { tmp: blobs.clone(), blobs })
+        Ok(BlobStore {
+            tmp: blobs.clone(),
+            blobs,
+        })
     }
 
     /// Where the blob lives (whether or not it is present).
@@ -80,7 +83,10 @@ impl BlobStore {
 
     /// Size of the blob when present.
     pub fn size_of(&self, digest: &Digest) -> Option<u64> {
-        fs::metadata(self.path(digest)).ok().filter(|m| m.is_file()).map(|m| m.len())
+        fs::metadata(self.path(digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 
     /// Starts writing a new blob; nothing is visible until [`BlobWriter::commit`].
@@ -159,7 +165,9 @@ impl Write for BlobWriter {
 }
 
 fn remove_stale_temp_files(tmp: &Path) {
-    let Ok(entries) = fs::read_dir(tmp) else { return };
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
     let now = SystemTime::now();
     for entry in entries.flatten() {
         let old = entry
@@ -206,7 +214,12 @@ mod tests {
         let mut w = store.writer().unwrap();
         w.write_all(b"half a layer").unwrap();
         drop(w);
-        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 }

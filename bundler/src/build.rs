@@ -109,7 +109,10 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
     }
     if !opts.installer.is_file() {
         return Err(BuildError::input(
-            format!("installer binary {} does not exist", opts.installer.display()),
+            format!(
+                "installer binary {} does not exist",
+                opts.installer.display()
+            ),
             "give an existing tele binary with --installer PATH",
         ));
     }
@@ -119,20 +122,37 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         .build()
         .map_err(|e| BuildError::io("tokio runtime", e))?;
     let registries = Registries::new(
-        &set.images.keys().map(|r| r.registry().to_string()).collect(),
+        &set.images
+            .keys()
+            .map(|r| r.registry().to_string())
+            .collect(),
         &opts.insecure_registries,
     );
     let jobs = opts.jobs.max(1);
 
-    let images: Vec<ResolvedImage> = runtime.block_on(resolve_all(&set, opts, &registries, &store, reporter, jobs))?;
-    let (fetched, fetched_bytes, cached) = runtime.block_on(fetch_all(&images, &registries, &store, reporter, jobs))?;
+    let images: Vec<ResolvedImage> =
+        runtime.block_on(resolve_all(&set, opts, &registries, &store, reporter, jobs))?;
+    let (fetched, fetched_bytes, cached) =
+        runtime.block_on(fetch_all(&images, &registries, &store, reporter, jobs))?;
     drop(runtime);
 
-    let output = opts.output.clone().unwrap_or_else(|| default_output(&manifest, opts.compression));
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&manifest, opts.compression));
     let top = top_dir(&manifest);
     let mut meta = bundle_meta(&manifest, &images, &store, opts)?;
     let files = bundle_files(&manifest, &set, &images, opts)?;
-    let bundle_bytes = write_bundle(&output, opts.compression, opts.mtime, &top, &files, &mut meta, &store, reporter)?;
+    let bundle_bytes = write_bundle(
+        &output,
+        opts.compression,
+        opts.mtime,
+        &top,
+        &files,
+        &mut meta,
+        &store,
+        reporter,
+    )?;
 
     Ok(BuildSummary {
         name: meta.name.clone(),
@@ -150,7 +170,9 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
             .collect(),
         blobs: meta.blobs.len(),
         blob_bytes: meta.unique_blob_bytes(),
-        bytes_saved_by_sharing: meta.bytes_without_sharing().saturating_sub(meta.unique_blob_bytes()),
+        bytes_saved_by_sharing: meta
+            .bytes_without_sharing()
+            .saturating_sub(meta.unique_blob_bytes()),
         blobs_fetched: fetched,
         bytes_fetched: fetched_bytes,
         blobs_cached: cached,
@@ -215,7 +237,10 @@ async fn fetch_all(
     }
     let cached = all.len() - need.len();
     if need.is_empty() {
-        reporter.note(&format!("all {} blobs are already in the cache: nothing to fetch", all.len()));
+        reporter.note(&format!(
+            "all {} blobs are already in the cache: nothing to fetch",
+            all.len()
+        ));
         return Ok((0, 0, cached));
     }
     let bytes: u64 = need.values().map(|(b, _)| b.size).sum();
@@ -256,13 +281,20 @@ fn bundle_meta(
     let mut blobs = BTreeSet::new();
     for image in images {
         for b in image.blobs() {
-            blobs.insert(BlobInfo { digest: b.digest.clone(), size: b.size });
+            blobs.insert(BlobInfo {
+                digest: b.digest.clone(),
+                size: b.size,
+            });
         }
     }
     for b in &blobs {
         if !store.has(&b.digest, b.size) {
             return Err(BuildError::input(
-                format!("blob {} is missing from the cache {}", b.digest, opts.cache_dir.display()),
+                format!(
+                    "blob {} is missing from the cache {}",
+                    b.digest,
+                    opts.cache_dir.display()
+                ),
                 "another process removed it while building; run the build again",
             ));
         }
@@ -273,7 +305,9 @@ fn bundle_meta(
         version: manifest.metadata.version.to_string(),
         description: manifest.metadata.description.clone(),
         tele_version: env!("CARGO_PKG_VERSION").into(),
-        installer: InstallerInfo { linkage: crate::elf::linkage(&opts.installer).into() },
+        installer: InstallerInfo {
+            linkage: crate::elf::linkage(&opts.installer).into(),
+        },
         images: images
             .iter()
             .map(|i| ImageInfo {
@@ -320,17 +354,22 @@ pub fn layout_index(images: &[ResolvedImage]) -> Vec<u8> {
 
 /// The manifest text with each of its own image fields pinned by digest.
 pub fn pinned_manifest(manifest: &Manifest, set: &ImageSet, images: &[ResolvedImage]) -> String {
-    let digests: BTreeMap<&ImageRef, &ResolvedImage> = images.iter().map(|i| (&i.reference, i)).collect();
+    let digests: BTreeMap<&ImageRef, &ResolvedImage> =
+        images.iter().map(|i| (&i.reference, i)).collect();
     let mut edits = Vec::new();
     for (r, uses) in &set.images {
-        let Some(image) = digests.get(r) else { continue };
+        let Some(image) = digests.get(r) else {
+            continue;
+        };
         let pinned = r.with_digest(&image.top.digest.to_string()).to_string();
         for u in uses {
             if u.origin.location.file != manifest.path {
                 continue;
             }
             let span = u.origin.span.clone();
-            let Some(text) = manifest.text.get(span.clone()) else { continue };
+            let Some(text) = manifest.text.get(span.clone()) else {
+                continue;
+            };
             let bare = text.trim_matches(|c| c == '"' || c == '\'');
             // Only rewrite a span that really holds this image's reference.
             if bare.parse::<ImageRef>().is_ok_and(|p| p == *r) {
@@ -354,21 +393,45 @@ fn bundle_files(
     opts: &BuildOptions,
 ) -> Result<Vec<BundleFile>, BuildError> {
     let mut files = vec![
-        BundleFile { path: "app.yaml".into(), content: Content::Bytes(pinned_manifest(manifest, set, images).into_bytes()), mode: 0o644 },
-        BundleFile { path: "install".into(), content: Content::File(opts.installer.clone()), mode: 0o755 },
+        BundleFile {
+            path: "app.yaml".into(),
+            content: Content::Bytes(pinned_manifest(manifest, set, images).into_bytes()),
+            mode: 0o644,
+        },
+        BundleFile {
+            path: "install".into(),
+            content: Content::File(opts.installer.clone()),
+            mode: 0o755,
+        },
         BundleFile {
             path: "images/oci-layout".into(),
             content: Content::Bytes(b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec()),
             mode: 0o644,
         },
-        BundleFile { path: "images/index.json".into(), content: Content::Bytes(layout_index(images)), mode: 0o644 },
+        BundleFile {
+            path: "images/index.json".into(),
+            content: Content::Bytes(layout_index(images)),
+            mode: 0o644,
+        },
     ];
-    let resources: BTreeSet<&PathBuf> = set.resource_files.iter().chain(set.hook_files.iter()).collect();
+    let resources: BTreeSet<&PathBuf> = set
+        .resource_files
+        .iter()
+        .chain(set.hook_files.iter())
+        .collect();
     for rel in resources {
         let src = manifest.dir.join(rel);
         let mode = resource_mode(&src)?;
-        let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-        files.push(BundleFile { path: format!("resources/{rel}"), content: Content::File(src), mode });
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        files.push(BundleFile {
+            path: format!("resources/{rel}"),
+            content: Content::File(src),
+            mode,
+        });
     }
     Ok(files)
 }
@@ -376,5 +439,9 @@ fn bundle_files(
 fn resource_mode(p: &Path) -> Result<u32, BuildError> {
     use std::os::unix::fs::PermissionsExt;
     let m = std::fs::metadata(p).map_err(|e| BuildError::io(p, e))?;
-    Ok(if m.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 })
+    Ok(if m.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    })
 }

@@ -76,8 +76,15 @@ fn walk_tar(
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = entry.path().map_err(|e| bad_bundle(path, e))?.to_string_lossy().into_owned();
-        let rel = name.split_once('/').map(|(_, r)| r.to_string()).unwrap_or_default();
+        let name = entry
+            .path()
+            .map_err(|e| bad_bundle(path, e))?
+            .to_string_lossy()
+            .into_owned();
+        let rel = name
+            .split_once('/')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default();
         let size = entry.size();
         visit(&rel, &mut entry, size).map_err(|e| bad_bundle(path, e))?;
     }
@@ -105,7 +112,9 @@ pub fn inspect(path: &Path) -> Result<Inspection, BuildError> {
     let meta = parse_meta(path, meta_bytes)?;
     let unique_blob_bytes: u64 = blobs.values().sum();
     Ok(Inspection {
-        bytes_saved_by_sharing: meta.bytes_without_sharing().saturating_sub(unique_blob_bytes),
+        bytes_saved_by_sharing: meta
+            .bytes_without_sharing()
+            .saturating_sub(unique_blob_bytes),
         meta,
         compression,
         unique_blobs: blobs.len(),
@@ -142,7 +151,11 @@ pub fn verify(path: &Path) -> Result<Verification, BuildError> {
                 continue;
             }
             let rel = entry.path().strip_prefix(&top).expect("under top");
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             let p: PathBuf = entry.path().to_path_buf();
             if rel == BUNDLE_JSON {
                 meta_bytes = Some(std::fs::read(&p).map_err(|e| BuildError::io(&p, e))?);
@@ -173,10 +186,16 @@ fn compare(meta: &BundleMeta, mut seen: BTreeMap<String, (Digest, u64)>) -> Veri
         v.files_checked += 1;
         match seen.remove(&f.path) {
             None => v.problems.push(format!("{}: missing", f.path)),
-            Some((_, n)) if n != f.size => v.problems.push(format!("{}: size is {n} bytes, bundle.json says {}", f.path, f.size)),
-            Some((d, _)) if d.hex() != f.sha256 => {
-                v.problems.push(format!("{}: sha256 is {}, bundle.json says {}", f.path, d.hex(), f.sha256))
-            }
+            Some((_, n)) if n != f.size => v.problems.push(format!(
+                "{}: size is {n} bytes, bundle.json says {}",
+                f.path, f.size
+            )),
+            Some((d, _)) if d.hex() != f.sha256 => v.problems.push(format!(
+                "{}: sha256 is {}, bundle.json says {}",
+                f.path,
+                d.hex(),
+                f.sha256
+            )),
             Some(_) => {}
         }
     }
@@ -185,13 +204,20 @@ fn compare(meta: &BundleMeta, mut seen: BTreeMap<String, (Digest, u64)>) -> Veri
         let rel = format!("images/blobs/sha256/{}", b.digest.hex());
         match seen.remove(&rel) {
             None => v.problems.push(format!("blob {}: missing", b.digest)),
-            Some((d, _)) if d != b.digest => v.problems.push(format!("blob {}: corrupt, its content hashes to {d}", b.digest)),
-            Some((_, n)) if n != b.size => v.problems.push(format!("blob {}: size is {n} bytes, bundle.json says {}", b.digest, b.size)),
+            Some((d, _)) if d != b.digest => v.problems.push(format!(
+                "blob {}: corrupt, its content hashes to {d}",
+                b.digest
+            )),
+            Some((_, n)) if n != b.size => v.problems.push(format!(
+                "blob {}: size is {n} bytes, bundle.json says {}",
+                b.digest, b.size
+            )),
             Some(_) => {}
         }
     }
     for extra in seen.keys() {
-        v.problems.push(format!("{extra}: not listed in bundle.json"));
+        v.problems
+            .push(format!("{extra}: not listed in bundle.json"));
     }
     v
 }

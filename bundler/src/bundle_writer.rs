@@ -59,7 +59,11 @@ pub fn write_bundle(
                 .map_err(|e| BuildError::io(p, e))?,
         };
         sizes.push(size);
-        meta.files.push(FileInfo { path: f.path.clone(), size, sha256: sha.hex().to_string() });
+        meta.files.push(FileInfo {
+            path: f.path.clone(),
+            size,
+            sha256: sha.hex().to_string(),
+        });
     }
     meta.files.sort_by(|a, b| a.path.cmp(&b.path));
     let meta_json = meta.to_json();
@@ -71,13 +75,18 @@ pub fn write_bundle(
         entries.insert(f.path.clone(), Entry::File(f, *size));
     }
     for b in &meta.blobs {
-        entries.insert(format!("images/blobs/sha256/{}", b.digest.hex()), Entry::Blob(b));
+        entries.insert(
+            format!("images/blobs/sha256/{}", b.digest.hex()),
+            Entry::Blob(b),
+        );
     }
     let paths: Vec<String> = entries.keys().cloned().collect();
     for p in paths {
         let mut dir = Path::new(&p).parent();
         while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            entries.entry(d.to_string_lossy().into_owned()).or_insert(Entry::Dir);
+            entries
+                .entry(d.to_string_lossy().into_owned())
+                .or_insert(Entry::Dir);
             dir = d.parent();
         }
     }
@@ -89,7 +98,10 @@ pub fn write_bundle(
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&out_dir).map_err(|e| BuildError::io(&out_dir, e))?;
-    let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}.partial-"))
         .tempfile_in(&out_dir)
@@ -114,15 +126,18 @@ pub fn write_bundle(
                 }
                 Content::File(p) => tar.add_file(&full, f.mode, p, *size, &mut advance),
             },
-            Entry::Blob(b) => tar.add_file(&full, 0o644, &store.path(&b.digest), b.size, &mut advance),
+            Entry::Blob(b) => {
+                tar.add_file(&full, 0o644, &store.path(&b.digest), b.size, &mut advance)
+            }
         }
         .map_err(io_err)?;
     }
     let file = tar.finish().map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     drop(file);
-    tmp_path.persist(output).map_err(|e| BuildError::io(output, e.error))?;
+    tmp_path
+        .persist(output)
+        .map_err(|e| BuildError::io(output, e.error))?;
     reporter.finish(Stage::Write);
     Ok(len)
 }
-

@@ -6,7 +6,9 @@ use std::path::Path;
 /// `static`, `dynamic`, or `unknown` for what is not a 64-bit little-endian ELF.
 pub fn linkage(path: &Path) -> &'static str {
     let mut head = vec![0u8; 64 * 1024];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
     let h = &head[..n];
     if h.len() < 64 || &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
         return "unknown";
@@ -32,6 +34,9 @@ mod tests {
     fn the_test_binary_itself_is_recognised() {
         let me = std::env::current_exe().unwrap();
         assert_ne!(super::linkage(&me), "unknown");
-        assert_eq!(super::linkage(std::path::Path::new("/etc/hostname")), "unknown");
+        assert_eq!(
+            super::linkage(std::path::Path::new("/etc/hostname")),
+            "unknown"
+        );
     }
 }

@@ -40,17 +40,26 @@ pub enum BuildError {
 impl BuildError {
     /// Bad input, with a hint.
     pub fn input(message: impl Into<String>, hint: impl Into<String>) -> BuildError {
-        BuildError::Input { message: message.into(), hint: hint.into() }
+        BuildError::Input {
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
 
     /// A registry or network failure, with a hint.
     pub fn registry(message: impl Into<String>, hint: impl Into<String>) -> BuildError {
-        BuildError::Registry { message: message.into(), hint: hint.into() }
+        BuildError::Registry {
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
 
     /// A file system failure on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> BuildError {
-        BuildError::Io { path: path.as_ref().to_path_buf(), source }
+        BuildError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// What the user can do, when there is something to say.

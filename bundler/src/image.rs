@@ -74,7 +74,9 @@ impl Platform {
                     variant: Some(variant.to_string()),
                 })
             }
-            _ => Err(format!("`{s}` is not a platform: expected OS/ARCH[/VARIANT], e.g. linux/amd64")),
+            _ => Err(format!(
+                "`{s}` is not a platform: expected OS/ARCH[/VARIANT], e.g. linux/amd64"
+            )),
         }
     }
 
@@ -215,7 +217,14 @@ pub fn declared_media_type(bytes: &[u8]) -> Option<String> {
     }
     let p: Probe = serde_json::from_slice(bytes).ok()?;
     p.media_type.or_else(|| {
-        Some(if p.manifests.is_some() { media::OCI_INDEX } else { media::OCI_MANIFEST }.into())
+        Some(
+            if p.manifests.is_some() {
+                media::OCI_INDEX
+            } else {
+                media::OCI_MANIFEST
+            }
+            .into(),
+        )
     })
 }
 
@@ -226,7 +235,13 @@ mod tests {
     #[test]
     fn platform_parses_with_and_without_variant() {
         assert_eq!(Platform::parse("linux/amd64").unwrap(), Platform::default());
-        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().variant.as_deref(), Some("v8"));
+        assert_eq!(
+            Platform::parse("linux/arm64/v8")
+                .unwrap()
+                .variant
+                .as_deref(),
+            Some("v8")
+        );
         assert!(Platform::parse("amd64").is_err());
         assert!(Platform::parse("linux/").is_err());
     }

@@ -90,7 +90,11 @@ pub fn copy_layout_blob(layout: &Path, blob: &Blob, store: &BlobStore) -> Result
     io::copy(&mut f, &mut w).map_err(|e| BuildError::io(&src, e))?;
     w.commit(Some((&blob.digest, blob.size))).map_err(|e| {
         BuildError::input(
-            format!("blob {} in oci:{} is corrupt: {e}", blob.digest, layout.display()),
+            format!(
+                "blob {} in oci:{} is corrupt: {e}",
+                blob.digest,
+                layout.display()
+            ),
             "recreate the layout; its files no longer match their digests",
         )
     })?;
@@ -102,7 +106,10 @@ fn read_layout_blob(layout: &Path, d: &Digest) -> Result<Vec<u8>, BuildError> {
     let bytes = fs::read(&p).map_err(|e| BuildError::io(&p, e))?;
     if Digest::of_bytes(&bytes) != *d {
         return Err(BuildError::input(
-            format!("blob {d} in oci:{} does not match its digest", layout.display()),
+            format!(
+                "blob {d} in oci:{} does not match its digest",
+                layout.display()
+            ),
             "recreate the layout; its files no longer match their digests",
         ));
     }
@@ -110,7 +117,9 @@ fn read_layout_blob(layout: &Path, d: &Digest) -> Result<Vec<u8>, BuildError> {
 }
 
 fn names_of(d: &oci_spec::image::Descriptor) -> Vec<String> {
-    let Some(a) = d.annotations() else { return vec![] };
+    let Some(a) = d.annotations() else {
+        return vec![];
+    };
     [REF_NAME, CONTAINERD_NAME]
         .iter()
         .filter_map(|k| a.get(*k).cloned())
@@ -138,13 +147,23 @@ fn resolve_from_layout(
     let top = match (by_name, r.digest()) {
         (Some(d), _) => image::descriptor_blob(d).map_err(|e| BuildError::input(e, ""))?,
         (None, Some(digest)) => {
-            let Ok(digest) = digest.parse::<Digest>() else { return Ok(None) };
-            let Some(size) = fs::metadata(layout.join("blobs/sha256").join(digest.hex())).ok().map(|m| m.len()) else {
+            let Ok(digest) = digest.parse::<Digest>() else {
+                return Ok(None);
+            };
+            let Some(size) = fs::metadata(layout.join("blobs/sha256").join(digest.hex()))
+                .ok()
+                .map(|m| m.len())
+            else {
                 return Ok(None);
             };
             let bytes = read_layout_blob(layout, &digest)?;
-            let media_type = image::declared_media_type(&bytes).unwrap_or_else(|| media::OCI_MANIFEST.into());
-            Blob { digest, size, media_type }
+            let media_type =
+                image::declared_media_type(&bytes).unwrap_or_else(|| media::OCI_MANIFEST.into());
+            Blob {
+                digest,
+                size,
+                media_type,
+            }
         }
         (None, None) => return Ok(None),
     };
@@ -155,21 +174,36 @@ fn resolve_from_layout(
     }
     let mut manifests = vec![];
     let top_bytes = read_layout_blob(layout, &top.digest)?;
-    store.put_bytes(&top_bytes).map_err(|e| BuildError::io(store.path(&top.digest), e))?;
+    store
+        .put_bytes(&top_bytes)
+        .map_err(|e| BuildError::io(store.path(&top.digest), e))?;
     manifests.push(top.clone());
     let manifest_bytes = if image::media::is_index(&top.media_type) {
-        let idx = ImageIndex::from_reader(&top_bytes[..]).map_err(|e| BuildError::input(format!("{r}: bad index in oci:{}: {e}", layout.display()), ""))?;
-        let chosen = platform.choose(&idx).ok_or_else(|| no_platform(r, platform, &idx))?;
+        let idx = ImageIndex::from_reader(&top_bytes[..]).map_err(|e| {
+            BuildError::input(
+                format!("{r}: bad index in oci:{}: {e}", layout.display()),
+                "",
+            )
+        })?;
+        let chosen = platform
+            .choose(&idx)
+            .ok_or_else(|| no_platform(r, platform, &idx))?;
         let m = image::descriptor_blob(chosen).map_err(|e| BuildError::input(e, ""))?;
         let bytes = read_layout_blob(layout, &m.digest)?;
-        store.put_bytes(&bytes).map_err(|e| BuildError::io(store.path(&m.digest), e))?;
+        store
+            .put_bytes(&bytes)
+            .map_err(|e| BuildError::io(store.path(&m.digest), e))?;
         manifests.push(m);
         bytes
     } else {
         top_bytes
     };
-    let m = ImageManifest::from_reader(&manifest_bytes[..])
-        .map_err(|e| BuildError::input(format!("{r}: bad manifest in oci:{}: {e}", layout.display()), ""))?;
+    let m = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
+        BuildError::input(
+            format!("{r}: bad manifest in oci:{}: {e}", layout.display()),
+            "",
+        )
+    })?;
     Ok(Some(ResolvedImage {
         reference: r.clone(),
         top,
@@ -183,7 +217,10 @@ fn resolve_from_layout(
 /// The error for an index without the wanted platform.
 pub fn no_platform(r: &ImageRef, platform: &Platform, idx: &ImageIndex) -> BuildError {
     BuildError::input(
-        format!("{r} has no image for platform {platform} (it offers: {})", Platform::offered(idx)),
+        format!(
+            "{r} has no image for platform {platform} (it offers: {})",
+            Platform::offered(idx)
+        ),
         "choose one of the offered platforms with --platform",
     )
 }
@@ -208,7 +245,10 @@ fn clean(p: &Path) -> String {
             _ => {}
         }
     }
-    out.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join("/")
+    out.iter()
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn archive_err(path: &Path, e: impl std::fmt::Display) -> BuildError {
@@ -237,7 +277,9 @@ fn resolve_from_docker_archive(
         let name = clean(&entry.path().map_err(|e| archive_err(path, e))?);
         if name == "manifest.json" {
             let mut s = Vec::new();
-            entry.read_to_end(&mut s).map_err(|e| archive_err(path, e))?;
+            entry
+                .read_to_end(&mut s)
+                .map_err(|e| archive_err(path, e))?;
             manifest_json = Some(s);
         } else if entry.header().entry_type().is_symlink() {
             if let Ok(Some(target)) = entry.link_name() {
@@ -247,8 +289,10 @@ fn resolve_from_docker_archive(
             }
         }
     }
-    let manifest_json = manifest_json.ok_or_else(|| archive_err(path, "no manifest.json inside"))?;
-    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&manifest_json).map_err(|e| archive_err(path, format!("manifest.json: {e}")))?;
+    let manifest_json =
+        manifest_json.ok_or_else(|| archive_err(path, "no manifest.json inside"))?;
+    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&manifest_json)
+        .map_err(|e| archive_err(path, format!("manifest.json: {e}")))?;
     let Some(entry) = entries.iter().find(|e| {
         e.repo_tags
             .iter()
@@ -261,7 +305,10 @@ fn resolve_from_docker_archive(
         let p = clean(Path::new(p));
         links.get(&p).cloned().unwrap_or(p)
     };
-    let wanted: Vec<String> = std::iter::once(&entry.config).chain(entry.layers.iter()).map(|p| real(p)).collect();
+    let wanted: Vec<String> = std::iter::once(&entry.config)
+        .chain(entry.layers.iter())
+        .map(|p| real(p))
+        .collect();
     let wanted_set: BTreeSet<&String> = wanted.iter().collect();
 
     // Second pass: copy config and layers into the cache, hashing as they go.
@@ -271,7 +318,10 @@ fn resolve_from_docker_archive(
     for e in archive.entries().map_err(|e| archive_err(path, e))? {
         let mut e = e.map_err(|e| archive_err(path, e))?;
         let name = clean(&e.path().map_err(|err| archive_err(path, err))?);
-        if !wanted_set.contains(&name) || found.contains_key(&name) || !e.header().entry_type().is_file() {
+        if !wanted_set.contains(&name)
+            || found.contains_key(&name)
+            || !e.header().entry_type().is_file()
+        {
             continue;
         }
         let mut w = store.writer().map_err(|err| BuildError::io(path, err))?;
@@ -283,12 +333,25 @@ fn resolve_from_docker_archive(
         found.insert(name, (d, size, n == 2 && head == [0x1f, 0x8b]));
     }
     let blob = |p: &String, media_type: &str| -> Result<Blob, BuildError> {
-        let (digest, size, gz) = found.get(p).ok_or_else(|| archive_err(path, format!("{p} is named in manifest.json but missing")))?;
-        let media_type = if media_type == media::OCI_LAYER_TAR && *gz { media::OCI_LAYER_GZIP } else { media_type };
-        Ok(Blob { digest: digest.clone(), size: *size, media_type: media_type.into() })
+        let (digest, size, gz) = found.get(p).ok_or_else(|| {
+            archive_err(path, format!("{p} is named in manifest.json but missing"))
+        })?;
+        let media_type = if media_type == media::OCI_LAYER_TAR && *gz {
+            media::OCI_LAYER_GZIP
+        } else {
+            media_type
+        };
+        Ok(Blob {
+            digest: digest.clone(),
+            size: *size,
+            media_type: media_type.into(),
+        })
     };
     let config = blob(&wanted[0], media::OCI_CONFIG)?;
-    let layers = wanted[1..].iter().map(|p| blob(p, media::OCI_LAYER_TAR)).collect::<Result<Vec<_>, _>>()?;
+    let layers = wanted[1..]
+        .iter()
+        .map(|p| blob(p, media::OCI_LAYER_TAR))
+        .collect::<Result<Vec<_>, _>>()?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
@@ -296,8 +359,14 @@ fn resolve_from_docker_archive(
         "layers": layers,
     });
     let bytes = serde_json::to_vec(&manifest).expect("json");
-    let digest = store.put_bytes(&bytes).map_err(|e| BuildError::io(path, e))?;
-    let top = Blob { digest, size: bytes.len() as u64, media_type: media::OCI_MANIFEST.into() };
+    let digest = store
+        .put_bytes(&bytes)
+        .map_err(|e| BuildError::io(path, e))?;
+    let top = Blob {
+        digest,
+        size: bytes.len() as u64,
+        media_type: media::OCI_MANIFEST.into(),
+    };
     let mut content = vec![config];
     content.extend(layers);
     Ok(Some(ResolvedImage {

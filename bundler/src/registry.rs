@@ -24,7 +24,13 @@ pub struct Registries {
 
 /// True for hosts that only this machine can serve (plain HTTP is allowed there).
 pub fn is_loopback(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let name = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
     let name = name.trim_start_matches('[').trim_end_matches(']');
     name == "localhost" || name.starts_with("127.") || name == "::1"
 }
@@ -46,13 +52,19 @@ fn by_digest(r: &ImageRef, d: &Digest) -> Reference {
 /// Credentials for a registry host from the docker config, or anonymous.
 fn credentials(host: &str) -> RegistryAuth {
     let candidates: Vec<&str> = if host == "docker.io" || host == "index.docker.io" {
-        vec!["https://index.docker.io/v1/", "index.docker.io", "docker.io"]
+        vec![
+            "https://index.docker.io/v1/",
+            "index.docker.io",
+            "docker.io",
+        ]
     } else {
         vec![host]
     };
     for c in candidates {
         match docker_credential::get_credential(c) {
-            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => return RegistryAuth::Basic(u, p),
+            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
+                return RegistryAuth::Basic(u, p)
+            }
             // Registries that hand out identity tokens (ACR, for one) accept them as the password.
             Ok(docker_credential::DockerCredential::IdentityToken(t)) => {
                 return RegistryAuth::Basic("00000000-0000-0000-0000-000000000000".into(), t)
@@ -63,7 +75,11 @@ fn credentials(host: &str) -> RegistryAuth {
     RegistryAuth::Anonymous
 }
 
-fn registry_error(r: &ImageRef, what: &str, e: oci_client::errors::OciDistributionError) -> BuildError {
+fn registry_error(
+    r: &ImageRef,
+    what: &str,
+    e: oci_client::errors::OciDistributionError,
+) -> BuildError {
     use oci_client::errors::OciDistributionError as E;
     let text = e.to_string();
     let lower = text.to_lowercase();
@@ -103,10 +119,17 @@ impl Registries {
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..Default::default()
         };
-        Registries { client: Client::new(config) }
+        Registries {
+            client: Client::new(config),
+        }
     }
 
-    async fn manifest_bytes(&self, r: &ImageRef, reference: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, Digest), BuildError> {
+    async fn manifest_bytes(
+        &self,
+        r: &ImageRef,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<(Vec<u8>, Digest), BuildError> {
         let (bytes, digest) = self
             .client
             .pull_manifest_raw(reference, auth, &media::ACCEPTED)
@@ -123,7 +146,12 @@ impl Registries {
     }
 
     /// Resolves `r` to the blobs of its `platform` image; the manifests go into `store`.
-    pub async fn resolve(&self, r: &ImageRef, platform: &Platform, store: &BlobStore) -> Result<ResolvedImage, BuildError> {
+    pub async fn resolve(
+        &self,
+        r: &ImageRef,
+        platform: &Platform,
+        store: &BlobStore,
+    ) -> Result<ResolvedImage, BuildError> {
         let auth = credentials(r.registry());
         let (top_bytes, top_digest) = self.manifest_bytes(r, &to_reference(r), &auth).await?;
         if let Some(want) = r.digest() {
@@ -134,26 +162,57 @@ impl Registries {
                 ));
             }
         }
-        let put = |bytes: &[u8]| store.put_bytes(bytes).map_err(|e| BuildError::io(store.path(&Digest::of_bytes(bytes)), e));
+        let put = |bytes: &[u8]| {
+            store
+                .put_bytes(bytes)
+                .map_err(|e| BuildError::io(store.path(&Digest::of_bytes(bytes)), e))
+        };
         put(&top_bytes)?;
-        let top_type = image::declared_media_type(&top_bytes).unwrap_or_else(|| media::OCI_MANIFEST.into());
-        let top_blob = Blob { digest: top_digest, size: top_bytes.len() as u64, media_type: top_type.clone() };
+        let top_type =
+            image::declared_media_type(&top_bytes).unwrap_or_else(|| media::OCI_MANIFEST.into());
+        let top_blob = Blob {
+            digest: top_digest,
+            size: top_bytes.len() as u64,
+            media_type: top_type.clone(),
+        };
         let (manifest_blob, manifest_bytes) = if media::is_index(&top_type) {
-            let idx = ImageIndex::from_reader(&top_bytes[..]).map_err(|e| BuildError::registry(format!("{r}: the registry sent an index tele cannot read: {e}"), ""))?;
-            let chosen = platform.choose(&idx).ok_or_else(|| crate::local_source::no_platform(r, platform, &idx))?;
-            let m = image::descriptor_blob(chosen).map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?;
-            let (bytes, d) = self.manifest_bytes(r, &by_digest(r, &m.digest), &auth).await?;
+            let idx = ImageIndex::from_reader(&top_bytes[..]).map_err(|e| {
+                BuildError::registry(
+                    format!("{r}: the registry sent an index tele cannot read: {e}"),
+                    "",
+                )
+            })?;
+            let chosen = platform
+                .choose(&idx)
+                .ok_or_else(|| crate::local_source::no_platform(r, platform, &idx))?;
+            let m = image::descriptor_blob(chosen)
+                .map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?;
+            let (bytes, d) = self
+                .manifest_bytes(r, &by_digest(r, &m.digest), &auth)
+                .await?;
             if d != m.digest {
-                return Err(BuildError::registry(format!("{r}: manifest {} arrived with digest {d}", m.digest), "try again; the registry sent wrong content"));
+                return Err(BuildError::registry(
+                    format!("{r}: manifest {} arrived with digest {d}", m.digest),
+                    "try again; the registry sent wrong content",
+                ));
             }
             put(&bytes)?;
             (m, bytes)
         } else {
             (top_blob.clone(), top_bytes)
         };
-        let m = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| BuildError::registry(format!("{r}: the registry sent a manifest tele cannot read: {e}"), ""))?;
+        let m = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
+            BuildError::registry(
+                format!("{r}: the registry sent a manifest tele cannot read: {e}"),
+                "",
+            )
+        })?;
         // The app's reference keeps its tag: pin to the index only when the app pinned one.
-        let top = if r.digest().is_some() { top_blob } else { manifest_blob.clone() };
+        let top = if r.digest().is_some() {
+            top_blob
+        } else {
+            manifest_blob.clone()
+        };
         let mut manifests = vec![top.clone()];
         if top != manifest_blob {
             manifests.push(manifest_blob);
@@ -163,7 +222,8 @@ impl Registries {
             top,
             platform: platform.clone(),
             manifests,
-            content: image::manifest_content(&m).map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?,
+            content: image::manifest_content(&m)
+                .map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?,
             origin: Origin::Registry,
         })
     }
@@ -183,20 +243,31 @@ impl Registries {
             // A ranged request for the whole blob: the store verifies the digest
             // itself, so the client need not hash it a second time.
             let length = (blob.size > 0).then_some(blob.size);
-            let stream = match self.client.pull_blob_stream_partial(&reference, digest.as_str(), 0, length).await {
+            let stream = match self
+                .client
+                .pull_blob_stream_partial(&reference, digest.as_str(), 0, length)
+                .await
+            {
                 Ok(BlobResponse::Full(s) | BlobResponse::Partial(s)) => s,
                 Err(e) => {
-                    last_err = Some(registry_error(r, &format!("fetch blob {} of", blob.digest), e));
+                    last_err = Some(registry_error(
+                        r,
+                        &format!("fetch blob {} of", blob.digest),
+                        e,
+                    ));
                     continue;
                 }
             };
-            let mut w = store.writer().map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
+            let mut w = store
+                .writer()
+                .map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
             let mut stream = stream.stream;
             let mut failed = None;
             while let Some(chunk) = stream.next().await {
                 match chunk {
                     Ok(bytes) => {
-                        w.write_all(&bytes).map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
+                        w.write_all(&bytes)
+                            .map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
                         progress(bytes.len() as u64);
                     }
                     Err(e) => {
@@ -231,7 +302,13 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_recognised() {
-        for h in ["localhost:5000", "127.0.0.1:5000", "127.0.0.1", "[::1]:5000", "localhost"] {
+        for h in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.0.0.1",
+            "[::1]:5000",
+            "localhost",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["docker.io", "registry.example.com:5000", "10.0.0.1:5000"] {

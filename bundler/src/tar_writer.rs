@@ -105,7 +105,10 @@ impl TarWriter {
         if copied != size {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("{} changed while being written: expected {size} bytes, read {copied}", src.display()),
+                format!(
+                    "{} changed while being written: expected {size} bytes, read {copied}",
+                    src.display()
+                ),
             ));
         }
         self.pad(size)
@@ -160,7 +163,11 @@ impl TarWriter {
 
 /// Copies in 8 MiB steps so progress can be reported; each step is one
 /// `io::copy`, which stays in the kernel for file-to-file copies.
-fn copy_in_chunks<W: Write>(src: &mut io::Take<File>, dst: &mut W, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
+fn copy_in_chunks<W: Write>(
+    src: &mut io::Take<File>,
+    dst: &mut W,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
     const STEP: u64 = 8 << 20;
     let mut total = 0;
     loop {
@@ -210,13 +217,17 @@ mod tests {
         w.add_bytes("app-1.0.0/a.txt", 0o644, b"hello").unwrap();
         let long = format!("app-1.0.0/{}/file", "d".repeat(120));
         let mut seen = 0;
-        w.add_file(&long, 0o755, &src, 1000, &mut |n| seen += n).unwrap();
+        w.add_file(&long, 0o755, &src, 1000, &mut |n| seen += n)
+            .unwrap();
         w.finish().unwrap();
         assert_eq!(seen, 1000);
         let e = entries(&out);
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].0, "app-1.0.0/");
-        assert_eq!((e[1].0.as_str(), e[1].1, e[1].2, e[1].3), ("app-1.0.0/a.txt", 42, 0o644, 0));
+        assert_eq!(
+            (e[1].0.as_str(), e[1].1, e[1].2, e[1].3),
+            ("app-1.0.0/a.txt", 42, 0o644, 0)
+        );
         assert_eq!(e[1].4, b"hello");
         assert_eq!(e[2].0, long);
         assert_eq!(e[2].2, 0o755);

@@ -15,9 +15,11 @@ use crate::args::{Cli, Command, ImageCommand};
 use crate::output::Printer;
 
 fn main() -> ExitCode {
-    let invoked_as = std::env::args_os()
-        .next()
-        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()));
+    let invoked_as = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
     if invoked_as.as_deref() == Some("install") {
         return cmd::install::run();
     }

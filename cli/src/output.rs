@@ -33,7 +33,12 @@ pub struct Printer {
 impl Printer {
     /// A printer for the global flags.
     pub fn new(quiet: bool, verbose: bool, format: OutputFormat) -> Printer {
-        Printer { quiet, verbose, format, tty: std::io::stderr().is_terminal() }
+        Printer {
+            quiet,
+            verbose,
+            format,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     /// True when the result goes out as JSON.
@@ -79,7 +84,9 @@ impl Printer {
             eprintln!("  hint: {h}");
         }
         if self.is_json() {
-            self.json(&serde_json::json!({"ok": false, "exitCode": code, "errors": lines, "hint": hint}));
+            self.json(
+                &serde_json::json!({"ok": false, "exitCode": code, "errors": lines, "hint": hint}),
+            );
         }
         ExitCode::from(code)
     }
@@ -93,24 +100,36 @@ impl Printer {
         } else {
             Mode::Lines
         };
-        BuildReporter { mode, verbose: self.verbose, bars: Mutex::new(Vec::new()) }
+        BuildReporter {
+            mode,
+            verbose: self.verbose,
+            bars: Mutex::new(Vec::new()),
+        }
     }
 }
 
 /// Exit code, message lines and hint for an error.
 fn describe(e: &anyhow::Error) -> (u8, Vec<String>, Option<String>) {
-    let manifest = e
-        .downcast_ref::<ManifestError>()
-        .or_else(|| match e.downcast_ref::<BuildError>() {
-            Some(BuildError::Manifest(m)) => Some(m),
-            _ => None,
-        });
+    let manifest =
+        e.downcast_ref::<ManifestError>()
+            .or_else(|| match e.downcast_ref::<BuildError>() {
+                Some(BuildError::Manifest(m)) => Some(m),
+                _ => None,
+            });
     if let Some(ManifestError::Invalid(diags)) = manifest {
         // Each diagnostic prints as FILE:LINE:COLUMN: message, with its own hint.
-        return (EXIT_INPUT, diags.iter().map(|d| d.to_string()).collect(), None);
+        return (
+            EXIT_INPUT,
+            diags.iter().map(|d| d.to_string()).collect(),
+            None,
+        );
     }
     if let Some(b) = e.downcast_ref::<BuildError>() {
-        let code = if b.is_registry() { EXIT_REGISTRY } else { EXIT_INPUT };
+        let code = if b.is_registry() {
+            EXIT_REGISTRY
+        } else {
+            EXIT_INPUT
+        };
         return (code, vec![b.to_string()], b.hint());
     }
     (EXIT_INPUT, vec![format!("{e:#}")], None)
@@ -162,18 +181,31 @@ impl Reporter for BuildReporter {
                     "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
                 };
                 let bar = multi.add(ProgressBar::new(total));
-                bar.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
+                bar.set_style(
+                    ProgressStyle::with_template(template)
+                        .expect("template")
+                        .progress_chars("=> "),
+                );
                 bar.set_prefix(stage_name(stage));
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar
             }
         };
         bar.set_length(total);
-        self.bars.lock().expect("lock").push((stage, bar, Instant::now()));
+        self.bars
+            .lock()
+            .expect("lock")
+            .push((stage, bar, Instant::now()));
     }
 
     fn advance(&self, stage: Stage, n: u64) {
-        if let Some((_, bar, _)) = self.bars.lock().expect("lock").iter().find(|(s, _, _)| *s == stage) {
+        if let Some((_, bar, _)) = self
+            .bars
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(s, _, _)| *s == stage)
+        {
             bar.inc(n);
         }
     }
@@ -184,7 +216,11 @@ impl Reporter for BuildReporter {
             let (_, bar, started) = bars.remove(i);
             bar.finish();
             if matches!(self.mode, Mode::Lines) {
-                eprintln!("{} done in {:.1}s", stage_name(stage), started.elapsed().as_secs_f64());
+                eprintln!(
+                    "{} done in {:.1}s",
+                    stage_name(stage),
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
     }

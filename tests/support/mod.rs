@@ -47,7 +47,11 @@ pub fn stderr(o: &Output) -> String {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A docker-registry process on a loopback port, killed on drop.
@@ -79,8 +83,14 @@ impl Registry {
         );
         if let Some((u, p)) = user {
             let htpasswd = dir.path().join("htpasswd");
-            ok(Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args([u, p]));
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: tele-test\n    path: {}\n", htpasswd.display()));
+            ok(Command::new("htpasswd")
+                .args(["-Bbc"])
+                .arg(&htpasswd)
+                .args([u, p]));
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: tele-test\n    path: {}\n",
+                htpasswd.display()
+            ));
         }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
@@ -94,10 +104,17 @@ impl Registry {
             .expect("docker-registry must be installed (apt-get install docker-registry)");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&host).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start on {host}");
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start on {host}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry { child, host, _dir: dir }
+        Registry {
+            child,
+            host,
+            _dir: dir,
+        }
     }
 
     /// Pushes an image from an OCI layout (named `local` there) as `repo:tag`.
@@ -108,7 +125,8 @@ impl Registry {
         if let Some(c2) = creds {
             c.arg(format!("--dest-creds={c2}"));
         }
-        c.arg(format!("oci:{}:{local}", layout.display())).arg(format!("docker://{dest}"));
+        c.arg(format!("oci:{}:{local}", layout.display()))
+            .arg(format!("docker://{dest}"));
         ok(&mut c);
         dest
     }
@@ -142,7 +160,10 @@ impl ImageFactory {
         let root = self.work.join("busybox");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         let busybox = Path::new("/bin/busybox");
-        assert!(busybox.is_file(), "busybox-static must be installed (apt-get install busybox-static)");
+        assert!(
+            busybox.is_file(),
+            "busybox-static must be installed (apt-get install busybox-static)"
+        );
         std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
         for applet in ["sh", "true", "echo", "cat"] {
             let link = root.join("bin").join(applet);
@@ -170,7 +191,10 @@ impl ImageFactory {
     /// Runs `tele image build`.
     pub fn build(&self, dir: &Path, reference: &str, base: Option<&str>, extra: &[&str]) {
         let mut c = tele();
-        c.args(["image", "build"]).arg(dir).args(["--ref", reference, "-o"]).arg(&self.layout);
+        c.args(["image", "build"])
+            .arg(dir)
+            .args(["--ref", reference, "-o"])
+            .arg(&self.layout);
         if let Some(b) = base {
             c.args(["--base", b]);
         }
@@ -211,18 +235,32 @@ pub fn deployment(name: &str, image: &str) -> String {
 /// Paths of every regular file in a tarball, in order.
 pub fn tar_files(tarball: &Path) -> Vec<String> {
     let out = ok(Command::new("tar").arg("tf").arg(tarball));
-    stdout(&out).lines().filter(|l| !l.ends_with('/')).map(String::from).collect()
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.ends_with('/'))
+        .map(String::from)
+        .collect()
 }
 
 /// Extracts a tarball into `dest` with GNU tar, returning the bundle directory.
 pub fn extract(tarball: &Path, dest: &Path) -> PathBuf {
     std::fs::create_dir_all(dest).unwrap();
-    ok(Command::new("tar").arg("xf").arg(tarball).arg("-C").arg(dest));
-    let top = std::fs::read_dir(dest).unwrap().next().unwrap().unwrap().path();
+    ok(Command::new("tar")
+        .arg("xf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(dest));
+    let top = std::fs::read_dir(dest)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     top
 }
 
 /// The JSON document a `--output-format json` command printed.
 pub fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
 }

@@ -19,7 +19,9 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("tele");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache").join("tele")
 }
 
@@ -41,12 +43,16 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     let sources = a
         .image_sources
         .iter()
-        .map(|s| s.parse::<LocalSource>().map_err(|e| BuildError::input(e, "")))
+        .map(|s| {
+            s.parse::<LocalSource>()
+                .map_err(|e| BuildError::input(e, ""))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let platform = Platform::parse(&a.platform).map_err(|e| BuildError::input(e, ""))?;
     let installer = match a.installer {
         Some(i) => i,
-        None => std::env::current_exe().context("cannot find the running tele binary; give --installer PATH")?,
+        None => std::env::current_exe()
+            .context("cannot find the running tele binary; give --installer PATH")?,
     };
     let opts = BuildOptions {
         manifest: a.manifest,
@@ -67,7 +73,11 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     let reporter = p.reporter();
     let s = build(&opts, &reporter)?;
     let secs = started.elapsed().as_secs_f64();
-    p.out(format!("built {} ({}) in {secs:.1}s", s.output.display(), human_bytes(s.bundle_bytes)));
+    p.out(format!(
+        "built {} ({}) in {secs:.1}s",
+        s.output.display(),
+        human_bytes(s.bundle_bytes)
+    ));
     p.out(format!(
         "  {} images, {} unique blobs ({}), {} saved by sharing layers",
         s.images.len(),
@@ -76,7 +86,10 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         human_bytes(s.bytes_saved_by_sharing)
     ));
     if s.blobs_fetched == 0 {
-        p.out(format!("  fetched nothing: all {} blobs came from the cache", s.blobs_cached));
+        p.out(format!(
+            "  fetched nothing: all {} blobs came from the cache",
+            s.blobs_cached
+        ));
     } else {
         p.out(format!(
             "  fetched {} blobs ({}), {} from the cache",
@@ -86,7 +99,13 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         ));
     }
     for i in &s.images {
-        p.detail(format!("  {}  {}  {}  from {}", i.reference, i.digest, human_bytes(i.size), i.source));
+        p.detail(format!(
+            "  {}  {}  {}  from {}",
+            i.reference,
+            i.digest,
+            human_bytes(i.size),
+            i.source
+        ));
     }
     let mut json = serde_json::to_value(&s)?;
     json["ok"] = true.into();

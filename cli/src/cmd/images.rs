@@ -18,7 +18,12 @@ pub fn run(a: ImagesArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         let mut where_ = Vec::new();
         for u in uses {
             let l = &u.origin.location;
-            let file = l.file.strip_prefix(&cwd).unwrap_or(&l.file).display().to_string();
+            let file = l
+                .file
+                .strip_prefix(&cwd)
+                .unwrap_or(&l.file)
+                .display()
+                .to_string();
             p.out(format!("    {file}:{}:{}  {}", l.line, l.column, u.context));
             where_.push(serde_json::json!({"file": file, "line": l.line, "column": l.column, "context": u.context}));
         }

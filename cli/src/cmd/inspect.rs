@@ -18,13 +18,31 @@ pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
     p.out(format!("compression: {:?}", i.compression).to_lowercase());
     p.out(format!("images:      {}", m.images.len()));
     for img in &m.images {
-        p.out(format!("  {}\n    {}  {}  {}", img.reference, img.digest, img.platform, human_bytes(img.size)));
+        p.out(format!(
+            "  {}\n    {}  {}  {}",
+            img.reference,
+            img.digest,
+            img.platform,
+            human_bytes(img.size)
+        ));
     }
-    p.out(format!("unique blobs: {} ({})", i.unique_blobs, human_bytes(i.unique_blob_bytes)));
-    p.out(format!("saved by sharing: {}", human_bytes(i.bytes_saved_by_sharing)));
+    p.out(format!(
+        "unique blobs: {} ({})",
+        i.unique_blobs,
+        human_bytes(i.unique_blob_bytes)
+    ));
+    p.out(format!(
+        "saved by sharing: {}",
+        human_bytes(i.bytes_saved_by_sharing)
+    ));
     p.detail(format!("files: {}", m.files.len()));
     for f in &m.files {
-        p.detail(format!("  {}  {}  {}", f.sha256, human_bytes(f.size), f.path));
+        p.detail(format!(
+            "  {}  {}  {}",
+            f.sha256,
+            human_bytes(f.size),
+            f.path
+        ));
     }
     p.json(&i);
     Ok(ExitCode::SUCCESS)

@@ -15,13 +15,23 @@ pub fn run() -> ExitCode {
     use clap::Parser;
     let _ = InstallCli::parse();
     let p = Printer::new(false, false, OutputFormat::Text);
-    let dir = match std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.to_path_buf())) {
+    let dir = match std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.to_path_buf()))
+    {
         Some(d) => d,
-        None => return p.error(&anyhow::anyhow!("cannot tell which directory this installer is in")),
+        None => {
+            return p.error(&anyhow::anyhow!(
+                "cannot tell which directory this installer is in"
+            ))
+        }
     };
     match tele_bundler::bundle_reader::verify(&dir) {
         Ok(v) if v.problems.is_empty() => {
-            p.note(format!("bundle verified: {} files and {} blobs match bundle.json", v.files_checked, v.blobs_checked));
+            p.note(format!(
+                "bundle verified: {} files and {} blobs match bundle.json",
+                v.files_checked, v.blobs_checked
+            ));
         }
         Ok(v) => {
             for problem in &v.problems {

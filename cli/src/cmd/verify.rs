@@ -9,7 +9,10 @@ pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
     let v = tele_bundler::bundle_reader::verify(&a.bundle)?;
     p.json(&serde_json::json!({"ok": v.problems.is_empty(), "verification": v}));
     if v.problems.is_empty() {
-        p.out(format!("ok: {} files and {} blobs match bundle.json", v.files_checked, v.blobs_checked));
+        p.out(format!(
+            "ok: {} files and {} blobs match bundle.json",
+            v.files_checked, v.blobs_checked
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &v.problems {
