@@ -250,13 +250,12 @@ pub fn extract(tarball: &Path, dest: &Path) -> PathBuf {
         .arg(tarball)
         .arg("-C")
         .arg(dest));
-    let top = std::fs::read_dir(dest)
+    std::fs::read_dir(dest)
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
-        .path();
-    top
+        .path()
 }
 
 /// The JSON document a `--output-format json` command printed.
