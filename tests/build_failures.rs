@@ -307,3 +307,60 @@ fn images_lists_each_reference_with_file_and_line() {
     ])));
     assert_eq!(j["images"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn corrupt_blob_from_the_registry_is_refused_naming_image_and_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base("example.com/t/base:1");
+    let registry = Registry::start();
+    let r = registry.push(&f.layout, "example.com/t/base:1", "t/base:1", None);
+    // Damage the layer in the registry's own storage: it serves what it has.
+    let layout_index: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = layout_index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            f.layout
+                .join("blobs/sha256")
+                .join(manifest_digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let stored = registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let mut bytes = fs::read(&stored).unwrap();
+    bytes[500] ^= 0x55;
+    fs::write(&stored, bytes).unwrap();
+
+    let app = write_app(&dir.path().join("app"), "shop", &[&r], &[]);
+    let cache = dir.path().join("cache");
+    let o = run(tele()
+        .arg("build")
+        .arg(&app)
+        .arg("-o")
+        .arg(dir.path().join("shop.tar"))
+        .arg("--cache-dir")
+        .arg(&cache));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&r) && err.contains(&layer),
+        "error must name image and blob:\n{err}"
+    );
+    assert!(
+        !cache.join("blobs/sha256").join(&layer).exists(),
+        "a corrupt blob entered the cache"
+    );
+    no_partial_files(dir.path());
+}

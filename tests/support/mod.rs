@@ -59,7 +59,7 @@ pub struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`
     pub host: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
@@ -110,11 +110,12 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry {
-            child,
-            host,
-            _dir: dir,
-        }
+        Registry { child, host, dir }
+    }
+
+    /// The registry's storage directory.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Pushes an image from an OCI layout (named `local` there) as `repo:tag`.
