@@ -181,6 +181,48 @@ fn registry_credentials_come_from_docker_config_or_a_credential_helper() {
 }
 
 #[test]
+fn bearer_tokens_are_fetched_with_the_docker_config_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base("example.com/t/base:1");
+    let registry = Registry::start_with_token_auth("alice", "s3cret");
+    let r = registry.push(
+        &f.layout,
+        "example.com/t/base:1",
+        "tok/base:1",
+        Some("alice:s3cret"),
+    );
+    let manifest = write_app(&dir.path().join("app"), "token", &[&r], &[]);
+    let config = dir.path().join("docker");
+    fs::create_dir_all(&config).unwrap();
+    let build = |docker_config: &Path, out: &str| {
+        run(tele()
+            .env("DOCKER_CONFIG", docker_config)
+            .arg("build")
+            .arg(&manifest)
+            .arg("-o")
+            .arg(dir.path().join(out))
+            .arg("--cache-dir")
+            .arg(dir.path().join("c")))
+    };
+    // An anonymous token grants nothing on this private repository.
+    let o = build(&config, "anon.tar");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("log in"), "{}", stderr(&o));
+    fs::write(
+        config.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
+    let o = build(&config, "tok.tar");
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(tele().arg("verify").arg(dir.path().join("tok.tar")));
+}
+
+#[test]
 fn multi_platform_index_resolves_to_the_requested_platform() {
     let dir = tempfile::tempdir().unwrap();
     let f = ImageFactory::new(dir.path());

@@ -54,9 +54,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+enum Auth<'a> {
+    None,
+    Basic(&'a str, &'a str),
+    Token(&'a str, &'a str),
+}
+
+/// Waits until something listens on `host` (`127.0.0.1:PORT`).
+pub fn wait_for_port(host: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(host).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing started listening on {host}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A docker-registry process on a loopback port, killed on drop.
 pub struct Registry {
     child: Child,
+    token_server: Option<Child>,
     /// `127.0.0.1:PORT`
     pub host: String,
     dir: tempfile::TempDir,
@@ -73,7 +92,20 @@ impl Registry {
         Registry::start_with(Some((user, password)))
     }
 
+    /// A registry that requires bearer tokens from a token server on another
+    /// loopback port, which hands them out for `user:password`.
+    pub fn start_with_token_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with_auth(Auth::Token(user, password))
+    }
+
     fn start_with(user: Option<(&str, &str)>) -> Registry {
+        Registry::start_with_auth(match user {
+            Some((u, p)) => Auth::Basic(u, p),
+            None => Auth::None,
+        })
+    }
+
+    fn start_with_auth(auth: Auth) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -81,7 +113,46 @@ impl Registry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
             dir.path().join("data").display()
         );
-        if let Some((u, p)) = user {
+        let mut token_server = None;
+        if let Auth::Token(u, p) = auth {
+            let key = dir.path().join("key.pem");
+            let cert = dir.path().join("cert.pem");
+            ok(Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=tele-test-token",
+                    "-keyout",
+                ])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert));
+            let token_port = free_port();
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/token_server.py");
+            token_server = Some(
+                Command::new("python3")
+                    .arg(script)
+                    .arg(token_port.to_string())
+                    .arg(&key)
+                    .arg(&cert)
+                    .args(["tele-test-issuer", u, p])
+                    .spawn()
+                    .expect("python3 runs the test token server"),
+            );
+            wait_for_port(&format!("127.0.0.1:{token_port}"));
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: tele-test\n    issuer: tele-test-issuer\n    rootcertbundle: {}\n",
+                cert.display()
+            ));
+        }
+        if let Auth::Basic(u, p) = auth {
             let htpasswd = dir.path().join("htpasswd");
             ok(Command::new("htpasswd")
                 .args(["-Bbc"])
@@ -102,15 +173,13 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry must be installed (apt-get install docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&host).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start on {host}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        wait_for_port(&host);
+        Registry {
+            child,
+            token_server,
+            host,
+            dir,
         }
-        Registry { child, host, dir }
     }
 
     /// The registry's storage directory.
@@ -137,6 +206,10 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(t) = &mut self.token_server {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
     }
 }
 
