@@ -31,6 +31,7 @@ pub mod image_build;
 pub mod local_source;
 pub mod registry;
 pub mod reporter;
+pub mod runtime;
 pub mod tar_writer;
 
 pub use error::BuildError;

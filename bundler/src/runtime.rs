@@ -159,7 +159,10 @@ impl Runtime {
             unpack_tarball(path, cache_dir)?
         } else {
             return Err(BuildError::input(
-                format!("runtime {} is neither a directory nor a tarball", path.display()),
+                format!(
+                    "runtime {} is neither a directory nor a tarball",
+                    path.display()
+                ),
                 "",
             ));
         };
@@ -169,8 +172,14 @@ impl Runtime {
         let mut sources = BTreeMap::new();
         let mut fetcher = None;
         for c in meta.components.iter().filter(|c| !c.is_image()) {
-            let rel = c.path.clone().expect("checked: file components have a path");
-            let sha = c.sha256.as_deref().expect("checked: file components have a sha256");
+            let rel = c
+                .path
+                .clone()
+                .expect("checked: file components have a path");
+            let sha = c
+                .sha256
+                .as_deref()
+                .expect("checked: file components have a sha256");
             let local = root.join(&rel);
             let source = match &c.url {
                 Some(url) if !local.exists() => {
@@ -184,7 +193,11 @@ impl Runtime {
             };
             sources.insert(rel, source);
         }
-        Ok(Runtime { root, meta, sources })
+        Ok(Runtime {
+            root,
+            meta,
+            sources,
+        })
     }
 
     /// The runtime `scripts/build-runtime` made in the cache: `cache_dir/runtime/<version>`
@@ -245,16 +258,25 @@ impl Runtime {
 /// Orders cache directory names that look like versions (`1.20.2`, `1.21.0-rc.1`).
 fn version_key(name: &str) -> Option<(Vec<u64>, String)> {
     let core = name.split(['-', '+']).next()?;
-    let nums = core.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u64>>>()?;
+    let nums = core
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
     // a release sorts after its pre-releases: "1.20.2" > "1.20.2-rc.1"
-    let pre = if core.len() == name.len() { "~".to_string() } else { name[core.len()..].to_string() };
+    let pre = if core.len() == name.len() {
+        "~".to_string()
+    } else {
+        name[core.len()..].to_string()
+    };
     Some((nums, pre))
 }
 
 /// Content-based, so the bundle does not depend on the file system's modes.
 fn is_executable(p: &Path) -> bool {
     let mut head = [0u8; 4];
-    let n = File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let n = File::open(p)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
     head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")
 }
 
@@ -277,9 +299,14 @@ fn read_meta(root: &Path) -> Result<RuntimeMeta, BuildError> {
 
 fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
     let file = root.join(META_FILE);
-    let bad = |msg: String| BuildError::input(format!("{}: {msg}", file.display()), "see docs/runtime.md");
+    let bad = |msg: String| {
+        BuildError::input(format!("{}: {msg}", file.display()), "see docs/runtime.md")
+    };
     if meta.api_version != API_VERSION {
-        return Err(bad(format!("apiVersion is `{}`, expected `{API_VERSION}`", meta.api_version)));
+        return Err(bad(format!(
+            "apiVersion is `{}`, expected `{API_VERSION}`",
+            meta.api_version
+        )));
     }
     if meta.kubernetes_version.is_empty() {
         return Err(bad("kubernetesVersion is empty".into()));
@@ -300,11 +327,14 @@ fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
         }
         if let Some(image) = &c.image {
             if c.path.is_some() || c.url.is_some() || c.sha256.is_some() {
-                return Err(bad(format!("{what} is an image: it takes no path, url or sha256")));
+                return Err(bad(format!(
+                    "{what} is an image: it takes no path, url or sha256"
+                )));
             }
             let r = ImageRef::parse(image).map_err(|e| bad(format!("{what}: {e}")))?;
             if let Some(d) = &c.digest {
-                d.parse::<Digest>().map_err(|e| bad(format!("{what}: {e}")))?;
+                d.parse::<Digest>()
+                    .map_err(|e| bad(format!("{what}: {e}")))?;
             }
             images.push((c, r));
             continue;
@@ -312,14 +342,24 @@ fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
         if c.digest.is_some() {
             return Err(bad(format!("{what}: `digest` is for image components")));
         }
-        let path = c.path.as_deref().ok_or_else(|| bad(format!("{what} has neither a path nor an image")))?;
+        let path = c
+            .path
+            .as_deref()
+            .ok_or_else(|| bad(format!("{what} has neither a path nor an image")))?;
         check_rel_path(path).map_err(|m| bad(format!("{what}: path `{path}` {m}")))?;
         if !paths.insert(path) {
-            return Err(bad(format!("{what}: path `{path}` is used by another component")));
+            return Err(bad(format!(
+                "{what}: path `{path}` is used by another component"
+            )));
         }
-        let sha = c.sha256.as_deref().ok_or_else(|| bad(format!("{what} has no sha256")))?;
+        let sha = c
+            .sha256
+            .as_deref()
+            .ok_or_else(|| bad(format!("{what} has no sha256")))?;
         if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(bad(format!("{what}: sha256 `{sha}` is not 64 lowercase hex digits")));
+            return Err(bad(format!(
+                "{what}: sha256 `{sha}` is not 64 lowercase hex digits"
+            )));
         }
         if let Some(url) = &c.url {
             check_url(url).map_err(|m| bad(format!("{what}: url `{url}` {m}")))?;
@@ -333,7 +373,10 @@ fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
 
 fn check_rel_path(path: &str) -> Result<(), &'static str> {
     let p = Path::new(path);
-    if path.is_empty() || path.contains('\\') || !p.components().all(|c| matches!(c, PathPart::Normal(_))) {
+    if path.is_empty()
+        || path.contains('\\')
+        || !p.components().all(|c| matches!(c, PathPart::Normal(_)))
+    {
         return Err("must be relative, '/'-separated, without `.` or `..`");
     }
     if path == META_FILE || p.starts_with(IMAGES_DIR) {
@@ -344,12 +387,9 @@ fn check_rel_path(path: &str) -> Result<(), &'static str> {
 
 fn check_url(url: &str) -> Result<reqwest::Url, String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
-    let loopback = match u.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
+    let host = u.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match u.scheme() {
         "https" => Ok(u),
         "http" if loopback => Ok(u),
@@ -363,20 +403,30 @@ fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), Bu
     let index_path = root.join(IMAGES_DIR).join("index.json");
     let text = fs::read_to_string(&index_path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => BuildError::input(
-            format!("runtime {} names images but has no OCI layout {IMAGES_DIR}/", root.display()),
+            format!(
+                "runtime {} has image component `{}` but no OCI layout {IMAGES_DIR}/",
+                root.display(),
+                images[0].0.name
+            ),
             "the runtime is incomplete; rebuild it with scripts/build-runtime",
         ),
         _ => BuildError::io(&index_path, e),
     })?;
-    let index: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| BuildError::input(format!("{}: {e}", index_path.display()), "the layout is damaged"))?;
+    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        BuildError::input(
+            format!("{}: {e}", index_path.display()),
+            "the layout is damaged",
+        )
+    })?;
     let entries = index["manifests"].as_array().cloned().unwrap_or_default();
     for (c, r) in images {
         let full = r.to_string();
         let found = entries.iter().find(|m| {
-            [CONTAINERD_NAME, REF_NAME]
-                .iter()
-                .any(|k| m["annotations"][k].as_str().is_some_and(|n| n == full || n == c.image.as_deref().unwrap_or("")))
+            [CONTAINERD_NAME, REF_NAME].iter().any(|k| {
+                m["annotations"][k]
+                    .as_str()
+                    .is_some_and(|n| n == full || n == c.image.as_deref().unwrap_or(""))
+            })
         });
         let Some(entry) = found else {
             return Err(BuildError::input(
@@ -400,19 +450,28 @@ fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), Bu
 fn verify_file(path: &Path, c: &Component, want: &str) -> Result<(), BuildError> {
     let meta = path.symlink_metadata().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => BuildError::input(
-            format!("runtime file {} (component `{}`) is missing", path.display(), c.name),
+            format!(
+                "runtime file {} (component `{}`) is missing",
+                path.display(),
+                c.name
+            ),
             "the runtime is incomplete; rebuild it with scripts/build-runtime",
         ),
         _ => BuildError::io(path, e),
     })?;
     if !meta.is_file() {
         return Err(BuildError::input(
-            format!("runtime file {} (component `{}`) is not a regular file", path.display(), c.name),
+            format!(
+                "runtime file {} (component `{}`) is not a regular file",
+                path.display(),
+                c.name
+            ),
             "component files must be regular files, not links or directories",
         ));
     }
     let f = File::open(path).map_err(|e| BuildError::io(path, e))?;
-    let (got, _) = Digest::of_reader(BufReader::with_capacity(1 << 20, f)).map_err(|e| BuildError::io(path, e))?;
+    let (got, _) = Digest::of_reader(BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| BuildError::io(path, e))?;
     if got.hex() != want {
         return Err(BuildError::input(
             format!(
@@ -435,14 +494,18 @@ struct Fetcher {
 
 impl Fetcher {
     fn new(cache_dir: &Path) -> Fetcher {
-        Fetcher { dir: cache_dir.join("downloads"), rt: None }
+        Fetcher {
+            dir: cache_dir.join("downloads"),
+            rt: None,
+        }
     }
 
     fn fetch(&mut self, c: &Component, url: &str, sha: &str) -> Result<PathBuf, BuildError> {
         let dest = self.dir.join(sha);
         if dest.is_file() {
             let f = File::open(&dest).map_err(|e| BuildError::io(&dest, e))?;
-            let (got, _) = Digest::of_reader(BufReader::new(f)).map_err(|e| BuildError::io(&dest, e))?;
+            let (got, _) =
+                Digest::of_reader(BufReader::new(f)).map_err(|e| BuildError::io(&dest, e))?;
             if got.hex() == sha {
                 return Ok(dest);
             }
@@ -459,11 +522,17 @@ impl Fetcher {
                 .connect_timeout(std::time::Duration::from_secs(30))
                 .user_agent(concat!("tele/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .map_err(|e| BuildError::registry(format!("cannot set up an HTTP client: {e}"), ""))?;
+                .map_err(|e| {
+                    BuildError::registry(format!("cannot set up an HTTP client: {e}"), "")
+                })?;
             self.rt = Some((rt, client));
         }
         let (rt, client) = self.rt.as_ref().expect("just set");
-        let what = format!("{} (component `{}`) from {url}", c.path.as_deref().unwrap_or("?"), c.name);
+        let what = format!(
+            "{} (component `{}`) from {url}",
+            c.path.as_deref().unwrap_or("?"),
+            c.name
+        );
         // the temporary file is deleted when dropped: a failed or bad download leaves nothing
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
@@ -471,36 +540,44 @@ impl Fetcher {
             .map_err(|e| BuildError::io(&self.dir, e))?;
         let mut out = HashingWriter::new(io::BufWriter::new(tmp));
         rt.block_on(async {
-            let mut resp = client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| BuildError::registry(format!("cannot download {what}: {e}"), "check the URL and the network"))?;
+            let mut resp = client.get(url).send().await.map_err(|e| {
+                BuildError::registry(
+                    format!("cannot download {what}: {e}"),
+                    "check the URL and the network",
+                )
+            })?;
             if !resp.status().is_success() {
                 return Err(BuildError::registry(
                     format!("cannot download {what}: HTTP {}", resp.status()),
                     "check the URL in runtime.json",
                 ));
             }
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| BuildError::registry(format!("download of {what} broke off: {e}"), "try again"))?
-            {
-                out.write_all(&chunk).map_err(|e| BuildError::io(&self.dir, e))?;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                BuildError::registry(format!("download of {what} broke off: {e}"), "try again")
+            })? {
+                out.write_all(&chunk)
+                    .map_err(|e| BuildError::io(&self.dir, e))?;
             }
             Ok(())
         })?;
         let (got, _, w) = out.finish();
         if got.hex() != sha {
             return Err(BuildError::input(
-                format!("downloaded {what} has sha256 {}, runtime.json says {sha}; refused", got.hex()),
+                format!(
+                    "downloaded {what} has sha256 {}, runtime.json says {sha}; refused",
+                    got.hex()
+                ),
                 "the file at that URL is not the one runtime.json names: fix the url or the sha256",
             ));
         }
-        let tmp = w.into_inner().map_err(|e| BuildError::io(&self.dir, e.into_error()))?;
-        tmp.as_file().sync_all().map_err(|e| BuildError::io(tmp.path(), e))?;
-        tmp.persist(&dest).map_err(|e| BuildError::io(&dest, e.error))?;
+        let tmp = w
+            .into_inner()
+            .map_err(|e| BuildError::io(&self.dir, e.into_error()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| BuildError::io(tmp.path(), e))?;
+        tmp.persist(&dest)
+            .map_err(|e| BuildError::io(&dest, e.error))?;
         Ok(dest)
     }
 }
@@ -509,7 +586,8 @@ impl Fetcher {
 /// temporary directory renamed into place) and returns the runtime directory in it.
 fn unpack_tarball(path: &Path, cache_dir: &Path) -> Result<PathBuf, BuildError> {
     let f = File::open(path).map_err(|e| BuildError::io(path, e))?;
-    let (digest, _) = Digest::of_reader(BufReader::with_capacity(1 << 20, f)).map_err(|e| BuildError::io(path, e))?;
+    let (digest, _) = Digest::of_reader(BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| BuildError::io(path, e))?;
     let base = cache_dir.join("runtime-unpacked");
     let dest = base.join(digest.hex());
     if !dest.is_dir() {
@@ -524,9 +602,10 @@ fn unpack_tarball(path: &Path, cache_dir: &Path) -> Result<PathBuf, BuildError> 
         let head = io::Cursor::new(magic[..n].to_vec());
         let reader: Box<dyn Read> = match &magic[..n] {
             [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(head.chain(f))),
-            [0x28, 0xb5, 0x2f, 0xfd] => {
-                Box::new(zstd::stream::read::Decoder::new(head.chain(f)).map_err(|e| BuildError::io(path, e))?)
-            }
+            [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
+                zstd::stream::read::Decoder::new(head.chain(f))
+                    .map_err(|e| BuildError::io(path, e))?,
+            ),
             _ => Box::new(head.chain(f)),
         };
         let mut archive = tar::Archive::new(reader);
@@ -565,4 +644,265 @@ fn unpack_tarball(path: &Path, cache_dir: &Path) -> Result<PathBuf, BuildError> 
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::unix::fs::PermissionsExt;
+
+    const ELF_BIN: &[u8] = b"\x7fELF fake binary";
+
+    fn sha(bytes: &[u8]) -> String {
+        Digest::of_bytes(bytes).hex().to_string()
+    }
+
+    fn file_component(name: &str, path: &str, bytes: &[u8]) -> Component {
+        Component {
+            name: name.into(),
+            version: "v1.0.0".into(),
+            path: Some(path.into()),
+            sha256: Some(sha(bytes)),
+            url: None,
+            image: None,
+            digest: None,
+            runs_on: RunsOn::All,
+            version_source: None,
+        }
+    }
+
+    /// A runtime directory with two binaries and runtime.json; no images.
+    fn synthetic(dir: &Path, extra: Vec<Component>) -> RuntimeMeta {
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        fs::write(dir.join("bin/kubelet"), ELF_BIN).unwrap();
+        fs::write(dir.join("bin/notes.txt"), b"plain").unwrap();
+        let mut components = vec![
+            file_component("kubelet", "bin/kubelet", ELF_BIN),
+            file_component("notes", "bin/notes.txt", b"plain"),
+        ];
+        components.extend(extra);
+        let meta = RuntimeMeta {
+            api_version: API_VERSION.into(),
+            name: "test".into(),
+            kubernetes_version: "1.0.0".into(),
+            platform: None,
+            components,
+        };
+        fs::write(
+            dir.join(META_FILE),
+            serde_json::to_vec_pretty(&meta).unwrap(),
+        )
+        .unwrap();
+        meta
+    }
+
+    /// Serves `body` over plain HTTP on 127.0.0.1 for `hits` requests.
+    fn serve(body: &'static [u8], hits: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(hits) {
+                let mut s = stream.unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(body).unwrap();
+            }
+        });
+        format!("http://127.0.0.1:{port}/files/etcd")
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        match fs::read_dir(dir) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    #[test]
+    fn loads_a_synthetic_runtime_and_lists_its_files_sorted() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        let meta = synthetic(&dir, vec![]);
+        let rt = Runtime::load(&dir, &t.path().join("cache")).unwrap();
+        assert_eq!(rt.meta, meta);
+        let files = rt.files();
+        let got: Vec<(&str, u32)> = files
+            .iter()
+            .map(|f| (f.bundle_path.as_str(), f.mode))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("runtime/bin/kubelet", 0o755),
+                ("runtime/bin/notes.txt", 0o644),
+                ("runtime/runtime.json", 0o644)
+            ]
+        );
+        assert_eq!(files[0].source, dir.join("bin/kubelet"));
+        let (layout, refs) = rt.images();
+        assert_eq!(layout, dir.join("images"));
+        assert!(refs.is_empty());
+    }
+
+    #[test]
+    fn a_sha256_mismatch_is_refused_naming_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        synthetic(&dir, vec![]);
+        fs::write(dir.join("bin/kubelet"), b"\x7fELF changed").unwrap();
+        let err = Runtime::load(&dir, &t.path().join("cache")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("bin/kubelet")
+                && msg.contains("`kubelet`")
+                && msg.contains("runtime.json says"),
+            "{msg}"
+        );
+        assert!(err.hint().is_some());
+    }
+
+    #[test]
+    fn a_url_component_is_fetched_into_the_cache_and_verified() {
+        static ETCD: &[u8] = b"\x7fELF etcd from upstream";
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        let cache = t.path().join("cache");
+        let mut c = file_component("etcd", "bin/etcd", ETCD);
+        c.url = Some(serve(ETCD, 1));
+        synthetic(&dir, vec![c]);
+        let rt = Runtime::load(&dir, &cache).unwrap();
+        let cached = cache.join("downloads").join(sha(ETCD));
+        assert_eq!(fs::read(&cached).unwrap(), ETCD);
+        assert_eq!(
+            entries(&cache.join("downloads")),
+            [sha(ETCD)],
+            "no temporary files left"
+        );
+        let f = rt
+            .files()
+            .into_iter()
+            .find(|f| f.bundle_path == "runtime/bin/etcd")
+            .unwrap();
+        assert_eq!((f.source, f.mode), (cached, 0o755));
+        // the second load uses the cache: the server answers only once
+        Runtime::load(&dir, &cache).unwrap();
+    }
+
+    #[test]
+    fn a_url_with_a_bad_checksum_is_refused_and_leaves_nothing() {
+        static SERVED: &[u8] = b"\x7fELF not what runtime.json names";
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        let cache = t.path().join("cache");
+        let mut c = file_component("etcd", "bin/etcd", b"\x7fELF the real etcd");
+        c.url = Some(serve(SERVED, 1));
+        synthetic(&dir, vec![c]);
+        let err = Runtime::load(&dir, &cache).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("bin/etcd") && msg.contains("`etcd`") && msg.contains("refused"),
+            "{msg}"
+        );
+        assert_eq!(entries(&cache.join("downloads")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        assert!(check_url("https://dl.k8s.io/v1.20.2/bin/linux/amd64/kubelet").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_url("http://[::1]:8080/x").is_ok());
+        assert!(check_url("http://localhost/x").is_ok());
+        assert!(check_url("http://dl.k8s.io/x")
+            .unwrap_err()
+            .contains("https"));
+        assert!(check_url("ftp://127.0.0.1/x").is_err());
+    }
+
+    #[test]
+    fn bad_metadata_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        let mut escaping = file_component("evil", "../etc/passwd", b"x");
+        escaping.version = "1".into();
+        synthetic(&dir, vec![escaping]);
+        let msg = Runtime::load(&dir, t.path()).unwrap_err().to_string();
+        assert!(msg.contains("../etc/passwd"), "{msg}");
+
+        let mut img = file_component("pause", "bin/pause", b"x");
+        (img.path, img.sha256, img.image) = (None, None, Some("registry.k8s.io/pause:3.2".into()));
+        synthetic(&dir, vec![img]);
+        let msg = Runtime::load(&dir, t.path()).unwrap_err().to_string();
+        assert!(msg.contains("pause") && msg.contains("images/"), "{msg}");
+
+        fs::write(
+            dir.join(META_FILE),
+            br#"{"apiVersion": "runtime.tele.dev/v1", "nme": "x"}"#,
+        )
+        .unwrap();
+        let msg = Runtime::load(&dir, t.path()).unwrap_err().to_string();
+        assert!(msg.contains("runtime.json:1:"), "{msg}");
+    }
+
+    #[test]
+    fn a_tarball_is_extracted_once_into_the_cache() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        synthetic(&dir, vec![]);
+        fs::set_permissions(dir.join("bin/kubelet"), fs::Permissions::from_mode(0o755)).unwrap();
+        let tarball = t.path().join("rt.tar.zst");
+        let enc = zstd::stream::write::Encoder::new(File::create(&tarball).unwrap(), 3).unwrap();
+        let mut b = tar::Builder::new(enc);
+        b.append_dir_all("kubernetes-1.0.0", &dir).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+
+        let cache = t.path().join("cache");
+        let rt = Runtime::load(&tarball, &cache).unwrap();
+        let f = File::open(&tarball).unwrap();
+        let hex = Digest::of_reader(f).unwrap().0.hex().to_string();
+        assert_eq!(
+            rt.root,
+            cache
+                .join("runtime-unpacked")
+                .join(&hex)
+                .join("kubernetes-1.0.0")
+        );
+        assert_eq!(entries(&cache.join("runtime-unpacked")), [hex]);
+        assert_eq!(rt.files().len(), 3);
+        Runtime::load(&tarball, &cache).unwrap();
+    }
+
+    #[test]
+    fn default_path_picks_the_version_or_the_newest_complete_one() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("runtime");
+        for v in ["1.9.0", "1.20.2", "1.21.0-rc.1"] {
+            fs::create_dir_all(base.join(v)).unwrap();
+            fs::write(base.join(v).join(META_FILE), "{}").unwrap();
+        }
+        fs::create_dir_all(base.join("1.30.0.tmp")).unwrap();
+        fs::create_dir_all(base.join("1.22.0")).unwrap(); // incomplete: no runtime.json
+        fs::create_dir_all(base.join("build")).unwrap();
+        assert_eq!(
+            Runtime::default_path(t.path(), Some("v1.20.2")),
+            Some(base.join("1.20.2"))
+        );
+        assert_eq!(Runtime::default_path(t.path(), Some("1.22.0")), None);
+        assert_eq!(
+            Runtime::default_path(t.path(), None),
+            Some(base.join("1.21.0-rc.1"))
+        );
+        assert_eq!(Runtime::default_path(&t.path().join("nothing"), None), None);
+    }
+}
