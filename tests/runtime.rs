@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tele_bundler::runtime::{Component, RunsOn, Runtime};
+use tele_bundler::runtime::{Component, RunsOn, Runtime, RuntimeMeta};
 
 /// The runtime directory in the cache; panics with what to do when it is missing.
 fn runtime_dir() -> PathBuf {
@@ -70,53 +70,12 @@ fn version_command(bin: &Path, c: &Component) -> Command {
     cmd
 }
 
-#[test]
-fn every_binary_reports_the_version_runtime_json_claims() {
-    let rt = load();
-    let names: Vec<&str> = rt.meta.components.iter().map(|c| c.name.as_str()).collect();
-    for required in [
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kubelet",
-        "kube-proxy",
-        "kubectl",
-        "containerd",
-        "containerd-shim-runc-v2",
-        "ctr",
-        "runc",
-        "cni-bridge",
-        "cni-host-local",
-        "cni-loopback",
-        "cni-portmap",
-        "pause",
-    ] {
-        assert!(
-            names.contains(&required),
-            "runtime.json has no `{required}` component: {names:?}"
-        );
-    }
-
+/// Runs every file component under `root` and checks it reports the version
+/// `meta` claims; returns how many were checked.
+fn check_binaries(root: &Path, meta: &RuntimeMeta) -> usize {
     let mut checked = 0;
-    for c in &rt.meta.components {
-        let v = c.version.trim_start_matches('v');
-        let mut parts = v.splitn(3, '.');
-        let numeric = |p: Option<&str>| {
-            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        };
-        assert!(
-            numeric(parts.next())
-                && parts
-                    .next()
-                    .is_some_and(|p| p.starts_with(|ch: char| ch.is_ascii_digit())),
-            "component `{}` claims version `{}`, which is not a version",
-            c.name,
-            c.version
-        );
-    }
-    for c in rt.meta.components.iter().filter(|c| !c.is_image()) {
-        let bin = rt.root.join(c.path.as_deref().unwrap());
+    for c in meta.components.iter().filter(|c| !c.is_image()) {
+        let bin = root.join(c.path.as_deref().unwrap());
         let out = run(&mut version_command(&bin, c));
         let text = format!(
             "{}{}",
@@ -165,6 +124,54 @@ fn every_binary_reports_the_version_runtime_json_claims() {
         }
         checked += 1;
     }
+    checked
+}
+
+#[test]
+fn every_binary_reports_the_version_runtime_json_claims() {
+    let rt = load();
+    let names: Vec<&str> = rt.meta.components.iter().map(|c| c.name.as_str()).collect();
+    for required in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "kubectl",
+        "containerd",
+        "containerd-shim-runc-v2",
+        "ctr",
+        "runc",
+        "cni-bridge",
+        "cni-host-local",
+        "cni-loopback",
+        "cni-portmap",
+        "pause",
+    ] {
+        assert!(
+            names.contains(&required),
+            "runtime.json has no `{required}` component: {names:?}"
+        );
+    }
+
+    for c in &rt.meta.components {
+        let v = c.version.trim_start_matches('v');
+        let mut parts = v.splitn(3, '.');
+        let numeric = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        assert!(
+            numeric(parts.next())
+                && parts
+                    .next()
+                    .is_some_and(|p| p.starts_with(|ch: char| ch.is_ascii_digit())),
+            "component `{}` claims version `{}`, which is not a version",
+            c.name,
+            c.version
+        );
+    }
+    let checked = check_binaries(&rt.root, &rt.meta);
     assert!(checked >= 14, "only {checked} binaries checked");
 
     let kube = format!("v{}", rt.meta.kubernetes_version);
@@ -463,4 +470,81 @@ fn the_runtimes_containerd_runs_the_pause_image_from_the_runtimes_layout() {
     ok(&mut ctd.ctr(&["tasks", "delete", id]));
     ok(&mut ctd.ctr(&["containers", "rm", id]));
     ctd.containers.clear();
+}
+
+/// The runtime packed by `tele build`: the bundle verifies, inspect shows the
+/// versions, every binary taken out of the bundle runs and reports its version,
+/// the pause image sits in the bundle's one image layout, modes survive, and
+/// the bundle stays byte-identical across builds.
+#[test]
+fn a_bundle_with_the_runtime_verifies_and_its_binaries_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(
+        app.join("app.yaml"),
+        "apiVersion: bundle.gravitational.io/v2\nkind: Bundle\nmetadata:\n  name: withk8s\n  resourceVersion: 0.1.0\n",
+    )
+    .unwrap();
+    let tele = env!("CARGO_BIN_EXE_tele");
+    let build = |out: &Path, cache: &Path| {
+        ok(Command::new(tele)
+            .env_remove("TELE_NO_RUNTIME")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .arg("build")
+            .arg(app.join("app.yaml"))
+            .arg("--runtime")
+            .arg(runtime_dir())
+            .arg("-o")
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(cache));
+    };
+    let first = dir.path().join("a.tar");
+    build(&first, &dir.path().join("c1"));
+    ok(Command::new(tele).arg("verify").arg(&first));
+    let inspect = ok(Command::new(tele)
+        .args(["--output-format", "json", "inspect"])
+        .arg(&first));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let rt = load();
+    assert_eq!(
+        inspect["runtime"]["kubernetesVersion"],
+        rt.meta.kubernetes_version.as_str()
+    );
+    assert_eq!(
+        inspect["runtime"]["components"].as_array().unwrap().len(),
+        rt.meta.components.len()
+    );
+    let refs: Vec<&str> = inspect["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
+    assert!(
+        refs.iter().any(|r| r.starts_with("registry.k8s.io/pause:")),
+        "{refs:?}"
+    );
+
+    let x = dir.path().join("x");
+    fs::create_dir_all(&x).unwrap();
+    ok(Command::new("tar").arg("xf").arg(&first).arg("-C").arg(&x));
+    let bundle = x.join("withk8s-0.1.0");
+    let meta: RuntimeMeta =
+        serde_json::from_slice(&fs::read(bundle.join("runtime/runtime.json")).unwrap()).unwrap();
+    assert!(check_binaries(&bundle.join("runtime"), &meta) >= 14);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(bundle.join("runtime/bin/kubelet"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755);
+
+    let second = dir.path().join("b.tar");
+    build(&second, &dir.path().join("c2"));
+    assert!(
+        fs::read(&first).unwrap() == fs::read(&second).unwrap(),
+        "two builds with the runtime differ"
+    );
 }

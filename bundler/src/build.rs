@@ -14,6 +14,7 @@ use crate::image::{media, Blob, Origin, Platform, ResolvedImage};
 use crate::local_source::{self, LocalSource, CONTAINERD_NAME, REF_NAME};
 use crate::registry::Registries;
 use crate::reporter::{Reporter, Stage};
+use crate::runtime::Runtime;
 use crate::tar_writer::Compression;
 
 /// Everything `tele build` needs to know.
@@ -39,6 +40,19 @@ pub struct BuildOptions {
     pub installer: PathBuf,
     /// mtime of every entry (SOURCE_DATE_EPOCH, else 0).
     pub mtime: u64,
+    /// Which Kubernetes runtime to pack.
+    pub runtime: RuntimeChoice,
+}
+
+/// Where the bundle's Kubernetes runtime comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// `--runtime PATH`: a runtime directory or tarball.
+    Path(PathBuf),
+    /// The manifest's `systemOptions.runtime`, else the newest in the cache.
+    Default,
+    /// `--no-runtime`: an app-only bundle for an existing cluster.
+    None,
 }
 
 /// What a build did, for people and for CI.
@@ -67,6 +81,8 @@ pub struct BuildSummary {
     pub bytes_fetched: u64,
     /// Blobs found in the cache.
     pub blobs_cached: usize,
+    /// The Kubernetes version packed, if any.
+    pub kubernetes_version: Option<String>,
 }
 
 /// One image in the summary.
@@ -117,21 +133,37 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         ));
     }
     let store = BlobStore::open(&opts.cache_dir).map_err(|e| BuildError::io(&opts.cache_dir, e))?;
+    let kube_runtime = load_runtime(&manifest, opts)?;
+    let mut sources = opts.sources.clone();
+    let mut references: BTreeSet<ImageRef> = set.images.keys().cloned().collect();
+    if let Some(rt) = &kube_runtime {
+        // System images come from the runtime's own layout, before any other source.
+        let (layout, refs) = rt.images();
+        sources.insert(0, LocalSource::OciLayout(layout));
+        references.extend(refs);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| BuildError::io("tokio runtime", e))?;
     let registries = Registries::new(
-        &set.images
-            .keys()
+        &references
+            .iter()
             .map(|r| r.registry().to_string())
             .collect(),
         &opts.insecure_registries,
     );
     let jobs = opts.jobs.max(1);
 
-    let images: Vec<ResolvedImage> =
-        runtime.block_on(resolve_all(&set, opts, &registries, &store, reporter, jobs))?;
+    let images: Vec<ResolvedImage> = runtime.block_on(resolve_all(
+        &references,
+        &sources,
+        opts,
+        &registries,
+        &store,
+        reporter,
+        jobs,
+    ))?;
     let (fetched, fetched_bytes, cached) =
         runtime.block_on(fetch_all(&images, &registries, &store, reporter, jobs))?;
     drop(runtime);
@@ -142,7 +174,29 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         .unwrap_or_else(|| default_output(&manifest, opts.compression));
     let top = top_dir(&manifest);
     let mut meta = bundle_meta(&manifest, &images, &store, opts)?;
-    let files = bundle_files(&manifest, &set, &images, opts)?;
+    let mut files = bundle_files(&manifest, &set, &images, opts)?;
+    if let Some(rt) = &kube_runtime {
+        meta.runtime = Some(crate::bundle_meta::RuntimeInfo {
+            name: rt.meta.name.clone(),
+            kubernetes_version: rt.meta.kubernetes_version.clone(),
+            components: rt
+                .meta
+                .components
+                .iter()
+                .map(|c| crate::bundle_meta::ComponentInfo {
+                    name: c.name.clone(),
+                    version: c.version.clone(),
+                })
+                .collect(),
+        });
+        for f in rt.files() {
+            files.push(BundleFile {
+                path: f.bundle_path,
+                content: Content::File(f.source),
+                mode: f.mode,
+            });
+        }
+    }
     let bundle_bytes = write_bundle(
         &output,
         opts.compression,
@@ -176,16 +230,47 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         blobs_fetched: fetched,
         bytes_fetched: fetched_bytes,
         blobs_cached: cached,
+        kubernetes_version: kube_runtime.map(|r| r.meta.kubernetes_version),
     })
+}
+
+/// The runtime chosen by `--runtime`, the manifest, or the cache.
+fn load_runtime(manifest: &Manifest, opts: &BuildOptions) -> Result<Option<Runtime>, BuildError> {
+    let from_manifest = manifest
+        .system_options
+        .as_ref()
+        .and_then(|s| s.runtime.as_ref());
+    let path = match &opts.runtime {
+        RuntimeChoice::None => return Ok(None),
+        RuntimeChoice::Path(p) => p.clone(),
+        RuntimeChoice::Default => match from_manifest.and_then(|r| r.path.as_ref()) {
+            Some(p) => manifest.dir.join(p),
+            None => {
+                let version = from_manifest.and_then(|r| r.version.as_deref());
+                Runtime::default_path(&opts.cache_dir, version).ok_or_else(|| {
+                    BuildError::input(
+                        format!(
+                            "no Kubernetes runtime{} in {}",
+                            version.map(|v| format!(" {v}")).unwrap_or_default(),
+                            opts.cache_dir.join("runtime").display()
+                        ),
+                        "make one with scripts/build-runtime, give one with --runtime PATH, or pass --no-runtime for an app-only bundle",
+                    )
+                })?
+            }
+        },
+    };
+    Runtime::load(&path, &opts.cache_dir).map(Some)
 }
 
 async fn resolve_one(
     r: &ImageRef,
+    sources: &[LocalSource],
     opts: &BuildOptions,
     registries: &Registries,
     store: &BlobStore,
 ) -> Result<ResolvedImage, BuildError> {
-    for source in &opts.sources {
+    for source in sources {
         let found = tokio::task::block_in_place(|| source.resolve(r, &opts.platform, store))?;
         if let Some(image) = found {
             return Ok(image);
@@ -195,17 +280,18 @@ async fn resolve_one(
 }
 
 async fn resolve_all(
-    set: &ImageSet,
+    references: &BTreeSet<ImageRef>,
+    sources: &[LocalSource],
     opts: &BuildOptions,
     registries: &Registries,
     store: &BlobStore,
     reporter: &dyn Reporter,
     jobs: usize,
 ) -> Result<Vec<ResolvedImage>, BuildError> {
-    reporter.start(Stage::Resolve, set.images.len() as u64);
-    let mut images: Vec<ResolvedImage> = stream::iter(set.images.keys())
+    reporter.start(Stage::Resolve, references.len() as u64);
+    let mut images: Vec<ResolvedImage> = stream::iter(references)
         .map(|r| async move {
-            let image = resolve_one(r, opts, registries, store).await?;
+            let image = resolve_one(r, sources, opts, registries, store).await?;
             reporter.resolved(&image.reference, &image.top.digest, &image.origin);
             reporter.advance(Stage::Resolve, 1);
             Ok::<_, BuildError>(image)
@@ -321,6 +407,7 @@ fn bundle_meta(
             .collect(),
         blobs: blobs.into_iter().collect(),
         files: vec![],
+        runtime: None,
     })
 }
 

@@ -31,6 +31,30 @@ pub struct BundleMeta {
     pub blobs: Vec<BlobInfo>,
     /// Every other file, sorted by path (relative to the top directory).
     pub files: Vec<FileInfo>,
+    /// The Kubernetes runtime packed under `runtime/`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeInfo>,
+}
+
+/// The runtime in a bundle, for `tele inspect`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    /// The runtime's name.
+    pub name: String,
+    /// Kubernetes version.
+    pub kubernetes_version: String,
+    /// Each component and the version it reports.
+    pub components: Vec<ComponentInfo>,
+}
+
+/// One runtime component.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComponentInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
 }
 
 /// Current `apiVersion` of bundle.json.

@@ -79,6 +79,13 @@ pub struct BuildArgs {
     /// The binary to pack as the bundle's `install` [default: this tele].
     #[arg(long, value_name = "PATH")]
     pub installer: Option<PathBuf>,
+    /// The Kubernetes runtime to pack (a directory or tarball with runtime.json)
+    /// [default: the manifest's systemOptions.runtime, else the newest in CACHE_DIR/runtime].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_runtime")]
+    pub runtime: Option<PathBuf>,
+    /// Pack no Kubernetes: an app-only bundle for an existing cluster.
+    #[arg(long, env = "TELE_NO_RUNTIME")]
+    pub no_runtime: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

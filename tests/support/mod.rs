@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 /// The tele binary under test.
 pub fn tele() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tele"));
-    c.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
+    // App-only bundles unless a test asks for the Kubernetes runtime.
+    c.env_remove("SOURCE_DATE_EPOCH")
+        .env("NO_COLOR", "1")
+        .env("TELE_NO_RUNTIME", "true");
     c
 }
 

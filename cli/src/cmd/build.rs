@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use tele_bundler::build::{build, BuildOptions};
+use tele_bundler::build::{build, BuildOptions, RuntimeChoice};
 use tele_bundler::image::Platform;
 use tele_bundler::local_source::LocalSource;
 use tele_bundler::tar_writer::Compression;
@@ -69,6 +69,11 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         },
         installer,
         mtime: source_date_epoch()?,
+        runtime: match (a.runtime, a.no_runtime) {
+            (_, true) => RuntimeChoice::None,
+            (Some(p), _) => RuntimeChoice::Path(p),
+            (None, false) => RuntimeChoice::Default,
+        },
     };
     let reporter = p.reporter();
     let s = build(&opts, &reporter)?;
@@ -85,6 +90,9 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         human_bytes(s.blob_bytes),
         human_bytes(s.bytes_saved_by_sharing)
     ));
+    if let Some(k) = &s.kubernetes_version {
+        p.out(format!("  Kubernetes {k} runtime included"));
+    }
     if s.blobs_fetched == 0 {
         p.out(format!(
             "  fetched nothing: all {} blobs came from the cache",

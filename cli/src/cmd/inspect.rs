@@ -16,6 +16,18 @@ pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
     p.out(format!("built by:    tele {}", m.tele_version));
     p.out(format!("installer:   {} binary", m.installer.linkage));
     p.out(format!("compression: {:?}", i.compression).to_lowercase());
+    match &m.runtime {
+        Some(rt) => {
+            p.out(format!(
+                "kubernetes:  {} ({})",
+                rt.kubernetes_version, rt.name
+            ));
+            for c in &rt.components {
+                p.out(format!("  {:<26} {}", c.name, c.version));
+            }
+        }
+        None => p.out("kubernetes:  none (app-only bundle)"),
+    }
     p.out(format!("images:      {}", m.images.len()));
     for img in &m.images {
         p.out(format!(

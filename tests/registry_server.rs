@@ -1,0 +1,673 @@
+//! The node's image registry against real clients: skopeo, curl and a
+//! containerd that pulls through it as a registry mirror over TLS, with the
+//! image references left as written.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{ok, run, stdout, ImageFactory};
+use tele_installer::registry_server::{start, RegistryConfig, RegistryHandle, TlsFiles};
+
+const BASE: &str = "example.com/t/base:1";
+const APP: &str = "example.com/t/app:2";
+/// A Docker Hub image, asked for by containerd as `library/busy` with `ns=docker.io`.
+const HUB: &str = "docker.io/library/busy:1";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    layout: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base(BASE)
+        .app(APP, Some(BASE), &[("etc/app.conf", b"answer = 42\n")])
+        .app(HUB, None, &[("hello.txt", b"hello\n")]);
+    Fixture {
+        layout: f.layout.clone(),
+        dir,
+    }
+}
+
+fn serve(layout: &Path, tls: Option<TlsFiles>) -> RegistryHandle {
+    start(RegistryConfig {
+        layout: layout.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls,
+    })
+    .expect("the registry starts")
+}
+
+fn index_entry(layout: &Path, reference: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["io.containerd.image.name"] == reference)
+        .unwrap_or_else(|| panic!("{reference} is not in the layout"))
+        .clone()
+}
+
+fn manifest_digest(layout: &Path, reference: &str) -> String {
+    index_entry(layout, reference)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+fn manifest(layout: &Path, reference: &str) -> serde_json::Value {
+    let digest = manifest_digest(layout, reference);
+    serde_json::from_slice(&fs::read(blob_path(layout, &digest)).unwrap()).unwrap()
+}
+
+/// A curl response: status, headers (lowercase names) and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn error_code(&self) -> String {
+        let doc: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)));
+        doc["errors"][0]["code"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// Runs curl with `args` (path taken as is, never normalised).
+fn curl(args: &[&str]) -> Reply {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("headers");
+    let body = dir.path().join("body");
+    ok(Command::new("curl")
+        .args(["-sS", "--path-as-is", "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(args));
+    let text = fs::read_to_string(&headers).unwrap();
+    // With a 100-continue or similar there can be several header blocks; the last counts.
+    let block = text.trim_end().rsplit("\r\n\r\n").next().unwrap();
+    let mut lines = block.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// One request on a fresh connection, the whole response as text.
+fn raw_request(addr: std::net::SocketAddr, method: &str, url: &str) -> String {
+    use std::io::{Read, Write};
+    let path = &url[url.find("/v2/").unwrap()..];
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn skopeo_inspects_and_copies_through_the_registry() {
+    let f = fixture();
+    let registry = serve(&f.layout, None);
+    let host = registry.addr().to_string();
+
+    for (path, reference) in [
+        (format!("{host}/example.com/t/base:1"), BASE),
+        (format!("{host}/example.com/t/app:2"), APP),
+        // No host in the path: read as a Docker Hub name.
+        (format!("{host}/library/busy:1"), HUB),
+        (format!("{host}/busy:1"), HUB),
+    ] {
+        let out = ok(Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{path}")));
+        let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            inspected["Digest"],
+            manifest_digest(&f.layout, reference),
+            "{path}"
+        );
+    }
+
+    let copy = f.dir.path().join("copy");
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{host}/example.com/t/app:2"))
+        .arg(format!("oci:{}:x", copy.display())));
+    let copied: serde_json::Value =
+        serde_json::from_slice(&fs::read(copy.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        copied["manifests"][0]["digest"],
+        manifest_digest(&f.layout, APP)
+    );
+    for layer in manifest(&f.layout, APP)["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        assert_eq!(
+            fs::read(blob_path(&copy, digest)).unwrap(),
+            fs::read(blob_path(&f.layout, digest)).unwrap()
+        );
+    }
+
+    // By digest, as containerd asks for an image pinned by digest.
+    let digest = manifest_digest(&f.layout, BASE);
+    let out = ok(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/example.com/t/base@{digest}")));
+    assert_eq!(out.stdout, fs::read(blob_path(&f.layout, &digest)).unwrap());
+}
+
+#[test]
+fn blobs_are_served_whole_and_by_range() {
+    let f = fixture();
+    let registry = serve(&f.layout, None);
+    let base = format!("http://{}/v2/example.com/t/base", registry.addr());
+    let layer = manifest(&f.layout, BASE)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bytes = fs::read(blob_path(&f.layout, &layer)).unwrap();
+    let size = bytes.len();
+    assert!(size > 1000, "the busybox layer is big enough to slice");
+    let url = format!("{base}/blobs/{layer}");
+
+    let head = curl(&["-I", &url]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(size.to_string().as_str())
+    );
+    assert_eq!(head.header("docker-content-digest"), Some(layer.as_str()));
+    assert_eq!(head.header("accept-ranges"), Some("bytes"));
+    let raw = raw_request(registry.addr(), "HEAD", &url);
+    assert!(
+        raw.ends_with("\r\n\r\n") && raw.contains(&format!("content-length: {size}\r\n")),
+        "HEAD sends headers only:\n{raw}"
+    );
+
+    let whole = curl(&[&url]);
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == bytes, "the whole blob comes back as stored");
+
+    let part = curl(&["-r", "100-199", &url]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &bytes[100..200]);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 100-199/{size}").as_str())
+    );
+    assert_eq!(part.header("content-length"), Some("100"));
+
+    let tail = curl(&["-r", &format!("{}-", size - 10), &url]);
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, &bytes[size - 10..]);
+
+    let suffix = curl(&["-r", "-5", &url]);
+    assert_eq!(suffix.status, 206);
+    assert_eq!(suffix.body, &bytes[size - 5..]);
+
+    let beyond = curl(&["-r", &format!("{size}-"), &url]);
+    assert_eq!(beyond.status, 416);
+    assert_eq!(
+        beyond.header("content-range"),
+        Some(format!("bytes */{size}").as_str())
+    );
+
+    // Manifests by tag and digest, GET and HEAD.
+    let digest = manifest_digest(&f.layout, BASE);
+    let stored = fs::read(blob_path(&f.layout, &digest)).unwrap();
+    for reference in ["1", digest.as_str()] {
+        let got = curl(&[&format!("{base}/manifests/{reference}")]);
+        assert_eq!(got.status, 200, "{reference}");
+        assert_eq!(got.body, stored);
+        assert_eq!(
+            got.header("content-type"),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        assert_eq!(got.header("docker-content-digest"), Some(digest.as_str()));
+        let head = curl(&["-I", &format!("{base}/manifests/{reference}")]);
+        assert_eq!(head.status, 200);
+        assert_eq!(
+            head.header("content-length"),
+            Some(stored.len().to_string().as_str())
+        );
+        assert_eq!(head.header("docker-content-digest"), Some(digest.as_str()));
+    }
+    // containerd's form: the upstream host in `ns`, its port's `:` escaped.
+    let host = registry.addr();
+    let got = curl(&[&format!(
+        "http://{host}/v2/library/busy/manifests/1?ns=docker.io"
+    )]);
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.header("docker-content-digest"),
+        Some(manifest_digest(&f.layout, HUB).as_str())
+    );
+    let got = curl(&[&format!(
+        "http://{host}/v2/t/base/manifests/1?ns=example.com"
+    )]);
+    assert_eq!(got.status, 200);
+    let got = curl(&[&format!(
+        "http://{host}/v2/t/base/manifests/1?ns=example.com%3A443"
+    )]);
+    assert_eq!(got.status, 404, "example.com:443 is another registry");
+}
+
+#[test]
+fn errors_have_the_right_status_and_code() {
+    let f = fixture();
+    let registry = serve(&f.layout, None);
+    let host = registry.addr();
+    let v2 = |path: &str| format!("http://{host}/v2/{path}");
+
+    let root = curl(&[&v2("")]);
+    assert_eq!(root.status, 200);
+    assert_eq!(root.body, b"{}");
+    assert_eq!(
+        root.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let config = manifest(&f.layout, BASE)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (path, status, code) in [
+        ("example.com/t/base/manifests/2", 404, "MANIFEST_UNKNOWN"),
+        ("example.com/t/nope/manifests/1", 404, "MANIFEST_UNKNOWN"),
+        ("t/base/manifests/1", 404, "MANIFEST_UNKNOWN"),
+        (
+            &format!("example.com/t/base/manifests/{missing}"),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        // A config blob is no manifest.
+        (
+            &format!("example.com/t/base/manifests/{config}"),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            &format!("example.com/t/base/blobs/{missing}"),
+            404,
+            "BLOB_UNKNOWN",
+        ),
+        (
+            "example.com/t/base/blobs/sha256:..%2F..%2Findex.json",
+            400,
+            "DIGEST_INVALID",
+        ),
+        // Dot segments never reach a file: the path no longer ends in blobs/<digest>.
+        (
+            "example.com/t/base/blobs/sha256:../../index.json",
+            404,
+            "NOT_FOUND",
+        ),
+        ("example.com/t/base/blobs/sha256:ABC", 400, "DIGEST_INVALID"),
+        (
+            "example.com/t/base/manifests/sha256:..%2F..%2Foci-layout",
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "example.com/t/base/manifests/sha256:../../oci-layout",
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            &format!("../../../etc/blobs/{missing}"),
+            400,
+            "NAME_INVALID",
+        ),
+        (&format!("Example/blobs/{missing}"), 400, "NAME_INVALID"),
+        ("example.com/t/nope/tags/list", 404, "NAME_UNKNOWN"),
+        ("example.com/t/base/tags/all", 404, "NOT_FOUND"),
+        ("_catalog", 404, "NOT_FOUND"),
+    ] {
+        let reply = curl(&[&v2(path)]);
+        assert_eq!(reply.status, status, "{path}");
+        assert_eq!(reply.error_code(), code, "{path}");
+    }
+    let tags = curl(&[&v2("example.com/t/base/tags/list")]);
+    assert_eq!(tags.status, 200);
+    let tags: serde_json::Value = serde_json::from_slice(&tags.body).unwrap();
+    assert_eq!(
+        tags,
+        serde_json::json!({"name": "example.com/t/base", "tags": ["1"]})
+    );
+
+    let outside = curl(&[&format!("http://{host}/etc/passwd")]);
+    assert_eq!(outside.status, 404);
+
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let reply = curl(&["-X", method, &v2("example.com/t/base/manifests/1")]);
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+        assert_eq!(reply.error_code(), "UNSUPPORTED");
+    }
+}
+
+#[test]
+fn a_rewritten_index_is_picked_up_and_shutdown_frees_the_port() {
+    let f = fixture();
+    let registry = serve(&f.layout, None);
+    let host = registry.addr();
+    let url = format!("http://{host}/v2/example.com/t/late/manifests/1");
+    assert_eq!(curl(&[&url]).status, 404);
+
+    ImageFactory::new(f.dir.path()).app(
+        "example.com/t/late:1",
+        Some(BASE),
+        &[("late.txt", b"late\n")],
+    );
+    let late = curl(&[&url]);
+    assert_eq!(late.status, 200);
+    assert_eq!(
+        late.header("docker-content-digest"),
+        Some(manifest_digest(&f.layout, "example.com/t/late:1").as_str())
+    );
+
+    registry.shutdown();
+    assert!(
+        std::net::TcpStream::connect(host).is_err(),
+        "nothing listens on {host} after shutdown"
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let error = start(RegistryConfig {
+        layout: dir.path().to_path_buf(),
+        listen,
+        tls: None,
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("index.json"), "{error}");
+
+    fs::write(dir.path().join("index.json"), "{\"schemaVersion\":2}").unwrap();
+    let error = start(RegistryConfig {
+        layout: dir.path().to_path_buf(),
+        listen,
+        tls: None,
+    })
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("not an OCI image index"),
+        "{error}"
+    );
+
+    fs::write(dir.path().join("index.json"), "{\"manifests\":[]}").unwrap();
+    fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    let error = start(RegistryConfig {
+        layout: dir.path().to_path_buf(),
+        listen,
+        tls: Some(TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        }),
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("TLS"), "{error}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let error = start(RegistryConfig {
+        layout: dir.path().to_path_buf(),
+        listen: taken.local_addr().unwrap(),
+        tls: None,
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("failed to listen"), "{error}");
+}
+
+#[test]
+fn containerd_pulls_through_the_tls_mirror_without_rewriting() {
+    let f = fixture();
+    let pki = Pki::create(&f.dir.path().join("pki"));
+    let registry = serve(
+        &f.layout,
+        Some(TlsFiles {
+            cert: pki.cert.clone(),
+            key: pki.key.clone(),
+        }),
+    );
+    let mirror = format!("https://127.0.0.1:{}", registry.addr().port());
+
+    // curl trusts it through the CA alone, no insecure flag.
+    let v2 = curl(&[
+        "--cacert",
+        pki.ca.to_str().unwrap(),
+        &format!("{mirror}/v2/"),
+    ]);
+    assert_eq!(v2.status, 200);
+
+    let hosts = f.dir.path().join("hosts");
+    for upstream in ["example.com", "docker.io"] {
+        let dir = hosts.join(upstream);
+        fs::create_dir_all(&dir).unwrap();
+        let server = if upstream == "docker.io" {
+            "https://registry-1.docker.io".to_string()
+        } else {
+            format!("https://{upstream}")
+        };
+        fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"{server}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+                pki.ca.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    let containerd = Containerd::start(f.dir.path());
+    for reference in [APP, HUB] {
+        ok(containerd
+            .ctr()
+            .args(["images", "pull", "--hosts-dir"])
+            .arg(&hosts)
+            .arg(reference));
+    }
+    let listed = stdout(&ok(containerd.ctr().args(["images", "ls"])));
+    for reference in [APP, HUB] {
+        let line = listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(reference))
+            .unwrap_or_else(|| panic!("{reference} missing from containerd's images:\n{listed}"));
+        assert_eq!(
+            line.split_whitespace().nth(2),
+            Some(manifest_digest(&f.layout, reference).as_str()),
+            "{line}"
+        );
+    }
+    // The content really arrived: the app's layer is in containerd's store.
+    let app_layer = manifest(&f.layout, APP)["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let content = stdout(&ok(containerd.ctr().args(["content", "ls", "-q"])));
+    assert!(
+        content.lines().any(|l| l == app_layer),
+        "{app_layer} not in containerd's content store:\n{content}"
+    );
+
+    // Without the CA containerd refuses the mirror: TLS is really checked.
+    let untrusted = f.dir.path().join("untrusted");
+    fs::create_dir_all(untrusted.join("example.com")).unwrap();
+    fs::write(
+        untrusted.join("example.com/hosts.toml"),
+        format!(
+            "server = \"https://127.0.0.1:1\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        ),
+    )
+    .unwrap();
+    let refused = run(containerd
+        .ctr()
+        .args(["images", "pull", "--hosts-dir"])
+        .arg(&untrusted)
+        .arg(BASE));
+    assert!(!refused.status.success(), "pulled from an untrusted mirror");
+    assert!(
+        support::stderr(&refused).contains("certificate"),
+        "{}",
+        support::stderr(&refused)
+    );
+}
+
+/// A throwaway CA and a serving certificate for 127.0.0.1 signed by it.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn create(dir: &Path) -> Pki {
+        fs::create_dir_all(dir).unwrap();
+        let p = |name: &str| dir.join(name);
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        ok(Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "2"])
+            .args(ec)
+            .args(["-subj", "/CN=tele-test-ca"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem")));
+        ok(Command::new("openssl")
+            .args(["req", "-nodes"])
+            .args(ec)
+            .args(["-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(p("server.key"))
+            .arg("-out")
+            .arg(p("server.csr")));
+        fs::write(
+            p("server.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+        )
+        .unwrap();
+        ok(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-set_serial", "2"])
+            .arg("-in")
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.pem"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-extfile")
+            .arg(p("server.ext"))
+            .arg("-out")
+            .arg(p("server.pem")));
+        Pki {
+            ca: p("ca.pem"),
+            cert: p("server.pem"),
+            key: p("server.key"),
+        }
+    }
+}
+
+/// A containerd with its own root, state and socket; stopped and unmounted on drop.
+struct Containerd {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Containerd {
+    fn start(parent: &Path) -> Containerd {
+        let dir = parent.join("containerd");
+        fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/c.sock\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable = true\n",
+            dir.display()
+        );
+        fs::write(dir.join("config.toml"), config).unwrap();
+        let log = fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd must be installed (apt-get install containerd)");
+        let c = Containerd { child, dir };
+        for _ in 0..200 {
+            if c.ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "containerd did not start: {}",
+            fs::read_to_string(c.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a")
+            .arg(self.dir.join("c.sock"))
+            .args(["-n", "tele-test"]);
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for sub in ["root", "state"] {
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg("-l")
+                .arg(self.dir.join(sub))
+                .output();
+        }
+    }
+}
