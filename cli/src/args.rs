@@ -47,6 +47,103 @@ pub enum Command {
     /// Work with container images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Install an extracted bundle on this machine (what the bundle's ./install does).
+    Install(InstallBundleArgs),
+    /// Show the saved install plan: each phase, its state and duration.
+    Plan(StateDirArg),
+    /// Show the node's services, the node and the app.
+    Status(StateDirArg),
+    /// Stop and remove everything an install created on this machine.
+    Uninstall(StateDirArg),
+    /// Run the node agent that supervises the services (started by the installer).
+    #[command(hide = true)]
+    Agent(StateDirArg),
+    /// Serve an OCI image layout read-only as a registry (the node's image mirror).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+/// The state directory of an install.
+#[derive(Debug, Args)]
+pub struct StateDirArg {
+    /// Where the install keeps its state.
+    #[arg(long, default_value = "/var/lib/tele", env = "TELE_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve the layout until SIGTERM.
+    Serve(RegistryServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryServeArgs {
+    /// The OCI image layout (a bundle's images/ directory).
+    #[arg(long)]
+    pub layout: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5043")]
+    pub listen: std::net::SocketAddr,
+    /// TLS certificate chain (PEM); without it, plain HTTP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `tele install BUNDLE_DIR ...`
+#[derive(Debug, Args)]
+pub struct InstallBundleArgs {
+    /// The extracted bundle directory.
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub install: InstallArgs,
+}
+
+/// How to install.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Where the install keeps everything it writes.
+    #[arg(long, default_value = "/var/lib/tele", env = "TELE_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// This node's address [default: the address of the default route's interface].
+    #[arg(long)]
+    pub advertise_addr: Option<std::net::IpAddr>,
+    /// This node's name [default: the hostname].
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The pod network.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub pod_network_cidr: String,
+    /// The service network.
+    #[arg(long, default_value = "10.100.0.0/16")]
+    pub service_cidr: String,
+    /// A cgroup for this node's pods (needed when several nodes share a machine).
+    #[arg(long)]
+    pub cgroup_root: Option<String>,
+    /// The node profile from the manifest [default: the first].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Skip one preflight check by name. Repeatable.
+    #[arg(long = "skip-check", value_name = "NAME")]
+    pub skip_checks: Vec<String>,
+    /// Load the kernel modules and set the sysctls that the checks need.
+    #[arg(long)]
+    pub autofix: bool,
+    /// Continue a failed or interrupted install from where it stopped.
+    #[arg(long, conflicts_with = "uninstall")]
+    pub resume: bool,
+    /// Remove the install instead.
+    #[arg(long)]
+    pub uninstall: bool,
+    /// Seconds to wait for the app, and for each hook.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Port of the node's image registry.
+    #[arg(long, default_value_t = 5043)]
+    pub registry_port: u16,
 }
 
 #[derive(Debug, Args)]

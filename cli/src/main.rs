@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ImageCommand};
+use crate::args::{Cli, Command, ImageCommand, RegistryCommand};
 use crate::output::Printer;
 
 fn main() -> ExitCode {
@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a, &printer),
         Command::Verify(a) => cmd::verify::run(a, &printer),
         Command::Image(ImageCommand::Build(a)) => cmd::image_build::run(a, &printer),
+        Command::Install(a) => cmd::install::run_subcommand(a, &printer),
+        Command::Plan(a) => cmd::node::plan(a, &printer),
+        Command::Status(a) => cmd::node::status(a, &printer),
+        Command::Uninstall(a) => cmd::node::uninstall(a, &printer),
+        Command::Agent(a) => tele_installer::supervisor::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS),
+        Command::Registry(RegistryCommand::Serve(a)) => cmd::node::registry_serve(a),
     };
     match result {
         Ok(code) => code,

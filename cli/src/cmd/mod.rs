@@ -6,4 +6,5 @@ pub mod image_build;
 pub mod images;
 pub mod inspect;
 pub mod install;
+pub mod node;
 pub mod verify;

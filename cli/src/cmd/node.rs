@@ -1,0 +1,78 @@
+//! Commands about an installed node: `plan`, `status`, `uninstall`, and the
+//! node's image registry.
+
+use std::process::ExitCode;
+
+use tele_installer::plan::Plan;
+
+use crate::args::{RegistryServeArgs, StateDirArg};
+use crate::output::{Printer, EXIT_INPUT};
+
+pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
+    let Some(plan) = Plan::load(&a.state_dir)? else {
+        anyhow::bail!("no operation plan in {}\nhint: give the install's --state-dir", a.state_dir.display());
+    };
+    p.out(format!("{} plan ({})", plan.operation, a.state_dir.display()));
+    p.out(format!("{:<22} {:<11} {:>9}  ERROR", "PHASE", "STATE", "DURATION"));
+    for ph in &plan.phases {
+        let dur = ph.duration_secs().map(|d| format!("{d:.1}s")).unwrap_or_default();
+        let state = format!("{:?}", ph.state).to_lowercase();
+        let err = ph.error.as_deref().map(|e| e.lines().next().unwrap_or_default()).unwrap_or_default();
+        p.out(format!("{:<22} {:<11} {:>9}  {}", ph.id, state, dur, err));
+    }
+    p.json(&plan);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
+    let s = tele_installer::status::status(&a.state_dir)?;
+    if let Some(plan) = &s.plan {
+        p.out(format!("operation: {plan}"));
+    }
+    p.out(format!("agent:     {}", s.agent.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "not running".into())));
+    p.out("services:");
+    for svc in &s.services {
+        p.out(format!("  {:<26} {}", svc.name, svc.pid.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "NOT RUNNING".into())));
+    }
+    match &s.node {
+        Some((name, ready)) => p.out(format!("node:      {name} Ready={ready}")),
+        None => p.out("node:      unknown (the API server does not answer)"),
+    }
+    p.out("app:");
+    for w in &s.workloads {
+        p.out(format!("  {w}"));
+    }
+    let healthy = s.healthy();
+    let mut json = serde_json::to_value(&s)?;
+    json["healthy"] = healthy.into();
+    p.json(&json);
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INPUT) })
+}
+
+pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
+    let r = tele_installer::uninstall::uninstall(&a.state_dir)?;
+    for w in &r.warnings {
+        p.note(format!("warning: {w}"));
+    }
+    p.out(format!(
+        "uninstalled: {} pod processes killed, {} mounts and {} network namespaces removed, {} iptables chains and {} cgroups removed, {} deleted",
+        r.processes_killed,
+        r.unmounted,
+        r.netns_removed,
+        r.iptables_chains_removed,
+        r.cgroups_removed,
+        a.state_dir.display()
+    ));
+    p.json(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn registry_serve(a: RegistryServeArgs) -> anyhow::Result<ExitCode> {
+    use tele_installer::registry_server::{run, RegistryConfig, TlsFiles};
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    run(RegistryConfig { layout: a.layout, listen: a.listen, tls })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1283 @@
+//! The cluster's PKI: one CA, the serving and client certificates of every
+//! component, the service-account key pair and the component kubeconfigs,
+//! all under one directory of the state directory.
+//!
+//! [`ensure`] is idempotent so the PKI phase can be rerun after a crash or
+//! on `--resume`: it keeps the CA and every private key it finds, and
+//! reissues a certificate only when it is missing or no longer says what the
+//! configuration asks for (names and addresses, subject, key usage, issuer,
+//! key, or less than 30 days left). A second run with the same
+//! configuration writes nothing.
+//!
+//! Keys are ECDSA P-256 (PKCS#8 PEM), which etcd 3.4 and the Go TLS stack of
+//! Kubernetes 1.20 accept for serving, client and service-account keys.
+//!
+//! Layout under `dir` (0700):
+//!
+//! | file | mode |
+//! |------|------|
+//! | `ca.crt`, `ca.key` | 0644, 0600 |
+//! | `<name>.crt`, `<name>.key` for each of [`LEAF_CERTS`] | 0644, 0600 |
+//! | `sa.key` (private, for `--service-account-signing-key-file`), `sa.pub` (for `--service-account-key-file`) | 0600, 0644 |
+//! | `kubeconfig/<name>.conf` for each of [`KUBECONFIGS`] (they hold keys) | 0600 |
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, Permissions};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+
+/// Common name of the cluster CA.
+pub const CA_COMMON_NAME: &str = "tele-cluster-ca";
+
+/// Names of the leaf certificates written as `<name>.crt` / `<name>.key`.
+///
+/// `front-proxy-client` is signed by the cluster CA: kube-apiserver must be
+/// run with `--requestheader-allowed-names=front-proxy-client` so no other
+/// certificate from this CA can assert identities through request headers.
+pub const LEAF_CERTS: &[&str] = &[
+    "etcd-server",
+    "apiserver",
+    "apiserver-etcd-client",
+    "apiserver-kubelet-client",
+    "kubelet-server",
+    "registry",
+    "front-proxy-client",
+];
+
+/// Names of the kubeconfigs written as `kubeconfig/<name>.conf`.
+pub const KUBECONFIGS: &[&str] = &[
+    "admin",
+    "controller-manager",
+    "scheduler",
+    "kubelet",
+    "kube-proxy",
+];
+
+const CA_VALIDITY: Duration = Duration::days(3650);
+const LEAF_VALIDITY: Duration = Duration::days(365);
+/// Certificates with less than this left are reissued.
+const RENEW_BEFORE: Duration = Duration::days(30);
+/// Backdating covers clocks that differ a little between nodes.
+const BACKDATE: Duration = Duration::hours(1);
+const KUBECONFIG_CLUSTER: &str = "tele";
+
+/// What the certificates must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiConfig {
+    /// The node's name (hostname-like); a DNS SAN and part of the kubelet's identity.
+    pub node_name: String,
+    /// The node's addresses (IP SANs).
+    pub node_ips: Vec<IpAddr>,
+    /// Extra DNS SANs, e.g. the machine's hostname.
+    pub hostnames: Vec<String>,
+    /// The service CIDR, e.g. `10.100.0.0/16`; its first address is the
+    /// `kubernetes` service IP, a SAN of the API server.
+    pub service_cidr: String,
+    /// The cluster DNS domain, e.g. `cluster.local`.
+    pub cluster_domain: String,
+    /// The API server URL written into kubeconfigs, e.g. `https://10.0.0.5:6443`.
+    pub api_server: String,
+}
+
+/// The PKI on disk, as left by [`ensure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pki {
+    /// The PKI directory.
+    pub dir: PathBuf,
+    /// Files written by this [`ensure`] call, relative to `dir` (empty when
+    /// everything was already in place): services using them need a restart.
+    pub written: Vec<String>,
+}
+
+impl Pki {
+    /// The CA certificate (`ca.crt`).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The certificate of `name` (`ca` or one of [`LEAF_CERTS`]).
+    pub fn cert(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.crt"))
+    }
+
+    /// The private key of `name` (`ca` or one of [`LEAF_CERTS`]).
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.key"))
+    }
+
+    /// The kubeconfig of `name` (one of [`KUBECONFIGS`]).
+    pub fn kubeconfig(&self, name: &str) -> PathBuf {
+        self.dir.join("kubeconfig").join(format!("{name}.conf"))
+    }
+
+    /// The service-account signing key (private, PKCS#8 PEM).
+    pub fn sa_key(&self) -> PathBuf {
+        self.dir.join("sa.key")
+    }
+
+    /// The service-account public key (PEM), for verifying tokens.
+    pub fn sa_pub(&self) -> PathBuf {
+        self.dir.join("sa.pub")
+    }
+}
+
+/// Why the PKI could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file or directory could not be read or written.
+    #[error("failed to {action} `{path}`: {source}")]
+    Io {
+        /// What was being done, e.g. `write`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The service CIDR is not a usable network.
+    #[error("invalid service CIDR `{cidr}`: {reason}")]
+    ServiceCidr {
+        /// The CIDR as given.
+        cidr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An existing key could not be used; it is never replaced silently
+    /// because certificates and tokens already depend on it.
+    #[error("`{path}` is not a usable private key: {reason} (hint: move it away to have a new one generated, which invalidates everything it signed)")]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate could not be made, e.g. a name that is not a valid DNS name.
+    #[error("failed to issue `{name}`: {source}")]
+    Issue {
+        /// The certificate's name.
+        name: String,
+        /// The cause.
+        source: rcgen::Error,
+    },
+}
+
+/// The first address of `cidr` after the network address: the IP of the
+/// `kubernetes` service, e.g. `10.100.0.1` for `10.100.0.0/16`.
+pub fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
+    let bad = |reason: &str| PkiError::ServiceCidr {
+        cidr: cidr.to_string(),
+        reason: reason.to_string(),
+    };
+    let (addr, prefix) = cidr
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| bad("expected ADDRESS/PREFIX, e.g. 10.100.0.0/16"))?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
+    let prefix: u32 = prefix.parse().map_err(|_| bad("prefix is not a number"))?;
+    match addr {
+        IpAddr::V4(v4) => {
+            if prefix > 30 {
+                return Err(bad("prefix must be at most 30 to hold services"));
+            }
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            Ok(IpAddr::V4(Ipv4Addr::from((u32::from(v4) & mask) + 1)))
+        }
+        IpAddr::V6(v6) => {
+            if prefix > 126 {
+                return Err(bad("prefix must be at most 126 to hold services"));
+            }
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            Ok(IpAddr::V6(Ipv6Addr::from((u128::from(v6) & mask) + 1)))
+        }
+    }
+}
+
+/// Creates what is missing under `dir` and reissues certificates that no
+/// longer match `cfg`; see the module docs for the layout and rules.
+pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
+    let mut pki = Pki {
+        dir: dir.to_path_buf(),
+        written: Vec::new(),
+    };
+    let service_ip = first_service_ip(&cfg.service_cidr)?;
+    ensure_dir(dir)?;
+    ensure_dir(&dir.join("kubeconfig"))?;
+
+    let ca_key = load_or_generate_key(&mut pki, "ca.key")?;
+    let ca_pem = ensure_ca_cert(&mut pki, &ca_key)?;
+    let ca_ski = subject_key_id(&ca_pem).unwrap_or_default();
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|source| PkiError::Issue {
+        name: "ca".to_string(),
+        source,
+    })?;
+    let ca = Ca {
+        issuer,
+        ski: ca_ski,
+        pem: ca_pem,
+    };
+
+    for spec in leaf_specs(cfg, service_ip) {
+        let key = load_or_generate_key(&mut pki, &format!("{}.key", spec.name))?;
+        let cert_file = format!("{}.crt", spec.name);
+        let existing = read_optional(&dir.join(&cert_file))?;
+        let current = existing
+            .as_deref()
+            .is_some_and(|pem| cert_is_current(pem, &spec.identity, &ca.ski, &key));
+        if !current {
+            let pem = issue(&spec, &key, &ca)?;
+            write_file(&mut pki, &cert_file, pem.as_bytes(), 0o644)?;
+        }
+    }
+
+    let sa_key = load_or_generate_key(&mut pki, "sa.key")?;
+    let sa_pub = sa_key.public_key_pem();
+    if read_optional(&pki.sa_pub())?.as_deref() != Some(sa_pub.as_str()) {
+        write_file(&mut pki, "sa.pub", sa_pub.as_bytes(), 0o644)?;
+    }
+
+    for spec in kubeconfig_specs(cfg) {
+        let file = format!("kubeconfig/{}.conf", spec.name);
+        let existing = read_optional(&dir.join(&file))?;
+        let current = existing
+            .as_deref()
+            .is_some_and(|text| kubeconfig_is_current(text, &spec, &ca, &cfg.api_server));
+        if !current {
+            let key = KeyPair::generate().map_err(|source| PkiError::Issue {
+                name: spec.name.clone(),
+                source,
+            })?;
+            let cert = issue(&spec, &key, &ca)?;
+            let text = render_kubeconfig(&spec.name, &cfg.api_server, &ca.pem, &cert, &key);
+            write_file(&mut pki, &file, text.as_bytes(), 0o600)?;
+        }
+    }
+    Ok(pki)
+}
+
+/// The signing side: the CA's issuer and what leaves must point back to.
+struct Ca<'a> {
+    issuer: Issuer<'a, &'a KeyPair>,
+    /// Subject key identifier of `ca.crt`; leaves carry it as their authority key id.
+    ski: Vec<u8>,
+    pem: String,
+}
+
+/// A name in a certificate's subjectAltName.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum San {
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl San {
+    fn from_name(name: &str) -> San {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => San::Ip(ip),
+            Err(_) => San::Dns(name.to_ascii_lowercase()),
+        }
+    }
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(name) => f.write_str(name),
+            San::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Everything about a certificate that follows from the configuration; a
+/// certificate on disk is kept when its identity equals the wanted one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    common_name: String,
+    organizations: Vec<String>,
+    sans: BTreeSet<San>,
+    server_auth: bool,
+    client_auth: bool,
+}
+
+struct CertSpec {
+    name: String,
+    identity: Identity,
+}
+
+#[derive(Clone, Copy)]
+enum Usage {
+    Server,
+    Client,
+    ServerAndClient,
+}
+
+fn spec(name: &str, cn: &str, orgs: &[&str], usage: Usage, sans: Vec<San>) -> CertSpec {
+    let (server_auth, client_auth) = match usage {
+        Usage::Server => (true, false),
+        Usage::Client => (false, true),
+        Usage::ServerAndClient => (true, true),
+    };
+    CertSpec {
+        name: name.to_string(),
+        identity: Identity {
+            common_name: cn.to_string(),
+            organizations: orgs.iter().map(|o| o.to_string()).collect(),
+            sans: sans.into_iter().collect(),
+            server_auth,
+            client_auth,
+        },
+    }
+}
+
+fn leaf_specs(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
+    let node_ips = || cfg.node_ips.iter().copied().map(San::Ip);
+    let node_name = || San::from_name(&cfg.node_name);
+    let hostnames = || cfg.hostnames.iter().map(|h| San::from_name(h));
+    let loopback = || {
+        [
+            San::Ip(IpAddr::from([127, 0, 0, 1])),
+            San::Dns("localhost".to_string()),
+        ]
+    };
+    let kubernetes = [
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        format!("kubernetes.default.svc.{}", cfg.cluster_domain),
+    ]
+    .map(|n| San::from_name(&n));
+
+    let local_server: Vec<San> = node_ips().chain(loopback()).chain([node_name()]).collect();
+    let apiserver: Vec<San> = local_server
+        .iter()
+        .cloned()
+        .chain([San::Ip(service_ip)])
+        .chain(hostnames())
+        .chain(kubernetes)
+        .collect();
+    let kubelet: Vec<San> = node_ips().chain([node_name()]).chain(hostnames()).collect();
+    vec![
+        spec(
+            "etcd-server",
+            "etcd-server",
+            &[],
+            Usage::ServerAndClient,
+            local_server.clone(),
+        ),
+        spec("apiserver", "kube-apiserver", &[], Usage::Server, apiserver),
+        spec(
+            "apiserver-etcd-client",
+            "kube-apiserver-etcd-client",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+        spec(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+            Usage::Client,
+            vec![],
+        ),
+        spec(
+            "kubelet-server",
+            &format!("system:node:{}", cfg.node_name),
+            &[],
+            Usage::Server,
+            kubelet,
+        ),
+        spec(
+            "registry",
+            "tele-registry",
+            &[],
+            Usage::Server,
+            local_server,
+        ),
+        spec(
+            "front-proxy-client",
+            "front-proxy-client",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+    ]
+}
+
+fn kubeconfig_specs(cfg: &PkiConfig) -> Vec<CertSpec> {
+    let node = format!("system:node:{}", cfg.node_name);
+    vec![
+        spec(
+            "admin",
+            "kubernetes-admin",
+            &["system:masters"],
+            Usage::Client,
+            vec![],
+        ),
+        spec(
+            "controller-manager",
+            "system:kube-controller-manager",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+        spec(
+            "scheduler",
+            "system:kube-scheduler",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+        spec("kubelet", &node, &["system:nodes"], Usage::Client, vec![]),
+        spec(
+            "kube-proxy",
+            "system:kube-proxy",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+    ]
+}
+
+/// Returns the CA certificate PEM, reusing `ca.crt` when it belongs to `key`.
+fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair) -> Result<String, PkiError> {
+    if let Some(pem) = read_optional(&pki.ca_cert())? {
+        let usable = parse_pem(&pem).is_some_and(|der| {
+            x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
+                cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+                    && cert.is_ca()
+                    && has_time_left(&cert)
+            })
+        });
+        if usable {
+            return Ok(pem);
+        }
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, CA_COMMON_NAME);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - BACKDATE;
+    params.not_after = now + CA_VALIDITY;
+    params.serial_number = Some(serial(key, "ca"));
+    let cert = params.self_signed(key).map_err(|source| PkiError::Issue {
+        name: "ca".to_string(),
+        source,
+    })?;
+    let pem = cert.pem();
+    write_file(pki, "ca.crt", pem.as_bytes(), 0o644)?;
+    Ok(pem)
+}
+
+fn issue(spec: &CertSpec, key: &KeyPair, ca: &Ca<'_>) -> Result<String, PkiError> {
+    let err = |source| PkiError::Issue {
+        name: spec.name.clone(),
+        source,
+    };
+    let id = &spec.identity;
+    let now = OffsetDateTime::now_utc();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for org in &id.organizations {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org.as_str());
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, id.common_name.as_str());
+    for san in &id.sans {
+        params.subject_alt_names.push(match san {
+            San::Ip(ip) => SanType::IpAddress(*ip),
+            San::Dns(name) => SanType::DnsName(name.clone().try_into().map_err(err)?),
+        });
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    if id.server_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if id.client_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + LEAF_VALIDITY;
+    params.serial_number = Some(serial(key, &spec.name));
+    Ok(params.signed_by(key, &ca.issuer).map_err(err)?.pem())
+}
+
+/// A serial unique per issuance: rcgen's default derives it from the public
+/// key alone, which would repeat when a certificate is reissued for a kept key.
+fn serial(key: &KeyPair, name: &str) -> SerialNumber {
+    let mut hash = Sha256::new();
+    hash.update(key.public_key_raw());
+    hash.update(name.as_bytes());
+    hash.update(
+        OffsetDateTime::now_utc()
+            .unix_timestamp_nanos()
+            .to_be_bytes(),
+    );
+    hash.update(std::process::id().to_be_bytes());
+    let mut bytes = hash.finalize()[..16].to_vec();
+    // Positive and without a leading zero byte, as RFC 5280 asks.
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&bytes)
+}
+
+/// Whether the certificate `pem` can stay: same identity, issued by the
+/// current CA, for `key`, and not about to expire.
+fn cert_is_current(pem: &str, wanted: &Identity, ca_ski: &[u8], key: &KeyPair) -> bool {
+    let Some(der) = parse_pem(pem) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+        && has_time_left(&cert)
+        && authority_key_id(&cert).as_deref() == Some(ca_ski)
+        && identity_of(&cert).as_ref() == Some(wanted)
+}
+
+fn has_time_left(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    let left = cert.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
+    left > RENEW_BEFORE.whole_seconds()
+}
+
+fn identity_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Identity> {
+    let subject = cert.subject();
+    let common_name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let organizations = subject
+        .iter_organization()
+        .map(|o| o.as_str().map(str::to_string))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let mut sans = BTreeSet::new();
+    if let Some(ext) = cert.subject_alternative_name().ok()? {
+        for name in &ext.value.general_names {
+            sans.insert(match name {
+                GeneralName::DNSName(dns) => San::Dns(dns.to_ascii_lowercase()),
+                GeneralName::IPAddress(&[a, b, c, d]) => San::Ip(IpAddr::from([a, b, c, d])),
+                GeneralName::IPAddress(bytes) => {
+                    San::Ip(IpAddr::from(<[u8; 16]>::try_from(*bytes).ok()?))
+                }
+                _ => return None,
+            });
+        }
+    }
+    let (server_auth, client_auth) = match cert.extended_key_usage().ok()? {
+        Some(eku) => (eku.value.server_auth, eku.value.client_auth),
+        None => (false, false),
+    };
+    Some(Identity {
+        common_name,
+        organizations,
+        sans,
+        server_auth,
+        client_auth,
+    })
+}
+
+fn authority_key_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+            }
+            _ => None,
+        })
+}
+
+fn subject_key_id(pem: &str) -> Option<Vec<u8>> {
+    let der = parse_pem(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+}
+
+/// The DER of the first PEM block in `text`.
+fn parse_pem(text: &str) -> Option<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).ok()?;
+    Some(pem.contents)
+}
+
+/// The kubeconfig for `user`: the CA and client credentials embedded, so it
+/// works from any directory; TLS is always verified.
+fn render_kubeconfig(
+    user: &str,
+    server: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key: &KeyPair,
+) -> String {
+    // JSON strings are valid YAML scalars: quotes whatever the URL holds.
+    let server = serde_json::Value::from(server).to_string();
+    let ca = BASE64.encode(ca_pem);
+    let cert = BASE64.encode(cert_pem);
+    let key = BASE64.encode(key.serialize_pem());
+    let context = format!("{user}@{KUBECONFIG_CLUSTER}");
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {KUBECONFIG_CLUSTER}
+  cluster:
+    certificate-authority-data: {ca}
+    server: {server}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: {context}
+  context:
+    cluster: {KUBECONFIG_CLUSTER}
+    user: {user}
+current-context: {context}
+preferences: {{}}
+"
+    )
+}
+
+/// Whether a kubeconfig written by [`render_kubeconfig`] still fits: same
+/// server and CA, and a current client certificate for its embedded key.
+fn kubeconfig_is_current(text: &str, spec: &CertSpec, ca: &Ca<'_>, server: &str) -> bool {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.trim_start().strip_prefix(name)?.strip_prefix(": "))
+            .map(str::trim)
+    };
+    let decode = |name: &str| {
+        let data = BASE64.decode(field(name)?).ok()?;
+        String::from_utf8(data).ok()
+    };
+    let server_ok = field("server")
+        .and_then(|s| serde_json::from_str::<String>(s).ok())
+        .is_some_and(|s| s == server);
+    let ca_ok = decode("certificate-authority-data").as_deref() == Some(ca.pem.as_str());
+    let key = decode("client-key-data").and_then(|pem| KeyPair::from_pem(&pem).ok());
+    let cert = decode("client-certificate-data");
+    match (server_ok && ca_ok, key, cert) {
+        (true, Some(key), Some(cert)) => cert_is_current(&cert, &spec.identity, &ca.ski, &key),
+        _ => false,
+    }
+}
+
+fn load_or_generate_key(pki: &mut Pki, file: &str) -> Result<KeyPair, PkiError> {
+    let path = pki.dir.join(file);
+    if let Some(pem) = read_optional(&path)? {
+        // Tighten a key that was left readable; its content stays.
+        set_mode(&path, 0o600)?;
+        return KeyPair::from_pem(&pem).map_err(|e| PkiError::BadKey {
+            path,
+            reason: e.to_string(),
+        });
+    }
+    let key = KeyPair::generate().map_err(|source| PkiError::Issue {
+        name: file.to_string(),
+        source,
+    })?;
+    write_file(pki, file, key.serialize_pem().as_bytes(), 0o600)?;
+    Ok(key)
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        action: "create directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), PkiError> {
+    let current = fs::metadata(path).map_err(|source| PkiError::Io {
+        action: "stat",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if current.permissions().mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    fs::set_permissions(path, Permissions::from_mode(mode)).map_err(|source| PkiError::Io {
+        action: "set permissions of",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes `file` (relative to the PKI dir) crash-safely: a temporary file in
+/// the same directory gets its final mode before any content, is synced and
+/// renamed over the target, so a key is never readable by others, not even
+/// for a moment, and a crash leaves the old file or the new one.
+fn write_file(pki: &mut Pki, file: &str, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let path = pki.dir.join(file);
+    let parent = path.parent().unwrap_or(&pki.dir).to_path_buf();
+    let io_err = |action, source| PkiError::Io {
+        action,
+        path: path.clone(),
+        source,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(&parent)
+        .map_err(|e| io_err("create a temporary file for", e))?;
+    // The umask may have narrowed the mode given at creation.
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| io_err("set permissions of", e))?;
+    tmp.write_all(contents).map_err(|e| io_err("write", e))?;
+    tmp.as_file().sync_all().map_err(|e| io_err("sync", e))?;
+    tmp.persist(&path)
+        .map_err(|e| io_err("rename into place", e.error))?;
+    if let Ok(dir) = fs::File::open(&parent) {
+        dir.sync_all()
+            .map_err(|e| io_err("sync the directory of", e))?;
+    }
+    pki.written.push(file.to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    fn config() -> PkiConfig {
+        PkiConfig {
+            node_name: "node-1".to_string(),
+            node_ips: vec!["10.0.0.5".parse().unwrap()],
+            hostnames: vec!["machine.example.com".to_string()],
+            service_cidr: "10.100.0.0/16".to_string(),
+            cluster_domain: "cluster.local".to_string(),
+            api_server: "https://10.0.0.5:6443".to_string(),
+        }
+    }
+
+    /// Runs a real tool; returns whether it succeeded and its combined output.
+    fn run(program: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run {program}: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn path_str(path: &Path) -> &str {
+        path.to_str().unwrap()
+    }
+
+    /// Every file under `dir` with its bytes.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().to_path_buf(), fs::read(e.path()).unwrap()))
+            .collect()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn first_service_ip_is_network_plus_one() {
+        let ip = |c: &str| first_service_ip(c).map(|ip| ip.to_string()).ok();
+        assert_eq!(ip("10.100.0.0/16").as_deref(), Some("10.100.0.1"));
+        assert_eq!(ip("10.100.7.9/16").as_deref(), Some("10.100.0.1"));
+        assert_eq!(ip("172.16.0.0/12").as_deref(), Some("172.16.0.1"));
+        assert_eq!(ip("0.0.0.0/0").as_deref(), Some("0.0.0.1"));
+        assert_eq!(ip("fd00:10:96::/112").as_deref(), Some("fd00:10:96::1"));
+        for bad in [
+            "10.100.0.0",
+            "10.100.0.0/33",
+            "10.0.0.0/31",
+            "x/16",
+            "10.0.0.0/a",
+        ] {
+            assert!(first_service_ip(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn every_leaf_verifies_against_the_ca_with_the_right_names_and_usages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = ensure(&tmp.path().join("pki"), &config()).unwrap();
+        let ca = pki.ca_cert();
+        let (ok, out) = run(
+            "openssl",
+            &["x509", "-noout", "-text", "-in", path_str(&ca)],
+        );
+        assert!(ok, "{out}");
+        assert!(out.contains("Subject: CN = tele-cluster-ca"), "{out}");
+        assert!(out.contains("CA:TRUE"), "{out}");
+        for name in LEAF_CERTS {
+            let cert = pki.cert(name);
+            let (ok, out) = run(
+                "openssl",
+                &["verify", "-CAfile", path_str(&ca), path_str(&cert)],
+            );
+            assert!(ok && out.contains(": OK"), "{name}: {out}");
+        }
+        let text = |name: &str| {
+            let (ok, out) = run(
+                "openssl",
+                &["x509", "-noout", "-text", "-in", path_str(&pki.cert(name))],
+            );
+            assert!(ok, "{out}");
+            out
+        };
+        const SERVER: &str = "TLS Web Server Authentication";
+        const CLIENT: &str = "TLS Web Client Authentication";
+
+        let etcd = text("etcd-server");
+        for san in [
+            "IP Address:10.0.0.5",
+            "IP Address:127.0.0.1",
+            "DNS:localhost",
+            "DNS:node-1",
+            SERVER,
+            CLIENT,
+        ] {
+            assert!(etcd.contains(san), "etcd-server lacks {san}: {etcd}");
+        }
+
+        let apiserver = text("apiserver");
+        for san in [
+            "IP Address:10.0.0.5",
+            "IP Address:10.100.0.1",
+            "IP Address:127.0.0.1",
+            "DNS:localhost",
+            "DNS:machine.example.com",
+            "DNS:node-1",
+            "DNS:kubernetes,",
+            "DNS:kubernetes.default,",
+            "DNS:kubernetes.default.svc,",
+            "DNS:kubernetes.default.svc.cluster.local",
+            SERVER,
+        ] {
+            assert!(
+                apiserver.contains(san),
+                "apiserver lacks {san}: {apiserver}"
+            );
+        }
+        assert!(!apiserver.contains(CLIENT), "{apiserver}");
+
+        let kubelet = text("kubelet-server");
+        for san in [
+            "IP Address:10.0.0.5",
+            "DNS:node-1",
+            "DNS:machine.example.com",
+        ] {
+            assert!(
+                kubelet.contains(san),
+                "kubelet-server lacks {san}: {kubelet}"
+            );
+        }
+        let registry = text("registry");
+        for san in [
+            "IP Address:10.0.0.5",
+            "IP Address:127.0.0.1",
+            "DNS:localhost",
+        ] {
+            assert!(registry.contains(san), "registry lacks {san}: {registry}");
+        }
+
+        for (name, subject) in [
+            ("apiserver-etcd-client", "CN = kube-apiserver-etcd-client"),
+            (
+                "apiserver-kubelet-client",
+                "O = system:masters, CN = kube-apiserver-kubelet-client",
+            ),
+        ] {
+            let out = text(name);
+            assert!(out.contains(&format!("Subject: {subject}")), "{out}");
+            assert!(out.contains(CLIENT) && !out.contains(SERVER), "{out}");
+            assert!(!out.contains("Subject Alternative Name"), "{out}");
+        }
+        // Leaves are ECDSA P-256 and valid for a year.
+        assert!(etcd.contains("prime256v1"), "{etcd}");
+    }
+
+    #[test]
+    fn files_have_private_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let pki = ensure(&dir, &config()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("kubeconfig")), 0o700);
+        assert_eq!(mode(&pki.ca_cert()), 0o644);
+        assert_eq!(mode(&pki.key("ca")), 0o600);
+        for name in LEAF_CERTS {
+            assert_eq!(mode(&pki.cert(name)), 0o644, "{name}");
+            assert_eq!(mode(&pki.key(name)), 0o600, "{name}");
+        }
+        assert_eq!(mode(&pki.sa_key()), 0o600);
+        assert_eq!(mode(&pki.sa_pub()), 0o644);
+        for name in KUBECONFIGS {
+            assert_eq!(mode(&pki.kubeconfig(name)), 0o600, "{name}");
+        }
+        // No temporary files are left behind.
+        for file in snapshot(&dir).keys() {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert!(!name.starts_with(".tmp-"), "{}", file.display());
+        }
+        // A key left readable by others is tightened on the next run.
+        fs::set_permissions(pki.key("registry"), Permissions::from_mode(0o644)).unwrap();
+        ensure(&dir, &config()).unwrap();
+        assert_eq!(mode(&pki.key("registry")), 0o600);
+    }
+
+    #[test]
+    fn a_second_run_changes_nothing_and_a_new_node_ip_reissues_only_the_certs_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let first = ensure(&dir, &config()).unwrap();
+        assert!(first.written.contains(&"ca.crt".to_string()));
+        let before = snapshot(&dir);
+
+        let again = ensure(&dir, &config()).unwrap();
+        assert_eq!(again.written, Vec::<String>::new());
+        assert_eq!(snapshot(&dir), before);
+
+        let mut moved = config();
+        moved.node_ips = vec!["10.0.0.6".parse().unwrap()];
+        let pki = ensure(&dir, &moved).unwrap();
+        let expected = [
+            "etcd-server.crt",
+            "apiserver.crt",
+            "kubelet-server.crt",
+            "registry.crt",
+        ];
+        assert_eq!(pki.written, expected);
+        let after = snapshot(&dir);
+        for (path, bytes) in &before {
+            let file = path.strip_prefix(&dir).unwrap().to_str().unwrap();
+            let same = after[path] == *bytes;
+            assert_eq!(same, !expected.contains(&file), "{file}");
+        }
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "x509",
+                "-noout",
+                "-text",
+                "-in",
+                path_str(&pki.cert("apiserver")),
+            ],
+        );
+        assert!(ok && out.contains("IP Address:10.0.0.6"), "{out}");
+        assert!(!out.contains("IP Address:10.0.0.5"), "{out}");
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&pki.ca_cert()),
+                path_str(&pki.cert("apiserver")),
+            ],
+        );
+        assert!(ok, "{out}");
+
+        // A new API server URL rewrites only the kubeconfigs.
+        moved.api_server = "https://10.0.0.6:6443".to_string();
+        let pki = ensure(&dir, &moved).unwrap();
+        let kubeconfigs: Vec<String> = KUBECONFIGS
+            .iter()
+            .map(|k| format!("kubeconfig/{k}.conf"))
+            .collect();
+        assert_eq!(pki.written, kubeconfigs);
+    }
+
+    #[test]
+    fn a_lost_ca_certificate_is_remade_from_its_key_and_leaves_are_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let pki = ensure(&dir, &config()).unwrap();
+        fs::remove_file(pki.ca_cert()).unwrap();
+        let again = ensure(&dir, &config()).unwrap();
+        // Same key, same subject: what it signed still verifies and is kept;
+        // only the kubeconfigs, which embed the CA certificate, are rewritten.
+        let mut expected = vec!["ca.crt".to_string()];
+        expected.extend(KUBECONFIGS.iter().map(|k| format!("kubeconfig/{k}.conf")));
+        assert_eq!(again.written, expected);
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&pki.ca_cert()),
+                path_str(&pki.cert("etcd-server")),
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+
+    #[test]
+    fn a_new_ca_key_reissues_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let pki = ensure(&dir, &config()).unwrap();
+        fs::remove_file(pki.key("ca")).unwrap();
+        let again = ensure(&dir, &config()).unwrap();
+        for name in LEAF_CERTS {
+            assert!(again.written.contains(&format!("{name}.crt")), "{name}");
+        }
+        for name in KUBECONFIGS {
+            assert!(again.written.contains(&format!("kubeconfig/{name}.conf")));
+        }
+        assert!(!again.written.contains(&"sa.key".to_string()));
+    }
+
+    #[test]
+    fn a_corrupt_key_is_an_error_not_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let pki = ensure(&dir, &config()).unwrap();
+        fs::write(pki.key("ca"), "garbage").unwrap();
+        let err = ensure(&dir, &config()).unwrap_err();
+        assert!(matches!(err, PkiError::BadKey { .. }), "{err}");
+        assert!(err.to_string().contains("ca.key"), "{err}");
+        assert_eq!(fs::read_to_string(pki.key("ca")).unwrap(), "garbage");
+    }
+
+    #[test]
+    fn kubeconfigs_parse_embed_credentials_and_never_skip_verification() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = ensure(&tmp.path().join("pki"), &config()).unwrap();
+        let ca_pem = fs::read_to_string(pki.ca_cert()).unwrap();
+        for (name, subject) in [
+            ("admin", "subject=O = system:masters, CN = kubernetes-admin"),
+            (
+                "controller-manager",
+                "subject=CN = system:kube-controller-manager",
+            ),
+            ("scheduler", "subject=CN = system:kube-scheduler"),
+            (
+                "kubelet",
+                "subject=O = system:nodes, CN = system:node:node-1",
+            ),
+            ("kube-proxy", "subject=CN = system:kube-proxy"),
+        ] {
+            let file = pki.kubeconfig(name);
+            let text = fs::read_to_string(&file).unwrap();
+            assert!(!text.contains("insecure"), "{text}");
+            let (ok, out) = run(
+                "kubectl",
+                &[
+                    "config",
+                    "view",
+                    "--raw",
+                    "-o",
+                    "json",
+                    "--kubeconfig",
+                    path_str(&file),
+                ],
+            );
+            assert!(ok, "{name}: {out}");
+            let view: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let cluster = &view["clusters"][0]["cluster"];
+            assert_eq!(cluster["server"], "https://10.0.0.5:6443");
+            assert!(cluster.get("insecure-skip-tls-verify").is_none(), "{out}");
+            let ca_data = cluster["certificate-authority-data"].as_str().unwrap();
+            assert_eq!(BASE64.decode(ca_data).unwrap(), ca_pem.as_bytes());
+            assert_eq!(view["current-context"], format!("{name}@tele"));
+
+            let user = &view["users"][0]["user"];
+            let cert = BASE64
+                .decode(user["client-certificate-data"].as_str().unwrap())
+                .unwrap();
+            let key = BASE64
+                .decode(user["client-key-data"].as_str().unwrap())
+                .unwrap();
+            let cert_file = tmp.path().join(format!("{name}.crt"));
+            fs::write(&cert_file, &cert).unwrap();
+            let (ok, out) = run(
+                "openssl",
+                &[
+                    "verify",
+                    "-CAfile",
+                    path_str(&pki.ca_cert()),
+                    path_str(&cert_file),
+                ],
+            );
+            assert!(ok, "{name}: {out}");
+            let (ok, out) = run(
+                "openssl",
+                &["x509", "-noout", "-subject", "-in", path_str(&cert_file)],
+            );
+            assert!(ok && out.trim() == subject, "{name}: {out}");
+            // The embedded key belongs to the embedded certificate.
+            let key = KeyPair::from_pem(std::str::from_utf8(&key).unwrap()).unwrap();
+            let der = parse_pem(std::str::from_utf8(&cert).unwrap()).unwrap();
+            let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+            assert_eq!(
+                parsed.public_key().subject_public_key.data.as_ref(),
+                key.public_key_raw()
+            );
+        }
+    }
+
+    #[test]
+    fn service_account_keys_are_a_matching_pem_pair() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = ensure(&tmp.path().join("pki"), &config()).unwrap();
+        let (ok, derived) = run(
+            "openssl",
+            &["pkey", "-in", path_str(&pki.sa_key()), "-pubout"],
+        );
+        assert!(ok, "{derived}");
+        assert_eq!(derived, fs::read_to_string(pki.sa_pub()).unwrap());
+        assert!(derived.starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Kills etcd when the test ends, passed or not.
+    struct KillOnDrop(Child);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn real_etcd_serves_with_these_certificates_and_demands_a_client_certificate() {
+        assert!(
+            Path::new("/usr/bin/etcd").exists(),
+            "this test needs a real etcd: apt-get install -y etcd-server"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = ensure(&tmp.path().join("pki"), &config()).unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("https://127.0.0.1:{client}");
+        let peer_url = format!("https://127.0.0.1:{peer}");
+        let cert = pki.cert("etcd-server");
+        let key = pki.key("etcd-server");
+        let ca = pki.ca_cert();
+        let log = fs::File::create(tmp.path().join("etcd.log")).unwrap();
+        let etcd = Command::new("/usr/bin/etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(tmp.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .args(["--cert-file", path_str(&cert), "--key-file", path_str(&key)])
+            .args(["--trusted-ca-file", path_str(&ca), "--client-cert-auth"])
+            .args(["--peer-cert-file", path_str(&cert)])
+            .args(["--peer-key-file", path_str(&key)])
+            .args(["--peer-trusted-ca-file", path_str(&ca)])
+            .arg("--peer-client-cert-auth")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let _etcd = KillOnDrop(etcd);
+
+        let etcdctl = |with_client_cert: bool| {
+            let mut cmd = Command::new("etcdctl");
+            cmd.env("ETCDCTL_API", "3")
+                .args(["--endpoints", &client_url, "--cacert", path_str(&ca)])
+                .args(["--dial-timeout", "2s", "--command-timeout", "3s"]);
+            if with_client_cert {
+                let cert = pki.cert("apiserver-etcd-client");
+                let key = pki.key("apiserver-etcd-client");
+                cmd.args(["--cert", path_str(&cert), "--key", path_str(&key)]);
+            }
+            let out = cmd.args(["endpoint", "health"]).output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        };
+        let start = Instant::now();
+        let mut last = String::new();
+        loop {
+            let (ok, out) = etcdctl(true);
+            if ok {
+                assert!(out.contains("is healthy"), "{out}");
+                break;
+            }
+            last = out;
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                let log = fs::read_to_string(tmp.path().join("etcd.log")).unwrap();
+                panic!("etcd never became healthy: {last}\netcd log:\n{log}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let _ = last;
+        let (ok, out) = etcdctl(false);
+        assert!(!ok, "etcd accepted a client without a certificate: {out}");
+    }
+}

@@ -1,0 +1,209 @@
+//! `tele uninstall`: stops and removes everything an install created, in the
+//! order that leaves nothing behind: the services (the agent or systemd
+//! units), the pods' processes (through their shims), mounts under the state
+//! directory and the pods' network namespaces, the CNI bridge, the KUBE-* and
+//! CNI-* iptables chains, the pods' cgroups, and finally the state directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::node::{Layout, NodeConfig};
+use crate::supervisor;
+
+/// What an uninstall removed, for the report.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UninstallReport {
+    /// Pod processes killed.
+    pub processes_killed: usize,
+    /// Mount points unmounted.
+    pub unmounted: usize,
+    /// Network namespaces removed.
+    pub netns_removed: usize,
+    /// iptables chains removed.
+    pub iptables_chains_removed: usize,
+    /// cgroups removed.
+    pub cgroups_removed: usize,
+    /// Problems that did not stop the uninstall.
+    pub warnings: Vec<String>,
+}
+
+/// Removes the install whose state is in `state_dir`.
+pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
+    let layout = Layout::new(state_dir);
+    let cfg: Option<NodeConfig> = fs::read(layout.config_file()).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let mut report = UninstallReport::default();
+    if !state_dir.exists() {
+        return Ok(report);
+    }
+    let tele = layout.tele();
+    supervisor::stop_services(state_dir, &tele)?;
+
+    // Pods outlive containerd: their shims keep them. Kill each shim's
+    // children (the containers' init processes, which takes their PID
+    // namespaces down), then the shims.
+    let sock = layout.containerd_sock().display().to_string();
+    for pid in processes_with_arg(&sock) {
+        for child in children_of(pid) {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+            report.processes_killed += 1;
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        report.processes_killed += 1;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Mounts under the state directory (rootfs overlays, shm, volumes), deepest first.
+    let mut netns = Vec::new();
+    let mut mounts: Vec<PathBuf> = mount_points().into_iter().filter(|m| m.starts_with(state_dir)).collect();
+    for m in mount_points() {
+        let s = m.display().to_string();
+        if (s.starts_with("/run/netns/cni-") || s.starts_with("/var/run/netns/cni-")) && !netns.contains(&m) {
+            netns.push(m);
+        }
+    }
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in &mounts {
+        match nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => report.unmounted += 1,
+            Err(e) => report.warnings.push(format!("cannot unmount {}: {e}", m.display())),
+        }
+    }
+    for n in &netns {
+        let _ = nix::mount::umount2(n, nix::mount::MntFlags::MNT_DETACH);
+        if fs::remove_file(n).is_ok() {
+            report.netns_removed += 1;
+        }
+    }
+
+    // The CNI bridge (its veths went with the namespaces) and iptables chains.
+    let _ = Command::new("ip").args(["link", "delete", "tele0"]).output();
+    report.iptables_chains_removed = remove_iptables_chains(&mut report.warnings);
+
+    // Pod cgroups, deepest first.
+    report.cgroups_removed = remove_cgroups(cfg.as_ref().and_then(|c| c.cgroup_root.as_deref()));
+
+    fs::remove_dir_all(state_dir).or_else(|e| {
+        // Something may still be mounted deep inside: one more lazy pass.
+        for m in mount_points().into_iter().filter(|m| m.starts_with(state_dir)) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        fs::remove_dir_all(state_dir).map_err(|e2| anyhow::anyhow!("cannot remove {}: {e} / {e2}", state_dir.display()))
+    })?;
+    Ok(report)
+}
+
+/// Pids whose command line contains `arg`.
+fn processes_with_arg(arg: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Every mount point of this mount namespace.
+pub fn mount_points() -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .collect()
+}
+
+fn remove_iptables_chains(warnings: &mut Vec<String>) -> usize {
+    let ours = |c: &str| c.starts_with("KUBE-") || c.starts_with("CNI-");
+    let mut removed = 0;
+    for table in ["filter", "nat", "mangle"] {
+        let Ok(out) = Command::new("iptables").args(["-w", "-t", table, "-S"]).output() else {
+            warnings.push("iptables is not available; no rules removed".into());
+            return 0;
+        };
+        let rules = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Rules in built-in chains that jump to our chains.
+        for rule in rules.lines().filter(|l| l.starts_with("-A ")) {
+            let parts: Vec<&str> = rule.split_whitespace().collect();
+            let chain = parts.get(1).copied().unwrap_or_default();
+            let target = parts.iter().position(|p| *p == "-j").and_then(|i| parts.get(i + 1)).copied().unwrap_or_default();
+            if !ours(chain) && ours(target) {
+                let mut args = vec!["-w", "-t", table, "-D"];
+                args.extend(&parts[1..]);
+                let _ = Command::new("iptables").args(&args).output();
+            }
+        }
+        let chains: Vec<String> = rules
+            .lines()
+            .filter_map(|l| l.strip_prefix("-N "))
+            .filter(|c| ours(c))
+            .map(String::from)
+            .collect();
+        for c in &chains {
+            let _ = Command::new("iptables").args(["-w", "-t", table, "-F", c]).output();
+        }
+        for c in &chains {
+            if Command::new("iptables").args(["-w", "-t", table, "-X", c]).output().is_ok_and(|o| o.status.success()) {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+fn remove_cgroups(cgroup_root: Option<&str>) -> usize {
+    let mut removed = 0;
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(base).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        match cgroup_root {
+            Some(r) => roots.push(dir.join(r.trim_start_matches('/'))),
+            None => roots.push(dir.join("kubepods")),
+        }
+    }
+    roots.push(base.join("kubepods"));
+    for root in roots {
+        if !root.is_dir() {
+            continue;
+        }
+        let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(&root)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_dir())
+            .map(|e| e.into_path())
+            .collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            if fs::remove_dir(&d).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
