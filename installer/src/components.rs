@@ -162,7 +162,6 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
             format!("--hostname-override={}", cfg.node_name),
             format!("--node-ip={ip}"),
             format!("--pod-infra-container-image={}", crate::node::sandbox_image(&cfg.bundle_dir)?),
-            "--node-labels=node-role.kubernetes.io/master=,node-role.kubernetes.io/control-plane=".into(),
         ],
     );
     kubelet.env.insert("PATH".into(), path_env);

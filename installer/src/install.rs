@@ -271,9 +271,13 @@ impl Context<'_> {
             "/configure" => self.configure(),
             "/services" => self.services(),
             "/wait" => {
+                // The services may have stopped since /services ran (a reboot before --resume):
+                // making sure they run is idempotent and cheap.
+                self.services()?;
                 let k = self.kubectl()?;
-                k.wait_api(Duration::from_secs(180))?;
-                k.wait_node_ready(&self.cfg.node_name, Duration::from_secs(180))
+                k.wait_api(Duration::from_secs(180))
+                    .and_then(|_| k.wait_node_ready(&self.cfg.node_name, Duration::from_secs(180)))
+                    .map_err(|e| anyhow::anyhow!("{e}\n{}", self.service_errors()))
             }
             "/system" => self.system(),
             "/app" => self.app(),
@@ -363,8 +367,27 @@ impl Context<'_> {
         supervisor::apply_services(&self.cfg.state_dir, &self.layout.tele(), &specs)
     }
 
+    /// The last error lines of each service's log, for a failed wait.
+    fn service_errors(&self) -> String {
+        let mut out = String::new();
+        let logs = self.layout.logs();
+        for name in ["etcd", "containerd", "kube-apiserver", "kubelet", "registry"] {
+            let text = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+            let errors: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with('E') || l.starts_with('F') || l.contains("level=error") || l.contains("level=fatal"))
+                .collect();
+            if let Some(last) = errors.last() {
+                out.push_str(&format!("{name}: {}\n", last.chars().take(300).collect::<String>()));
+            }
+        }
+        format!("{out}logs: {}", logs.display())
+    }
+
     fn system(&self) -> anyhow::Result<()> {
         let k = self.kubectl()?;
+        let node = format!("node/{}", self.cfg.node_name);
+        k.run(&["label", "--overwrite", &node, "node-role.kubernetes.io/control-plane=", "node-role.kubernetes.io/master="])?;
         // Pods cannot be created before the namespace's default service account exists.
         crate::kube::poll(Duration::from_secs(120), "the default service account", || {
             Ok(k.run(&["get", "serviceaccount", "default", "-n", "default"]).is_ok())

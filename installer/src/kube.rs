@@ -57,8 +57,17 @@ impl Kubectl {
     /// Server-side applies a file of resources and returns what was applied.
     pub fn apply(&self, file: &Path) -> anyhow::Result<Vec<Applied>> {
         let f = file.display().to_string();
-        let out = self.run(&["apply", "--server-side", "--force-conflicts", "--field-manager=tele", "-o", "json", "-f", &f])?;
-        Ok(parse_applied(&out))
+        match self.run(&["apply", "--server-side", "--force-conflicts", "--field-manager=tele", "-o", "json", "-f", &f]) {
+            Ok(out) => Ok(parse_applied(&out)),
+            // Kubernetes 1.20's server-side apply refuses list entries that omit a key
+            // field with a default (a Service port without `protocol`), which plain
+            // manifests often do; client-side apply accepts them.
+            Err(e) if e.to_string().contains("omits key field") => {
+                let out = self.run(&["apply", "-o", "json", "-f", &f])?;
+                Ok(parse_applied(&out))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits for a workload to be ready; on timeout the error says what is
