@@ -19,11 +19,20 @@ fn p(path: PathBuf) -> String {
 }
 
 fn spec(name: &str, binary: PathBuf, args: Vec<String>) -> ServiceSpec {
-    ServiceSpec { name: name.into(), binary, args, env: BTreeMap::new() }
+    ServiceSpec {
+        name: name.into(),
+        binary,
+        args,
+        env: BTreeMap::new(),
+    }
 }
 
 /// The services of a single control-plane node, in start order.
-pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathBuf>) -> anyhow::Result<Vec<ServiceSpec>> {
+pub fn services(
+    cfg: &NodeConfig,
+    layout: &Layout,
+    bins: &BTreeMap<String, PathBuf>,
+) -> anyhow::Result<Vec<ServiceSpec>> {
     let pki = layout.pki();
     let crt = |n: &str| p(pki.join(format!("{n}.crt")));
     let key = |n: &str| p(pki.join(format!("{n}.key")));
@@ -32,8 +41,14 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
     let host = fmt_host(ip);
     let ports = &cfg.ports;
     let path_env = {
-        let dir = bin(bins, "containerd")?.parent().map(Path::to_path_buf).unwrap_or_default();
-        format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", dir.display())
+        let dir = bin(bins, "containerd")?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            dir.display()
+        )
     };
 
     let registry = spec(
@@ -59,11 +74,23 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
         vec![
             format!("--name={}", cfg.node_name),
             format!("--data-dir={}", p(layout.etcd_data())),
-            format!("--listen-client-urls=https://127.0.0.1:{0},https://{host}:{0}", ports.etcd_client),
-            format!("--advertise-client-urls=https://{host}:{}", ports.etcd_client),
+            format!(
+                "--listen-client-urls=https://127.0.0.1:{0},https://{host}:{0}",
+                ports.etcd_client
+            ),
+            format!(
+                "--advertise-client-urls=https://{host}:{}",
+                ports.etcd_client
+            ),
             format!("--listen-peer-urls=https://{host}:{}", ports.etcd_peer),
-            format!("--initial-advertise-peer-urls=https://{host}:{}", ports.etcd_peer),
-            format!("--initial-cluster={}=https://{host}:{}", cfg.node_name, ports.etcd_peer),
+            format!(
+                "--initial-advertise-peer-urls=https://{host}:{}",
+                ports.etcd_peer
+            ),
+            format!(
+                "--initial-cluster={}=https://{host}:{}",
+                cfg.node_name, ports.etcd_peer
+            ),
             "--initial-cluster-state=new".into(),
             format!("--cert-file={}", crt("etcd-server")),
             format!("--key-file={}", key("etcd-server")),
@@ -80,7 +107,10 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
     let mut containerd = spec(
         "containerd",
         bin(bins, "containerd")?,
-        vec!["--config".into(), p(layout.containerd().join("config.toml"))],
+        vec![
+            "--config".into(),
+            p(layout.containerd().join("config.toml")),
+        ],
     );
     containerd.env.insert("PATH".into(), path_env.clone());
 
@@ -103,14 +133,20 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
             format!("--etcd-cafile={}", crt("ca")),
             format!("--etcd-certfile={}", crt("apiserver-etcd-client")),
             format!("--etcd-keyfile={}", key("apiserver-etcd-client")),
-            format!("--kubelet-client-certificate={}", crt("apiserver-kubelet-client")),
+            format!(
+                "--kubelet-client-certificate={}",
+                crt("apiserver-kubelet-client")
+            ),
             format!("--kubelet-client-key={}", key("apiserver-kubelet-client")),
             format!("--kubelet-certificate-authority={}", crt("ca")),
             "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
             format!("--service-cluster-ip-range={}", cfg.service_cidr),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", p(pki.join("sa.pub"))),
-            format!("--service-account-signing-key-file={}", p(pki.join("sa.key"))),
+            format!(
+                "--service-account-signing-key-file={}",
+                p(pki.join("sa.key"))
+            ),
             "--profiling=false".into(),
         ],
     );
@@ -120,12 +156,21 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
         bin(bins, "kube-controller-manager")?,
         vec![
             format!("--kubeconfig={}", kubeconfig("controller-manager")),
-            format!("--authentication-kubeconfig={}", kubeconfig("controller-manager")),
-            format!("--authorization-kubeconfig={}", kubeconfig("controller-manager")),
+            format!(
+                "--authentication-kubeconfig={}",
+                kubeconfig("controller-manager")
+            ),
+            format!(
+                "--authorization-kubeconfig={}",
+                kubeconfig("controller-manager")
+            ),
             "--bind-address=127.0.0.1".into(),
             "--port=0".into(),
             "--use-service-account-credentials=true".into(),
-            format!("--service-account-private-key-file={}", p(pki.join("sa.key"))),
+            format!(
+                "--service-account-private-key-file={}",
+                p(pki.join("sa.key"))
+            ),
             format!("--root-ca-file={}", crt("ca")),
             format!("--cluster-signing-cert-file={}", crt("ca")),
             format!("--cluster-signing-key-file={}", key("ca")),
@@ -154,14 +199,23 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
         "kubelet",
         bin(bins, "kubelet")?,
         vec![
-            format!("--config={}", p(layout.kube_config_dir().join("kubelet.yaml"))),
+            format!(
+                "--config={}",
+                p(layout.kube_config_dir().join("kubelet.yaml"))
+            ),
             format!("--kubeconfig={}", kubeconfig("kubelet")),
             "--container-runtime=remote".into(),
-            format!("--container-runtime-endpoint=unix://{}", p(layout.containerd_sock())),
+            format!(
+                "--container-runtime-endpoint=unix://{}",
+                p(layout.containerd_sock())
+            ),
             format!("--root-dir={}", p(layout.kubelet_root())),
             format!("--hostname-override={}", cfg.node_name),
             format!("--node-ip={ip}"),
-            format!("--pod-infra-container-image={}", crate::node::sandbox_image(&cfg.bundle_dir)?),
+            format!(
+                "--pod-infra-container-image={}",
+                crate::node::sandbox_image(&cfg.bundle_dir)?
+            ),
         ],
     );
     kubelet.env.insert("PATH".into(), path_env);
@@ -180,5 +234,14 @@ pub fn services(cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathB
         ],
     );
 
-    Ok(vec![registry, etcd, containerd, apiserver, controller_manager, scheduler, kubelet, proxy])
+    Ok(vec![
+        registry,
+        etcd,
+        containerd,
+        apiserver,
+        controller_manager,
+        scheduler,
+        kubelet,
+        proxy,
+    ])
 }

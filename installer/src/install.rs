@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::kube::Kubectl;
 use crate::node::{self, Layout, NodeConfig, Ports};
-use crate::plan::{write_durably, Plan, PhaseState};
+use crate::plan::{write_durably, PhaseState, Plan};
 use crate::supervisor;
 
 /// What `./install` was asked to do.
@@ -80,7 +80,10 @@ pub struct InstallSummary {
 const PHASES: &[(&str, &str)] = &[
     ("/checks", "preflight checks"),
     ("/configure", "certificates and configuration"),
-    ("/services", "start etcd, containerd, the image registry and Kubernetes"),
+    (
+        "/services",
+        "start etcd, containerd, the image registry and Kubernetes",
+    ),
     ("/wait", "wait for the API server and the node"),
     ("/system", "cluster system settings"),
     ("/app", "apply the app's resources and wait for them"),
@@ -110,10 +113,11 @@ pub fn detect_node_ip() -> anyhow::Result<IpAddr> {
             return Ok(*ip);
         }
     }
-    addrs
-        .first()
-        .map(|(_, ip)| *ip)
-        .ok_or_else(|| anyhow::anyhow!("this machine has no non-loopback IPv4 address; give one with --advertise-addr"))
+    addrs.first().map(|(_, ip)| *ip).ok_or_else(|| {
+        anyhow::anyhow!(
+            "this machine has no non-loopback IPv4 address; give one with --advertise-addr"
+        )
+    })
 }
 
 fn node_name(opts: &InstallOptions) -> anyhow::Result<String> {
@@ -124,18 +128,33 @@ fn node_name(opts: &InstallOptions) -> anyhow::Result<String> {
     let name: String = raw
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
-    anyhow::ensure!(!name.is_empty(), "cannot make a node name of `{raw}`; give one with --node-name");
+    anyhow::ensure!(
+        !name.is_empty(),
+        "cannot make a node name of `{raw}`; give one with --node-name"
+    );
     Ok(name)
 }
 
 /// The first /24 of an IPv4 pod network, for the single node's bridge.
 fn first_subnet(cidr: &str) -> anyhow::Result<String> {
-    let (base, bits) = cidr.split_once('/').ok_or_else(|| anyhow::anyhow!("`{cidr}` is not a CIDR like 10.244.0.0/16"))?;
-    let ip: std::net::Ipv4Addr = base.parse().map_err(|_| anyhow::anyhow!("`{cidr}` is not an IPv4 CIDR"))?;
-    let bits: u8 = bits.parse().map_err(|_| anyhow::anyhow!("`{cidr}` has a bad prefix length"))?;
+    let (base, bits) = cidr
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("`{cidr}` is not a CIDR like 10.244.0.0/16"))?;
+    let ip: std::net::Ipv4Addr = base
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{cidr}` is not an IPv4 CIDR"))?;
+    let bits: u8 = bits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{cidr}` has a bad prefix length"))?;
     anyhow::ensure!(bits <= 24, "the pod network {cidr} is smaller than a /24");
     let o = ip.octets();
     Ok(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
@@ -162,7 +181,10 @@ fn new_config(opts: &InstallOptions, profile: Option<String>) -> anyhow::Result<
 }
 
 /// Verifies the bundle, then runs (or resumes) the install plan.
-pub fn install(opts: &InstallOptions, reporter: &dyn InstallReporter) -> anyhow::Result<InstallSummary> {
+pub fn install(
+    opts: &InstallOptions,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<InstallSummary> {
     // 1. Nothing on the machine changes before the whole bundle checks out.
     let v = tele_bundler::bundle_reader::verify(&opts.bundle_dir)?;
     if !v.problems.is_empty() {
@@ -171,7 +193,10 @@ pub fn install(opts: &InstallOptions, reporter: &dyn InstallReporter) -> anyhow:
             v.problems.join("\n  ")
         );
     }
-    reporter.note(&format!("bundle verified: {} files and {} blobs", v.files_checked, v.blobs_checked));
+    reporter.note(&format!(
+        "bundle verified: {} files and {} blobs",
+        v.files_checked, v.blobs_checked
+    ));
     let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
     let layout = Layout::new(&opts.state_dir);
 
@@ -220,10 +245,21 @@ pub fn install(opts: &InstallOptions, reporter: &dyn InstallReporter) -> anyhow:
         }
     };
 
-    let ctx = Context { cfg: &cfg, layout: &layout, opts, manifest: &manifest, reporter };
+    let ctx = Context {
+        cfg: &cfg,
+        layout: &layout,
+        opts,
+        manifest: &manifest,
+        reporter,
+    };
     let ids: Vec<String> = plan.phases.iter().map(|p| p.id.clone()).collect();
     for id in ids {
-        let phase = plan.phases.iter().find(|p| p.id == id).expect("phase").clone();
+        let phase = plan
+            .phases
+            .iter()
+            .find(|p| p.id == id)
+            .expect("phase")
+            .clone();
         if phase.state == PhaseState::Completed {
             reporter.phase_skipped(&id);
             continue;
@@ -233,7 +269,12 @@ pub fn install(opts: &InstallOptions, reporter: &dyn InstallReporter) -> anyhow:
         match ctx.run_phase(&id) {
             Ok(()) => {
                 plan.complete(&id)?;
-                let secs = plan.phases.iter().find(|p| p.id == id).and_then(|p| p.duration_secs()).unwrap_or(0.0);
+                let secs = plan
+                    .phases
+                    .iter()
+                    .find(|p| p.id == id)
+                    .and_then(|p| p.duration_secs())
+                    .unwrap_or(0.0);
                 reporter.phase_completed(&id, secs);
             }
             Err(e) => {
@@ -261,7 +302,10 @@ struct Context<'a> {
 impl Context<'_> {
     fn kubectl(&self) -> anyhow::Result<Kubectl> {
         let bins = node::runtime_binaries(&self.cfg.bundle_dir)?;
-        let bin = bins.get("kubectl").cloned().ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
+        let bin = bins
+            .get("kubectl")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
         Ok(Kubectl::new(bin, self.layout.admin_kubeconfig()))
     }
 
@@ -287,7 +331,12 @@ impl Context<'_> {
     }
 
     fn checks(&self) -> anyhow::Result<()> {
-        let profile = self.cfg.profile.as_ref().and_then(|p| self.manifest.node_profiles.iter().find(|n| &n.name == p)).cloned();
+        let profile = self
+            .cfg
+            .profile
+            .as_ref()
+            .and_then(|p| self.manifest.node_profiles.iter().find(|n| &n.name == p))
+            .cloned();
         let ports = self.cfg.ports.clone();
         let cfg = crate::preflight::PreflightConfig {
             profile,
@@ -310,7 +359,8 @@ impl Context<'_> {
             sys_root: "/sys".into(),
         };
         let results = crate::preflight::run(&cfg)?;
-        self.reporter.note(&crate::preflight::render_table(&results));
+        self.reporter
+            .note(&crate::preflight::render_table(&results));
         anyhow::ensure!(
             !crate::preflight::failed(&results),
             "preflight checks failed (see the table above)\nhint: fix what the table says, rerun with --autofix, or skip a check with --skip-check NAME"
@@ -335,13 +385,29 @@ impl Context<'_> {
         )?;
         let bins = node::runtime_binaries(&cfg.bundle_dir)?;
         let sandbox = node::sandbox_image(&cfg.bundle_dir)?;
-        write_durably(&l.containerd().join("config.toml"), node::containerd_config(cfg, l, &bins, &sandbox).as_bytes(), 0o644)?;
+        write_durably(
+            &l.containerd().join("config.toml"),
+            node::containerd_config(cfg, l, &bins, &sandbox).as_bytes(),
+            0o644,
+        )?;
         let ca = l.pki().join("ca.crt");
         for host in node::image_hosts(&cfg.bundle_dir)? {
-            write_durably(&l.certs_d().join(&host).join("hosts.toml"), node::hosts_toml(&host, cfg, &ca).as_bytes(), 0o644)?;
+            write_durably(
+                &l.certs_d().join(&host).join("hosts.toml"),
+                node::hosts_toml(&host, cfg, &ca).as_bytes(),
+                0o644,
+            )?;
         }
-        write_durably(&l.cni_conf().join("10-tele.conflist"), node::cni_conflist(cfg).as_bytes(), 0o644)?;
-        write_durably(&l.kube_config_dir().join("kubelet.yaml"), node::kubelet_config(cfg, l).as_bytes(), 0o644)?;
+        write_durably(
+            &l.cni_conf().join("10-tele.conflist"),
+            node::cni_conflist(cfg).as_bytes(),
+            0o644,
+        )?;
+        write_durably(
+            &l.kube_config_dir().join("kubelet.yaml"),
+            node::kubelet_config(cfg, l).as_bytes(),
+            0o644,
+        )?;
         std::fs::create_dir_all(l.kubelet_root())?;
         std::fs::create_dir_all(l.etcd_data())?;
         set_mode(&l.etcd_data(), 0o700)?;
@@ -371,14 +437,29 @@ impl Context<'_> {
     fn service_errors(&self) -> String {
         let mut out = String::new();
         let logs = self.layout.logs();
-        for name in ["etcd", "containerd", "kube-apiserver", "kubelet", "registry"] {
-            let text = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+        for name in [
+            "etcd",
+            "containerd",
+            "kube-apiserver",
+            "kubelet",
+            "registry",
+        ] {
+            let text =
+                std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
             let errors: Vec<&str> = text
                 .lines()
-                .filter(|l| l.starts_with('E') || l.starts_with('F') || l.contains("level=error") || l.contains("level=fatal"))
+                .filter(|l| {
+                    l.starts_with('E')
+                        || l.starts_with('F')
+                        || l.contains("level=error")
+                        || l.contains("level=fatal")
+                })
                 .collect();
             if let Some(last) = errors.last() {
-                out.push_str(&format!("{name}: {}\n", last.chars().take(300).collect::<String>()));
+                out.push_str(&format!(
+                    "{name}: {}\n",
+                    last.chars().take(300).collect::<String>()
+                ));
             }
         }
         format!("{out}logs: {}", logs.display())
@@ -387,17 +468,36 @@ impl Context<'_> {
     fn system(&self) -> anyhow::Result<()> {
         let k = self.kubectl()?;
         let node = format!("node/{}", self.cfg.node_name);
-        k.run(&["label", "--overwrite", &node, "node-role.kubernetes.io/control-plane=", "node-role.kubernetes.io/master="])?;
+        k.run(&[
+            "label",
+            "--overwrite",
+            &node,
+            "node-role.kubernetes.io/control-plane=",
+            "node-role.kubernetes.io/master=",
+        ])?;
         // Pods cannot be created before the namespace's default service account exists.
-        crate::kube::poll(Duration::from_secs(120), "the default service account", || {
-            Ok(k.run(&["get", "serviceaccount", "default", "-n", "default"]).is_ok())
-        })
+        crate::kube::poll(
+            Duration::from_secs(120),
+            "the default service account",
+            || {
+                Ok(
+                    k.run(&["get", "serviceaccount", "default", "-n", "default"])
+                        .is_ok(),
+                )
+            },
+        )
     }
 
     fn app(&self) -> anyhow::Result<()> {
         let k = self.kubectl()?;
         let resources = self.cfg.bundle_dir.join("resources");
-        let hook_files: Vec<PathBuf> = self.manifest.hooks.files().into_iter().map(|p| resources.join(p)).collect();
+        let hook_files: Vec<PathBuf> = self
+            .manifest
+            .hooks
+            .files()
+            .into_iter()
+            .map(|p| resources.join(p))
+            .collect();
         let mut first = Vec::new();
         let mut rest = Vec::new();
         for entry in walkdir::WalkDir::new(&resources).sort_by_file_name() {
@@ -413,7 +513,10 @@ impl Context<'_> {
         let work = self.cfg.state_dir.join("app");
         let timeout = Duration::from_secs(self.cfg.app_timeout_secs);
         let mut applied = Vec::new();
-        for (name, docs) in [("0-namespaces-crds.yaml", &first), ("1-resources.yaml", &rest)] {
+        for (name, docs) in [
+            ("0-namespaces-crds.yaml", &first),
+            ("1-resources.yaml", &rest),
+        ] {
             if docs.is_empty() {
                 continue;
             }
@@ -421,27 +524,43 @@ impl Context<'_> {
             write_durably(&file, docs.join("---\n").as_bytes(), 0o600)?;
             applied.extend(k.apply(&file)?);
             if name.starts_with('0') {
-                let _ = k.run(&["wait", "--for=condition=established", "crd", "--all", "--timeout=60s"]);
+                let _ = k.run(&[
+                    "wait",
+                    "--for=condition=established",
+                    "crd",
+                    "--all",
+                    "--timeout=60s",
+                ]);
             }
         }
         for obj in &applied {
             k.wait_ready(obj, timeout)?;
         }
-        self.reporter.note(&format!("{} resources applied and ready", applied.len()));
+        self.reporter
+            .note(&format!("{} resources applied and ready", applied.len()));
         Ok(())
     }
 
     fn hook(&self, name: &str) -> anyhow::Result<()> {
-        let hook = self.manifest.hooks.get(name).ok_or_else(|| anyhow::anyhow!("the manifest has no {name} hook"))?;
+        let hook = self
+            .manifest
+            .hooks
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("the manifest has no {name} hook"))?;
         let file = match &hook.job {
             tele_manifests::HookJob::Inline(text) => {
-                let f = self.cfg.state_dir.join("app").join(format!("hook-{name}.yaml"));
+                let f = self
+                    .cfg
+                    .state_dir
+                    .join("app")
+                    .join(format!("hook-{name}.yaml"));
                 write_durably(&f, text.as_bytes(), 0o600)?;
                 f
             }
             tele_manifests::HookJob::File(p) => self.cfg.bundle_dir.join("resources").join(p),
         };
-        self.kubectl()?.run_hook(name, &file, Duration::from_secs(self.cfg.app_timeout_secs))
+        self.kubectl()?
+            .run_hook(name, &file, Duration::from_secs(self.cfg.app_timeout_secs))
     }
 
     fn summary(&self, plan: &Plan) -> anyhow::Result<InstallSummary> {
@@ -459,7 +578,11 @@ impl Context<'_> {
             node: self.cfg.node_name.clone(),
             node_ip: self.cfg.node_ip,
             endpoints,
-            phases: plan.phases.iter().map(|p| (p.id.clone(), p.duration_secs().unwrap_or(0.0))).collect(),
+            phases: plan
+                .phases
+                .iter()
+                .map(|p| (p.id.clone(), p.duration_secs().unwrap_or(0.0)))
+                .collect(),
         })
     }
 }

@@ -32,24 +32,40 @@ impl Kubectl {
 
     /// Runs kubectl; its stdout, or an error with its stderr.
     pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin).arg("--kubeconfig").arg(&self.kubeconfig).args(args).output()?;
+        let out = Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            anyhow::bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())
+            anyhow::bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
         }
     }
 
     /// Waits until the API server answers /readyz.
     pub fn wait_api(&self, timeout: Duration) -> anyhow::Result<()> {
-        poll(timeout, "the API server to become ready", || Ok(self.run(&["get", "--raw", "/readyz"]).is_ok()))
+        poll(timeout, "the API server to become ready", || {
+            Ok(self.run(&["get", "--raw", "/readyz"]).is_ok())
+        })
     }
 
     /// Waits until `node` reports Ready.
     pub fn wait_node_ready(&self, node: &str, timeout: Duration) -> anyhow::Result<()> {
         poll(timeout, &format!("node {node} to become Ready"), || {
             Ok(self
-                .run(&["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+                .run(&[
+                    "get",
+                    "node",
+                    node,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ])
                 .is_ok_and(|s| s.trim() == "True"))
         })
     }
@@ -57,7 +73,16 @@ impl Kubectl {
     /// Server-side applies a file of resources and returns what was applied.
     pub fn apply(&self, file: &Path) -> anyhow::Result<Vec<Applied>> {
         let f = file.display().to_string();
-        match self.run(&["apply", "--server-side", "--force-conflicts", "--field-manager=tele", "-o", "json", "-f", &f]) {
+        match self.run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=tele",
+            "-o",
+            "json",
+            "-f",
+            &f,
+        ]) {
             Ok(out) => Ok(parse_applied(&out)),
             // Kubernetes 1.20's server-side apply refuses list entries that omit a key
             // field with a default (a Service port without `protocol`), which plain
@@ -77,19 +102,46 @@ impl Kubectl {
         let secs = format!("--timeout={}s", timeout.as_secs().max(1));
         let ns = ["-n", obj.namespace.as_str()];
         let result = match obj.kind.as_str() {
-            "Deployment" | "StatefulSet" | "DaemonSet" => self.run(&[&["rollout", "status", &target, &secs], &ns[..]].concat()),
-            "Job" => self.run(&[&["wait", "--for=condition=complete", &target, &secs], &ns[..]].concat()),
+            "Deployment" | "StatefulSet" | "DaemonSet" => {
+                self.run(&[&["rollout", "status", &target, &secs], &ns[..]].concat())
+            }
+            "Job" => self.run(
+                &[
+                    &["wait", "--for=condition=complete", &target, &secs],
+                    &ns[..],
+                ]
+                .concat(),
+            ),
             _ => return Ok(()),
         };
-        result.map(|_| ()).map_err(|e| anyhow::anyhow!("{} {}/{} is not ready: {e}\n{}", obj.kind, obj.namespace, obj.name, self.diagnose(&obj.namespace)))
+        result.map(|_| ()).map_err(|e| {
+            anyhow::anyhow!(
+                "{} {}/{} is not ready: {e}\n{}",
+                obj.kind,
+                obj.namespace,
+                obj.name,
+                self.diagnose(&obj.namespace)
+            )
+        })
     }
 
     /// Pods and recent events of a namespace, for error reports.
     pub fn diagnose(&self, namespace: &str) -> String {
-        let pods = self.run(&["get", "pods", "-n", namespace, "-o", "wide"]).unwrap_or_else(|e| e.to_string());
+        let pods = self
+            .run(&["get", "pods", "-n", namespace, "-o", "wide"])
+            .unwrap_or_else(|e| e.to_string());
         let events = self
             .run(&["get", "events", "-n", namespace, "--sort-by=.lastTimestamp"])
-            .map(|e| e.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+            .map(|e| {
+                e.lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_else(|e| e.to_string());
         format!("pods in {namespace}:\n{pods}\nrecent events:\n{events}")
     }
@@ -98,23 +150,47 @@ impl Kubectl {
     /// failure the error carries the Job's logs.
     pub fn run_hook(&self, hook: &str, job_file: &Path, timeout: Duration) -> anyhow::Result<()> {
         // Delete a previous run first so that a resumed install runs the hook afresh.
-        let _ = self.run(&["delete", "--ignore-not-found", "--wait=true", "-f", &job_file.display().to_string()]);
+        let _ = self.run(&[
+            "delete",
+            "--ignore-not-found",
+            "--wait=true",
+            "-f",
+            &job_file.display().to_string(),
+        ]);
         let applied = self.apply(job_file)?;
         let job = applied
             .iter()
             .find(|a| a.kind == "Job")
             .ok_or_else(|| anyhow::anyhow!("the {hook} hook holds no Job"))?;
-        let ns = if job.namespace.is_empty() { "default" } else { job.namespace.as_str() };
+        let ns = if job.namespace.is_empty() {
+            "default"
+        } else {
+            job.namespace.as_str()
+        };
         let target = format!("job/{}", job.name);
         let deadline = Instant::now() + timeout;
         loop {
-            let status = self.run(&["get", &target, "-n", ns, "-o", "jsonpath={.status.succeeded}/{.status.failed}"])?;
+            let status = self.run(&[
+                "get",
+                &target,
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.succeeded}/{.status.failed}",
+            ])?;
             let (succeeded, failed) = status.trim().split_once('/').unwrap_or(("", ""));
             if succeeded.parse::<u32>().unwrap_or(0) > 0 {
                 return Ok(());
             }
             let backoff_limit: u32 = self
-                .run(&["get", &target, "-n", ns, "-o", "jsonpath={.spec.backoffLimit}"])
+                .run(&[
+                    "get",
+                    &target,
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.spec.backoffLimit}",
+                ])
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(6);
@@ -123,8 +199,16 @@ impl Kubectl {
                 let logs = self
                     .run(&["logs", &target, "-n", ns, "--all-containers", "--tail=50"])
                     .unwrap_or_else(|e| e.to_string());
-                let why = if failed > backoff_limit { "failed" } else { "did not finish in time" };
-                anyhow::bail!("the {hook} hook (job {ns}/{}) {why}.\nits logs:\n{logs}\n{}", job.name, self.diagnose(ns));
+                let why = if failed > backoff_limit {
+                    "failed"
+                } else {
+                    "did not finish in time"
+                };
+                anyhow::bail!(
+                    "the {hook} hook (job {ns}/{}) {why}.\nits logs:\n{logs}\n{}",
+                    job.name,
+                    self.diagnose(ns)
+                );
             }
             std::thread::sleep(Duration::from_secs(1));
         }
@@ -132,7 +216,11 @@ impl Kubectl {
 }
 
 /// Polls `check` every half second until it is true or `timeout` passes.
-pub fn poll(timeout: Duration, what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+pub fn poll(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if check()? {
@@ -146,7 +234,9 @@ pub fn poll(timeout: Duration, what: &str, mut check: impl FnMut() -> anyhow::Re
 }
 
 fn parse_applied(json: &str) -> Vec<Applied> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { return vec![] };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return vec![];
+    };
     let items: Vec<serde_json::Value> = match v["items"].as_array() {
         Some(items) if v["kind"] == "List" => items.clone(),
         _ => vec![v],
@@ -155,8 +245,14 @@ fn parse_applied(json: &str) -> Vec<Applied> {
         .iter()
         .map(|i| Applied {
             kind: i["kind"].as_str().unwrap_or_default().to_string(),
-            name: i["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-            namespace: i["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+            name: i["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            namespace: i["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
         .filter(|a| !a.kind.is_empty())
         .collect()
@@ -184,7 +280,10 @@ pub fn split_by_priority(text: &str) -> (Vec<String>, Vec<String>) {
         docs
     };
     for d in docs {
-        let kind = d.lines().find_map(|l| l.strip_prefix("kind:")).map(|k| k.trim().trim_matches('"').to_string());
+        let kind = d
+            .lines()
+            .find_map(|l| l.strip_prefix("kind:"))
+            .map(|k| k.trim().trim_matches('"').to_string());
         match kind.as_deref() {
             None => continue,
             Some("Namespace") | Some("CustomResourceDefinition") => first.push(d),
@@ -213,7 +312,17 @@ mod tests {
         let list = r#"{"kind":"List","items":[{"kind":"Deployment","metadata":{"name":"web","namespace":"shop"}},{"kind":"Namespace","metadata":{"name":"shop"}}]}"#;
         let a = parse_applied(list);
         assert_eq!(a.len(), 2);
-        assert_eq!(a[0], Applied { kind: "Deployment".into(), name: "web".into(), namespace: "shop".into() });
-        assert_eq!(parse_applied(r#"{"kind":"Job","metadata":{"name":"j"}}"#)[0].kind, "Job");
+        assert_eq!(
+            a[0],
+            Applied {
+                kind: "Deployment".into(),
+                name: "web".into(),
+                namespace: "shop".into()
+            }
+        );
+        assert_eq!(
+            parse_applied(r#"{"kind":"Job","metadata":{"name":"j"}}"#)[0].kind,
+            "Job"
+        );
     }
 }

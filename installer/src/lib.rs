@@ -10,14 +10,14 @@
 //! hooks.
 #![deny(missing_docs)]
 
-pub mod pki;
-pub mod preflight;
-pub mod registry_server;
 pub mod components;
 pub mod install;
 pub mod kube;
 pub mod node;
+pub mod pki;
 pub mod plan;
+pub mod preflight;
+pub mod registry_server;
 pub mod status;
 pub mod supervisor;
 pub mod uninstall;

@@ -24,7 +24,13 @@ pub struct Ports {
 
 impl Default for Ports {
     fn default() -> Self {
-        Ports { registry: 5043, api: 6443, etcd_client: 2379, etcd_peer: 2380, kubelet: 10250 }
+        Ports {
+            registry: 5043,
+            api: 6443,
+            etcd_client: 2379,
+            etcd_peer: 2380,
+            kubelet: 10250,
+        }
     }
 }
 
@@ -67,7 +73,9 @@ pub struct Layout {
 impl Layout {
     /// Paths under `state`.
     pub fn new(state: &Path) -> Layout {
-        Layout { state: state.to_path_buf() }
+        Layout {
+            state: state.to_path_buf(),
+        }
     }
     /// Certificates, keys and kubeconfigs.
     pub fn pki(&self) -> PathBuf {
@@ -132,9 +140,13 @@ pub fn runtime_binaries(bundle_dir: &Path) -> anyhow::Result<BTreeMap<String, Pa
     }
     let path = bundle_dir.join("runtime").join("runtime.json");
     let bytes = std::fs::read(&path).map_err(|e| {
-        anyhow::anyhow!("{}: {e}; this bundle carries no Kubernetes runtime (it was built with --no-runtime)", path.display())
+        anyhow::anyhow!(
+            "{}: {e}; this bundle carries no Kubernetes runtime (it was built with --no-runtime)",
+            path.display()
+        )
     })?;
-    let rt: RuntimeJson = serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let rt: RuntimeJson =
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(rt
         .components
         .into_iter()
@@ -174,8 +186,16 @@ pub fn image_hosts(bundle_dir: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// containerd's configuration (version 2, CRI enabled).
-pub fn containerd_config(_cfg: &NodeConfig, layout: &Layout, bins: &BTreeMap<String, PathBuf>, sandbox: &str) -> String {
-    let runc = bins.get("runc").map(|p| p.display().to_string()).unwrap_or_else(|| "runc".into());
+pub fn containerd_config(
+    _cfg: &NodeConfig,
+    layout: &Layout,
+    bins: &BTreeMap<String, PathBuf>,
+    sandbox: &str,
+) -> String {
+    let runc = bins
+        .get("runc")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "runc".into());
     let cni_bin = bins
         .get("cni-bridge")
         .and_then(|p| p.parent())
@@ -219,7 +239,11 @@ state = "{state}"
 /// checked against the cluster CA. Nothing falls through to the internet:
 /// the upstream `server` is only reached if the mirror lacks an image.
 pub fn hosts_toml(host: &str, cfg: &NodeConfig, ca: &Path) -> String {
-    let upstream = if host == "docker.io" { "https://registry-1.docker.io".to_string() } else { format!("https://{host}") };
+    let upstream = if host == "docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{host}")
+    };
     format!(
         "# Written by tele: images of {host} come from the bundle.\nserver = \"{upstream}\"\n\n[host.\"https://{ip}:{port}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
         ip = fmt_host(cfg.node_ip),
@@ -265,7 +289,11 @@ pub fn cni_conflist(cfg: &NodeConfig) -> String {
 /// The kubelet's configuration file.
 pub fn kubelet_config(cfg: &NodeConfig, layout: &Layout) -> String {
     let pki = layout.pki();
-    let cgroup_root = cfg.cgroup_root.as_deref().map(|r| format!("cgroupRoot: {r}\n")).unwrap_or_default();
+    let cgroup_root = cfg
+        .cgroup_root
+        .as_deref()
+        .map(|r| format!("cgroupRoot: {r}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {ip}\nport: {port}\nreadOnlyPort: 0\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\ntlsCertFile: {cert}\ntlsPrivateKeyFile: {key}\ncgroupDriver: cgroupfs\n{cgroup_root}failSwapOn: false\nresolvConf: /etc/resolv.conf\nclusterDomain: cluster.local\nserializeImagePulls: false\nevictionHard:\n  memory.available: 100Mi\n  nodefs.available: 2%\n  imagefs.available: 2%\n",
         ip = cfg.node_ip,

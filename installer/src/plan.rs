@@ -73,7 +73,10 @@ pub struct Plan {
 pub const PLAN_FILE: &str = "plan.json";
 
 fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Writes `bytes` to `path` crash-safely: temporary file, fsync, rename, fsync dir.
@@ -82,7 +85,8 @@ pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -94,7 +98,11 @@ pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()
 
 impl Plan {
     /// A new plan of `phases` (id, description), saved at `state_dir/plan.json`.
-    pub fn create(state_dir: &Path, operation: &str, phases: &[(&str, &str)]) -> std::io::Result<Plan> {
+    pub fn create(
+        state_dir: &Path,
+        operation: &str,
+        phases: &[(&str, &str)],
+    ) -> std::io::Result<Plan> {
         let plan = Plan {
             operation: operation.into(),
             phases: phases
@@ -123,8 +131,12 @@ impl Plan {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut plan: Plan = serde_json::from_slice(&bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        let mut plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         plan.path = path;
         Ok(Some(plan))
     }
@@ -138,7 +150,9 @@ impl Plan {
 
     /// The first phase that is not completed.
     pub fn next(&self) -> Option<&Phase> {
-        self.phases.iter().find(|p| p.state != PhaseState::Completed)
+        self.phases
+            .iter()
+            .find(|p| p.state != PhaseState::Completed)
     }
 
     /// True when every phase completed.
@@ -147,7 +161,10 @@ impl Plan {
     }
 
     fn phase_mut(&mut self, id: &str) -> &mut Phase {
-        self.phases.iter_mut().find(|p| p.id == id).expect("phase in plan")
+        self.phases
+            .iter_mut()
+            .find(|p| p.id == id)
+            .expect("phase in plan")
     }
 
     /// Marks a phase started and saves.
@@ -186,7 +203,12 @@ mod tests {
     #[test]
     fn plan_survives_a_reload_and_resumes_at_the_first_unfinished_phase() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Plan::create(dir.path(), "install", &[("/a", "first"), ("/b", "second"), ("/c", "third")]).unwrap();
+        let mut plan = Plan::create(
+            dir.path(),
+            "install",
+            &[("/a", "first"), ("/b", "second"), ("/c", "third")],
+        )
+        .unwrap();
         plan.start("/a").unwrap();
         plan.complete("/a").unwrap();
         plan.start("/b").unwrap();
@@ -195,9 +217,16 @@ mod tests {
         assert_eq!(reloaded.next().unwrap().id, "/b");
         assert_eq!(reloaded.phases[1].state, PhaseState::InProgress);
         assert_eq!(reloaded.phases[0].state, PhaseState::Completed);
-        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(dir.path().join(PLAN_FILE)).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(dir.path().join(PLAN_FILE))
+                .unwrap()
+                .permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600);
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
     }
 

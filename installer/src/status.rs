@@ -38,16 +38,24 @@ impl Status {
     pub fn healthy(&self) -> bool {
         self.services.iter().all(|s| s.pid.is_some())
             && self.node.as_ref().is_some_and(|(_, r)| r == "True")
-            && self.workloads.iter().all(|w| w.rsplit(' ').next().is_some_and(|rd| rd.split_once('/').is_some_and(|(a, b)| a == b)))
+            && self.workloads.iter().all(|w| {
+                w.rsplit(' ')
+                    .next()
+                    .is_some_and(|rd| rd.split_once('/').is_some_and(|(a, b)| a == b))
+            })
     }
 }
 
 /// Reads the status of the install in `state_dir`.
 pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
     let layout = Layout::new(state_dir);
-    let cfg: NodeConfig = serde_json::from_slice(&std::fs::read(layout.config_file()).map_err(|e| {
-        anyhow::anyhow!("no install in {}: {e}\nhint: give the install's --state-dir", state_dir.display())
-    })?)?;
+    let cfg: NodeConfig =
+        serde_json::from_slice(&std::fs::read(layout.config_file()).map_err(|e| {
+            anyhow::anyhow!(
+                "no install in {}: {e}\nhint: give the install's --state-dir",
+                state_dir.display()
+            )
+        })?)?;
     let plan = Plan::load(state_dir)?.map(|p| match p.next() {
         None => format!("{}: completed", p.operation),
         Some(ph) => format!("{}: stopped at {} ({:?})", p.operation, ph.id, ph.state),
@@ -58,14 +66,26 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
         .unwrap_or_default();
     let services = specs
         .iter()
-        .map(|s| ServiceStatus { name: s.name.clone(), pid: supervisor::running_pid(state_dir, &s.name, &s.binary) })
+        .map(|s| ServiceStatus {
+            name: s.name.clone(),
+            pid: supervisor::running_pid(state_dir, &s.name, &s.binary),
+        })
         .collect();
     let agent = supervisor::agent_pid(state_dir, &layout.tele());
     let mut node_status = None;
     let mut workloads = Vec::new();
-    if let Some(kubectl) = node::runtime_binaries(&cfg.bundle_dir).ok().and_then(|b| b.get("kubectl").cloned()) {
+    if let Some(kubectl) = node::runtime_binaries(&cfg.bundle_dir)
+        .ok()
+        .and_then(|b| b.get("kubectl").cloned())
+    {
         let k = Kubectl::new(kubectl, layout.admin_kubeconfig());
-        if let Ok(r) = k.run(&["get", "node", &cfg.node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) {
+        if let Ok(r) = k.run(&[
+            "get",
+            "node",
+            &cfg.node_name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) {
             node_status = Some((cfg.node_name.clone(), r.trim().to_string()));
         }
         if let Ok(out) = k.run(&[
@@ -84,5 +104,11 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
                 .collect();
         }
     }
-    Ok(Status { plan, agent, services, node: node_status, workloads })
+    Ok(Status {
+        plan,
+        agent,
+        services,
+        node: node_status,
+        workloads,
+    })
 }

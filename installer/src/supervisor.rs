@@ -55,7 +55,11 @@ pub fn systemd_is_init() -> bool {
 
 /// The pid recorded for `name` if that process is alive and still runs `binary`.
 pub fn running_pid(state_dir: &Path, name: &str, binary: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(pid_file(state_dir, name)).ok()?.trim().parse().ok()?;
+    let pid: i32 = fs::read_to_string(pid_file(state_dir, name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let same = exe == binary || exe.file_name() == binary.file_name();
     (same && kill(Pid::from_raw(pid), None).is_ok()).then_some(pid)
@@ -79,7 +83,11 @@ pub fn stop_pid(pid: i32, grace: Duration) {
 
 fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -94,7 +102,10 @@ struct Running {
 fn spawn(state_dir: &Path, spec: &ServiceSpec) -> std::io::Result<Child> {
     let log_path = log_file(state_dir, &spec.name);
     fs::create_dir_all(log_path.parent().expect("logs dir"))?;
-    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut cmd = Command::new(&spec.binary);
     cmd.args(&spec.args)
         .envs(&spec.env)
@@ -121,7 +132,10 @@ pub fn run_agent(state_dir: &Path) -> anyhow::Result<()> {
     for spec in specs {
         // A service left running by an agent that was killed is replaced.
         if let Some(pid) = running_pid(state_dir, &spec.name, &spec.binary) {
-            eprintln!("agent: stopping {} (pid {pid}) left by a previous agent", spec.name);
+            eprintln!(
+                "agent: stopping {} (pid {pid}) left by a previous agent",
+                spec.name
+            );
             stop_pid(pid, Duration::from_secs(10));
         }
         let child = spawn(state_dir, &spec);
@@ -144,7 +158,10 @@ pub fn run_agent(state_dir: &Path) -> anyhow::Result<()> {
                 None => None,
             };
             if let Some(status) = exited {
-                eprintln!("agent: {} exited ({status}); restarting in {:?}", r.spec.name, r.backoff);
+                eprintln!(
+                    "agent: {} exited ({status}); restarting in {:?}",
+                    r.spec.name, r.backoff
+                );
                 r.child = None;
                 r.next_start = Instant::now() + r.backoff;
                 if r.started.elapsed() > Duration::from_secs(60) {
@@ -209,7 +226,10 @@ pub fn apply_services(state_dir: &Path, tele: &Path, specs: &[ServiceSpec]) -> a
     }
     let log_path = log_file(state_dir, "agent");
     fs::create_dir_all(log_path.parent().expect("logs dir"))?;
-    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut cmd = Command::new(tele);
     cmd.arg("agent")
         .arg("--state-dir")
@@ -219,7 +239,11 @@ pub fn apply_services(state_dir: &Path, tele: &Path, specs: &[ServiceSpec]) -> a
         .stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    crate::plan::write_durably(&agent_pid_file(state_dir), child.id().to_string().as_bytes(), 0o644)?;
+    crate::plan::write_durably(
+        &agent_pid_file(state_dir),
+        child.id().to_string().as_bytes(),
+        0o644,
+    )?;
     // The agent outlives the installer; it is reaped by init.
     std::mem::forget(child);
     Ok(())
@@ -232,7 +256,9 @@ pub fn stop_services(state_dir: &Path, tele: &Path) -> anyhow::Result<()> {
             let specs: Vec<ServiceSpec> = serde_json::from_slice(&bytes)?;
             for s in specs.iter().rev() {
                 let unit = format!("tele-{}.service", s.name);
-                let _ = Command::new("systemctl").args(["disable", "--now", &unit]).status();
+                let _ = Command::new("systemctl")
+                    .args(["disable", "--now", &unit])
+                    .status();
                 let _ = fs::remove_file(Path::new("/etc/systemd/system").join(&unit));
             }
             let _ = Command::new("systemctl").arg("daemon-reload").status();
@@ -258,7 +284,11 @@ fn apply_units(state_dir: &Path, specs: &[ServiceSpec]) -> anyhow::Result<()> {
     for s in specs {
         let mut exec = vec![s.binary.display().to_string()];
         exec.extend(s.args.iter().map(|a| systemd_quote(a)));
-        let env: String = s.env.iter().map(|(k, v)| format!("Environment={}\n", systemd_quote(&format!("{k}={v}")))).collect();
+        let env: String = s
+            .env
+            .iter()
+            .map(|(k, v)| format!("Environment={}\n", systemd_quote(&format!("{k}={v}"))))
+            .collect();
         let unit = format!(
             "[Unit]\nDescription=tele {name}\nAfter=network-online.target\n\n[Service]\n{env}ExecStart={exec}\nRestart=always\nRestartSec=2\nStandardOutput=append:{log}\nStandardError=append:{log}\nLimitNOFILE=1048576\n\n[Install]\nWantedBy=multi-user.target\n",
             name = s.name,
@@ -268,21 +298,37 @@ fn apply_units(state_dir: &Path, specs: &[ServiceSpec]) -> anyhow::Result<()> {
         let path = Path::new("/etc/systemd/system").join(format!("tele-{}.service", s.name));
         crate::plan::write_durably(&path, unit.as_bytes(), 0o644)?;
     }
-    let ok = Command::new("systemctl").arg("daemon-reload").status()?.success();
+    let ok = Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()?
+        .success();
     anyhow::ensure!(ok, "systemctl daemon-reload failed");
     for s in specs {
         let unit = format!("tele-{}.service", s.name);
-        let ok = Command::new("systemctl").args(["enable", "--now", &unit]).status()?.success();
-        anyhow::ensure!(ok, "systemctl enable --now {unit} failed; see journalctl -u {unit}");
+        let ok = Command::new("systemctl")
+            .args(["enable", "--now", &unit])
+            .status()?
+            .success();
+        anyhow::ensure!(
+            ok,
+            "systemctl enable --now {unit} failed; see journalctl -u {unit}"
+        );
     }
     Ok(())
 }
 
 fn systemd_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c))
+    {
         s.to_string()
     } else {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%"))
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('%', "%%")
+        )
     }
 }
 
@@ -291,19 +337,31 @@ mod tests {
     use super::*;
 
     fn sleeper(name: &str) -> ServiceSpec {
-        ServiceSpec { name: name.into(), binary: "/bin/sleep".into(), args: vec!["300".into()], env: BTreeMap::new() }
+        ServiceSpec {
+            name: name.into(),
+            binary: "/bin/sleep".into(),
+            args: vec!["300".into()],
+            env: BTreeMap::new(),
+        }
     }
 
     #[test]
     fn agent_restarts_a_dead_service_and_stops_all_on_sigterm() {
         let dir = tempfile::tempdir().unwrap();
         let specs = vec![sleeper("one"), sleeper("two")];
-        crate::plan::write_durably(&services_file(dir.path()), &serde_json::to_vec(&specs).unwrap(), 0o600).unwrap();
+        crate::plan::write_durably(
+            &services_file(dir.path()),
+            &serde_json::to_vec(&specs).unwrap(),
+            0o600,
+        )
+        .unwrap();
         let state = dir.path().to_path_buf();
         let agent = std::thread::spawn(move || run_agent(&state));
         let wait_pid = |name: &str, not: Option<i32>| {
             for _ in 0..100 {
-                if let Some(p) = running_pid(dir.path(), name, Path::new("/bin/sleep")).or_else(|| running_pid(dir.path(), name, Path::new("/usr/bin/sleep"))) {
+                if let Some(p) = running_pid(dir.path(), name, Path::new("/bin/sleep"))
+                    .or_else(|| running_pid(dir.path(), name, Path::new("/usr/bin/sleep")))
+                {
                     if Some(p) != not {
                         return p;
                     }
@@ -319,7 +377,10 @@ mod tests {
         assert_ne!(first, second, "the agent restarted the killed service");
         nix::sys::signal::raise(Signal::SIGTERM).unwrap();
         agent.join().unwrap().unwrap();
-        assert!(kill(Pid::from_raw(second), None).is_err() || is_zombie(second), "services stop with the agent");
+        assert!(
+            kill(Pid::from_raw(second), None).is_err() || is_zombie(second),
+            "services stop with the agent"
+        );
     }
 
     #[test]

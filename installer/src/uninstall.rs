@@ -36,10 +36,19 @@ pub struct UninstallReport {
 /// Removes the install whose state is in `state_dir`.
 pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     let layout = Layout::new(state_dir);
-    let cfg: Option<NodeConfig> = fs::read(layout.config_file()).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let cfg: Option<NodeConfig> = fs::read(layout.config_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let mut report = UninstallReport::default();
     if !state_dir.exists() {
         return Ok(report);
+    }
+    // Never remove a directory that is not an install's state directory.
+    if !layout.config_file().exists() && !state_dir.join(crate::plan::PLAN_FILE).exists() {
+        anyhow::bail!(
+            "{} holds no tele install (no install.json or plan.json); nothing was changed\nhint: give the install's --state-dir",
+            state_dir.display()
+        );
     }
     let tele = layout.tele();
     supervisor::stop_services(state_dir, &tele)?;
@@ -60,10 +69,15 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
 
     // Mounts under the state directory (rootfs overlays, shm, volumes), deepest first.
     let mut netns = Vec::new();
-    let mut mounts: Vec<PathBuf> = mount_points().into_iter().filter(|m| m.starts_with(state_dir)).collect();
+    let mut mounts: Vec<PathBuf> = mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(state_dir))
+        .collect();
     for m in mount_points() {
         let s = m.display().to_string();
-        if (s.starts_with("/run/netns/cni-") || s.starts_with("/var/run/netns/cni-")) && !netns.contains(&m) {
+        if (s.starts_with("/run/netns/cni-") || s.starts_with("/var/run/netns/cni-"))
+            && !netns.contains(&m)
+        {
             netns.push(m);
         }
     }
@@ -71,7 +85,9 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     for m in &mounts {
         match nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => report.unmounted += 1,
-            Err(e) => report.warnings.push(format!("cannot unmount {}: {e}", m.display())),
+            Err(e) => report
+                .warnings
+                .push(format!("cannot unmount {}: {e}", m.display())),
         }
     }
     for n in &netns {
@@ -82,7 +98,9 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     }
 
     // The CNI bridge (its veths went with the namespaces) and iptables chains.
-    let _ = Command::new("ip").args(["link", "delete", "tele0"]).output();
+    let _ = Command::new("ip")
+        .args(["link", "delete", "tele0"])
+        .output();
     report.iptables_chains_removed = remove_iptables_chains(&mut report.warnings);
 
     // Pod cgroups, deepest first.
@@ -90,12 +108,45 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
 
     fs::remove_dir_all(state_dir).or_else(|e| {
         // Something may still be mounted deep inside: one more lazy pass.
-        for m in mount_points().into_iter().filter(|m| m.starts_with(state_dir)) {
+        for m in mount_points()
+            .into_iter()
+            .filter(|m| m.starts_with(state_dir))
+        {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
-        fs::remove_dir_all(state_dir).map_err(|e2| anyhow::anyhow!("cannot remove {}: {e} / {e2}", state_dir.display()))
+        fs::remove_dir_all(state_dir)
+            .map_err(|e2| anyhow::anyhow!("cannot remove {}: {e} / {e2}", state_dir.display()))
     })?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iptables_rules_split_like_the_shell() {
+        let w = super::iptables_words(
+            r#"-A POSTROUTING -s 10.244.0.2/32 -m comment --comment "name: \"tele\" id: \"c5\"" -j CNI-a7"#,
+        );
+        assert_eq!(
+            w,
+            [
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "10.244.0.2/32",
+                "-m",
+                "comment",
+                "--comment",
+                "name: \"tele\" id: \"c5\"",
+                "-j",
+                "CNI-a7"
+            ]
+        );
+        let w = super::iptables_words(
+            r#"-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES"#,
+        );
+        assert_eq!(w[5], "kubernetes service portals");
+    }
 }
 
 /// Pids whose command line contains `arg`.
@@ -103,11 +154,15 @@ fn processes_with_arg(arg: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
             out.push(pid);
         }
@@ -118,9 +173,17 @@ fn processes_with_arg(arg: &str) -> Vec<i32> {
 fn children_of(parent: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<i32>().ok());
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
         if ppid == Some(parent) {
             out.push(pid);
         }
@@ -142,20 +205,34 @@ fn remove_iptables_chains(warnings: &mut Vec<String>) -> usize {
     let ours = |c: &str| c.starts_with("KUBE-") || c.starts_with("CNI-");
     let mut removed = 0;
     for table in ["filter", "nat", "mangle"] {
-        let Ok(out) = Command::new("iptables").args(["-w", "-t", table, "-S"]).output() else {
+        let Ok(out) = Command::new("iptables")
+            .args(["-w", "-t", table, "-S"])
+            .output()
+        else {
             warnings.push("iptables is not available; no rules removed".into());
             return 0;
         };
         let rules = String::from_utf8_lossy(&out.stdout).into_owned();
         // Rules in built-in chains that jump to our chains.
         for rule in rules.lines().filter(|l| l.starts_with("-A ")) {
-            let parts: Vec<&str> = rule.split_whitespace().collect();
-            let chain = parts.get(1).copied().unwrap_or_default();
-            let target = parts.iter().position(|p| *p == "-j").and_then(|i| parts.get(i + 1)).copied().unwrap_or_default();
+            let parts = iptables_words(rule);
+            let chain = parts.get(1).map(String::as_str).unwrap_or_default();
+            let target = parts
+                .iter()
+                .position(|p| p == "-j")
+                .and_then(|i| parts.get(i + 1))
+                .map(String::as_str)
+                .unwrap_or_default();
             if !ours(chain) && ours(target) {
-                let mut args = vec!["-w", "-t", table, "-D"];
-                args.extend(&parts[1..]);
-                let _ = Command::new("iptables").args(&args).output();
+                let out = Command::new("iptables")
+                    .args(["-w", "-t", table, "-D"])
+                    .args(&parts[1..])
+                    .output();
+                if !out.is_ok_and(|o| o.status.success()) {
+                    warnings.push(format!(
+                        "cannot delete iptables rule `{rule}` in table {table}"
+                    ));
+                }
             }
         }
         let chains: Vec<String> = rules
@@ -165,15 +242,59 @@ fn remove_iptables_chains(warnings: &mut Vec<String>) -> usize {
             .map(String::from)
             .collect();
         for c in &chains {
-            let _ = Command::new("iptables").args(["-w", "-t", table, "-F", c]).output();
+            let _ = Command::new("iptables")
+                .args(["-w", "-t", table, "-F", c])
+                .output();
         }
         for c in &chains {
-            if Command::new("iptables").args(["-w", "-t", table, "-X", c]).output().is_ok_and(|o| o.status.success()) {
+            if Command::new("iptables")
+                .args(["-w", "-t", table, "-X", c])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
                 removed += 1;
             }
         }
     }
     removed
+}
+
+/// Splits a line of `iptables -S` into words as the shell would (it quotes
+/// comments that hold spaces).
+fn iptables_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut started = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    started = true;
+                }
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                started = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if started {
+                    words.push(std::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(cur);
+    }
+    words
 }
 
 fn remove_cgroups(cgroup_root: Option<&str>) -> usize {

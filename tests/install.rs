@@ -1,0 +1,359 @@
+//! The whole path on this machine, as root: build the example app's bundle
+//! with the Kubernetes runtime, extract it, `./install`, and check what an
+//! admin would: the node is Ready, the app's pods run and answer HTTP through
+//! their Service, the install hook ran. Then an install killed with SIGKILL in
+//! the middle of a phase is finished by `--resume`, and `tele uninstall`
+//! leaves no process, mount, network device or listening port behind.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Uninstalls on drop, so a failing test leaves the machine clean too.
+struct Installed {
+    state: PathBuf,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if self.state.exists() {
+            let _ = tele()
+                .arg("uninstall")
+                .arg("--state-dir")
+                .arg(&self.state)
+                .output();
+        }
+    }
+}
+
+fn runtime_dir() -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    let dir = home.join(".cache/tele/runtime/1.20.2");
+    assert!(
+        dir.join("runtime.json").is_file(),
+        "no runtime at {}: run scripts/build-runtime first",
+        dir.display()
+    );
+    dir
+}
+
+/// The example app's bundle, its images made from busybox as scripts/example-bundle does.
+fn example_bundle(dir: &Path) -> PathBuf {
+    let f = ImageFactory::new(dir);
+    f.base("example.com/hello/busybox:1.36");
+    let www = dir.join("web-src/www");
+    fs::create_dir_all(&www).unwrap();
+    fs::write(
+        www.join("index.html"),
+        "<h1>hello from a tele bundle</h1>\n",
+    )
+    .unwrap();
+    let httpd = dir.join("base-httpd/bin");
+    fs::create_dir_all(&httpd).unwrap();
+    std::os::unix::fs::symlink("busybox", httpd.join("httpd")).unwrap();
+    f.build(
+        &dir.join("base-httpd"),
+        "example.com/hello/busybox-httpd:1",
+        Some("example.com/hello/busybox:1.36"),
+        &[],
+    );
+    f.build(
+        &dir.join("web-src"),
+        "example.com/hello/web:1.0.0",
+        Some("example.com/hello/busybox-httpd:1"),
+        &[
+            "--cmd",
+            "/bin/httpd",
+            "--cmd",
+            "-f",
+            "--cmd",
+            "-p",
+            "--cmd",
+            "8080",
+            "--cmd",
+            "-h",
+            "--cmd",
+            "/www",
+        ],
+    );
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/app.yaml");
+    let out = dir.join("hello.tar");
+    ok(tele()
+        .env_remove("TELE_NO_RUNTIME")
+        .arg("build")
+        .arg(&manifest)
+        .arg(format!("--image-source=oci:{}", f.layout.display()))
+        .arg("--runtime")
+        .arg(runtime_dir())
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-o")
+        .arg(&out));
+    extract(&out, &dir.join("x"))
+}
+
+fn kubectl(bundle: &Path, state: &Path, args: &[&str]) -> String {
+    stdout(&ok(Command::new(bundle.join("runtime/bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(state.join("pki/kubeconfig/admin.conf"))
+        .args(args)))
+}
+
+fn install(bundle: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
+    run(Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--autofix", "--timeout", "300", "--output-format", "json"])
+        .args(extra))
+}
+
+/// The app answers through its Service's cluster IP (kube-proxy's rules).
+fn app_answers(bundle: &Path, state: &Path) {
+    let ip = kubectl(
+        bundle,
+        state,
+        &[
+            "get",
+            "service",
+            "hello-web",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = Command::new("curl")
+            .args(["-sf", "-m", "5", &format!("http://{ip}/")])
+            .output()
+            .unwrap();
+        if o.status.success()
+            && String::from_utf8_lossy(&o.stdout).contains("hello from a tele bundle")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app does not answer on http://{ip}/: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn plan_state(state: &Path) -> Option<serde_json::Value> {
+    fs::read(state.join("plan.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Live (not zombie) processes whose command line mentions `needle`.
+fn live_processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() || name == std::process::id().to_string() {
+            continue;
+        }
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if !zombie && cmd.contains(needle) {
+            out.push(format!("{name}: {cmd}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = example_bundle(dir.path());
+    let state = dir.path().join("state");
+    let _guard = Installed {
+        state: state.clone(),
+    };
+
+    // 1. A first install, all the way.
+    let o = install(&bundle, &state, &[]);
+    assert!(
+        o.status.success(),
+        "install failed:\n{}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    let summary = json(&o);
+    assert_eq!(summary["app"], "hello");
+    let ready = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    );
+    assert_eq!(ready, "True");
+    let phases = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=hello-web",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+    );
+    assert_eq!(phases, "Running");
+    app_answers(&bundle, &state);
+    let hook = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "job",
+            "hello-install",
+            "-o",
+            "jsonpath={.status.succeeded}",
+        ],
+    );
+    assert_eq!(hook, "1", "the install hook ran to completion");
+    // Images came from the bundle through the mirror: the pod spec still names the original reference.
+    let image = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "deployment",
+            "hello-web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, "example.com/hello/web:1.0.0");
+    // Private keys are 0600; no insecure flag anywhere in the configuration.
+    for key in ["ca.key", "apiserver.key", "sa.key", "kubeconfig/admin.conf"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(state.join("pki").join(key))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let services = fs::read_to_string(state.join("agent/services.json")).unwrap();
+    assert!(
+        !services.contains("insecure-skip-tls-verify")
+            && services.contains("--authorization-mode=Node,RBAC")
+    );
+    let o = run(tele().args(["status", "--state-dir"]).arg(&state));
+    assert!(o.status.success(), "status:\n{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("default/Deployment/hello-web 1/1"),
+        "{}",
+        stdout(&o)
+    );
+    let o = ok(tele().args(["plan", "--state-dir"]).arg(&state));
+    assert!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.contains("completed"))
+            .count()
+            >= 7,
+        "{}",
+        stdout(&o)
+    );
+
+    // 2. Uninstall, then an install killed with SIGKILL in the middle of /wait.
+    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    let mut child = Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--autofix", "-q"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let in_wait = plan_state(&state).is_some_and(|p| {
+            p["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|ph| ph["id"] == "/wait" && ph["state"] == "inProgress")
+        });
+        if in_wait {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the install never reached /wait");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the install ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let plan = plan_state(&state).unwrap();
+    assert!(
+        plan["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ph| ph["state"] != "completed"),
+        "killed mid-install"
+    );
+    let o = install(&bundle, &state, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a second plain install must refuse and point at --resume"
+    );
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = install(&bundle, &state, &["--resume"]);
+    assert!(
+        o.status.success(),
+        "resume failed:\n{}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    app_answers(&bundle, &state);
+
+    // 3. Uninstall leaves nothing behind.
+    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    assert!(!state.exists());
+    let state_str = state.display().to_string();
+    let left = live_processes_mentioning(&state_str);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&state_str),
+        "mounts left under {state_str}"
+    );
+    let listening = stdout(&ok(Command::new("ss").args(["-ltnH"])));
+    for port in [":6443 ", ":2379 ", ":5043 ", ":10250 "] {
+        assert!(
+            !listening.contains(port),
+            "port {port} still listening:\n{listening}"
+        );
+    }
+    let links = stdout(&ok(Command::new("ip").args(["-o", "link"])));
+    assert!(!links.contains("tele0"), "the CNI bridge is left:\n{links}");
+    let nat = stdout(&ok(Command::new("iptables").args(["-t", "nat", "-S"])));
+    assert!(
+        !nat.contains("KUBE-") && !nat.contains("CNI-"),
+        "iptables rules left:\n{nat}"
+    );
+}
