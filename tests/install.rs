@@ -82,6 +82,18 @@ fn example_bundle(dir: &Path) -> PathBuf {
         ],
     );
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/app.yaml");
+    // The installer in a bundle is a static build of tele (scripts/test makes it).
+    let installer = std::env::var_os("TELE_STATIC_INSTALLER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/x86_64-unknown-linux-musl/release/tele")
+        });
+    assert!(
+        installer.is_file(),
+        "no static tele at {}: build it with `cargo build --release --target x86_64-unknown-linux-musl -p tele-cli` (scripts/test does)",
+        installer.display()
+    );
     let out = dir.join("hello.tar");
     ok(tele()
         .env_remove("TELE_NO_RUNTIME")
@@ -90,6 +102,8 @@ fn example_bundle(dir: &Path) -> PathBuf {
         .arg(format!("--image-source=oci:{}", f.layout.display()))
         .arg("--runtime")
         .arg(runtime_dir())
+        .arg("--installer")
+        .arg(&installer)
         .arg("--cache-dir")
         .arg(dir.join("cache"))
         .arg("-o")
@@ -194,6 +208,11 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     );
     let summary = json(&o);
     assert_eq!(summary["app"], "hello");
+    let file = stdout(&ok(Command::new("file").arg(bundle.join("install"))));
+    assert!(
+        file.contains("static"),
+        "the bundle's installer is not static: {file}"
+    );
     let ready = kubectl(
         &bundle,
         &state,

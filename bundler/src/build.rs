@@ -132,6 +132,12 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
             "give an existing tele binary with --installer PATH",
         ));
     }
+    if crate::elf::linkage(&opts.installer) != "static" {
+        reporter.note(&format!(
+            "warning: the installer {} is not statically linked; it will only run where a compatible C library exists\n  hint: build tele for x86_64-unknown-linux-musl and pass it with --installer",
+            opts.installer.display()
+        ));
+    }
     let store = BlobStore::open(&opts.cache_dir).map_err(|e| BuildError::io(&opts.cache_dir, e))?;
     let kube_runtime = load_runtime(&manifest, opts)?;
     let mut sources = opts.sources.clone();

@@ -11,6 +11,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// musl's allocator is slow with many threads allocating at once (measured:
+/// cold builds 27% slower than glibc); mimalloc closes the gap.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::args::{Cli, Command, ImageCommand, RegistryCommand};
 use crate::output::Printer;
 
@@ -35,7 +41,9 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::node::plan(a, &printer),
         Command::Status(a) => cmd::node::status(a, &printer),
         Command::Uninstall(a) => cmd::node::uninstall(a, &printer),
-        Command::Agent(a) => tele_installer::supervisor::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS),
+        Command::Agent(a) => {
+            tele_installer::supervisor::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
+        }
         Command::Registry(RegistryCommand::Serve(a)) => cmd::node::registry_serve(a),
     };
     match result {

@@ -100,7 +100,6 @@ pub fn services(
             format!("--peer-key-file={}", key("etcd-server")),
             format!("--peer-trusted-ca-file={}", crt("ca")),
             "--peer-client-cert-auth=true".into(),
-            "--listen-metrics-urls=http://127.0.0.1:2381".into(),
         ],
     );
 

@@ -13,7 +13,11 @@ use crate::output::Printer;
 
 /// `install [OPTIONS]`, run from inside an extracted bundle.
 #[derive(Debug, Parser)]
-#[command(name = "install", version, about = "Install this bundle: a Kubernetes cluster on this machine, then the app")]
+#[command(
+    name = "install",
+    version,
+    about = "Install this bundle: a Kubernetes cluster on this machine, then the app"
+)]
 struct InstallCli {
     #[command(flatten)]
     install: InstallArgs,
@@ -29,9 +33,16 @@ struct InstallCli {
 pub fn run() -> ExitCode {
     let cli = InstallCli::parse();
     let p = Printer::new(cli.quiet, false, cli.output_format);
-    let dir = match std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.to_path_buf())) {
+    let dir = match std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.to_path_buf()))
+    {
         Some(d) => d,
-        None => return p.error(&anyhow::anyhow!("cannot tell which directory this installer is in")),
+        None => {
+            return p.error(&anyhow::anyhow!(
+                "cannot tell which directory this installer is in"
+            ))
+        }
     };
     match run_install(dir, cli.install, &p) {
         Ok(code) => code,
@@ -68,7 +79,12 @@ impl InstallReporter for Reporter<'_> {
 
 fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     if a.uninstall {
-        return crate::cmd::node::uninstall(crate::args::StateDirArg { state_dir: a.state_dir }, p);
+        return crate::cmd::node::uninstall(
+            crate::args::StateDirArg {
+                state_dir: a.state_dir,
+            },
+            p,
+        );
     }
     let opts = InstallOptions {
         bundle_dir: bundle,
@@ -78,7 +94,10 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
         pod_cidr: a.pod_network_cidr,
         service_cidr: a.service_cidr,
         cgroup_root: a.cgroup_root,
-        ports: Ports { registry: a.registry_port, ..Ports::default() },
+        ports: Ports {
+            registry: a.registry_port,
+            ..Ports::default()
+        },
         profile: a.profile,
         skip_checks: a.skip_checks,
         autofix: a.autofix,
@@ -88,7 +107,10 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
     let started = std::time::Instant::now();
     let s = install(&opts, &Reporter { p })?;
     let total = started.elapsed().as_secs_f64();
-    p.out(format!("\n{} {} is installed on node {} ({}) in {total:.1}s", s.app, s.version, s.node, s.node_ip));
+    p.out(format!(
+        "\n{} {} is installed on node {} ({}) in {total:.1}s",
+        s.app, s.version, s.node, s.node_ip
+    ));
     p.out("\nphases:");
     for (id, secs) in &s.phases {
         p.out(format!("  {id:<22} {secs:>6.1}s"));

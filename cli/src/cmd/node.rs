@@ -10,14 +10,31 @@ use crate::output::{Printer, EXIT_INPUT};
 
 pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     let Some(plan) = Plan::load(&a.state_dir)? else {
-        anyhow::bail!("no operation plan in {}\nhint: give the install's --state-dir", a.state_dir.display());
+        anyhow::bail!(
+            "no operation plan in {}\nhint: give the install's --state-dir",
+            a.state_dir.display()
+        );
     };
-    p.out(format!("{} plan ({})", plan.operation, a.state_dir.display()));
-    p.out(format!("{:<22} {:<11} {:>9}  ERROR", "PHASE", "STATE", "DURATION"));
+    p.out(format!(
+        "{} plan ({})",
+        plan.operation,
+        a.state_dir.display()
+    ));
+    p.out(format!(
+        "{:<22} {:<11} {:>9}  ERROR",
+        "PHASE", "STATE", "DURATION"
+    ));
     for ph in &plan.phases {
-        let dur = ph.duration_secs().map(|d| format!("{d:.1}s")).unwrap_or_default();
+        let dur = ph
+            .duration_secs()
+            .map(|d| format!("{d:.1}s"))
+            .unwrap_or_default();
         let state = format!("{:?}", ph.state).to_lowercase();
-        let err = ph.error.as_deref().map(|e| e.lines().next().unwrap_or_default()).unwrap_or_default();
+        let err = ph
+            .error
+            .as_deref()
+            .map(|e| e.lines().next().unwrap_or_default())
+            .unwrap_or_default();
         p.out(format!("{:<22} {:<11} {:>9}  {}", ph.id, state, dur, err));
     }
     p.json(&plan);
@@ -29,10 +46,21 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     if let Some(plan) = &s.plan {
         p.out(format!("operation: {plan}"));
     }
-    p.out(format!("agent:     {}", s.agent.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "not running".into())));
+    p.out(format!(
+        "agent:     {}",
+        s.agent
+            .map(|p| format!("running (pid {p})"))
+            .unwrap_or_else(|| "not running".into())
+    ));
     p.out("services:");
     for svc in &s.services {
-        p.out(format!("  {:<26} {}", svc.name, svc.pid.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "NOT RUNNING".into())));
+        p.out(format!(
+            "  {:<26} {}",
+            svc.name,
+            svc.pid
+                .map(|p| format!("running (pid {p})"))
+                .unwrap_or_else(|| "NOT RUNNING".into())
+        ));
     }
     match &s.node {
         Some((name, ready)) => p.out(format!("node:      {name} Ready={ready}")),
@@ -46,7 +74,11 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     let mut json = serde_json::to_value(&s)?;
     json["healthy"] = healthy.into();
     p.json(&json);
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INPUT) })
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INPUT)
+    })
 }
 
 pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
@@ -73,6 +105,10 @@ pub fn registry_serve(a: RegistryServeArgs) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
-    run(RegistryConfig { layout: a.layout, listen: a.listen, tls })?;
+    run(RegistryConfig {
+        layout: a.layout,
+        listen: a.listen,
+        tls,
+    })?;
     Ok(ExitCode::SUCCESS)
 }
