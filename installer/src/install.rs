@@ -495,7 +495,6 @@ impl Context<'_> {
             .manifest
             .hooks
             .files()
-            .into_iter()
             .map(|p| resources.join(p))
             .collect();
         let mut first = Vec::new();

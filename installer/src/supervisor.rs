@@ -121,7 +121,9 @@ fn spawn(state_dir: &Path, spec: &ServiceSpec) -> std::io::Result<Child> {
 }
 
 /// Runs the agent until SIGTERM or SIGINT: supervises every service in
-/// `agent/services.json`, then stops them in reverse order.
+/// `agent/services.json`, then stops them in reverse order. Its stderr is its
+/// log (`logs/agent.log`).
+#[allow(clippy::print_stderr)]
 pub fn run_agent(state_dir: &Path) -> anyhow::Result<()> {
     let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

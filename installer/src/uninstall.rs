@@ -120,35 +120,6 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     Ok(report)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn iptables_rules_split_like_the_shell() {
-        let w = super::iptables_words(
-            r#"-A POSTROUTING -s 10.244.0.2/32 -m comment --comment "name: \"tele\" id: \"c5\"" -j CNI-a7"#,
-        );
-        assert_eq!(
-            w,
-            [
-                "-A",
-                "POSTROUTING",
-                "-s",
-                "10.244.0.2/32",
-                "-m",
-                "comment",
-                "--comment",
-                "name: \"tele\" id: \"c5\"",
-                "-j",
-                "CNI-a7"
-            ]
-        );
-        let w = super::iptables_words(
-            r#"-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES"#,
-        );
-        assert_eq!(w[5], "kubernetes service portals");
-    }
-}
-
 /// Pids whose command line contains `arg`.
 fn processes_with_arg(arg: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -327,4 +298,33 @@ fn remove_cgroups(cgroup_root: Option<&str>) -> usize {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iptables_rules_split_like_the_shell() {
+        let w = super::iptables_words(
+            r#"-A POSTROUTING -s 10.244.0.2/32 -m comment --comment "name: \"tele\" id: \"c5\"" -j CNI-a7"#,
+        );
+        assert_eq!(
+            w,
+            [
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "10.244.0.2/32",
+                "-m",
+                "comment",
+                "--comment",
+                "name: \"tele\" id: \"c5\"",
+                "-j",
+                "CNI-a7"
+            ]
+        );
+        let w = super::iptables_words(
+            r#"-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES"#,
+        );
+        assert_eq!(w[5], "kubernetes service portals");
+    }
 }
