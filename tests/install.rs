@@ -300,7 +300,9 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     let mut child = Command::new(bundle.join("install"))
         .arg("--state-dir")
         .arg(&state)
-        .args(["--autofix", "-q"])
+        .args(["--autofix"])
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(dir.path().join("killed-install.log")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -882,7 +882,7 @@ fn check_conflicting(cfg: &PreflightConfig) -> Outcome {
     let own = std::process::id();
     let found: Vec<(u32, String)> = pids(&cfg.proc_root)
         .into_iter()
-        .filter(|&pid| pid != own)
+        .filter(|&pid| pid != own && !is_zombie(&cfg.proc_root, pid))
         .map(|pid| (pid, comm(&cfg.proc_root, pid)))
         .filter(|(_, name)| CONFLICTING.contains(&name.as_str()))
         .collect();
@@ -903,6 +903,18 @@ fn check_conflicting(cfg: &PreflightConfig) -> Outcome {
             pids.join(" ")
         ),
     )
+}
+
+/// A zombie has exited and holds nothing; only a parent that does not reap
+/// keeps it listed (some container inits never do).
+fn is_zombie(proc_root: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 fn check_fsync(state_dir: &Path) -> Outcome {
