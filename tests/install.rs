@@ -377,4 +377,70 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         !nat.contains("KUBE-") && !nat.contains("CNI-"),
         "iptables rules left:\n{nat}"
     );
+
+    // 4. A failing hook stops the install with the hook's own logs, and --resume
+    //    runs it again (still failing here) without redoing the finished phases.
+    let failing = failing_hook_bundle(dir.path(), &bundle);
+    let o = install(&failing, &state, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("postInstall") && err.contains("schema migration failed: disk quota"),
+        "the hook's logs are shown:\n{err}"
+    );
+    let o = install(&failing, &state, &["--resume"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("/app")
+            && err.contains("already done")
+            && err.contains("schema migration failed"),
+        "{err}"
+    );
+    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+}
+
+/// The example app with a postInstall hook that fails, built into a new bundle
+/// (the same runtime, images and static installer).
+fn failing_hook_bundle(dir: &Path, good: &Path) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let app = dir.join("failing-app");
+    fs::create_dir_all(app.join("resources")).unwrap();
+    let hook = concat!(
+        "  postInstall:\n    job: |\n      apiVersion: batch/v1\n      kind: Job\n",
+        "      metadata:\n        name: hello-migrate\n      spec:\n        backoffLimit: 0\n",
+        "        template:\n          spec:\n            restartPolicy: Never\n            containers:\n",
+        "              - name: migrate\n                image: example.com/hello/busybox:1.36\n",
+        "                command: [\"/bin/sh\", \"-c\", \"echo schema migration failed: disk quota >&2; exit 3\"]\n",
+    );
+    let manifest = fs::read_to_string(examples.join("app.yaml")).unwrap();
+    assert!(manifest.contains("hooks:\n"));
+    fs::write(
+        app.join("app.yaml"),
+        manifest.replacen("hooks:\n", &format!("hooks:\n{hook}"), 1),
+    )
+    .unwrap();
+    fs::copy(
+        examples.join("resources/web.yaml"),
+        app.join("resources/web.yaml"),
+    )
+    .unwrap();
+    let out = dir.join("failing.tar");
+    ok(tele()
+        .env_remove("TELE_NO_RUNTIME")
+        .arg("build")
+        .arg(app.join("app.yaml"))
+        .arg(format!(
+            "--image-source=oci:{}",
+            dir.join("layout").display()
+        ))
+        .arg("--runtime")
+        .arg(runtime_dir())
+        .arg("--installer")
+        .arg(good.join("install"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-o")
+        .arg(&out));
+    extract(&out, &dir.join("failing-x"))
 }
