@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{ok, run, stdout, ImageFactory};
+use support::{ok, run, stdout, Containerd, ImageFactory};
 use tele_installer::registry_server::{start, RegistryConfig, RegistryHandle, TlsFiles};
 
 const BASE: &str = "example.com/t/base:1";
@@ -605,69 +605,6 @@ impl Pki {
             ca: p("ca.pem"),
             cert: p("server.pem"),
             key: p("server.key"),
-        }
-    }
-}
-
-/// A containerd with its own root, state and socket; stopped and unmounted on drop.
-struct Containerd {
-    child: std::process::Child,
-    dir: PathBuf,
-}
-
-impl Containerd {
-    fn start(parent: &Path) -> Containerd {
-        let dir = parent.join("containerd");
-        fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/c.sock\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable = true\n",
-            dir.display()
-        );
-        fs::write(dir.join("config.toml"), config).unwrap();
-        let log = fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd must be installed (apt-get install containerd)");
-        let c = Containerd { child, dir };
-        for _ in 0..200 {
-            if c.ctr()
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
-                return c;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!(
-            "containerd did not start: {}",
-            fs::read_to_string(c.dir.join("log")).unwrap_or_default()
-        );
-    }
-
-    fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("-a")
-            .arg(self.dir.join("c.sock"))
-            .args(["-n", "tele-test"]);
-        c
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for sub in ["root", "state"] {
-            let _ = Command::new("umount")
-                .arg("-R")
-                .arg("-l")
-                .arg(self.dir.join(sub))
-                .output();
         }
     }
 }

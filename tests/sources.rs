@@ -319,3 +319,128 @@ fn multi_platform_index_resolves_to_the_requested_platform() {
         .arg(format!("oci:{}:{pinned}", bundle.join("images").display())));
     ok(tele().arg("verify").arg(&bundle));
 }
+
+/// A test host in a network namespace of its own, with a veth pair to this
+/// machine; removed on drop.
+struct NetnsHost {
+    name: String,
+    host_if: String,
+    /// The namespace's address.
+    ip: String,
+}
+
+impl NetnsHost {
+    fn create() -> NetnsHost {
+        let id = std::process::id() % 10000;
+        let name = format!("tele-t{id}");
+        let host_if = format!("tt{id}h");
+        let ns_if = format!("tt{id}n");
+        let (net, host_ip, ns_ip) = (format!("10.213.{}.", id % 250), "1", "2");
+        let h = NetnsHost {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            ip: format!("{net}{ns_ip}"),
+        };
+        let ip = |args: &[&str]| ok(Command::new("ip").args(args));
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{net}{host_ip}/24"),
+            "dev",
+            &host_if,
+        ]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{net}{ns_ip}/24"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["-n", &name, "link", "set", &ns_if, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        h
+    }
+}
+
+impl Drop for NetnsHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn plain_http_only_for_loopback_and_insecure_registries() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base("example.com/t/base:1");
+    let host = NetnsHost::create();
+    // A registry on the test host's own address, plain HTTP.
+    let addr = format!("{}:5000", host.ip);
+    let config = dir.path().join("registry.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut registry = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", host.name))
+        .arg("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut registry);
+    wait_for_port(&addr);
+    let r = format!("{addr}/t/base:1");
+    ok(Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:example.com/t/base:1", f.layout.display()))
+        .arg(format!("docker://{r}")));
+    let manifest = write_app(&dir.path().join("app"), "insecure", &[&r], &[]);
+    let build = |extra: &[&str]| {
+        run(tele()
+            .arg("build")
+            .arg(&manifest)
+            .arg("-o")
+            .arg(dir.path().join("i.tar"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("c"))
+            .args(extra))
+    };
+    // Not loopback: HTTPS is required unless the registry is named insecure.
+    let o = build(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("--insecure-registry {addr}")),
+        "{}",
+        stderr(&o)
+    );
+    let o = build(&["--insecure-registry", &addr]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(tele().arg("verify").arg(dir.path().join("i.tar")));
+}

@@ -387,7 +387,7 @@ impl Context<'_> {
         let sandbox = node::sandbox_image(&cfg.bundle_dir)?;
         write_durably(
             &l.containerd().join("config.toml"),
-            node::containerd_config(cfg, l, &bins, &sandbox).as_bytes(),
+            node::containerd_config(l, &bins, &sandbox).as_bytes(),
             0o644,
         )?;
         let ca = l.pki().join("ca.crt");

@@ -187,7 +187,6 @@ pub fn image_hosts(bundle_dir: &Path) -> anyhow::Result<Vec<String>> {
 
 /// containerd's configuration (version 2, CRI enabled).
 pub fn containerd_config(
-    _cfg: &NodeConfig,
     layout: &Layout,
     bins: &BTreeMap<String, PathBuf>,
     sandbox: &str,

@@ -340,3 +340,68 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
 }
+
+/// A containerd with its own root, state and socket; stopped and unmounted on drop.
+pub struct Containerd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Containerd {
+    /// Starts one under `parent/containerd`.
+    pub fn start(parent: &Path) -> Containerd {
+        let dir = parent.join("containerd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{0}/c.sock\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable = true\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd must be installed (apt-get install containerd)");
+        let c = Containerd { child, dir };
+        for _ in 0..200 {
+            if c.ctr()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "containerd did not start: {}",
+            std::fs::read_to_string(c.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// `ctr` talking to it, in the `tele-test` namespace.
+    pub fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a")
+            .arg(self.dir.join("c.sock"))
+            .args(["-n", "tele-test"]);
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for sub in ["root", "state"] {
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg("-l")
+                .arg(self.dir.join(sub))
+                .output();
+        }
+    }
+}
