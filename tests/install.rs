@@ -81,6 +81,13 @@ fn example_bundle(dir: &Path) -> PathBuf {
             "/www",
         ],
     );
+    // InfluxDB for the monitoring stack, from Debian's influxdb package.
+    ok(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-influxdb-image"))
+            .env("TELE", env!("CARGO_BIN_EXE_tele"))
+            .args(["--ref", "example.com/monitoring/influxdb:1.6", "-o"])
+            .arg(&f.layout),
+    );
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/app.yaml");
     // The installer in a bundle is a static build of tele (scripts/test makes it).
     let installer = std::env::var_os("TELE_STATIC_INSTALLER")
@@ -97,6 +104,7 @@ fn example_bundle(dir: &Path) -> PathBuf {
     let out = dir.join("hello.tar");
     ok(tele()
         .env_remove("TELE_NO_RUNTIME")
+        .env_remove("TELE_NO_MONITORING")
         .arg("build")
         .arg(&manifest)
         .arg(format!("--image-source=oci:{}", f.layout.display()))
@@ -277,11 +285,62 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         !services.contains("insecure-skip-tls-verify")
             && services.contains("--authorization-mode=Node,RBAC")
     );
+    // The monitoring stack: InfluxDB runs in the cluster and receives the
+    // node health checker's measurements (every 10 s) from the agent.
+    let monitoring: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("monitoring.json")).unwrap()).unwrap();
+    let url = monitoring["url"].as_str().unwrap().to_string();
+    let password = fs::read_to_string(state.join("monitoring/influxdb-admin-password")).unwrap();
+    let influx = |q: &str, db: Option<&str>| {
+        let o = Command::new("curl")
+            .args([
+                "-sf",
+                "-m",
+                "5",
+                "-u",
+                &format!("admin:{}", password.trim()),
+            ])
+            .arg(format!("{url}/query?db={}", db.unwrap_or("")))
+            .args(["--data-urlencode", &format!("q={q}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = influx("SELECT count(loaded) FROM br_netfilter", Some("k8s"));
+        if body.contains("\"count\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node health measurements in InfluxDB: {body}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let rps = influx("SHOW RETENTION POLICIES ON k8s", None);
+    assert!(rps.contains("medium") && rps.contains("long"), "{rps}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(state.join("monitoring/influxdb-admin-password"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
     let o = run(tele().args(["status", "--state-dir"]).arg(&state));
     assert!(o.status.success(), "status:\n{}", stdout(&o));
     assert!(
         stdout(&o).contains("default/Deployment/hello-web 1/1"),
         "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("monitoring/Deployment/influxdb 1/1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("br_netfilter"),
+        "node health in status:\n{}",
         stdout(&o)
     );
     let o = ok(tele().args(["plan", "--state-dir"]).arg(&state));

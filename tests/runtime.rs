@@ -490,6 +490,7 @@ fn a_bundle_with_the_runtime_verifies_and_its_binaries_run() {
     let build = |out: &Path, cache: &Path| {
         ok(Command::new(tele)
             .env_remove("TELE_NO_RUNTIME")
+            .env("TELE_NO_MONITORING", "true")
             .env_remove("SOURCE_DATE_EPOCH")
             .arg("build")
             .arg(app.join("app.yaml"))

@@ -42,6 +42,8 @@ pub struct BuildOptions {
     pub mtime: u64,
     /// Which Kubernetes runtime to pack.
     pub runtime: RuntimeChoice,
+    /// Pack the monitoring stack (unless the manifest disables it).
+    pub monitoring: bool,
 }
 
 /// Where the bundle's Kubernetes runtime comes from.
@@ -140,6 +142,7 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
     }
     let store = BlobStore::open(&opts.cache_dir).map_err(|e| BuildError::io(&opts.cache_dir, e))?;
     let kube_runtime = load_runtime(&manifest, opts)?;
+    let monitoring = monitoring_options(&manifest, opts)?;
     let mut sources = opts.sources.clone();
     let mut references: BTreeSet<ImageRef> = set.images.keys().cloned().collect();
     if let Some(rt) = &kube_runtime {
@@ -147,6 +150,16 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         let (layout, refs) = rt.images();
         sources.insert(0, LocalSource::OciLayout(layout));
         references.extend(refs);
+    }
+    if let Some(mon) = &monitoring {
+        for image in tele_assets::monitoring::images(mon) {
+            references.insert(image.parse().map_err(|e| {
+                BuildError::input(
+                    format!("monitoring image `{image}`: {e}"),
+                    "fix extensions.monitoring.images in the manifest",
+                )
+            })?);
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -203,6 +216,22 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
             });
         }
     }
+    if let Some(mon) = &monitoring {
+        meta.monitoring = Some(
+            tele_assets::monitoring::COMPONENTS
+                .iter()
+                .filter(|c| mon.components.get(**c).copied().unwrap_or(true))
+                .map(|c| c.to_string())
+                .collect(),
+        );
+        for (path, content) in tele_assets::monitoring::render(mon) {
+            files.push(BundleFile {
+                path: format!("monitoring/{path}"),
+                content: Content::Bytes(content.into_bytes()),
+                mode: 0o644,
+            });
+        }
+    }
     let bundle_bytes = write_bundle(
         &output,
         opts.compression,
@@ -238,6 +267,24 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         blobs_cached: cached,
         kubernetes_version: kube_runtime.map(|r| r.meta.kubernetes_version),
     })
+}
+
+/// The monitoring stack's options from the manifest, or None when it is off.
+fn monitoring_options(
+    manifest: &Manifest,
+    opts: &BuildOptions,
+) -> Result<Option<tele_assets::MonitoringOptions>, BuildError> {
+    if !opts.monitoring {
+        return Ok(None);
+    }
+    let mon =
+        tele_assets::MonitoringOptions::from_extensions(&manifest.extensions).map_err(|e| {
+            BuildError::input(
+                format!("{}: {e}", manifest.path.display()),
+                "see docs/monitoring.md for extensions.monitoring (disabled, images, components)",
+            )
+        })?;
+    Ok((!mon.disabled).then_some(mon))
 }
 
 /// The runtime chosen by `--runtime`, the manifest, or the cache.
@@ -414,6 +461,7 @@ fn bundle_meta(
         blobs: blobs.into_iter().collect(),
         files: vec![],
         runtime: None,
+        monitoring: None,
     })
 }
 

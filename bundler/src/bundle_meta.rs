@@ -34,6 +34,9 @@ pub struct BundleMeta {
     /// The Kubernetes runtime packed under `runtime/`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeInfo>,
+    /// The monitoring components packed under `monitoring/`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Vec<String>>,
 }
 
 /// The runtime in a bundle, for `tele inspect`.

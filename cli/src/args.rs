@@ -183,6 +183,10 @@ pub struct BuildArgs {
     /// Pack no Kubernetes: an app-only bundle for an existing cluster.
     #[arg(long, env = "TELE_NO_RUNTIME")]
     pub no_runtime: bool,
+    /// Leave the monitoring stack out (the manifest can also disable it:
+    /// extensions.monitoring.disabled).
+    #[arg(long, env = "TELE_NO_MONITORING")]
+    pub no_monitoring: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -235,6 +235,9 @@ pub fn install(
             bytes.push(b'\n');
             write_durably(&layout.config_file(), &bytes, 0o600)?;
             let mut phases: Vec<(&str, &str)> = PHASES.to_vec();
+            if opts.bundle_dir.join("monitoring").is_dir() {
+                phases.push(("/monitoring", "the monitoring stack, its database and alerts"));
+            }
             for hook in ["install", "postInstall"] {
                 if manifest.hooks.get(hook).is_some() {
                     phases.push(if hook == "install" { ("/hooks/install", "the install hook") } else { ("/hooks/postInstall", "the postInstall hook") });
@@ -325,6 +328,7 @@ impl Context<'_> {
             }
             "/system" => self.system(),
             "/app" => self.app(),
+            "/monitoring" => self.monitoring(),
             hook if hook.starts_with("/hooks/") => self.hook(&hook["/hooks/".len()..]),
             other => anyhow::bail!("unknown phase {other}"),
         }
@@ -537,6 +541,13 @@ impl Context<'_> {
         }
         self.reporter
             .note(&format!("{} resources applied and ready", applied.len()));
+        Ok(())
+    }
+
+    fn monitoring(&self) -> anyhow::Result<()> {
+        let summary =
+            crate::monitoring_phase::install_monitoring(self.cfg, self.layout, &self.kubectl()?)?;
+        self.reporter.note(&summary);
         Ok(())
     }
 

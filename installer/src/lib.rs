@@ -11,8 +11,12 @@
 #![deny(missing_docs)]
 
 pub mod components;
+pub mod health;
+pub mod influx;
 pub mod install;
 pub mod kube;
+pub mod monitoring;
+pub mod monitoring_phase;
 pub mod node;
 pub mod pki;
 pub mod plan;

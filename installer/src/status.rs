@@ -31,12 +31,19 @@ pub struct Status {
     pub node: Option<(String, String)>,
     /// Workloads: `namespace/kind/name ready/desired`.
     pub workloads: Vec<String>,
+    /// The node health checker's latest round (seconds ago, results), read
+    /// from the state directory: shown even when monitoring is down.
+    pub health: Option<(u64, Vec<crate::health::CheckResult>)>,
 }
 
 impl Status {
     /// True when every service runs, the node is Ready and every workload is ready.
     pub fn healthy(&self) -> bool {
         self.services.iter().all(|s| s.pid.is_some())
+            && self
+                .health
+                .as_ref()
+                .is_none_or(|(_, checks)| checks.iter().all(|c| c.ok))
             && self.node.as_ref().is_some_and(|(_, r)| r == "True")
             && self.workloads.iter().all(|w| {
                 w.rsplit(' ')
@@ -104,11 +111,19 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
                 .collect();
         }
     }
+    let health = crate::health::latest(state_dir).map(|(at, results)| {
+        let age = std::time::SystemTime::now()
+            .duration_since(at)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        (age, results)
+    });
     Ok(Status {
         plan,
         agent,
         services,
         node: node_status,
         workloads,
+        health,
     })
 }

@@ -153,6 +153,18 @@ pub fn run_agent(state_dir: &Path) -> anyhow::Result<()> {
         });
     }
     eprintln!("agent: supervising {} services", running.len());
+    // The node health checker runs beside the services, for installs (a bare
+    // services list, as in tests, has no install.json and no checker).
+    let checker_stop = Arc::new(AtomicBool::new(false));
+    let checker = match crate::health::HealthConfig::for_install(state_dir) {
+        Ok(cfg) => {
+            let stop = Arc::clone(&checker_stop);
+            Some(std::thread::spawn(move || {
+                crate::health::run_loop(cfg, stop)
+            }))
+        }
+        Err(_) => None,
+    };
     while !term.load(Ordering::Relaxed) {
         for r in &mut running {
             let exited = match &mut r.child {
@@ -187,6 +199,10 @@ pub fn run_agent(state_dir: &Path) -> anyhow::Result<()> {
             }
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+    checker_stop.store(true, Ordering::Relaxed);
+    if let Some(c) = checker {
+        let _ = c.join();
     }
     eprintln!("agent: stopping services");
     for r in running.iter_mut().rev() {

@@ -14,7 +14,8 @@ pub fn tele() -> Command {
     // App-only bundles unless a test asks for the Kubernetes runtime.
     c.env_remove("SOURCE_DATE_EPOCH")
         .env("NO_COLOR", "1")
-        .env("TELE_NO_RUNTIME", "true");
+        .env("TELE_NO_RUNTIME", "true")
+        .env("TELE_NO_MONITORING", "true");
     c
 }
 

@@ -69,6 +69,7 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         },
         installer,
         mtime: source_date_epoch()?,
+        monitoring: !a.no_monitoring,
         runtime: match (a.runtime, a.no_runtime) {
             (_, true) => RuntimeChoice::None,
             (Some(p), _) => RuntimeChoice::Path(p),

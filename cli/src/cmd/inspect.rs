@@ -28,6 +28,10 @@ pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
         }
         None => p.out("kubernetes:  none (app-only bundle)"),
     }
+    match &m.monitoring {
+        Some(c) => p.out(format!("monitoring:  {}", c.join(", "))),
+        None => p.out("monitoring:  none"),
+    }
     p.out(format!("images:      {}", m.images.len()));
     for img in &m.images {
         p.out(format!(

@@ -70,6 +70,25 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     for w in &s.workloads {
         p.out(format!("  {w}"));
     }
+    match &s.health {
+        Some((age, checks)) => {
+            p.out(format!("node health ({age}s ago):"));
+            for c in checks {
+                let path = c
+                    .tags
+                    .get("path")
+                    .map(|p| format!(" {p}"))
+                    .unwrap_or_default();
+                let state = if c.ok { "ok" } else { "FAIL" };
+                p.out(format!(
+                    "  {:<16} {state:<5} {}",
+                    format!("{}{path}", c.name),
+                    c.detail
+                ));
+            }
+        }
+        None => p.out("node health: no results yet (the agent's checker writes them every 10 s)"),
+    }
     let healthy = s.healthy();
     let mut json = serde_json::to_value(&s)?;
     json["healthy"] = healthy.into();

@@ -1,0 +1,615 @@
+//! The monitoring stack's install-time setup, after its manifests
+//! (`tele_assets::render`) are applied: InfluxDB's admin user, database,
+//! retention policies and rollups; the alert TICKscripts loaded into
+//! Kapacitor; where Kapacitor sends alerts (SMTP, a webhook).
+//!
+//! Everything here is idempotent: a resumed install runs it again.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::influx::InfluxClient;
+
+/// The database Telegraf, Kapacitor, Grafana and the node health checker use.
+pub const DATABASE: &str = "k8s";
+
+/// A retention policy of [`DATABASE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Its name.
+    pub name: &'static str,
+    /// How long points are kept, in InfluxQL duration syntax.
+    pub duration: &'static str,
+    /// Whether writes without an explicit policy land here.
+    pub default: bool,
+}
+
+/// Raw points for a day (the default: every writer lands here), 5-minute
+/// means for four weeks, hourly means for a year.
+pub const RETENTION_POLICIES: [RetentionPolicy; 3] = [
+    RetentionPolicy {
+        name: "raw",
+        duration: "24h",
+        default: true,
+    },
+    RetentionPolicy {
+        name: "medium",
+        duration: "4w",
+        default: false,
+    },
+    RetentionPolicy {
+        name: "long",
+        duration: "52w",
+        default: false,
+    },
+];
+
+/// A rollup: a continuous query writing the means of every numeric field of
+/// every measurement in `raw` into a longer retention policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollup {
+    /// The continuous query's name.
+    pub name: &'static str,
+    /// The retention policy it writes into.
+    pub into: &'static str,
+    /// The GROUP BY time interval.
+    pub interval: &'static str,
+}
+
+/// raw → medium (5m means), raw → long (1h means).
+pub const ROLLUPS: [Rollup; 2] = [
+    Rollup {
+        name: "rollup_medium",
+        into: "medium",
+        interval: "5m",
+    },
+    Rollup {
+        name: "rollup_long",
+        into: "long",
+        interval: "1h",
+    },
+];
+
+impl Rollup {
+    /// The rollup's SELECT ... INTO, with an optional extra WHERE condition
+    /// (e.g. a time range, to backfill). Field `f` becomes `mean_f`; tags
+    /// are kept (`GROUP BY *`).
+    pub fn select_into(&self, condition: Option<&str>) -> String {
+        let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+        format!(
+            "SELECT mean(*) INTO {db}.{into}.:MEASUREMENT FROM {db}.\"raw\"./.*/{filter} GROUP BY time({interval}), *",
+            db = quote_ident(DATABASE),
+            into = quote_ident(self.into),
+            interval = self.interval,
+        )
+    }
+
+    /// The CREATE CONTINUOUS QUERY statement.
+    pub fn create_statement(&self) -> String {
+        format!(
+            "CREATE CONTINUOUS QUERY {name} ON {db} BEGIN {select} END",
+            name = quote_ident(self.name),
+            db = quote_ident(DATABASE),
+            select = self.select_into(None),
+        )
+    }
+}
+
+/// Statements that create the database, retention policies (raw 24h
+/// DEFAULT, medium 4w, long 52w) and continuous queries rolling raw data up
+/// into medium (5m means) and long (1h means). Running them again changes
+/// nothing: CREATE DATABASE and CREATE RETENTION POLICY with the same
+/// settings are no-ops, ALTER puts back changed settings, and each
+/// continuous query is dropped and created again (InfluxDB cannot replace
+/// one; dropping one that does not exist is accepted (1.6) or a "not found"
+/// error that is ignored, see
+/// [`setup_influxdb`]).
+pub fn setup_statements() -> Vec<String> {
+    let db = quote_ident(DATABASE);
+    let mut out = vec![format!("CREATE DATABASE {db}")];
+    for rp in RETENTION_POLICIES {
+        let default = if rp.default { " DEFAULT" } else { "" };
+        let name = quote_ident(rp.name);
+        out.push(format!(
+            "CREATE RETENTION POLICY {name} ON {db} DURATION {} REPLICATION 1{default}",
+            rp.duration
+        ));
+        out.push(format!(
+            "ALTER RETENTION POLICY {name} ON {db} DURATION {} REPLICATION 1{default}",
+            rp.duration
+        ));
+    }
+    for rollup in ROLLUPS {
+        out.push(format!(
+            "DROP CONTINUOUS QUERY {} ON {db}",
+            quote_ident(rollup.name)
+        ));
+        out.push(rollup.create_statement());
+    }
+    out
+}
+
+/// Creates the admin user (InfluxDB allows this one statement without
+/// credentials while auth is on and no user exists; afterwards `client`
+/// must carry these same credentials), then runs [`setup_statements`].
+pub fn setup_influxdb(
+    client: &InfluxClient,
+    admin_user: &str,
+    admin_password: &str,
+) -> Result<(), anyhow::Error> {
+    let create_user = format!(
+        "CREATE USER {} WITH PASSWORD {} WITH ALL PRIVILEGES",
+        quote_ident(admin_user),
+        quote_string(admin_password)
+    );
+    client
+        .query(None, &create_user)
+        .with_context(|| format!("failed to create the InfluxDB admin user `{admin_user}`"))?;
+    for statement in setup_statements() {
+        match client.query(None, &statement) {
+            Ok(_) => {}
+            // A first setup has no continuous query to drop.
+            Err(e) if statement.starts_with("DROP CONTINUOUS QUERY") && is_not_found(&e) => {}
+            Err(e) => return Err(e).context("failed to set up InfluxDB's database `k8s`"),
+        }
+    }
+    Ok(())
+}
+
+fn is_not_found(e: &crate::influx::InfluxError) -> bool {
+    e.to_string().contains("not found")
+}
+
+/// An InfluxQL identifier in double quotes.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An InfluxQL string literal in single quotes.
+pub fn quote_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn http() -> Result<reqwest::blocking::Client, anyhow::Error> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("failed to make an HTTP client for Kapacitor")
+}
+
+/// Sends one request to Kapacitor; an answer outside `ok` is an error with
+/// Kapacitor's own message.
+fn kapacitor_call(
+    req: reqwest::blocking::RequestBuilder,
+    what: &str,
+    ok: &[u16],
+) -> Result<(), anyhow::Error> {
+    let resp = req
+        .send()
+        .map_err(|e| e.without_url())
+        .with_context(|| format!("failed to {what}: Kapacitor cannot be reached"))?;
+    let status = resp.status().as_u16();
+    if ok.contains(&status) {
+        return Ok(());
+    }
+    let body = resp.text().unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+        .unwrap_or_else(|| body.trim().to_string());
+    bail!("failed to {what}: Kapacitor answered {status}: {message}")
+}
+
+/// Loads each TICKscript into Kapacitor through its HTTP API as an enabled
+/// stream task on `k8s.raw` whose id is the alert's name (POST
+/// /kapacitor/v1/tasks), deleting first any task of that id, so a changed
+/// script replaces the old one.
+pub fn load_alerts(kapacitor_url: &str, alerts: &[(&str, &str)]) -> Result<(), anyhow::Error> {
+    let base = kapacitor_url.trim_end_matches('/');
+    let http = http()?;
+    for (id, script) in alerts {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!("alert `{id}`: a task id is letters, digits, `-`, `_` and `.`");
+        }
+        kapacitor_call(
+            http.delete(format!("{base}/kapacitor/v1/tasks/{id}")),
+            &format!("replace the Kapacitor task `{id}`"),
+            &[204, 404],
+        )?;
+        let task = serde_json::json!({
+            "id": id,
+            "type": "stream",
+            "dbrps": [{"db": DATABASE, "rp": "raw"}],
+            "script": script,
+            "status": "enabled",
+        });
+        kapacitor_call(
+            http.post(format!("{base}/kapacitor/v1/tasks")).json(&task),
+            &format!("load the alert `{id}` into Kapacitor"),
+            &[200],
+        )?;
+    }
+    Ok(())
+}
+
+/// The alerts in the output of `kubectl get configmaps -n monitoring -l
+/// tele.dev/alerts=true -o json`: every `NAME.tick` key of every ConfigMap,
+/// as (NAME, script), sorted by name; the first ConfigMap (by name) wins a
+/// name given twice.
+pub fn alerts_from_config_maps(list: &serde_json::Value) -> Vec<(String, String)> {
+    let mut maps: Vec<&serde_json::Value> =
+        list["items"].as_array().into_iter().flatten().collect();
+    maps.sort_by_key(|m| {
+        m["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let mut alerts: Vec<(String, String)> = Vec::new();
+    for map in maps {
+        for (key, value) in map["data"].as_object().into_iter().flatten() {
+            let (Some(name), Some(script)) = (key.strip_suffix(".tick"), value.as_str()) else {
+                continue;
+            };
+            if !alerts.iter().any(|(n, _)| n == name) {
+                alerts.push((name.to_string(), script.to_string()));
+            }
+        }
+    }
+    alerts.sort();
+    alerts
+}
+
+/// A `--config` resource of `kind: smtp`: the mail server alerts go
+/// through.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Smtp {
+    /// The server's host name or address.
+    pub host: String,
+    /// Its port (25, 465, 587...).
+    pub port: u16,
+    /// The login, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file on the installing machine holding the password (read at
+    /// install, never copied into the bundle).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// The sender address.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+}
+
+/// A `--config` resource of `kind: alerttarget`: a webhook every alert is
+/// POSTed to as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertTarget {
+    /// `http(s)://...`.
+    pub url: String,
+}
+
+impl Smtp {
+    /// Reads the `spec` of a `kind: smtp` resource.
+    pub fn from_spec(spec: &serde_json::Value) -> Result<Self, anyhow::Error> {
+        let smtp: Smtp = serde_json::from_value(spec.clone()).context("kind smtp: spec")?;
+        if smtp.to.is_empty() {
+            bail!("kind smtp: spec.to: at least one recipient is needed");
+        }
+        Ok(smtp)
+    }
+}
+
+impl AlertTarget {
+    /// Reads the `spec` of a `kind: alerttarget` resource.
+    pub fn from_spec(spec: &serde_json::Value) -> Result<Self, anyhow::Error> {
+        let target: AlertTarget =
+            serde_json::from_value(spec.clone()).context("kind alerttarget: spec")?;
+        if !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
+            bail!("kind alerttarget: spec.url: expected an http:// or https:// URL");
+        }
+        Ok(target)
+    }
+}
+
+/// Points Kapacitor's `.email()` and `.post().endpoint('alerttarget')`
+/// handlers at the given server and webhook through its config API
+/// (POST /kapacitor/v1/config/...). Kapacitor keeps these overrides in its
+/// own store, so no password sits in a ConfigMap, and changing them later
+/// needs no redeploy. A `None` leaves that handler as it was.
+pub fn configure_alert_handlers(
+    kapacitor_url: &str,
+    smtp: Option<&Smtp>,
+    target: Option<&AlertTarget>,
+) -> Result<(), anyhow::Error> {
+    let base = kapacitor_url.trim_end_matches('/');
+    let http = http()?;
+    if let Some(smtp) = smtp {
+        let password = match &smtp.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read `{}`", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            None => String::new(),
+        };
+        let set = serde_json::json!({"set": {
+            "enabled": true,
+            "host": smtp.host,
+            "port": smtp.port,
+            "username": smtp.username.clone().unwrap_or_default(),
+            "password": password,
+            "from": smtp.from,
+            "to": smtp.to,
+        }});
+        kapacitor_call(
+            http.post(format!("{base}/kapacitor/v1/config/smtp"))
+                .json(&set),
+            "configure Kapacitor's SMTP handler",
+            &[204],
+        )?;
+    }
+    if let Some(target) = target {
+        let set = serde_json::json!({"set": {"url": target.url}});
+        kapacitor_call(
+            http.post(format!("{base}/kapacitor/v1/config/httppost/alerttarget"))
+                .json(&set),
+            "configure Kapacitor's alert webhook",
+            &[204],
+        )?;
+    }
+    Ok(())
+}
+
+/// The Secret `influxdb-auth` (keys `username`, `password`) the stack's
+/// pods log in to InfluxDB with; created by the installer before the stack
+/// is applied, never part of the bundle.
+pub fn influxdb_auth_secret(username: &str, password: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "influxdb-auth",
+            "namespace": tele_assets::NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "tele-monitoring"},
+        },
+        "type": "Opaque",
+        "stringData": {"username": username, "password": password},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn alerts_come_from_every_labelled_config_map() {
+        let list = serde_json::json!({"items": [
+            {"metadata": {"name": "z-mine"}, "data": {"disk.tick": "mine", "high-cpu.tick": "dup", "notes.txt": "x"}},
+            {"metadata": {"name": "kapacitor-alerts"}, "data": {"high-cpu.tick": "default"}},
+        ]});
+        assert_eq!(
+            alerts_from_config_maps(&list),
+            [
+                ("disk".to_string(), "mine".to_string()),
+                ("high-cpu".to_string(), "default".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn statements_create_database_policies_and_rollups() {
+        let s = setup_statements();
+        assert_eq!(s[0], r#"CREATE DATABASE "k8s""#);
+        assert!(s.contains(
+            &r#"CREATE RETENTION POLICY "raw" ON "k8s" DURATION 24h REPLICATION 1 DEFAULT"#
+                .to_string()
+        ));
+        assert!(s.contains(
+            &r#"CREATE RETENTION POLICY "medium" ON "k8s" DURATION 4w REPLICATION 1"#.to_string()
+        ));
+        assert!(s.contains(
+            &r#"CREATE RETENTION POLICY "long" ON "k8s" DURATION 52w REPLICATION 1"#.to_string()
+        ));
+        assert!(s.contains(&concat!(
+            r#"CREATE CONTINUOUS QUERY "rollup_medium" ON "k8s" BEGIN SELECT mean(*) INTO "k8s"."medium".:MEASUREMENT"#,
+            r#" FROM "k8s"."raw"./.*/ GROUP BY time(5m), * END"#
+        ).to_string()));
+        assert!(s
+            .iter()
+            .any(|q| q.contains(r#""rollup_long""#) && q.contains("time(1h)")));
+        // Each CQ is dropped before it is created.
+        for r in ROLLUPS {
+            let drop = s
+                .iter()
+                .position(|q| q.starts_with("DROP") && q.contains(r.name));
+            let create = s
+                .iter()
+                .position(|q| q.starts_with("CREATE CONTINUOUS") && q.contains(r.name));
+            assert!(drop.unwrap() < create.unwrap());
+        }
+    }
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a\"b""#);
+        assert_eq!(quote_string(r"it's \ x"), r"'it\'s \\ x'");
+    }
+
+    #[test]
+    fn resources_are_read_and_checked() {
+        let smtp = Smtp::from_spec(&serde_json::json!({
+            "host": "mail.example.com", "port": 587, "username": "alerts",
+            "passwordFile": "/root/smtp-password", "from": "k8s@example.com",
+            "to": ["ops@example.com"]
+        }))
+        .unwrap();
+        assert_eq!(smtp.port, 587);
+        assert!(Smtp::from_spec(&serde_json::json!({
+            "host": "h", "port": 25, "from": "a@b", "to": [], }))
+        .is_err());
+        let err = Smtp::from_spec(&serde_json::json!({
+            "host": "h", "port": 25, "from": "a@b", "to": ["x@y"], "pasword": "p"}))
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `pasword`"),
+            "{err:#}"
+        );
+        assert!(AlertTarget::from_spec(&serde_json::json!({"url": "ftp://x"})).is_err());
+        AlertTarget::from_spec(&serde_json::json!({"url": "https://hooks.example.com/a"})).unwrap();
+    }
+
+    /// One recorded request: method, path, body.
+    type Recorded = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    /// A loopback HTTP server standing in for Kapacitor (none can be had
+    /// here): records every request and answers per `answer(method, path)`.
+    fn fake_kapacitor(answer: fn(&str, &str) -> (u16, &'static str)) -> (String, Recorded) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Recorded = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = header.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let (status, reply) = answer(&method, &path);
+                log.lock()
+                    .unwrap()
+                    .push((method, path, String::from_utf8(body).unwrap()));
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                )
+                .unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn alerts_are_loaded_as_enabled_stream_tasks_replacing_old_ones() {
+        let (url, seen) = fake_kapacitor(|method, path| match (method, path) {
+            ("DELETE", "/kapacitor/v1/tasks/cpu") => (204, ""),
+            ("DELETE", _) => (404, r#"{"error":"no task exists"}"#),
+            ("POST", "/kapacitor/v1/tasks") => (200, "{}"),
+            _ => (500, r#"{"error":"unexpected"}"#),
+        });
+        load_alerts(
+            &format!("{url}/"),
+            &[("cpu", "stream|from()"), ("disk", "stream")],
+        )
+        .unwrap();
+        let seen = seen.lock().unwrap();
+        let calls: Vec<_> = seen.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+        assert_eq!(
+            calls,
+            [
+                "DELETE /kapacitor/v1/tasks/cpu",
+                "POST /kapacitor/v1/tasks",
+                "DELETE /kapacitor/v1/tasks/disk",
+                "POST /kapacitor/v1/tasks"
+            ]
+        );
+        let task: serde_json::Value = serde_json::from_str(&seen[1].2).unwrap();
+        assert_eq!(
+            task,
+            serde_json::json!({"id": "cpu", "type": "stream", "status": "enabled",
+                "dbrps": [{"db": "k8s", "rp": "raw"}], "script": "stream|from()"})
+        );
+    }
+
+    #[test]
+    fn a_script_kapacitor_rejects_is_an_error_with_its_message() {
+        let (url, _) = fake_kapacitor(|method, _| match method {
+            "DELETE" => (404, ""),
+            _ => (
+                400,
+                r#"{"error":"invalid TICKscript: parser: unexpected )"}"#,
+            ),
+        });
+        let err = load_alerts(&url, &[("bad", "stream|from())")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to load the alert `bad` into Kapacitor: Kapacitor answered 400: invalid TICKscript: parser: unexpected )"
+        );
+        assert!(load_alerts(&url, &[("a b", "")]).is_err());
+    }
+
+    #[test]
+    fn handlers_are_set_through_the_config_api() {
+        let (url, seen) = fake_kapacitor(|_, _| (204, ""));
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("pw");
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let smtp = Smtp {
+            host: "mail.example.com".into(),
+            port: 587,
+            username: Some("alerts".into()),
+            password_file: Some(password),
+            from: "k8s@example.com".into(),
+            to: vec!["ops@example.com".into()],
+        };
+        let target = AlertTarget {
+            url: "https://hooks.example.com/x".into(),
+        };
+        configure_alert_handlers(&url, Some(&smtp), Some(&target)).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].1, "/kapacitor/v1/config/smtp");
+        let body: serde_json::Value = serde_json::from_str(&seen[0].2).unwrap();
+        assert_eq!(body["set"]["password"], "s3cret");
+        assert_eq!(body["set"]["enabled"], true);
+        assert_eq!(body["set"]["to"][0], "ops@example.com");
+        assert_eq!(seen[1].1, "/kapacitor/v1/config/httppost/alerttarget");
+        assert_eq!(
+            seen[1].2,
+            r#"{"set":{"url":"https://hooks.example.com/x"}}"#
+        );
+    }
+
+    #[test]
+    fn kapacitor_down_is_an_error_not_a_hang() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = load_alerts(&format!("http://127.0.0.1:{port}"), &[("a", "s")]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("Kapacitor cannot be reached"),
+            "{err:#}"
+        );
+    }
+}

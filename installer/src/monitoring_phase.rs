@@ -1,0 +1,178 @@
+//! The install's `/monitoring` phase: the stack from the bundle's
+//! `monitoring/` applied and ready, InfluxDB's users, database, retention
+//! policies and rollups created, the default alerts loaded into Kapacitor, and
+//! `monitoring.json` written so that the agent's node health checker sends its
+//! measurements to InfluxDB.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::health::MonitoringTarget;
+use crate::influx::{InfluxClient, InfluxConfig};
+use crate::kube::Kubectl;
+use crate::node::{Layout, NodeConfig};
+use crate::plan::write_durably;
+
+/// Where the stack's manifests keep node data; the installer moves it under
+/// the state directory so that everything it writes stays there.
+const DATA_BASE: &str = "/var/lib/tele-monitoring";
+/// The user the node checkers write with (WRITE on the database only).
+const NODE_USER: &str = "tele-node";
+const ADMIN_USER: &str = "admin";
+
+/// A password of 32 random alphanumerics, kept in `path` (0600); made once.
+fn password(path: &Path) -> anyhow::Result<String> {
+    if let Ok(p) = std::fs::read_to_string(path) {
+        if !p.trim().is_empty() {
+            return Ok(p.trim().to_string());
+        }
+    }
+    use std::io::Read;
+    let mut raw = [0u8; 64];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let p: String = raw
+        .iter()
+        .take(32)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    write_durably(path, p.as_bytes(), 0o600)?;
+    Ok(p)
+}
+
+fn cluster_ip(k: &Kubectl, service: &str) -> Option<String> {
+    k.run(&[
+        "get",
+        "service",
+        service,
+        "-n",
+        tele_assets::monitoring::NAMESPACE,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+}
+
+/// Runs the phase; returns what to tell the user (where Grafana is).
+pub fn install_monitoring(
+    cfg: &NodeConfig,
+    layout: &Layout,
+    k: &Kubectl,
+) -> anyhow::Result<String> {
+    let ns = tele_assets::monitoring::NAMESPACE;
+    let dir = cfg.bundle_dir.join("monitoring");
+    let secrets = cfg.state_dir.join("monitoring");
+    let admin_password = password(&secrets.join("influxdb-admin-password"))?;
+    let node_password_file = secrets.join("influxdb-node-password");
+    let node_password = password(&node_password_file)?;
+
+    // The namespace, then the credentials the stack reads, then the stack.
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path()
+                    .extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml")
+        })
+        .map(|e| e.into_path())
+        .collect();
+    files.sort_by_key(|p| !p.ends_with("namespace.yaml"));
+    let work = cfg.state_dir.join("app").join("monitoring");
+    let data = cfg.state_dir.join("monitoring-data");
+    let mut applied = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(f)?.replace(DATA_BASE, &data.display().to_string());
+        let rendered = work.join(f.file_name().expect("file name"));
+        write_durably(&rendered, text.as_bytes(), 0o600)?;
+        applied.extend(k.apply(&rendered)?);
+        if i == 0 {
+            let secret = k.run(&[
+                "create",
+                "secret",
+                "generic",
+                "influxdb-auth",
+                "-n",
+                ns,
+                &format!("--from-literal=username={ADMIN_USER}"),
+                &format!(
+                    "--from-file=password={}",
+                    secrets.join("influxdb-admin-password").display()
+                ),
+                "--dry-run=client",
+                "-o",
+                "yaml",
+            ])?;
+            let secret_file = work.join("influxdb-auth.secret.yaml");
+            write_durably(&secret_file, secret.as_bytes(), 0o600)?;
+            k.apply(&secret_file)?;
+        }
+    }
+    let timeout = Duration::from_secs(cfg.app_timeout_secs);
+    for obj in &applied {
+        k.wait_ready(obj, timeout)?;
+    }
+
+    let mut told = Vec::new();
+    if let Some(ip) = cluster_ip(k, "influxdb") {
+        let url = format!("http://{ip}:8086");
+        let admin = InfluxClient::new(InfluxConfig {
+            url: url.clone(),
+            username: Some(ADMIN_USER.into()),
+            password: Some(admin_password.clone()),
+            ca_cert: None,
+        })?;
+        crate::kube::poll(Duration::from_secs(120), "InfluxDB to answer", || {
+            Ok(admin.ping())
+        })?;
+        crate::monitoring::setup_influxdb(&admin, ADMIN_USER, &admin_password)?;
+        let db = crate::monitoring::DATABASE;
+        let _ = admin.query(None, &format!("DROP USER \"{NODE_USER}\""));
+        admin.query(
+            None,
+            &format!("CREATE USER \"{NODE_USER}\" WITH PASSWORD '{node_password}'"),
+        )?;
+        admin.query(None, &format!("GRANT WRITE ON \"{db}\" TO \"{NODE_USER}\""))?;
+        let target = MonitoringTarget {
+            url: url.clone(),
+            database: db.into(),
+            retention_policy: None,
+            username: Some(NODE_USER.into()),
+            password_file: Some(node_password_file),
+            ca_cert: None,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&target)?;
+        bytes.push(b'\n');
+        write_durably(
+            &crate::health::monitoring_file(&layout.state),
+            &bytes,
+            0o600,
+        )?;
+        told.push(format!(
+            "InfluxDB: {url} (database {db}; admin password in {})",
+            secrets.join("influxdb-admin-password").display()
+        ));
+    }
+    if let Some(ip) = cluster_ip(k, "kapacitor") {
+        crate::monitoring::load_alerts(
+            &format!("http://{ip}:9092"),
+            &tele_assets::monitoring::alerts(),
+        )?;
+        told.push(format!(
+            "Kapacitor: http://{ip}:9092 ({} default alerts loaded)",
+            tele_assets::monitoring::alerts().len()
+        ));
+    }
+    if let Some(ip) = cluster_ip(k, "grafana") {
+        told.push(format!("Grafana: http://{ip}:3000 (from another machine: kubectl -n {ns} port-forward svc/grafana 3000)"));
+    }
+    Ok(if told.is_empty() {
+        "monitoring: no services".into()
+    } else {
+        told.join("\n")
+    })
+}

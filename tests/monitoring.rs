@@ -1,0 +1,349 @@
+//! The monitoring setup against a real InfluxDB: Debian's InfluxDB 1.6
+//! (`/usr/bin/influxd`), one per test with auth on, on loopback ports. And
+//! the InfluxDB image made from that binary by scripts/make-influxdb-image,
+//! read back with skopeo. (Kapacitor, Telegraf and Grafana cannot be had
+//! here: tele-assets' golden tests and the installer's fake-Kapacitor unit
+//! tests cover them.)
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::{free_port, ok};
+use tele_installer::influx::{InfluxClient, InfluxConfig};
+use tele_installer::monitoring::{setup_influxdb, setup_statements, DATABASE, ROLLUPS};
+
+const ADMIN: &str = "admin";
+const PASSWORD: &str = "it's a \"secret\"";
+
+/// A running influxd, killed when dropped.
+struct Influxd {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Influxd {
+    fn start() -> Influxd {
+        assert!(
+            Path::new("/usr/bin/influxd").is_file(),
+            "InfluxDB is missing: apt-get install influxdb"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (http, rpc) = (free_port(), free_port());
+        let d = dir.path().display();
+        let config = dir.path().join("influxdb.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http}"
+  auth-enabled = true
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = true
+"#
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("influxd.log")).unwrap();
+        let child = Command::new("/usr/bin/influxd")
+            .arg("-config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start influxd");
+        let influxd = Influxd {
+            child,
+            url: format!("http://127.0.0.1:{http}"),
+            _dir: dir,
+        };
+        let anonymous = influxd.client(None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !anonymous.ping() {
+            assert!(
+                Instant::now() < deadline,
+                "influxd did not answer /ping in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        influxd
+    }
+
+    fn client(&self, credentials: Option<(&str, &str)>) -> InfluxClient {
+        InfluxClient::new(InfluxConfig {
+            url: self.url.clone(),
+            username: credentials.map(|c| c.0.to_string()),
+            password: credentials.map(|c| c.1.to_string()),
+            ca_cert: None,
+        })
+        .unwrap()
+    }
+
+    fn admin(&self) -> InfluxClient {
+        self.client(Some((ADMIN, PASSWORD)))
+    }
+}
+
+impl Drop for Influxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows of the first series of a query's first result, as
+/// column-name → value maps.
+fn rows(result: &Value) -> Vec<serde_json::Map<String, Value>> {
+    let Some(series) = result["results"][0]["series"].as_array() else {
+        return Vec::new();
+    };
+    series
+        .iter()
+        .flat_map(|s| {
+            let columns: Vec<String> = s["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
+            s["values"].as_array().unwrap().iter().map(move |v| {
+                columns
+                    .iter()
+                    .cloned()
+                    .zip(v.as_array().unwrap().iter().cloned())
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn setup_creates_policies_and_rollups_and_can_run_again() {
+    let influxd = Influxd::start();
+    let admin = influxd.admin();
+    setup_influxdb(&admin, ADMIN, PASSWORD).unwrap();
+    // Again, as a resumed install would.
+    setup_influxdb(&admin, ADMIN, PASSWORD).unwrap();
+
+    let policies = admin
+        .query(None, &format!("SHOW RETENTION POLICIES ON \"{DATABASE}\""))
+        .unwrap();
+    let mut found: Vec<(String, String, bool)> = rows(&policies)
+        .into_iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["duration"].as_str().unwrap().to_string(),
+                r["default"].as_bool().unwrap(),
+            )
+        })
+        .filter(|(name, _, _)| name != "autogen")
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("long".to_string(), "8736h0m0s".to_string(), false),
+            ("medium".to_string(), "672h0m0s".to_string(), false),
+            ("raw".to_string(), "24h0m0s".to_string(), true),
+        ]
+    );
+
+    let cqs = admin.query(None, "SHOW CONTINUOUS QUERIES").unwrap();
+    let k8s = cqs["results"][0]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == DATABASE)
+        .expect("continuous queries on k8s");
+    let mut names: Vec<&str> = k8s["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["rollup_long", "rollup_medium"]);
+    let medium = k8s["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v[0] == "rollup_medium")
+        .unwrap()[1]
+        .as_str()
+        .unwrap();
+    assert!(medium.contains("GROUP BY time(5m)"), "{medium}");
+    assert!(medium.contains("INTO k8s.medium.:MEASUREMENT"), "{medium}");
+
+    // Auth is on: without credentials nothing is readable.
+    let anonymous = influxd.client(None);
+    assert!(anonymous.query(None, "SHOW DATABASES").is_err());
+    // And the setup statements hold no secret.
+    assert!(setup_statements().iter().all(|s| !s.contains(PASSWORD)));
+}
+
+#[test]
+fn a_rollup_really_aggregates_raw_points_into_means() {
+    let influxd = Influxd::start();
+    let admin = influxd.admin();
+    setup_influxdb(&admin, ADMIN, PASSWORD).unwrap();
+
+    // Four 5-minute buckets well inside raw's 24 h, each with 5 points per
+    // node; node-b's values are node-a's times ten.
+    const FIVE_MIN: u64 = 300;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = (now - 3 * 3600) / 3600 * 3600; // on an hour boundary
+    let mut lines = Vec::new();
+    let mut expected = Vec::new();
+    for bucket in 0..4u64 {
+        let t0 = start + bucket * FIVE_MIN;
+        let values: Vec<f64> = (0..5).map(|i| (bucket * 10 + i * i) as f64).collect();
+        for (i, v) in values.iter().enumerate() {
+            let t = (t0 + i as u64 * 60) * 1_000_000_000;
+            lines.push(format!("cpu,host=node-a usage={v},count={i}i {t}"));
+            lines.push(format!("cpu,host=node-b usage={} {t}", v * 10.0));
+        }
+        expected.push((t0, values.iter().sum::<f64>() / 5.0));
+    }
+    // Through the default retention policy, as Telegraf writes.
+    admin.write(DATABASE, None, &lines).unwrap();
+
+    // Backfill with the continuous query's own SELECT ... INTO.
+    let range = format!("time >= {}s AND time < {}s", start, start + 4 * FIVE_MIN);
+    let medium = ROLLUPS.iter().find(|r| r.into == "medium").unwrap();
+    let written = admin
+        .query(Some(DATABASE), &medium.select_into(Some(&range)))
+        .unwrap();
+    // One point per bucket and node.
+    assert_eq!(
+        written["results"][0]["series"][0]["values"][0][1], 8,
+        "{written}"
+    );
+
+    let result = admin
+        .query(
+            Some(DATABASE),
+            "SELECT mean_usage, mean_count FROM \"k8s\".\"medium\".\"cpu\" WHERE host = 'node-a' ORDER BY time",
+        )
+        .unwrap();
+    let got: Vec<(u64, f64, f64)> = rows(&result)
+        .iter()
+        .map(|r| {
+            let time = r["time"].as_str().unwrap();
+            (
+                parse_rfc3339(time),
+                r["mean_usage"].as_f64().unwrap(),
+                r["mean_count"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "{result}");
+    for ((t, mean, count), (t0, want)) in got.iter().zip(&expected) {
+        assert_eq!(t, t0);
+        assert!((mean - want).abs() < 1e-9, "bucket {t}: {mean} != {want}");
+        assert_eq!(*count, 2.0); // mean of 0..5
+    }
+    // Tags are kept: node-b's means are its own.
+    let b = admin
+        .query(
+            Some(DATABASE),
+            "SELECT mean_usage FROM \"k8s\".\"medium\".\"cpu\" WHERE host = 'node-b' ORDER BY time",
+        )
+        .unwrap();
+    let b: Vec<f64> = rows(&b)
+        .iter()
+        .map(|r| r["mean_usage"].as_f64().unwrap())
+        .collect();
+    let want: Vec<f64> = expected.iter().map(|(_, m)| m * 10.0).collect();
+    assert_eq!(b, want);
+
+    // The long rollup: all twenty points fall in one hour.
+    let long = ROLLUPS.iter().find(|r| r.into == "long").unwrap();
+    admin
+        .query(
+            Some(DATABASE),
+            &long.select_into(Some(&format!(
+                "time >= {start}s AND time < {}s",
+                start + 3600
+            ))),
+        )
+        .unwrap();
+    let hour = admin
+        .query(
+            Some(DATABASE),
+            "SELECT mean_usage FROM \"k8s\".\"long\".\"cpu\" WHERE host = 'node-a'",
+        )
+        .unwrap();
+    let hour = rows(&hour);
+    assert_eq!(hour.len(), 1);
+    let all = expected.iter().map(|(_, m)| m).sum::<f64>() / 4.0;
+    assert!((hour[0]["mean_usage"].as_f64().unwrap() - all).abs() < 1e-9);
+}
+
+/// Seconds since the epoch of InfluxDB's `2024-01-02T03:05:00Z`.
+fn parse_rfc3339(s: &str) -> u64 {
+    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    (days * 86400 + t[0] * 3600 + t[1] * 60 + t[2]) as u64
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn make_influxdb_image_writes_a_layout_skopeo_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let reference = "example.com/monitoring/influxdb:1.6-debian";
+    let out = ok(Command::new(repo().join("scripts/make-influxdb-image"))
+        .args(["--ref", reference, "-o"])
+        .arg(&layout)
+        .env("TELE", env!("CARGO_BIN_EXE_tele")));
+    assert!(support::stdout(&out).trim_end().ends_with(reference));
+    let inspect = ok(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{reference}", layout.display())));
+    let image: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(image["Os"], "linux");
+    assert_eq!(image["Layers"].as_array().unwrap().len(), 1);
+    let config = ok(Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci:{}:{reference}", layout.display())));
+    let config: Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["config"]["Entrypoint"][0], "/usr/bin/influxd");
+}
