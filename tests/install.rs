@@ -206,8 +206,14 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         state: state.clone(),
     };
 
-    // 1. A first install, all the way.
-    let o = install(&bundle, &state, &[]);
+    // 1. A first install, all the way, told where alerts go.
+    let alerts = dir.path().join("alerts.yaml");
+    fs::write(
+        &alerts,
+        "kind: smtp\nspec:\n  host: mail.example.com\n  port: 587\n  from: k8s@example.com\n  to: [ops@example.com]\n---\nkind: alerttarget\nspec:\n  url: https://hooks.example.com/k8s\n",
+    )
+    .unwrap();
+    let o = install(&bundle, &state, &["--config", alerts.to_str().unwrap()]);
     assert!(
         o.status.success(),
         "install failed:\n{}\n{}",
@@ -326,6 +332,26 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+    // The alert destinations are kept (0600); this example runs no Kapacitor.
+    let saved = state.join("monitoring/alerting.json");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&saved).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(stderr(&o).contains("no alerts are sent"), "{}", stderr(&o));
+    fs::write(
+        &alerts,
+        "kind: alerttarget\nspec:\n  url: https://hooks.example.com/other\n",
+    )
+    .unwrap();
+    let o = ok(tele()
+        .args(["resource", "create"])
+        .arg(&alerts)
+        .arg("--state-dir")
+        .arg(&state));
+    assert!(stdout(&o).contains("saved"), "{}", stdout(&o));
+    assert!(fs::read_to_string(&saved)
+        .unwrap()
+        .contains("hooks.example.com/other"));
     let o = run(tele().args(["status", "--state-dir"]).arg(&state));
     assert!(o.status.success(), "status:\n{}", stdout(&o));
     assert!(

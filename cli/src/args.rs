@@ -55,6 +55,9 @@ pub enum Command {
     Status(StateDirArg),
     /// Stop and remove everything an install created on this machine.
     Uninstall(StateDirArg),
+    /// Manage an installed cluster's resources (where alerts go).
+    #[command(subcommand)]
+    Resource(ResourceCommand),
     /// Run the node agent that supervises the services (started by the installer).
     #[command(hide = true)]
     Agent(StateDirArg),
@@ -69,6 +72,20 @@ pub struct StateDirArg {
     /// Where the install keeps its state.
     #[arg(long, default_value = "/var/lib/tele", env = "TELE_STATE_DIR")]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Add or replace `kind: smtp` / `kind: alerttarget` resources and apply them.
+    Create(ResourceCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResourceCreateArgs {
+    /// A YAML file of resources.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub state: StateDirArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +161,10 @@ pub struct InstallArgs {
     /// Port of the node's image registry.
     #[arg(long, default_value_t = 5043)]
     pub registry_port: u16,
+    /// Where alerts go: a YAML file of `kind: smtp` and `kind: alerttarget`
+    /// resources (docs/monitoring.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

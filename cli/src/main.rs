@@ -17,7 +17,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::args::{Cli, Command, ImageCommand, RegistryCommand};
+use crate::args::{Cli, Command, ImageCommand, RegistryCommand, ResourceCommand};
 use crate::output::Printer;
 
 fn main() -> ExitCode {
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::node::plan(a, &printer),
         Command::Status(a) => cmd::node::status(a, &printer),
         Command::Uninstall(a) => cmd::node::uninstall(a, &printer),
+        Command::Resource(ResourceCommand::Create(a)) => cmd::node::resource_create(a, &printer),
         Command::Agent(a) => {
             tele_installer::supervisor::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
         }

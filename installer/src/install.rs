@@ -39,6 +39,8 @@ pub struct InstallOptions {
     pub resume: bool,
     /// How long to wait for the app and each hook.
     pub app_timeout: Duration,
+    /// `kind: smtp` / `kind: alerttarget` resources: where alerts go.
+    pub config: Option<PathBuf>,
 }
 
 /// Progress of an install, implemented by the CLI.
@@ -199,6 +201,12 @@ pub fn install(
     ));
     let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
     let layout = Layout::new(&opts.state_dir);
+    // Bad --config input is refused before anything changes.
+    let alerting = opts
+        .config
+        .as_deref()
+        .map(crate::alerting::parse)
+        .transpose()?;
 
     let (cfg, mut plan) = match Plan::load(&opts.state_dir)? {
         Some(plan) if opts.resume => {
@@ -248,6 +256,9 @@ pub fn install(
         }
     };
 
+    if let Some(a) = &alerting {
+        crate::alerting::save(&opts.state_dir, a)?;
+    }
     let ctx = Context {
         cfg: &cfg,
         layout: &layout,

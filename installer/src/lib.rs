@@ -10,6 +10,7 @@
 //! hooks.
 #![deny(missing_docs)]
 
+pub mod alerting;
 pub mod components;
 pub mod health;
 pub mod influx;

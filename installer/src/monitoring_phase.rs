@@ -55,6 +55,19 @@ fn cluster_ip(k: &Kubectl, service: &str) -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
+/// Kapacitor's URL in the install at `state_dir`, if it runs one.
+pub fn kapacitor_url(state_dir: &Path) -> anyhow::Result<Option<String>> {
+    let layout = Layout::new(state_dir);
+    let cfg: NodeConfig = serde_json::from_slice(&std::fs::read(layout.config_file())?)?;
+    let bins = crate::node::runtime_binaries(&cfg.bundle_dir)?;
+    let kubectl = bins
+        .get("kubectl")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
+    let k = Kubectl::new(kubectl, layout.admin_kubeconfig());
+    Ok(cluster_ip(&k, "kapacitor").map(|ip| format!("http://{ip}:9092")))
+}
+
 /// Runs the phase; returns what to tell the user (where Grafana is).
 pub fn install_monitoring(
     cfg: &NodeConfig,
@@ -157,15 +170,22 @@ pub fn install_monitoring(
             secrets.join("influxdb-admin-password").display()
         ));
     }
+    let alerting = crate::alerting::load(&cfg.state_dir)?;
     if let Some(ip) = cluster_ip(k, "kapacitor") {
-        crate::monitoring::load_alerts(
-            &format!("http://{ip}:9092"),
-            &tele_assets::monitoring::alerts(),
-        )?;
-        told.push(format!(
-            "Kapacitor: http://{ip}:9092 ({} default alerts loaded)",
-            tele_assets::monitoring::alerts().len()
-        ));
+        let url = format!("http://{ip}:9092");
+        // The default alerts and the users' own: ConfigMaps labelled tele.dev/alerts=true.
+        let label = format!("{}=true", tele_assets::monitoring::ALERTS_LABEL);
+        let maps = k.run(&["get", "configmaps", "-A", "-l", &label, "-o", "json"])?;
+        let alerts = crate::monitoring::alerts_from_config_maps(&serde_json::from_str(&maps)?);
+        let pairs: Vec<(&str, &str)> = alerts
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect();
+        crate::monitoring::load_alerts(&url, &pairs)?;
+        crate::alerting::apply(&alerting, &url)?;
+        told.push(format!("Kapacitor: {url} ({} alerts loaded)", pairs.len()));
+    } else if alerting != crate::alerting::AlertingConfig::default() {
+        told.push("alert destinations saved; Kapacitor is not part of this install, so no alerts are sent".into());
     }
     if let Some(ip) = cluster_ip(k, "grafana") {
         told.push(format!("Grafana: http://{ip}:3000 (from another machine: kubectl -n {ns} port-forward svc/grafana 3000)"));

@@ -39,6 +39,7 @@
 mod cluster_options;
 mod diagnostic;
 mod discovery;
+mod documents;
 mod hooks;
 mod image_ref;
 mod manifest;
@@ -54,6 +55,7 @@ pub use cluster_options::{
 };
 pub use diagnostic::{Diagnostic, Location, ManifestError};
 pub use discovery::{discover_images, ImageSet, ImageUse};
+pub use documents::{load_documents, Document};
 pub use hooks::{Hook, HookJob, Hooks, HOOK_NAMES};
 pub use image_ref::{ImageRef, ImageRefError};
 pub use manifest::{load_manifest, parse_manifest, ImageEntry, Manifest, ManifestKind, Metadata};

@@ -328,7 +328,7 @@ fn read_extensions(c: &mut Checker, node: &Node) -> BTreeMap<String, serde_json:
         .collect()
 }
 
-fn to_json(node: &Node) -> serde_json::Value {
+pub(crate) fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value;
     match &node.data {
         YamlData::Value(Scalar::Null) => Value::Null,

@@ -103,6 +103,7 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
         autofix: a.autofix,
         resume: a.resume,
         app_timeout: Duration::from_secs(a.timeout),
+        config: a.config,
     };
     let started = std::time::Instant::now();
     let s = install(&opts, &Reporter { p })?;

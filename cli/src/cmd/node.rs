@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use tele_installer::plan::Plan;
 
-use crate::args::{RegistryServeArgs, StateDirArg};
+use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg};
 use crate::output::{Printer, EXIT_INPUT};
 
 pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
@@ -115,6 +115,27 @@ pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
         a.state_dir.display()
     ));
     p.json(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resource_create(a: ResourceCreateArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    let state = &a.state.state_dir;
+    let new = tele_installer::alerting::parse(&a.file)?;
+    anyhow::ensure!(
+        state.join("install.json").is_file(),
+        "no install in {}\nhint: give the install's --state-dir",
+        state.display()
+    );
+    let saved = tele_installer::alerting::save(state, &new)?;
+    match tele_installer::monitoring_phase::kapacitor_url(state)? {
+        Some(url) => {
+            tele_installer::alerting::apply(&saved, &url)?;
+            p.out(format!("alert destinations set in Kapacitor ({url})"));
+        }
+        None => {
+            p.out("alert destinations saved; this cluster runs no Kapacitor, so no alerts are sent")
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -471,6 +471,10 @@ mod tests {
         assert_eq!(segs.len(), 1);
         let lines = buffer::read_lines(&segs[0].path);
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("disk,node=n1,path="), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("disk,host=n1,node=n1,path="),
+            "{}",
+            lines[0]
+        );
     }
 }
