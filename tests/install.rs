@@ -296,6 +296,10 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     let monitoring: serde_json::Value =
         serde_json::from_slice(&fs::read(state.join("monitoring.json")).unwrap()).unwrap();
     let url = monitoring["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with("https://"),
+        "InfluxDB is reached over TLS: {url}"
+    );
     let password = fs::read_to_string(state.join("monitoring/influxdb-admin-password")).unwrap();
     let influx = |q: &str, db: Option<&str>| {
         let o = Command::new("curl")
@@ -306,6 +310,9 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
                 "-u",
                 &format!("admin:{}", password.trim()),
             ])
+            // HTTPS, checked against the cluster CA: no -k.
+            .arg("--cacert")
+            .arg(state.join("pki/ca.crt"))
             .arg(format!("{url}/query?db={}", db.unwrap_or("")))
             .args(["--data-urlencode", &format!("q={q}")])
             .output()

@@ -263,6 +263,18 @@ fn parse_applied(json: &str) -> Vec<Applied> {
 pub fn split_by_priority(text: &str) -> (Vec<String>, Vec<String>) {
     let mut first = Vec::new();
     let mut rest = Vec::new();
+    for (kind, d) in documents(text) {
+        match kind.as_str() {
+            "Namespace" | "CustomResourceDefinition" => first.push(d),
+            _ => rest.push(d),
+        }
+    }
+    (first, rest)
+}
+
+/// The Kubernetes objects of a YAML stream (or one JSON document), each with
+/// its top-level `kind`; documents without one (comments only) are left out.
+pub fn documents(text: &str) -> Vec<(String, String)> {
     let trimmed = text.trim_start();
     let docs: Vec<String> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         vec![text.to_string()]
@@ -279,18 +291,15 @@ pub fn split_by_priority(text: &str) -> (Vec<String>, Vec<String>) {
         }
         docs
     };
-    for d in docs {
-        let kind = d
-            .lines()
-            .find_map(|l| l.strip_prefix("kind:"))
-            .map(|k| k.trim().trim_matches('"').to_string());
-        match kind.as_deref() {
-            None => continue,
-            Some("Namespace") | Some("CustomResourceDefinition") => first.push(d),
-            Some(_) => rest.push(d),
-        }
-    }
-    (first, rest)
+    docs.into_iter()
+        .filter_map(|d| {
+            let kind = d
+                .lines()
+                .find_map(|l| l.strip_prefix("kind:"))
+                .map(|k| k.trim().trim_matches('"').to_string())?;
+            Some((kind, d))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -97,33 +97,73 @@ pub fn install_monitoring(
     files.sort_by_key(|p| !p.ends_with("namespace.yaml"));
     let work = cfg.state_dir.join("app").join("monitoring");
     let data = cfg.state_dir.join("monitoring-data");
-    let mut applied = Vec::new();
-    for (i, f) in files.iter().enumerate() {
+    let mut rendered = Vec::new();
+    for f in &files {
         let text = std::fs::read_to_string(f)?.replace(DATA_BASE, &data.display().to_string());
-        let rendered = work.join(f.file_name().expect("file name"));
-        write_durably(&rendered, text.as_bytes(), 0o600)?;
-        applied.extend(k.apply(&rendered)?);
-        if i == 0 {
-            let secret = k.run(&[
-                "create",
-                "secret",
-                "generic",
-                "influxdb-auth",
-                "-n",
-                ns,
-                &format!("--from-literal=username={ADMIN_USER}"),
-                &format!(
-                    "--from-file=password={}",
-                    secrets.join("influxdb-admin-password").display()
-                ),
-                "--dry-run=client",
-                "-o",
-                "yaml",
-            ])?;
-            let secret_file = work.join("influxdb-auth.secret.yaml");
-            write_durably(&secret_file, secret.as_bytes(), 0o600)?;
-            k.apply(&secret_file)?;
-        }
+        let path = work.join(f.file_name().expect("file name"));
+        write_durably(&path, text.as_bytes(), 0o600)?;
+        rendered.push((path, text));
+    }
+    // Namespace and Services first: InfluxDB's certificate names the
+    // Service's address, and pods see the Services' environment variables
+    // only when the Services exist before them.
+    let mut first = Vec::new();
+    for (_, text) in &rendered {
+        first.extend(
+            crate::kube::documents(text)
+                .into_iter()
+                .filter(|(kind, _)| kind == "Namespace" || kind == "Service")
+                .map(|(_, d)| d),
+        );
+    }
+    let first_file = work.join("00-namespace-services.yaml");
+    write_durably(&first_file, first.join("---\n").as_bytes(), 0o600)?;
+    k.apply(&first_file)?;
+    let admin_password_file = secrets.join("influxdb-admin-password");
+    let auth = k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "influxdb-auth",
+        "-n",
+        ns,
+        &format!("--from-literal=username={ADMIN_USER}"),
+        &format!("--from-file=password={}", admin_password_file.display()),
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ])?;
+    let influx_ip = cluster_ip(k, "influxdb");
+    let mut secrets_yaml = vec![auth];
+    if let Some(ip) = &influx_ip {
+        let sans: Vec<String> = vec![
+            format!("influxdb.{ns}.svc"),
+            "influxdb".into(),
+            format!("influxdb.{ns}"),
+            format!("influxdb.{ns}.svc.cluster.local"),
+            ip.clone(),
+        ];
+        let (cert, key) = crate::pki::ensure_service_cert(&layout.pki(), "influxdb", &sans)?;
+        secrets_yaml.push(k.run(&[
+            "create",
+            "secret",
+            "tls",
+            "influxdb-tls",
+            "-n",
+            ns,
+            &format!("--cert={}", cert.display()),
+            &format!("--key={}", key.display()),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])?);
+    }
+    let secret_file = work.join("secrets.yaml");
+    write_durably(&secret_file, secrets_yaml.join("---\n").as_bytes(), 0o600)?;
+    k.apply(&secret_file)?;
+    let mut applied = Vec::new();
+    for (path, _) in &rendered {
+        applied.extend(k.apply(path)?);
     }
     let timeout = Duration::from_secs(cfg.app_timeout_secs);
     for obj in &applied {
@@ -131,13 +171,14 @@ pub fn install_monitoring(
     }
 
     let mut told = Vec::new();
-    if let Some(ip) = cluster_ip(k, "influxdb") {
-        let url = format!("http://{ip}:8086");
+    let ca = layout.pki().join("ca.crt");
+    if let Some(ip) = influx_ip {
+        let url = format!("https://{ip}:8086");
         let admin = InfluxClient::new(InfluxConfig {
             url: url.clone(),
             username: Some(ADMIN_USER.into()),
             password: Some(admin_password.clone()),
-            ca_cert: None,
+            ca_cert: Some(ca.clone()),
         })?;
         crate::kube::poll(Duration::from_secs(120), "InfluxDB to answer", || {
             Ok(admin.ping())
@@ -156,7 +197,7 @@ pub fn install_monitoring(
             retention_policy: None,
             username: Some(NODE_USER.into()),
             password_file: Some(node_password_file),
-            ca_cert: None,
+            ca_cert: Some(ca.clone()),
         };
         let mut bytes = serde_json::to_vec_pretty(&target)?;
         bytes.push(b'\n');

@@ -267,6 +267,50 @@ pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
     Ok(pki)
 }
 
+/// A serving certificate `<name>.crt`/`<name>.key` for an in-cluster
+/// service, signed by the cluster CA that [`ensure`] made in `dir`; kept when
+/// it still names exactly `sans`. Returns the certificate and key paths.
+pub fn ensure_service_cert(
+    dir: &Path,
+    name: &str,
+    sans: &[String],
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let mut pki = Pki {
+        dir: dir.to_path_buf(),
+        written: Vec::new(),
+    };
+    let ca_key = load_or_generate_key(&mut pki, "ca.key")?;
+    let ca_pem = ensure_ca_cert(&mut pki, &ca_key)?;
+    let ca_ski = subject_key_id(&ca_pem).unwrap_or_default();
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|source| PkiError::Issue {
+        name: "ca".to_string(),
+        source,
+    })?;
+    let ca = Ca {
+        issuer,
+        ski: ca_ski,
+        pem: ca_pem,
+    };
+    let cn = sans.first().map(String::as_str).unwrap_or(name);
+    let spec = spec(
+        name,
+        cn,
+        &[],
+        Usage::Server,
+        sans.iter().map(|s| San::from_name(s)).collect(),
+    );
+    let key = load_or_generate_key(&mut pki, &format!("{name}.key"))?;
+    let cert_file = format!("{name}.crt");
+    let current = read_optional(&dir.join(&cert_file))?
+        .as_deref()
+        .is_some_and(|pem| cert_is_current(pem, &spec.identity, &ca.ski, &key));
+    if !current {
+        let pem = issue(&spec, &key, &ca)?;
+        write_file(&mut pki, &cert_file, pem.as_bytes(), 0o644)?;
+    }
+    Ok((pki.cert(name), pki.key(name)))
+}
+
 /// The signing side: the CA's issuer and what leaves must point back to.
 struct Ca<'a> {
     issuer: Issuer<'a, &'a KeyPair>,
