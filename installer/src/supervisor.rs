@@ -298,21 +298,26 @@ pub fn stop_services(state_dir: &Path, tele: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The systemd unit of a service: restarted always, output appended to its log.
+pub fn render_unit(state_dir: &Path, s: &ServiceSpec) -> String {
+    let mut exec = vec![s.binary.display().to_string()];
+    exec.extend(s.args.iter().map(|a| systemd_quote(a)));
+    let env: String = s
+        .env
+        .iter()
+        .map(|(k, v)| format!("Environment={}\n", systemd_quote(&format!("{k}={v}"))))
+        .collect();
+    format!(
+        "[Unit]\nDescription=tele {name}\nAfter=network-online.target\n\n[Service]\n{env}ExecStart={exec}\nRestart=always\nRestartSec=2\nStandardOutput=append:{log}\nStandardError=append:{log}\nLimitNOFILE=1048576\n\n[Install]\nWantedBy=multi-user.target\n",
+        name = s.name,
+        exec = exec.join(" "),
+        log = log_file(state_dir, &s.name).display(),
+    )
+}
+
 fn apply_units(state_dir: &Path, specs: &[ServiceSpec]) -> anyhow::Result<()> {
     for s in specs {
-        let mut exec = vec![s.binary.display().to_string()];
-        exec.extend(s.args.iter().map(|a| systemd_quote(a)));
-        let env: String = s
-            .env
-            .iter()
-            .map(|(k, v)| format!("Environment={}\n", systemd_quote(&format!("{k}={v}"))))
-            .collect();
-        let unit = format!(
-            "[Unit]\nDescription=tele {name}\nAfter=network-online.target\n\n[Service]\n{env}ExecStart={exec}\nRestart=always\nRestartSec=2\nStandardOutput=append:{log}\nStandardError=append:{log}\nLimitNOFILE=1048576\n\n[Install]\nWantedBy=multi-user.target\n",
-            name = s.name,
-            exec = exec.join(" "),
-            log = log_file(state_dir, &s.name).display(),
-        );
+        let unit = render_unit(state_dir, s);
         let path = Path::new("/etc/systemd/system").join(format!("tele-{}.service", s.name));
         crate::plan::write_durably(&path, unit.as_bytes(), 0o644)?;
     }
@@ -398,6 +403,31 @@ mod tests {
         assert!(
             kill(Pid::from_raw(second), None).is_err() || is_zombie(second),
             "services stop with the agent"
+        );
+    }
+
+    #[test]
+    fn units_pass_systemd_analyze_verify() {
+        // systemd's own checker, which works without systemd as PID 1.
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = sleeper("etcd");
+        spec.args = vec![
+            "--listen=https://127.0.0.1:2379,https://10.0.0.1:2379".into(),
+            "a b".into(),
+            "100%".into(),
+        ];
+        spec.env.insert("PATH".into(), "/usr/bin:/bin".into());
+        let unit = dir.path().join("tele-etcd.service");
+        std::fs::write(&unit, render_unit(dir.path(), &spec)).unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&unit)
+            .output();
+        let out = out.expect("systemd-analyze (Debian's systemd package) checks the units");
+        let complaints = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && complaints.trim().is_empty(),
+            "{complaints}"
         );
     }
 
