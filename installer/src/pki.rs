@@ -217,29 +217,10 @@ pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
     ensure_dir(&dir.join("kubeconfig"))?;
 
     let ca_key = load_or_generate_key(&mut pki, "ca.key")?;
-    let ca_pem = ensure_ca_cert(&mut pki, &ca_key)?;
-    let ca_ski = subject_key_id(&ca_pem).unwrap_or_default();
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|source| PkiError::Issue {
-        name: "ca".to_string(),
-        source,
-    })?;
-    let ca = Ca {
-        issuer,
-        ski: ca_ski,
-        pem: ca_pem,
-    };
+    let ca = load_ca(&mut pki, &ca_key)?;
 
     for spec in leaf_specs(cfg, service_ip) {
-        let key = load_or_generate_key(&mut pki, &format!("{}.key", spec.name))?;
-        let cert_file = format!("{}.crt", spec.name);
-        let existing = read_optional(&dir.join(&cert_file))?;
-        let current = existing
-            .as_deref()
-            .is_some_and(|pem| cert_is_current(pem, &spec.identity, &ca.ski, &key));
-        if !current {
-            let pem = issue(&spec, &key, &ca)?;
-            write_file(&mut pki, &cert_file, pem.as_bytes(), 0o644)?;
-        }
+        ensure_leaf(&mut pki, &spec, &ca)?;
     }
 
     let sa_key = load_or_generate_key(&mut pki, "sa.key")?;
@@ -280,17 +261,7 @@ pub fn ensure_service_cert(
         written: Vec::new(),
     };
     let ca_key = load_or_generate_key(&mut pki, "ca.key")?;
-    let ca_pem = ensure_ca_cert(&mut pki, &ca_key)?;
-    let ca_ski = subject_key_id(&ca_pem).unwrap_or_default();
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|source| PkiError::Issue {
-        name: "ca".to_string(),
-        source,
-    })?;
-    let ca = Ca {
-        issuer,
-        ski: ca_ski,
-        pem: ca_pem,
-    };
+    let ca = load_ca(&mut pki, &ca_key)?;
     let cn = sans.first().map(String::as_str).unwrap_or(name);
     let spec = spec(
         name,
@@ -299,16 +270,34 @@ pub fn ensure_service_cert(
         Usage::Server,
         sans.iter().map(|s| San::from_name(s)).collect(),
     );
-    let key = load_or_generate_key(&mut pki, &format!("{name}.key"))?;
-    let cert_file = format!("{name}.crt");
-    let current = read_optional(&dir.join(&cert_file))?
+    ensure_leaf(&mut pki, &spec, &ca)?;
+    Ok((pki.cert(name), pki.key(name)))
+}
+
+/// The cluster CA (made if missing) as a signer.
+fn load_ca<'a>(pki: &mut Pki, ca_key: &'a KeyPair) -> Result<Ca<'a>, PkiError> {
+    let pem = ensure_ca_cert(pki, ca_key)?;
+    let ski = subject_key_id(&pem).unwrap_or_default();
+    let issuer = Issuer::from_ca_cert_pem(&pem, ca_key).map_err(|source| PkiError::Issue {
+        name: "ca".to_string(),
+        source,
+    })?;
+    Ok(Ca { issuer, ski, pem })
+}
+
+/// Keeps `<name>.crt` when it still matches `spec` and `ca`, else issues it anew
+/// for the kept (or a new) key.
+fn ensure_leaf(pki: &mut Pki, spec: &CertSpec, ca: &Ca<'_>) -> Result<(), PkiError> {
+    let key = load_or_generate_key(pki, &format!("{}.key", spec.name))?;
+    let cert_file = format!("{}.crt", spec.name);
+    let current = read_optional(&pki.dir.join(&cert_file))?
         .as_deref()
         .is_some_and(|pem| cert_is_current(pem, &spec.identity, &ca.ski, &key));
     if !current {
-        let pem = issue(&spec, &key, &ca)?;
-        write_file(&mut pki, &cert_file, pem.as_bytes(), 0o644)?;
+        let pem = issue(spec, &key, ca)?;
+        write_file(pki, &cert_file, pem.as_bytes(), 0o644)?;
     }
-    Ok((pki.cert(name), pki.key(name)))
+    Ok(())
 }
 
 /// The signing side: the CA's issuer and what leaves must point back to.
@@ -881,6 +870,45 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_service_certificate_verifies_names_its_service_and_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let pki = ensure(&dir, &config()).unwrap();
+        let sans = vec![
+            "influxdb.monitoring.svc".to_string(),
+            "10.100.3.4".to_string(),
+        ];
+        let (cert, key) = ensure_service_cert(&dir, "influxdb", &sans).unwrap();
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&pki.ca_cert()),
+                path_str(&cert),
+            ],
+        );
+        assert!(ok && out.contains(": OK"), "{out}");
+        let (_, text) = run(
+            "openssl",
+            &["x509", "-noout", "-text", "-in", path_str(&cert)],
+        );
+        assert!(
+            text.contains("DNS:influxdb.monitoring.svc") && text.contains("IP Address:10.100.3.4"),
+            "{text}"
+        );
+        assert!(text.contains("TLS Web Server Authentication"), "{text}");
+        assert_eq!(mode(&key), 0o600);
+        let before = snapshot(&dir);
+        ensure_service_cert(&dir, "influxdb", &sans).unwrap();
+        assert_eq!(
+            before,
+            snapshot(&dir),
+            "an unchanged service certificate is kept"
+        );
     }
 
     #[test]
