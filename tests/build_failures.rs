@@ -364,3 +364,41 @@ fn corrupt_blob_from_the_registry_is_refused_naming_image_and_blob() {
     );
     no_partial_files(dir.path());
 }
+
+#[test]
+fn install_refuses_to_run_without_root_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(dir.path());
+    f.base("example.com/t/base:1");
+    let manifest = write_app(
+        &dir.path().join("app"),
+        "shop",
+        &["example.com/t/base:1"],
+        &[],
+    );
+    let out = dir.path().join("shop.tar");
+    ok(tele()
+        .arg("build")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("--image-source=oci:{}", f.layout.display()))
+        .arg("--cache-dir")
+        .arg(dir.path().join("c")));
+    let bundle = extract(&out, &dir.path().join("x"));
+    let state = dir.path().join("state");
+    // `nobody` may read the bundle but is not root.
+    ok(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
+    let o = run(Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs root") && stderr(&o).contains("sudo"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!state.exists(), "nothing may change");
+}

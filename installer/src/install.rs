@@ -187,6 +187,10 @@ pub fn install(
     opts: &InstallOptions,
     reporter: &dyn InstallReporter,
 ) -> anyhow::Result<InstallSummary> {
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "installing needs root: it starts system services, mounts filesystems and changes iptables\nhint: run `sudo ./install`"
+    );
     // 1. Nothing on the machine changes before the whole bundle checks out.
     let v = tele_bundler::bundle_reader::verify(&opts.bundle_dir)?;
     if !v.problems.is_empty() {

@@ -43,6 +43,10 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     if !state_dir.exists() {
         return Ok(report);
     }
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "uninstalling needs root: it stops system services and removes mounts and iptables rules\nhint: run it with sudo"
+    );
     // Never remove a directory that is not an install's state directory.
     if !layout.config_file().exists() && !state_dir.join(crate::plan::PLAN_FILE).exists() {
         anyhow::bail!(
