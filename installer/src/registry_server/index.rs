@@ -1,0 +1,147 @@
+//! `index.json`, read at start and again whenever the file changes, and
+//! telling manifests from other blobs.
+
+use super::*;
+
+/// What `index.json` says: images by `registry/repository:tag`, and the
+/// media type of each top-level manifest by digest.
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    pub(super) by_reference: HashMap<String, Digest>,
+    pub(super) media_types: HashMap<Digest, String>,
+}
+
+impl Index {
+    pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<Index, RegistryError> {
+        let bad = |reason: String| RegistryError::Index {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let doc: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        let entries = doc["manifests"]
+            .as_array()
+            .ok_or_else(|| bad("it has no `manifests` list".into()))?;
+        let mut index = Index::default();
+        for entry in entries {
+            // An entry we cannot use is skipped rather than failing the whole node.
+            let Some(digest) = entry["digest"]
+                .as_str()
+                .and_then(|d| d.parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            let media_type = entry["mediaType"]
+                .as_str()
+                .unwrap_or(OCI_MANIFEST)
+                .to_string();
+            for key in [
+                "io.containerd.image.name",
+                "org.opencontainers.image.ref.name",
+            ] {
+                let Some(name) = entry["annotations"][key].as_str() else {
+                    continue;
+                };
+                let Ok(image) = ImageRef::parse(name) else {
+                    continue;
+                };
+                if let Some(tag) = image.tag() {
+                    let key = format!("{}/{}:{tag}", image.registry(), image.repository());
+                    index.by_reference.insert(key, digest.clone());
+                }
+            }
+            index.media_types.insert(digest, media_type);
+        }
+        Ok(index)
+    }
+}
+
+/// `index.json`, re-read when the file changes so the mirror follows a
+/// bundle update without a restart.
+pub(super) struct IndexCache {
+    pub(super) path: PathBuf,
+    pub(super) loaded: Mutex<(FileStamp, Arc<Index>)>,
+}
+
+/// Enough of a file's metadata to notice it was rewritten or replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    pub(super) modified: Option<SystemTime>,
+    pub(super) len: u64,
+    pub(super) inode: u64,
+}
+
+impl FileStamp {
+    pub(super) fn of(path: &Path) -> io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+impl IndexCache {
+    pub(super) fn load(layout: &Path) -> Result<IndexCache, RegistryError> {
+        let path = layout.join("index.json");
+        let read = |source| RegistryError::Read {
+            path: path.clone(),
+            source,
+        };
+        let stamp = FileStamp::of(&path).map_err(read)?;
+        let bytes = std::fs::read(&path).map_err(read)?;
+        let index = Index::parse(&path, &bytes)?;
+        Ok(IndexCache {
+            loaded: Mutex::new((stamp, Arc::new(index))),
+            path,
+        })
+    }
+
+    /// The index as it is on disk now; the last good one while the file is
+    /// missing or half-written.
+    pub(super) fn current(&self) -> Arc<Index> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(stamp) = FileStamp::of(&self.path) {
+            if stamp != loaded.0 {
+                let reloaded = std::fs::read(&self.path)
+                    .ok()
+                    .and_then(|bytes| Index::parse(&self.path, &bytes).ok());
+                if let Some(index) = reloaded {
+                    *loaded = (stamp, Arc::new(index));
+                }
+            }
+        }
+        loaded.1.clone()
+    }
+}
+
+/// The media type of `bytes` if they are an image manifest or index: from
+/// the document itself, else from its `index.json` entry, else its shape.
+pub(super) fn manifest_media_type(bytes: &[u8], listed: Option<&String>) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let own = doc["mediaType"].as_str();
+    let known = [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ];
+    let is_manifest = listed.is_some()
+        || own.is_some_and(|t| known.contains(&t))
+        || (doc["schemaVersion"] == 2 && (doc["manifests"].is_array() || doc["layers"].is_array()));
+    if !is_manifest {
+        return None;
+    }
+    let shape = if doc["manifests"].is_array() {
+        OCI_INDEX
+    } else {
+        OCI_MANIFEST
+    };
+    Some(
+        own.map(str::to_string)
+            .or_else(|| listed.cloned())
+            .unwrap_or(shape.into()),
+    )
+}
