@@ -127,10 +127,16 @@ fn kubectl(bundle: &Path, state: &Path, args: &[&str]) -> String {
 }
 
 fn install(bundle: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
+    let timeout: &[&str] = if extra.contains(&"--timeout") {
+        &[]
+    } else {
+        &["--timeout", "300"]
+    };
     run(Command::new(bundle.join("install"))
         .arg("--state-dir")
         .arg(state)
-        .args(["--autofix", "--timeout", "300", "--output-format", "json"])
+        .args(["--autofix", "--output-format", "json"])
+        .args(timeout)
         .args(extra))
 }
 
@@ -490,14 +496,31 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "{err}"
     );
     ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+
+    // 5. An app that never becomes ready: after the timeout the install says
+    //    which workload is not ready and why (its pods and their events).
+    let crashing = crashing_app_bundle(dir.path(), &bundle);
+    let o = install(&crashing, &state, &["--timeout", "25"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("Deployment default/hello-web is not ready"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pods in default:") && err.contains("recent events:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CrashLoopBackOff") || err.contains("Back-off restarting failed container"),
+        "the report says why:\n{err}"
+    );
+    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
 }
 
 /// The example app with a postInstall hook that fails, built into a new bundle
 /// (the same runtime, images and static installer).
 fn failing_hook_bundle(dir: &Path, good: &Path) -> PathBuf {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
-    let app = dir.join("failing-app");
-    fs::create_dir_all(app.join("resources")).unwrap();
     let hook = concat!(
         "  postInstall:\n    job: |\n      apiVersion: batch/v1\n      kind: Job\n",
         "      metadata:\n        name: hello-migrate\n      spec:\n        backoffLimit: 0\n",
@@ -505,19 +528,54 @@ fn failing_hook_bundle(dir: &Path, good: &Path) -> PathBuf {
         "              - name: migrate\n                image: example.com/hello/busybox:1.36\n",
         "                command: [\"/bin/sh\", \"-c\", \"echo schema migration failed: disk quota >&2; exit 3\"]\n",
     );
-    let manifest = fs::read_to_string(examples.join("app.yaml")).unwrap();
-    assert!(manifest.contains("hooks:\n"));
-    fs::write(
-        app.join("app.yaml"),
-        manifest.replacen("hooks:\n", &format!("hooks:\n{hook}"), 1),
+    variant_bundle(
+        dir,
+        good,
+        "failing-hook",
+        |m| {
+            assert!(m.contains("hooks:\n"));
+            m.replacen("hooks:\n", &format!("hooks:\n{hook}"), 1)
+        },
+        |r| r,
     )
-    .unwrap();
-    fs::copy(
-        examples.join("resources/web.yaml"),
-        app.join("resources/web.yaml"),
+}
+
+/// The example app whose web server exits at once (CrashLoopBackOff).
+fn crashing_app_bundle(dir: &Path, good: &Path) -> PathBuf {
+    let image = "          image: example.com/hello/web:1.0.0\n";
+    variant_bundle(
+        dir,
+        good,
+        "crashing-app",
+        |m| m,
+        |r| {
+            assert!(r.contains(image));
+            r.replacen(
+                image,
+                &format!("{image}          command: [\"/bin/false\"]\n"),
+                1,
+            )
+        },
     )
-    .unwrap();
-    let out = dir.join("failing.tar");
+}
+
+/// The example app with its manifest and resources edited, built into a new
+/// bundle with the same runtime, images and static installer (no monitoring).
+fn variant_bundle(
+    dir: &Path,
+    good: &Path,
+    name: &str,
+    manifest: impl Fn(String) -> String,
+    resources: impl Fn(String) -> String,
+) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let app = dir.join(name);
+    fs::create_dir_all(app.join("resources")).unwrap();
+    let text = fs::read_to_string(examples.join("app.yaml")).unwrap();
+    fs::write(app.join("app.yaml"), manifest(text)).unwrap();
+    let text = fs::read_to_string(examples.join("resources/web.yaml")).unwrap();
+    fs::write(app.join("resources/web.yaml"), resources(text)).unwrap();
+    let out = dir.join(format!("{name}.tar"));
     ok(tele()
         .env_remove("TELE_NO_RUNTIME")
         .arg("build")
@@ -534,5 +592,5 @@ fn failing_hook_bundle(dir: &Path, good: &Path) -> PathBuf {
         .arg(dir.join("cache"))
         .arg("-o")
         .arg(&out));
-    extract(&out, &dir.join("failing-x"))
+    extract(&out, &dir.join(format!("{name}-x")))
 }
