@@ -125,24 +125,10 @@ fn missing_image_fails_the_build_and_leaves_no_bundle() {
 #[test]
 fn verify_names_each_tampered_file_and_blob() {
     let dir = tempfile::tempdir().unwrap();
-    let f = ImageFactory::new(dir.path());
-    f.base("example.com/t/base:1");
-    let manifest = write_app(
-        &dir.path().join("app"),
-        "shop",
-        &["example.com/t/base:1"],
+    let bundle = offline_bundle(
+        dir.path(),
         &[("web.yaml", &deployment("web", "example.com/t/base:1"))],
     );
-    let out = dir.path().join("shop.tar");
-    ok(tele()
-        .arg("build")
-        .arg(&manifest)
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("--image-source=oci:{}", f.layout.display()))
-        .arg("--cache-dir")
-        .arg(dir.path().join("c")));
-    let bundle = extract(&out, &dir.path().join("x"));
     ok(tele().arg("verify").arg(&bundle));
 
     // Change a resource and a layer, remove nothing else.
@@ -368,24 +354,7 @@ fn corrupt_blob_from_the_registry_is_refused_naming_image_and_blob() {
 #[test]
 fn install_refuses_to_run_without_root_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let f = ImageFactory::new(dir.path());
-    f.base("example.com/t/base:1");
-    let manifest = write_app(
-        &dir.path().join("app"),
-        "shop",
-        &["example.com/t/base:1"],
-        &[],
-    );
-    let out = dir.path().join("shop.tar");
-    ok(tele()
-        .arg("build")
-        .arg(&manifest)
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("--image-source=oci:{}", f.layout.display()))
-        .arg("--cache-dir")
-        .arg(dir.path().join("c")));
-    let bundle = extract(&out, &dir.path().join("x"));
+    let bundle = offline_bundle(dir.path(), &[]);
     let state = dir.path().join("state");
     // `nobody` may read the bundle but is not root.
     ok(Command::new("chmod").args(["-R", "a+rX"]).arg(dir.path()));
@@ -401,4 +370,27 @@ fn install_refuses_to_run_without_root_and_changes_nothing() {
         stderr(&o)
     );
     assert!(!state.exists(), "nothing may change");
+}
+
+/// The extracted bundle (`dir/x/shop-1.0.0`) of an app using a busybox image
+/// from a local layout, with `resources`; built offline.
+fn offline_bundle(dir: &std::path::Path, resources: &[(&str, &str)]) -> std::path::PathBuf {
+    let f = ImageFactory::new(dir);
+    f.base("example.com/t/base:1");
+    let manifest = write_app(
+        &dir.join("app"),
+        "shop",
+        &["example.com/t/base:1"],
+        resources,
+    );
+    let out = dir.join("shop.tar");
+    ok(tele()
+        .arg("build")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("--image-source=oci:{}", f.layout.display()))
+        .arg("--cache-dir")
+        .arg(dir.join("c")));
+    extract(&out, &dir.join("x"))
 }
