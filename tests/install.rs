@@ -1,9 +1,12 @@
 //! The whole path on this machine, as root: build the example app's bundle
 //! with the Kubernetes runtime, extract it, `./install`, and check what an
 //! admin would: the node is Ready, the app's pods run and answer HTTP through
-//! their Service, the install hook ran. Then an install killed with SIGKILL in
-//! the middle of a phase is finished by `--resume`, and `tele uninstall`
-//! leaves no process, mount, network device or listening port behind.
+//! their Service, the install hook ran. Then an install killed with SIGKILL
+//! inside each phase in turn is finished by `--resume` every time, an
+//! uninstall killed halfway is finished by running it again, and `tele
+//! uninstall` leaves no process, mount, network device or listening port
+//! behind. The same path on a host whose PID 1 is systemd is in
+//! tests/systemd_install.rs.
 
 mod support;
 
@@ -23,8 +26,7 @@ impl Drop for Installed {
     fn drop(&mut self) {
         if self.state.exists() {
             let _ = tele()
-                .arg("uninstall")
-                .arg("--state-dir")
+                .args(["uninstall", "--yes", "--state-dir"])
                 .arg(&self.state)
                 .output();
         }
@@ -126,18 +128,71 @@ fn kubectl(bundle: &Path, state: &Path, args: &[&str]) -> String {
         .args(args)))
 }
 
-fn install(bundle: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
-    let timeout: &[&str] = if extra.contains(&"--timeout") {
+/// `./install` with the test's state directory, the admin's links in
+/// `STATE.bin`, and JSON output.
+fn install_cmd(bundle: &Path, state: &Path, extra: &[&str]) -> Command {
+    let timeout: &[&str] = if extra.contains(&"--timeout") || extra.contains(&"--resume") {
         &[]
     } else {
         &["--timeout", "300"]
     };
-    run(Command::new(bundle.join("install"))
-        .arg("--state-dir")
+    let mut c = Command::new(bundle.join("install"));
+    c.arg("--state-dir")
         .arg(state)
+        .arg("--bin-dir")
+        .arg(bin_dir(state))
         .args(["--autofix", "--output-format", "json"])
         .args(timeout)
-        .args(extra))
+        .args(extra)
+        .env_remove("TELE_TEST_PAUSE_AT")
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn install(bundle: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
+    run(&mut install_cmd(bundle, state, extra))
+}
+
+/// Where the install links `tele` and `kubectl` in these tests.
+fn bin_dir(state: &Path) -> PathBuf {
+    state.with_extension("bin")
+}
+
+fn uninstall(state: &Path) -> std::process::Output {
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(state)
+        .env_remove("TELE_TEST_PAUSE_AT"))
+}
+
+/// Runs `./install` (or `tele uninstall`) until it pauses at `point`
+/// (TELE_TEST_PAUSE_AT), then kills it with SIGKILL.
+fn kill_at(mut cmd: Command, state: &Path, point: &str, log: &Path) {
+    let paused = state.join(".paused");
+    let _ = fs::remove_file(&paused);
+    let mut child = cmd
+        .env("TELE_TEST_PAUSE_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if fs::read_to_string(&paused).is_ok_and(|p| p == point) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "ended ({status}) before reaching {point}:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "never reached {point}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    fs::remove_file(&paused).unwrap();
 }
 
 /// The app answers through its Service's cluster IP (kube-proxy's rules).
@@ -212,7 +267,24 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         state: state.clone(),
     };
 
-    // 1. A first install, all the way, told where alerts go.
+    // 1. Flags are checked before anything is written.
+    let o = install(&bundle, &state, &["--advertise-addr", "192.0.2.77"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("192.0.2.77 is not an address of this machine"),
+        "{}",
+        stderr(&o)
+    );
+    let o = install(&bundle, &state, &["--skip-check", "port"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `--skip-check ports`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!state.exists(), "nothing is written for bad flags");
+
+    // 2. A first install, all the way, told where alerts go.
     let alerts = dir.path().join("alerts.yaml");
     fs::write(
         &alerts,
@@ -297,6 +369,18 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         !services.contains("insecure-skip-tls-verify")
             && services.contains("--authorization-mode=Node,RBAC")
     );
+    assert_eq!(summary["serviceManager"], "agent");
+    assert!(
+        summary["preflight"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|c| c["name"] == "kernel-modules")),
+        "the preflight results are in the JSON summary: {summary}"
+    );
+    // Nothing runs from the bundle: services run from the state directory.
+    assert!(
+        !services.contains(&bundle.display().to_string()),
+        "{services}"
+    );
     // The monitoring stack: InfluxDB runs in the cluster and receives the
     // node health checker's measurements (every 10 s) from the agent.
     let monitoring: serde_json::Value =
@@ -365,8 +449,35 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     assert!(fs::read_to_string(&saved)
         .unwrap()
         .contains("hooks.example.com/other"));
-    let o = run(tele().args(["status", "--state-dir"]).arg(&state));
-    assert!(o.status.success(), "status:\n{}", stdout(&o));
+    // tele and kubectl are on the admin's PATH, and nothing depends on where
+    // the bundle was extracted: move it away and ask.
+    let moved = bundle.with_extension("moved");
+    fs::rename(&bundle, &moved).unwrap();
+    let nodes = ok(Command::new(bin_dir(&state).join("kubectl"))
+        .env_remove("KUBECONFIG")
+        .env_remove("TELE_STATE_DIR")
+        .args(["get", "nodes", "-o", "name"]));
+    assert!(stdout(&nodes).starts_with("node/"), "{}", stdout(&nodes));
+    let o = run(Command::new(bin_dir(&state).join("tele"))
+        .arg("status")
+        .env_remove("TELE_STATE_DIR"));
+    fs::rename(&moved, &bundle).unwrap();
+    assert!(o.status.success(), "status:\n{}{}", stdout(&o), stderr(&o));
+    for svc in [
+        "etcd",
+        "kube-apiserver",
+        "kubelet",
+        "registry",
+        "health-checker",
+    ] {
+        assert!(
+            stdout(&o)
+                .lines()
+                .any(|l| l.trim_start().starts_with(svc) && l.contains("running (pid")),
+            "{svc} runs:\n{}",
+            stdout(&o)
+        );
+    }
     assert!(
         stdout(&o).contains("default/Deployment/hello-web 1/1"),
         "{}",
@@ -393,47 +504,59 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         stdout(&o)
     );
 
-    // 2. Uninstall, then an install killed with SIGKILL in the middle of /wait.
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
-    let mut child = Command::new(bundle.join("install"))
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["--autofix"])
-        .stdout(std::process::Stdio::null())
-        .stderr(fs::File::create(dir.path().join("killed-install.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let in_wait = plan_state(&state).is_some_and(|p| {
-            p["phases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|ph| ph["id"] == "/wait" && ph["state"] == "inProgress")
-        });
-        if in_wait {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the install never reached /wait");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the install ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let plan = plan_state(&state).unwrap();
-    assert!(
-        plan["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|ph| ph["state"] != "completed"),
-        "killed mid-install"
+    // 3. An uninstall killed halfway is finished by running it again.
+    kill_at(
+        {
+            let mut c = tele();
+            c.args(["uninstall", "--yes", "--state-dir"]).arg(&state);
+            c
+        },
+        &state,
+        "uninstall:services",
+        &dir.path().join("killed-uninstall.log"),
     );
+    assert!(state.exists());
+    uninstall(&state);
+    assert!(!state.exists());
+    assert!(!bin_dir(&state).join("kubectl").exists(), "links removed");
+
+    // 4. An install killed with SIGKILL inside each phase in turn (after its
+    //    work, or before it), resumed each time; the last --resume finishes.
+    let phases: Vec<String> = {
+        // The plan's leaves, from a plan written by a run stopped at once.
+        kill_at(
+            install_cmd(&bundle, &state, &[]),
+            &state,
+            "/checks:before",
+            &dir.path().join("killed-install.log"),
+        );
+        let plan = plan_state(&state).unwrap();
+        fn leaves(v: &serde_json::Value, out: &mut Vec<String>) {
+            for p in v["phases"].as_array().into_iter().flatten() {
+                if p["phases"].is_array() {
+                    leaves(p, out);
+                } else {
+                    out.push(p["id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        leaves(&plan, &mut out);
+        out
+    };
+    assert!(phases.len() >= 8, "{phases:?}");
+    assert!(phases
+        .iter()
+        .any(|p| p.starts_with("/nodes/") && p.ends_with("/services")));
+    for (i, id) in phases.iter().enumerate() {
+        let point = format!("{id}:{}", if i % 2 == 0 { "after" } else { "before" });
+        kill_at(
+            install_cmd(&bundle, &state, &["--resume"]),
+            &state,
+            &point,
+            &dir.path().join("killed-install.log"),
+        );
+    }
     let o = install(&bundle, &state, &[]);
     assert_eq!(
         o.status.code(),
@@ -441,6 +564,17 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "a second plain install must refuse and point at --resume"
     );
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = install(
+        &bundle,
+        &state,
+        &["--resume", "--advertise-addr", "127.0.0.1"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot change the settings of a started install"),
+        "resume with a changed setting is refused:\n{}",
+        stderr(&o)
+    );
     let o = install(&bundle, &state, &["--resume"]);
     assert!(
         o.status.success(),
@@ -450,8 +584,8 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     );
     app_answers(&bundle, &state);
 
-    // 3. Uninstall leaves nothing behind.
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    // 5. Uninstall leaves nothing behind.
+    uninstall(&state);
     assert!(!state.exists());
     let state_str = state.display().to_string();
     let left = live_processes_mentioning(&state_str);
@@ -476,18 +610,18 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "iptables rules left:\n{nat}"
     );
 
-    // 4. A failing hook stops the install with the hook's own logs, and --resume
+    // 6. A failing hook stops the install with the hook's own logs, and --resume
     //    runs it again (still failing here) without redoing the finished phases.
     let failing = failing_hook_bundle(dir.path(), &bundle);
     let o = install(&failing, &state, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(4), "a failed phase: {}", stdout(&o));
     let err = stderr(&o);
     assert!(
         err.contains("postInstall") && err.contains("schema migration failed: disk quota"),
         "the hook's logs are shown:\n{err}"
     );
     let o = install(&failing, &state, &["--resume"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(4));
     let err = stderr(&o);
     assert!(
         err.contains("/app")
@@ -495,13 +629,13 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
             && err.contains("schema migration failed"),
         "{err}"
     );
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    uninstall(&state);
 
-    // 5. An app that never becomes ready: after the timeout the install says
+    // 7. An app that never becomes ready: after the timeout the install says
     //    which workload is not ready and why (its pods and their events).
     let crashing = crashing_app_bundle(dir.path(), &bundle);
     let o = install(&crashing, &state, &["--timeout", "25"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(
         err.contains("Deployment default/hello-web is not ready"),
@@ -515,7 +649,24 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         err.contains("CrashLoopBackOff") || err.contains("Back-off restarting failed container"),
         "the report says why:\n{err}"
     );
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    uninstall(&state);
+
+    // 8. A service that cannot start ends the phase at once, quoting its log
+    //    (etcd's peer port is taken; the ports check is skipped to get there).
+    let node_ip = summary["nodeIp"].as_str().unwrap().to_string();
+    let _squatter = std::net::TcpListener::bind((node_ip.as_str(), 2380)).unwrap();
+    let o = install(&bundle, &state, &["--skip-check", "ports"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("etcd exited while starting") && err.contains("address already in use"),
+        "the crash and its cause are shown:\n{err}"
+    );
+    assert!(
+        !err.contains("did not become ready within"),
+        "the crash ends the wait, not its time limit:\n{err}"
+    );
+    uninstall(&state);
 }
 
 /// The example app with a postInstall hook that fails, built into a new bundle

@@ -49,7 +49,7 @@ pub enum Command {
     Image(ImageCommand),
     /// Install an extracted bundle on this machine (what the bundle's ./install does).
     Install(InstallBundleArgs),
-    /// Show the saved install plan: each phase, its state and duration.
+    /// Show the saved install plan: the tree of phases, each one's state and duration.
     Plan(StateDirArg),
     /// Show the node's services, the node and the app.
     Status(StateDirArg),
@@ -61,6 +61,9 @@ pub enum Command {
     /// Run the node agent that supervises the services (started by the installer).
     #[command(hide = true)]
     Agent(StateDirArg),
+    /// Run the node health checker until SIGTERM (a service of every node).
+    #[command(hide = true)]
+    HealthCheck(StateDirArg),
     /// Serve an OCI image layout read-only as a registry (the node's image mirror).
     #[command(subcommand)]
     Registry(RegistryCommand),
@@ -131,12 +134,12 @@ pub struct InstallArgs {
     /// This node's name [default: the hostname].
     #[arg(long)]
     pub node_name: Option<String>,
-    /// The pod network.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    pub pod_network_cidr: String,
-    /// The service network.
-    #[arg(long, default_value = "10.100.0.0/16")]
-    pub service_cidr: String,
+    /// The pod network [default: 10.244.0.0/16].
+    #[arg(long)]
+    pub pod_network_cidr: Option<String>,
+    /// The service network [default: 10.100.0.0/16].
+    #[arg(long)]
+    pub service_cidr: Option<String>,
     /// A cgroup for this node's pods (needed when several nodes share a machine).
     #[arg(long)]
     pub cgroup_root: Option<String>,
@@ -155,12 +158,21 @@ pub struct InstallArgs {
     /// Remove the install instead.
     #[arg(long)]
     pub uninstall: bool,
-    /// Seconds to wait for the app, and for each hook.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
-    /// Port of the node's image registry.
-    #[arg(long, default_value_t = 5043)]
-    pub registry_port: u16,
+    /// Seconds to wait for the app, and for each hook [default: 600].
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Port of the node's image registry [default: 5043].
+    #[arg(long)]
+    pub registry_port: Option<u16>,
+    /// Where `tele` and `kubectl` are linked for the admin (links the
+    /// uninstall removes); `none` for no links.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/local/bin",
+        env = "TELE_BIN_DIR"
+    )]
+    pub bin_dir: PathBuf,
     /// Where alerts go: a YAML file of `kind: smtp` and `kind: alerttarget`
     /// resources (docs/monitoring.md).
     #[arg(long, value_name = "FILE")]

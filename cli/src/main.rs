@@ -26,9 +26,12 @@ fn main() -> ExitCode {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
     });
-    if invoked_as.as_deref() == Some("install") {
-        return cmd::install::run();
+    match invoked_as.as_deref() {
+        Some("install") => return cmd::install::run(),
+        Some("kubectl") => return cmd::node::kubectl_shim(),
+        _ => {}
     }
+    cmd::node::default_state_dir_from_exe();
     let cli = Cli::parse();
     let printer = Printer::new(cli.quiet, cli.verbose, cli.output_format);
     let result = match cli.command {
@@ -43,8 +46,9 @@ fn main() -> ExitCode {
         Command::Uninstall(a) => cmd::node::uninstall(a, &printer),
         Command::Resource(ResourceCommand::Create(a)) => cmd::node::resource_create(a, &printer),
         Command::Agent(a) => {
-            tele_installer::supervisor::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
+            tele_installer::service::agent::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
         }
+        Command::HealthCheck(a) => cmd::node::health_check(a),
         Command::Registry(RegistryCommand::Serve(a)) => cmd::node::registry_serve(a),
     };
     match result {

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
+use crate::durable::write_durably;
 use crate::monitoring::{AlertTarget, Smtp};
-use crate::plan::write_durably;
 
 /// The alerting resources of an install.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -20,7 +20,9 @@ pub struct AlertingConfig {
 }
 
 fn file(state_dir: &Path) -> std::path::PathBuf {
-    state_dir.join("monitoring").join("alerting.json")
+    crate::state_dir::StateDir::new(state_dir)
+        .monitoring_dir()
+        .join("alerting.json")
 }
 
 /// Reads resources from a YAML file: each document `kind: smtp` or

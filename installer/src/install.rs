@@ -1,17 +1,28 @@
-//! `./install`: verify, then run the saved plan of phases to a working
-//! cluster with the app on it.
+//! `./install`: check the flags, verify the bundle, then build the plan of
+//! phases ([`crate::phase::install_phases`]), save it, and run it (or
+//! resume it) to a working cluster with the app on it.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::kube::Kubectl;
-use crate::node::{self, Layout, NodeConfig, Ports};
-use crate::plan::{write_durably, PhaseState, Plan};
-use crate::supervisor;
+use crate::error::InstallError;
+use crate::node::{NodeConfig, Ports};
+use crate::phase::{Phase, PhaseContext};
+use crate::plan::{PhaseEntry, PhaseState, Plan};
+use crate::reporter::InstallReporter;
+use crate::state_dir::StateDir;
 
-/// What `./install` was asked to do.
-#[derive(Clone, Debug)]
+/// Default pod network.
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+/// Default service network.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.100.0.0/16";
+/// Default time to wait for the app and for each hook.
+pub const DEFAULT_APP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What `./install` was asked to do. `None` means "not given": a new
+/// install takes the default, a resumed one keeps what it saved.
+#[derive(Clone, Debug, Default)]
 pub struct InstallOptions {
     /// The extracted bundle.
     pub bundle_dir: PathBuf,
@@ -22,13 +33,13 @@ pub struct InstallOptions {
     /// The node's name (default: the hostname).
     pub node_name: Option<String>,
     /// The pod network.
-    pub pod_cidr: String,
+    pub pod_cidr: Option<String>,
     /// The service network.
-    pub service_cidr: String,
+    pub service_cidr: Option<String>,
     /// cgroup under which pods run (several nodes on one machine need one each).
     pub cgroup_root: Option<String>,
-    /// Listening ports.
-    pub ports: Ports,
+    /// The node registry's port.
+    pub registry_port: Option<u16>,
     /// Node profile from the manifest (default: the first).
     pub profile: Option<String>,
     /// Preflight checks to skip.
@@ -38,23 +49,11 @@ pub struct InstallOptions {
     /// Continue a failed or interrupted install.
     pub resume: bool,
     /// How long to wait for the app and each hook.
-    pub app_timeout: Duration,
+    pub app_timeout: Option<Duration>,
     /// `kind: smtp` / `kind: alerttarget` resources: where alerts go.
     pub config: Option<PathBuf>,
-}
-
-/// Progress of an install, implemented by the CLI.
-pub trait InstallReporter {
-    /// A phase starts.
-    fn phase_started(&self, _id: &str, _description: &str) {}
-    /// A phase ended well after `secs`.
-    fn phase_completed(&self, _id: &str, _secs: f64) {}
-    /// A phase was already done (resume).
-    fn phase_skipped(&self, _id: &str) {}
-    /// A phase failed.
-    fn phase_failed(&self, _id: &str, _error: &str) {}
-    /// Text for the user (the preflight table, notes).
-    fn note(&self, _text: &str) {}
+    /// Where `tele` and `kubectl` are linked (None: nowhere).
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// What the install left behind, for the closing summary.
@@ -69,27 +68,19 @@ pub struct InstallSummary {
     pub kubeconfig: PathBuf,
     /// kubectl from the bundle.
     pub kubectl: PathBuf,
-    /// The node's name and address.
+    /// The node's name.
     pub node: String,
     /// The node's address.
     pub node_ip: IpAddr,
+    /// `systemd` or `agent`.
+    pub service_manager: String,
     /// The app's services: `namespace/name type cluster-ip ports`.
     pub endpoints: Vec<String>,
     /// Each phase and the seconds it took.
     pub phases: Vec<(String, f64)>,
+    /// The preflight checks' results.
+    pub preflight: Vec<crate::preflight::CheckResult>,
 }
-
-const PHASES: &[(&str, &str)] = &[
-    ("/checks", "preflight checks"),
-    ("/configure", "certificates and configuration"),
-    (
-        "/services",
-        "start etcd, containerd, the image registry and Kubernetes",
-    ),
-    ("/wait", "wait for the API server and the node"),
-    ("/system", "cluster system settings"),
-    ("/app", "apply the app's resources and wait for them"),
-];
 
 /// The default route's interface address, else the first non-loopback IPv4.
 pub fn detect_node_ip() -> anyhow::Result<IpAddr> {
@@ -102,13 +93,10 @@ pub fn detect_node_ip() -> anyhow::Result<IpAddr> {
             (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
         })
         .next();
-    let addrs: Vec<(String, IpAddr)> = nix::ifaddrs::getifaddrs()?
-        .filter_map(|i| {
-            let a = i.address?;
-            let v4 = a.as_sockaddr_in()?;
-            Some((i.interface_name, IpAddr::V4(v4.ip())))
-        })
-        .filter(|(_, ip)| !ip.is_loopback())
+    let addrs = interface_addrs()?;
+    let addrs: Vec<&(String, IpAddr)> = addrs
+        .iter()
+        .filter(|(_, ip)| ip.is_ipv4() && !ip.is_loopback())
         .collect();
     if let Some(ifname) = default_if {
         if let Some((_, ip)) = addrs.iter().find(|(n, _)| *n == ifname) {
@@ -116,15 +104,32 @@ pub fn detect_node_ip() -> anyhow::Result<IpAddr> {
         }
     }
     addrs.first().map(|(_, ip)| *ip).ok_or_else(|| {
-        anyhow::anyhow!(
-            "this machine has no non-loopback IPv4 address; give one with --advertise-addr"
+        InstallError::bad_input(
+            "this machine has no non-loopback IPv4 address",
+            "give the node's address with --advertise-addr",
         )
+        .into()
     })
 }
 
-fn node_name(opts: &InstallOptions) -> anyhow::Result<String> {
-    let raw = match &opts.node_name {
-        Some(n) => n.clone(),
+/// Every address of this machine's interfaces.
+fn interface_addrs() -> anyhow::Result<Vec<(String, IpAddr)>> {
+    Ok(nix::ifaddrs::getifaddrs()?
+        .filter_map(|i| {
+            let a = i.address?;
+            let ip = if let Some(v4) = a.as_sockaddr_in() {
+                IpAddr::V4(v4.ip())
+            } else {
+                IpAddr::V6(a.as_sockaddr_in6()?.ip())
+            };
+            Some((i.interface_name, ip))
+        })
+        .collect())
+}
+
+fn node_name(given: Option<&str>) -> anyhow::Result<String> {
+    let raw = match given {
+        Some(n) => n.to_string(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
     let name: String = raw
@@ -139,47 +144,283 @@ fn node_name(opts: &InstallOptions) -> anyhow::Result<String> {
         })
         .collect();
     let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
-    anyhow::ensure!(
-        !name.is_empty(),
-        "cannot make a node name of `{raw}`; give one with --node-name"
-    );
+    if name.is_empty() || name.len() > 63 {
+        return Err(InstallError::bad_input(
+            format!("cannot make a node name of `{raw}`"),
+            "give a name of 1 to 63 letters, digits, `-` and `.` with --node-name",
+        )
+        .into());
+    }
     Ok(name)
 }
 
 /// The first /24 of an IPv4 pod network, for the single node's bridge.
-fn first_subnet(cidr: &str) -> anyhow::Result<String> {
-    let (base, bits) = cidr
-        .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("`{cidr}` is not a CIDR like 10.244.0.0/16"))?;
-    let ip: std::net::Ipv4Addr = base
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{cidr}` is not an IPv4 CIDR"))?;
-    let bits: u8 = bits
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{cidr}` has a bad prefix length"))?;
-    anyhow::ensure!(bits <= 24, "the pod network {cidr} is smaller than a /24");
+fn first_subnet(cidr: &str) -> Result<String, InstallError> {
+    let bad = |why: &str| {
+        InstallError::bad_input(
+            format!("--pod-network-cidr `{cidr}`: {why}"),
+            "give an IPv4 network of /24 or larger, like 10.244.0.0/16",
+        )
+    };
+    let (base, bits) = cidr.split_once('/').ok_or_else(|| bad("not a CIDR"))?;
+    let ip: std::net::Ipv4Addr = base.parse().map_err(|_| bad("not an IPv4 address"))?;
+    let bits: u8 = bits.parse().map_err(|_| bad("bad prefix length"))?;
+    if bits > 24 {
+        return Err(bad("smaller than a /24"));
+    }
     let o = ip.octets();
     Ok(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
 }
 
-fn new_config(opts: &InstallOptions, profile: Option<String>) -> anyhow::Result<NodeConfig> {
+fn check_cidr(flag: &str, cidr: &str) -> Result<(), InstallError> {
+    let ok = cidr.split_once('/').is_some_and(|(ip, bits)| {
+        ip.parse::<IpAddr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(InstallError::bad_input(
+            format!("{flag} `{cidr}` is not a network in CIDR form"),
+            format!("give it like {flag} 10.100.0.0/16"),
+        ))
+    }
+}
+
+/// Checks the flags that need no bundle: names of checks, addresses.
+/// Nothing is written before these pass.
+pub fn validate(opts: &InstallOptions) -> anyhow::Result<()> {
+    let names = crate::preflight::check_names();
+    for s in &opts.skip_checks {
+        if !names.contains(&s.as_str()) {
+            let best = names
+                .iter()
+                .map(|n| (strsim::jaro_winkler(s, n), *n))
+                .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+            let hint = if best.0 > 0.7 {
+                format!(
+                    "did you mean `--skip-check {}`? (the checks: {})",
+                    best.1,
+                    names.join(", ")
+                )
+            } else {
+                format!("the checks are: {}", names.join(", "))
+            };
+            return Err(InstallError::bad_input(
+                format!("--skip-check: there is no check `{s}`"),
+                hint,
+            )
+            .into());
+        }
+    }
+    if let Some(ip) = opts.advertise_addr {
+        let addrs = interface_addrs()?;
+        if !addrs.iter().any(|(_, a)| *a == ip) {
+            let have: Vec<String> = addrs
+                .iter()
+                .filter(|(_, a)| !a.is_loopback())
+                .map(|(n, a)| format!("{a} ({n})"))
+                .collect();
+            return Err(InstallError::bad_input(
+                format!("--advertise-addr {ip} is not an address of this machine"),
+                format!(
+                    "give one of this machine's addresses: {}",
+                    if have.is_empty() {
+                        "none besides loopback".into()
+                    } else {
+                        have.join(", ")
+                    }
+                ),
+            )
+            .into());
+        }
+    }
+    if let Some(c) = &opts.pod_cidr {
+        first_subnet(c)?;
+    }
+    if let Some(c) = &opts.service_cidr {
+        check_cidr("--service-cidr", c)?;
+        crate::pki::first_service_ip(c).map_err(|e| {
+            InstallError::bad_input(
+                format!("--service-cidr `{c}`: {e}"),
+                "give it like --service-cidr 10.100.0.0/16",
+            )
+        })?;
+    }
+    if let Some(n) = &opts.node_name {
+        node_name(Some(n))?;
+    }
+    if let Some(r) = &opts.cgroup_root {
+        if !r.starts_with('/') || r.contains("..") {
+            return Err(InstallError::bad_input(
+                format!("--cgroup-root `{r}` is not an absolute cgroup path"),
+                "give it like --cgroup-root /tele-node-1",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn new_config(
+    opts: &InstallOptions,
+    manifest: &tele_manifests::Manifest,
+) -> anyhow::Result<NodeConfig> {
+    let profile = match &opts.profile {
+        Some(p) => {
+            if !manifest.node_profiles.iter().any(|n| &n.name == p) {
+                return Err(InstallError::bad_input(
+                    format!("the manifest has no node profile `{p}`"),
+                    format!(
+                        "give one of: {}",
+                        manifest
+                            .node_profiles
+                            .iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .into());
+            }
+            Some(p.clone())
+        }
+        None => manifest.node_profiles.first().map(|n| n.name.clone()),
+    };
     let node_ip = match opts.advertise_addr {
         Some(ip) => ip,
         None => detect_node_ip()?,
     };
+    let pod_cidr = opts
+        .pod_cidr
+        .clone()
+        .unwrap_or_else(|| DEFAULT_POD_CIDR.into());
     Ok(NodeConfig {
         bundle_dir: std::fs::canonicalize(&opts.bundle_dir)?,
         state_dir: opts.state_dir.clone(),
-        node_name: node_name(opts)?,
+        node_name: node_name(opts.node_name.as_deref())?,
         node_ip,
-        node_pod_subnet: first_subnet(&opts.pod_cidr)?,
-        pod_cidr: opts.pod_cidr.clone(),
-        service_cidr: opts.service_cidr.clone(),
+        node_pod_subnet: first_subnet(&pod_cidr)?,
+        pod_cidr,
+        service_cidr: opts
+            .service_cidr
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVICE_CIDR.into()),
         cgroup_root: opts.cgroup_root.clone(),
-        ports: opts.ports.clone(),
+        ports: Ports {
+            registry: opts.registry_port.unwrap_or(Ports::default().registry),
+            ..Ports::default()
+        },
         profile,
-        app_timeout_secs: opts.app_timeout.as_secs(),
+        app_timeout_secs: opts.app_timeout.unwrap_or(DEFAULT_APP_TIMEOUT).as_secs(),
     })
+}
+
+/// Settings given again on `--resume`: each must match what was saved, or
+/// the user is told what to do (a started install keeps its settings).
+fn check_resume_settings(
+    opts: &InstallOptions,
+    saved: &NodeConfig,
+    state: &StateDir,
+) -> anyhow::Result<()> {
+    let mut differ = Vec::new();
+    let mut cmp = |flag: &str, given: Option<String>, have: String| {
+        if let Some(g) = given {
+            if g != have {
+                differ.push(format!("{flag} {g} (the install uses {have})"));
+            }
+        }
+    };
+    cmp(
+        "--advertise-addr",
+        opts.advertise_addr.map(|a| a.to_string()),
+        saved.node_ip.to_string(),
+    );
+    cmp(
+        "--node-name",
+        opts.node_name
+            .as_deref()
+            .map(|n| node_name(Some(n)))
+            .transpose()?,
+        saved.node_name.clone(),
+    );
+    cmp(
+        "--pod-network-cidr",
+        opts.pod_cidr.clone(),
+        saved.pod_cidr.clone(),
+    );
+    cmp(
+        "--service-cidr",
+        opts.service_cidr.clone(),
+        saved.service_cidr.clone(),
+    );
+    cmp(
+        "--cgroup-root",
+        opts.cgroup_root.clone(),
+        saved.cgroup_root.clone().unwrap_or_default(),
+    );
+    cmp(
+        "--registry-port",
+        opts.registry_port.map(|p| p.to_string()),
+        saved.ports.registry.to_string(),
+    );
+    cmp(
+        "--profile",
+        opts.profile.clone(),
+        saved.profile.clone().unwrap_or_default(),
+    );
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(InstallError::bad_input(
+        format!(
+            "--resume cannot change the settings of a started install: {}",
+            differ.join("; ")
+        ),
+        format!(
+            "run `./install --resume` without them to carry on as started, or remove the install (`tele uninstall --state-dir {}`) and install again with the new settings",
+            state.root().display()
+        ),
+    )
+    .into())
+}
+
+/// Holds the state directory's lock while an install or uninstall runs.
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes the state directory's lock, or says who holds it.
+pub fn lock(state: &StateDir) -> anyhow::Result<StateLock> {
+    std::fs::create_dir_all(state.root())?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.lock_file())?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(StateLock { _lock: l }),
+        Err(_) => Err(InstallError::bad_input(
+            format!(
+                "another install or uninstall is running on {}",
+                state.root().display()
+            ),
+            "wait for it to finish (see `tele plan`), then try again",
+        )
+        .into()),
+    }
+}
+
+/// Stops here when a test asked to (`TELE_TEST_PAUSE_AT=POINT`), so that it
+/// can kill the installer at a known moment: writes `.paused` in the state
+/// directory and sleeps.
+pub fn test_pause_point(state: &StateDir, point: &str) {
+    if std::env::var("TELE_TEST_PAUSE_AT").is_ok_and(|p| p == point) {
+        let _ =
+            crate::durable::write_durably(&state.root().join(".paused"), point.as_bytes(), 0o644);
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
 }
 
 /// Verifies the bundle, then runs (or resumes) the install plan.
@@ -187,451 +428,228 @@ pub fn install(
     opts: &InstallOptions,
     reporter: &dyn InstallReporter,
 ) -> anyhow::Result<InstallSummary> {
-    anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
-        "installing needs root: it starts system services, mounts filesystems and changes iptables\nhint: run `sudo ./install`"
-    );
-    // 1. Nothing on the machine changes before the whole bundle checks out.
+    if !nix::unistd::geteuid().is_root() {
+        return Err(InstallError::bad_input(
+            "installing needs root: it starts system services, mounts filesystems and changes iptables",
+            "run `sudo ./install`",
+        )
+        .into());
+    }
+    validate(opts)?;
+    // Nothing on the machine changes before the whole bundle checks out.
     let v = tele_bundler::bundle_reader::verify(&opts.bundle_dir)?;
     if !v.problems.is_empty() {
-        anyhow::bail!(
-            "the bundle is damaged, nothing was changed:\n  {}\nhint: copy the bundle again from the vendor",
-            v.problems.join("\n  ")
-        );
+        return Err(InstallError::bad_input(
+            format!(
+                "the bundle is damaged, nothing was changed:\n  {}",
+                v.problems.join("\n  ")
+            ),
+            "copy the bundle again from the vendor",
+        )
+        .into());
     }
     reporter.note(&format!(
         "bundle verified: {} files and {} blobs",
         v.files_checked, v.blobs_checked
     ));
     let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
-    let layout = Layout::new(&opts.state_dir);
-    // Bad --config input is refused before anything changes.
+    if !opts.bundle_dir.join("runtime/runtime.json").is_file() {
+        return Err(InstallError::bad_input(
+            "this bundle carries no Kubernetes runtime (it was built with --no-runtime)",
+            "ask the vendor for a bundle built with the runtime",
+        )
+        .into());
+    }
     let alerting = opts
         .config
         .as_deref()
         .map(crate::alerting::parse)
         .transpose()?;
+    let state = StateDir::new(&opts.state_dir);
+    let _lock = lock(&state)?;
+    crate::interrupt::catch_signals()?;
 
-    let (cfg, mut plan) = match Plan::load(&opts.state_dir)? {
-        Some(plan) if opts.resume => {
-            let cfg: NodeConfig = serde_json::from_slice(&std::fs::read(layout.config_file())?)?;
-            (cfg, plan)
+    let saved = Plan::load(state.root())?;
+    let cfg = match &saved {
+        Some(_) if opts.resume => {
+            let mut cfg = NodeConfig::load(&state)?;
+            check_resume_settings(opts, &cfg, &state)?;
+            if let Some(t) = opts.app_timeout {
+                cfg.app_timeout_secs = t.as_secs();
+                cfg.save(&state)?;
+            }
+            cfg
         }
-        Some(plan) if plan.is_complete() => anyhow::bail!(
-            "{} is already installed from {}\nhint: see `tele status --state-dir {}`, or remove it with `tele uninstall`",
-            manifest.metadata.name,
-            opts.state_dir.display(),
-            opts.state_dir.display()
-        ),
-        Some(plan) => anyhow::bail!(
-            "an earlier install stopped at phase {} (state directory {})\nhint: run `./install --resume` to carry on, or `./install --uninstall` to start over",
-            plan.next().map(|p| p.id.as_str()).unwrap_or("?"),
-            opts.state_dir.display()
-        ),
-        None if opts.resume => anyhow::bail!("there is no install to resume in {}\nhint: run ./install without --resume", opts.state_dir.display()),
+        Some(plan) if plan.is_complete() => {
+            return Err(InstallError::bad_input(
+                format!("{} is already installed from {}", manifest.metadata.name, state.root().display()),
+                format!("see `tele status --state-dir {0}`, or remove it with `tele uninstall --state-dir {0}`", state.root().display()),
+            )
+            .into())
+        }
+        // Stopped before anything but the checks ran: start afresh with the new flags.
+        Some(plan) if plan.only_started(&["/checks"]) => {
+            let cfg = new_config(opts, &manifest)?;
+            cfg.save(&state)?;
+            cfg
+        }
+        Some(plan) => {
+            return Err(InstallError::bad_input(
+                format!(
+                    "an earlier install stopped at phase {} (state directory {})",
+                    plan.next().map(|p| p.id.as_str()).unwrap_or("?"),
+                    state.root().display()
+                ),
+                "run `./install --resume` to carry on, or `./install --uninstall` to start over",
+            )
+            .into())
+        }
+        None if opts.resume => {
+            return Err(InstallError::bad_input(
+                format!("there is no install to resume in {}", state.root().display()),
+                "run ./install without --resume",
+            )
+            .into())
+        }
         None => {
-            let profile = match &opts.profile {
-                Some(p) => {
-                    anyhow::ensure!(
-                        manifest.node_profiles.iter().any(|n| &n.name == p),
-                        "the manifest has no node profile `{p}` (it has: {})",
-                        manifest.node_profiles.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
-                    );
-                    Some(p.clone())
-                }
-                None => manifest.node_profiles.first().map(|n| n.name.clone()),
-            };
-            let cfg = new_config(opts, profile)?;
-            std::fs::create_dir_all(&opts.state_dir)?;
-            let mut bytes = serde_json::to_vec_pretty(&cfg)?;
-            bytes.push(b'\n');
-            write_durably(&layout.config_file(), &bytes, 0o600)?;
-            let mut phases: Vec<(&str, &str)> = PHASES.to_vec();
-            if opts.bundle_dir.join("monitoring").is_dir() {
-                phases.push(("/monitoring", "the monitoring stack, its database and alerts"));
-            }
-            for hook in ["install", "postInstall"] {
-                if manifest.hooks.get(hook).is_some() {
-                    phases.push(if hook == "install" { ("/hooks/install", "the install hook") } else { ("/hooks/postInstall", "the postInstall hook") });
-                }
-            }
-            let plan = Plan::create(&opts.state_dir, "install", &phases)?;
-            (cfg, plan)
+            let cfg = new_config(opts, &manifest)?;
+            cfg.save(&state)?;
+            cfg
         }
     };
+
+    let phases = crate::phase::install_phases(&cfg, &manifest, &opts.bundle_dir);
+    let entries: Vec<PhaseEntry> = phases
+        .iter()
+        .map(|p| PhaseEntry {
+            id: p.id(),
+            description: p.description(),
+            requires: p.requires(),
+        })
+        .collect();
+    let mut plan = Plan::new(state.root(), "install", &entries)?;
+    if let (Some(old), true) = (&saved, opts.resume) {
+        plan.merge_from(old);
+    }
+    plan.save()?;
 
     if let Some(a) = &alerting {
-        crate::alerting::save(&opts.state_dir, a)?;
+        crate::alerting::save(state.root(), a)?;
     }
-    let ctx = Context {
+    let manager = crate::service::for_host(&state);
+    let ctx = PhaseContext {
+        bundle: &opts.bundle_dir,
+        state: &state,
         cfg: &cfg,
-        layout: &layout,
-        opts,
         manifest: &manifest,
+        skip_checks: &opts.skip_checks,
+        autofix: opts.autofix,
+        bin_dir: opts.bin_dir.as_deref(),
+        manager: manager.as_ref(),
         reporter,
     };
-    let ids: Vec<String> = plan.phases.iter().map(|p| p.id.clone()).collect();
-    for id in ids {
-        let phase = plan
-            .phases
-            .iter()
-            .find(|p| p.id == id)
-            .expect("phase")
-            .clone();
-        if phase.state == PhaseState::Completed {
-            reporter.phase_skipped(&id);
+    run_plan(&mut plan, &phases, &ctx)?;
+    summary(&ctx, &plan)
+}
+
+fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], ctx: &PhaseContext) -> anyhow::Result<()> {
+    let state_dir = ctx.state.root().display().to_string();
+    for phase in phases {
+        let id = phase.id();
+        let rec = plan.find(&id).expect("phase in plan").clone();
+        if rec.state == PhaseState::Completed {
+            ctx.reporter.phase_skipped(&id, "already done");
             continue;
         }
-        reporter.phase_started(&id, &phase.description);
+        if let Some(r) = plan.unmet_requirement(&id) {
+            anyhow::bail!("phase {id} requires {r}, which is not completed");
+        }
+        // An interrupted phase runs again only if its effect is not in place.
+        if rec.state == PhaseState::InProgress && phase.check(ctx).unwrap_or(false) {
+            plan.complete(&id)?;
+            ctx.reporter
+                .phase_skipped(&id, "found done after the interruption");
+            continue;
+        }
+        ctx.reporter.phase_started(&id, &phase.description());
         plan.start(&id)?;
-        match ctx.run_phase(&id) {
+        test_pause_point(ctx.state, &format!("{id}:before"));
+        let result = phase.execute(ctx);
+        if result.is_ok() {
+            test_pause_point(ctx.state, &format!("{id}:after"));
+        }
+        match result {
             Ok(()) => {
                 plan.complete(&id)?;
                 let secs = plan
-                    .phases
-                    .iter()
-                    .find(|p| p.id == id)
+                    .find(&id)
                     .and_then(|p| p.duration_secs())
                     .unwrap_or(0.0);
-                reporter.phase_completed(&id, secs);
+                ctx.reporter.phase_completed(&id, secs);
             }
             Err(e) => {
                 let text = format!("{e:#}");
                 plan.fail(&id, &text)?;
-                reporter.phase_failed(&id, &text);
-                return Err(e.context(format!(
-                    "phase {id} failed\nhint: fix the cause, then run `./install --resume` (the plan: `tele plan --state-dir {}`)",
-                    opts.state_dir.display()
-                )));
+                ctx.reporter.phase_failed(&id, &text);
+                if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() {
+                    return Err(InstallError::Interrupted { id }.into());
+                }
+                if let Some(p) = e.downcast_ref::<crate::phase::checks::PreflightFailed>() {
+                    return Err(InstallError::Preflight {
+                        results: p.results.clone(),
+                    }
+                    .into());
+                }
+                if e.downcast_ref::<InstallError>().is_some() {
+                    return Err(e);
+                }
+                return Err(InstallError::Phase {
+                    id,
+                    cause: text,
+                    state_dir,
+                }
+                .into());
             }
         }
-    }
-    ctx.summary(&plan)
-}
-
-struct Context<'a> {
-    cfg: &'a NodeConfig,
-    layout: &'a Layout,
-    opts: &'a InstallOptions,
-    manifest: &'a tele_manifests::Manifest,
-    reporter: &'a dyn InstallReporter,
-}
-
-impl Context<'_> {
-    fn kubectl(&self) -> anyhow::Result<Kubectl> {
-        let bins = node::runtime_binaries(&self.cfg.bundle_dir)?;
-        let bin = bins
-            .get("kubectl")
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
-        Ok(Kubectl::new(bin, self.layout.admin_kubeconfig()))
-    }
-
-    fn run_phase(&self, id: &str) -> anyhow::Result<()> {
-        match id {
-            "/checks" => self.checks(),
-            "/configure" => self.configure(),
-            "/services" => self.services(),
-            "/wait" => {
-                // The services may have stopped since /services ran (a reboot before --resume):
-                // making sure they run is idempotent and cheap.
-                self.services()?;
-                let k = self.kubectl()?;
-                k.wait_api(Duration::from_secs(180))
-                    .and_then(|_| k.wait_node_ready(&self.cfg.node_name, Duration::from_secs(180)))
-                    .map_err(|e| anyhow::anyhow!("{e}\n{}", self.service_errors()))
-            }
-            "/system" => self.system(),
-            "/app" => self.app(),
-            "/monitoring" => self.monitoring(),
-            hook if hook.starts_with("/hooks/") => self.hook(&hook["/hooks/".len()..]),
-            other => anyhow::bail!("unknown phase {other}"),
-        }
-    }
-
-    fn checks(&self) -> anyhow::Result<()> {
-        let profile = self
-            .cfg
-            .profile
-            .as_ref()
-            .and_then(|p| self.manifest.node_profiles.iter().find(|n| &n.name == p))
-            .cloned();
-        let ports = self.cfg.ports.clone();
-        let cfg = crate::preflight::PreflightConfig {
-            profile,
-            state_dir: self.cfg.state_dir.clone(),
-            ports: vec![
-                (ports.api, "kube-apiserver"),
-                (ports.etcd_client, "etcd"),
-                (ports.etcd_peer, "etcd peers"),
-                (ports.kubelet, "kubelet"),
-                (ports.registry, "image registry"),
-                (10248, "kubelet healthz"),
-                (10249, "kube-proxy metrics"),
-                (10256, "kube-proxy healthz"),
-                (10257, "kube-controller-manager"),
-                (10259, "kube-scheduler"),
-            ],
-            skip: self.opts.skip_checks.clone(),
-            autofix: self.opts.autofix,
-            proc_root: "/proc".into(),
-            sys_root: "/sys".into(),
-        };
-        let results = crate::preflight::run(&cfg)?;
-        self.reporter
-            .note(&crate::preflight::render_table(&results));
-        anyhow::ensure!(
-            !crate::preflight::failed(&results),
-            "preflight checks failed (see the table above)\nhint: fix what the table says, rerun with --autofix, or skip a check with --skip-check NAME"
-        );
-        Ok(())
-    }
-
-    fn configure(&self) -> anyhow::Result<()> {
-        let cfg = self.cfg;
-        let l = self.layout;
-        let hostname = nix::unistd::gethostname()?.to_string_lossy().into_owned();
-        crate::pki::ensure(
-            &l.pki(),
-            &crate::pki::PkiConfig {
-                node_name: cfg.node_name.clone(),
-                node_ips: vec![cfg.node_ip],
-                hostnames: vec![hostname],
-                service_cidr: cfg.service_cidr.clone(),
-                cluster_domain: "cluster.local".into(),
-                api_server: format!("https://{}:{}", node::fmt_host(cfg.node_ip), cfg.ports.api),
-            },
-        )?;
-        let bins = node::runtime_binaries(&cfg.bundle_dir)?;
-        let sandbox = node::sandbox_image(&cfg.bundle_dir)?;
-        write_durably(
-            &l.containerd().join("config.toml"),
-            node::containerd_config(l, &bins, &sandbox).as_bytes(),
-            0o644,
-        )?;
-        let ca = l.pki().join("ca.crt");
-        for host in node::image_hosts(&cfg.bundle_dir)? {
-            write_durably(
-                &l.certs_d().join(&host).join("hosts.toml"),
-                node::hosts_toml(&host, cfg, &ca).as_bytes(),
-                0o644,
-            )?;
-        }
-        write_durably(
-            &l.cni_conf().join("10-tele.conflist"),
-            node::cni_conflist(cfg).as_bytes(),
-            0o644,
-        )?;
-        write_durably(
-            &l.kube_config_dir().join("kubelet.yaml"),
-            node::kubelet_config(cfg, l).as_bytes(),
-            0o644,
-        )?;
-        std::fs::create_dir_all(l.kubelet_root())?;
-        std::fs::create_dir_all(l.etcd_data())?;
-        set_mode(&l.etcd_data(), 0o700)?;
-        if let Some(root) = &cfg.cgroup_root {
-            create_cgroup_root(root)?;
-        }
-        // The agent and the registry run from a copy of this binary in the state directory.
-        let me = std::env::current_exe()?;
-        let tele = l.tele();
-        std::fs::create_dir_all(tele.parent().expect("bin dir"))?;
-        if std::fs::read(&tele).ok() != std::fs::read(&me).ok() {
-            let tmp = tele.with_extension("tmp");
-            std::fs::copy(&me, &tmp)?;
-            set_mode(&tmp, 0o755)?;
-            std::fs::rename(&tmp, &tele)?;
-        }
-        Ok(())
-    }
-
-    fn services(&self) -> anyhow::Result<()> {
-        let bins = node::runtime_binaries(&self.cfg.bundle_dir)?;
-        let specs = crate::components::services(self.cfg, self.layout, &bins)?;
-        supervisor::apply_services(&self.cfg.state_dir, &self.layout.tele(), &specs)
-    }
-
-    /// The last error lines of each service's log, for a failed wait.
-    fn service_errors(&self) -> String {
-        let mut out = String::new();
-        let logs = self.layout.logs();
-        for name in [
-            "etcd",
-            "containerd",
-            "kube-apiserver",
-            "kubelet",
-            "registry",
-        ] {
-            let text =
-                std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
-            let errors: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    l.starts_with('E')
-                        || l.starts_with('F')
-                        || l.contains("level=error")
-                        || l.contains("level=fatal")
-                })
-                .collect();
-            if let Some(last) = errors.last() {
-                out.push_str(&format!(
-                    "{name}: {}\n",
-                    last.chars().take(300).collect::<String>()
-                ));
-            }
-        }
-        format!("{out}logs: {}", logs.display())
-    }
-
-    fn system(&self) -> anyhow::Result<()> {
-        let k = self.kubectl()?;
-        let node = format!("node/{}", self.cfg.node_name);
-        k.run(&[
-            "label",
-            "--overwrite",
-            &node,
-            "node-role.kubernetes.io/control-plane=",
-            "node-role.kubernetes.io/master=",
-        ])?;
-        // Pods cannot be created before the namespace's default service account exists.
-        crate::kube::poll(
-            Duration::from_secs(120),
-            "the default service account",
-            || {
-                Ok(
-                    k.run(&["get", "serviceaccount", "default", "-n", "default"])
-                        .is_ok(),
-                )
-            },
-        )
-    }
-
-    fn app(&self) -> anyhow::Result<()> {
-        let k = self.kubectl()?;
-        let resources = self.cfg.bundle_dir.join("resources");
-        let hook_files: Vec<PathBuf> = self
-            .manifest
-            .hooks
-            .files()
-            .map(|p| resources.join(p))
-            .collect();
-        let mut first = Vec::new();
-        let mut rest = Vec::new();
-        for entry in walkdir::WalkDir::new(&resources).sort_by_file_name() {
-            let entry = entry?;
-            if !entry.file_type().is_file() || hook_files.iter().any(|h| h == entry.path()) {
-                continue;
-            }
-            let text = std::fs::read_to_string(entry.path())?;
-            let (f, r) = crate::kube::split_by_priority(&text);
-            first.extend(f);
-            rest.extend(r);
-        }
-        let work = self.cfg.state_dir.join("app");
-        let timeout = Duration::from_secs(self.cfg.app_timeout_secs);
-        let mut applied = Vec::new();
-        for (name, docs) in [
-            ("0-namespaces-crds.yaml", &first),
-            ("1-resources.yaml", &rest),
-        ] {
-            if docs.is_empty() {
-                continue;
-            }
-            let file = work.join(name);
-            write_durably(&file, docs.join("---\n").as_bytes(), 0o600)?;
-            applied.extend(k.apply(&file)?);
-            if name.starts_with('0') {
-                let _ = k.run(&[
-                    "wait",
-                    "--for=condition=established",
-                    "crd",
-                    "--all",
-                    "--timeout=60s",
-                ]);
-            }
-        }
-        for obj in &applied {
-            k.wait_ready(obj, timeout)?;
-        }
-        self.reporter
-            .note(&format!("{} resources applied and ready", applied.len()));
-        Ok(())
-    }
-
-    fn monitoring(&self) -> anyhow::Result<()> {
-        let summary =
-            crate::monitoring_phase::install_monitoring(self.cfg, self.layout, &self.kubectl()?)?;
-        self.reporter.note(&summary);
-        Ok(())
-    }
-
-    fn hook(&self, name: &str) -> anyhow::Result<()> {
-        let hook = self
-            .manifest
-            .hooks
-            .get(name)
-            .ok_or_else(|| anyhow::anyhow!("the manifest has no {name} hook"))?;
-        let file = match &hook.job {
-            tele_manifests::HookJob::Inline(text) => {
-                let f = self
-                    .cfg
-                    .state_dir
-                    .join("app")
-                    .join(format!("hook-{name}.yaml"));
-                write_durably(&f, text.as_bytes(), 0o600)?;
-                f
-            }
-            tele_manifests::HookJob::File(p) => self.cfg.bundle_dir.join("resources").join(p),
-        };
-        self.kubectl()?
-            .run_hook(name, &file, Duration::from_secs(self.cfg.app_timeout_secs))
-    }
-
-    fn summary(&self, plan: &Plan) -> anyhow::Result<InstallSummary> {
-        let k = self.kubectl()?;
-        let endpoints = k
-            .run(&["get", "services", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.type} {.spec.clusterIP} {.spec.ports[*].port}{\"\\n\"}{end}"])
-            .map(|s| s.lines().filter(|l| !l.starts_with("default/kubernetes ")).map(String::from).collect())
-            .unwrap_or_default();
-        let bins = node::runtime_binaries(&self.cfg.bundle_dir)?;
-        Ok(InstallSummary {
-            app: self.manifest.metadata.name.clone(),
-            version: self.manifest.metadata.version.to_string(),
-            kubeconfig: self.layout.admin_kubeconfig(),
-            kubectl: bins.get("kubectl").cloned().unwrap_or_default(),
-            node: self.cfg.node_name.clone(),
-            node_ip: self.cfg.node_ip,
-            endpoints,
-            phases: plan
-                .phases
-                .iter()
-                .map(|p| (p.id.clone(), p.duration_secs().unwrap_or(0.0)))
-                .collect(),
-        })
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-}
-
-/// Creates the cgroup `root` in every controller hierarchy (cgroup v1), as the
-/// kubelet expects its `cgroupRoot` to exist.
-fn create_cgroup_root(root: &str) -> anyhow::Result<()> {
-    let base = Path::new("/sys/fs/cgroup");
-    let rel = root.trim_start_matches('/');
-    for entry in std::fs::read_dir(base)? {
-        let dir = entry?.path();
-        if dir.join("cgroup.procs").exists() || dir.join("tasks").exists() {
-            std::fs::create_dir_all(dir.join(rel))?;
-        }
-    }
-    if base.join("cgroup.controllers").exists() {
-        std::fs::create_dir_all(base.join(rel))?;
     }
     Ok(())
+}
+
+fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {
+    let k = ctx.kubectl()?;
+    let endpoints = k
+        .run(&["get", "services", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.type} {.spec.clusterIP} {.spec.ports[*].port}{\"\\n\"}{end}"])
+        .map(|s| s.lines().filter(|l| !l.starts_with("default/kubernetes ")).map(String::from).collect())
+        .unwrap_or_default();
+    let kubectl = crate::node::runtime_binaries(ctx.state.root())?
+        .get("kubectl")
+        .cloned()
+        .unwrap_or_default();
+    let preflight = std::fs::read(crate::phase::checks::results_file(ctx.state))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    Ok(InstallSummary {
+        app: ctx.manifest.metadata.name.clone(),
+        version: ctx.manifest.metadata.version.to_string(),
+        kubeconfig: ctx.state.pki().kubeconfig("admin"),
+        kubectl,
+        node: ctx.cfg.node_name.clone(),
+        node_ip: ctx.cfg.node_ip,
+        service_manager: ctx.manager.kind().into(),
+        endpoints,
+        phases: plan
+            .leaves()
+            .iter()
+            .map(|p| (p.id.clone(), p.duration_secs().unwrap_or(0.0)))
+            .collect(),
+        preflight,
+    })
+}
+
+/// Where the bundle's own installer lives, for hints.
+pub fn bundle_of(exe: &Path) -> Option<PathBuf> {
+    exe.parent().map(Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -643,5 +661,39 @@ mod tests {
         assert_eq!(first_subnet("10.244.0.0/16").unwrap(), "10.244.0.0/24");
         assert!(first_subnet("10.244.0.0/28").is_err());
         assert!(first_subnet("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_misspelt_check_is_refused_with_the_likely_name() {
+        let opts = InstallOptions {
+            skip_checks: vec!["port".into()],
+            ..Default::default()
+        };
+        let e = validate(&opts).unwrap_err();
+        let ie = e.downcast_ref::<InstallError>().unwrap();
+        assert!(e.to_string().contains("no check `port`"), "{e}");
+        assert!(
+            ie.hint().unwrap().contains("--skip-check ports"),
+            "{:?}",
+            ie.hint()
+        );
+    }
+
+    #[test]
+    fn an_address_the_machine_lacks_is_refused() {
+        let opts = InstallOptions {
+            advertise_addr: Some("192.0.2.77".parse().unwrap()),
+            ..Default::default()
+        };
+        let e = validate(&opts).unwrap_err();
+        assert!(
+            e.to_string().contains("not an address of this machine"),
+            "{e}"
+        );
+        let ok = InstallOptions {
+            advertise_addr: Some("127.0.0.1".parse().unwrap()),
+            ..Default::default()
+        };
+        validate(&ok).unwrap();
     }
 }

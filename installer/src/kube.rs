@@ -226,6 +226,7 @@ pub fn poll(
         if check()? {
             return Ok(());
         }
+        crate::interrupt::check()?;
         if Instant::now() > deadline {
             anyhow::bail!("timed out after {}s waiting for {what}", timeout.as_secs());
         }
@@ -233,7 +234,8 @@ pub fn poll(
     }
 }
 
-fn parse_applied(json: &str) -> Vec<Applied> {
+/// The objects of `kubectl ... -o json` output (one object or a List).
+pub fn parse_applied(json: &str) -> Vec<Applied> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
         return vec![];
     };

@@ -1,28 +1,35 @@
 //! tele's install path: from an extracted bundle to a running Kubernetes
 //! cluster with the app on it.
 //!
-//! The steps: verify the bundle, run [`preflight`] checks, write the
-//! operation [`plan`] to the state directory, then run its phases, each
-//! idempotent and recorded when done: [`pki`] (certificates and
-//! kubeconfigs), node configuration, the services (under systemd or the tele
-//! agent's supervisor), the bundle's image [`registry_server`] that
-//! containerd uses as a mirror, the Kubernetes control plane, the app and its
-//! hooks.
+//! [`install::install`] checks the flags, verifies the bundle, builds the
+//! [`plan`] from the [`phase`] kinds (preflight, PKI, the node's runtime and
+//! [`component`]s, the app, monitoring, hooks), saves it in the
+//! [`state_dir`], and runs it; `--resume` carries on after a failure or a
+//! kill. Everything that runs on a node is a [`component::Component`]
+//! started through one [`service::ServiceManager`]: systemd units where PID
+//! 1 is systemd, the tele agent elsewhere.
 #![deny(missing_docs)]
 
 pub mod alerting;
-pub mod components;
+pub mod component;
+pub mod durable;
+pub mod error;
 pub mod health;
 pub mod influx;
 pub mod install;
+pub mod interrupt;
 pub mod kube;
 pub mod monitoring;
 pub mod monitoring_phase;
 pub mod node;
+pub mod phase;
 pub mod pki;
 pub mod plan;
 pub mod preflight;
+pub mod procfs;
 pub mod registry_server;
+pub mod reporter;
+pub mod service;
+pub mod state_dir;
 pub mod status;
-pub mod supervisor;
 pub mod uninstall;

@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::durable::write_durably;
 use crate::health::MonitoringTarget;
 use crate::influx::{InfluxClient, InfluxConfig};
 use crate::kube::Kubectl;
-use crate::node::{Layout, NodeConfig};
-use crate::plan::write_durably;
+use crate::node::NodeConfig;
+use crate::state_dir::StateDir;
 
 /// Where the stack's manifests keep node data; the installer moves it under
 /// the state directory so that everything it writes stays there.
@@ -57,26 +58,20 @@ fn cluster_ip(k: &Kubectl, service: &str) -> Option<String> {
 
 /// Kapacitor's URL in the install at `state_dir`, if it runs one.
 pub fn kapacitor_url(state_dir: &Path) -> anyhow::Result<Option<String>> {
-    let layout = Layout::new(state_dir);
-    let cfg: NodeConfig = serde_json::from_slice(&std::fs::read(layout.config_file())?)?;
-    let bins = crate::node::runtime_binaries(&cfg.bundle_dir)?;
-    let kubectl = bins
-        .get("kubectl")
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
-    let k = Kubectl::new(kubectl, layout.admin_kubeconfig());
+    let k = crate::phase::kubectl(&StateDir::new(state_dir))?;
     Ok(cluster_ip(&k, "kapacitor").map(|ip| format!("http://{ip}:9092")))
 }
 
 /// Runs the phase; returns what to tell the user (where Grafana is).
 pub fn install_monitoring(
     cfg: &NodeConfig,
-    layout: &Layout,
+    state: &StateDir,
+    bundle: &Path,
     k: &Kubectl,
 ) -> anyhow::Result<String> {
     let ns = tele_assets::monitoring::NAMESPACE;
-    let dir = cfg.bundle_dir.join("monitoring");
-    let secrets = cfg.state_dir.join("monitoring");
+    let dir = bundle.join("monitoring");
+    let secrets = state.monitoring_dir();
     let admin_password = password(&secrets.join("influxdb-admin-password"))?;
     let node_password_file = secrets.join("influxdb-node-password");
     let node_password = password(&node_password_file)?;
@@ -95,8 +90,8 @@ pub fn install_monitoring(
         .map(|e| e.into_path())
         .collect();
     files.sort_by_key(|p| !p.ends_with("namespace.yaml"));
-    let work = cfg.state_dir.join("app").join("monitoring");
-    let data = cfg.state_dir.join("monitoring-data");
+    let work = state.app_work_dir().join("monitoring");
+    let data = state.monitoring_data();
     let mut rendered = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f)?.replace(DATA_BASE, &data.display().to_string());
@@ -143,7 +138,7 @@ pub fn install_monitoring(
             format!("influxdb.{ns}.svc.cluster.local"),
             ip.clone(),
         ];
-        let (cert, key) = crate::pki::ensure_service_cert(&layout.pki(), "influxdb", &sans)?;
+        let (cert, key) = crate::pki::ensure_service_cert(&state.pki_dir(), "influxdb", &sans)?;
         secrets_yaml.push(k.run(&[
             "create",
             "secret",
@@ -171,7 +166,7 @@ pub fn install_monitoring(
     }
 
     let mut told = Vec::new();
-    let ca = layout.pki().join("ca.crt");
+    let ca = state.pki().ca_cert();
     if let Some(ip) = influx_ip {
         let url = format!("https://{ip}:8086");
         let admin = InfluxClient::new(InfluxConfig {
@@ -201,17 +196,13 @@ pub fn install_monitoring(
         };
         let mut bytes = serde_json::to_vec_pretty(&target)?;
         bytes.push(b'\n');
-        write_durably(
-            &crate::health::monitoring_file(&layout.state),
-            &bytes,
-            0o600,
-        )?;
+        write_durably(&state.monitoring_target(), &bytes, 0o600)?;
         told.push(format!(
             "InfluxDB: {url} (database {db}; admin password in {})",
             secrets.join("influxdb-admin-password").display()
         ));
     }
-    let alerting = crate::alerting::load(&cfg.state_dir)?;
+    let alerting = crate::alerting::load(state.root())?;
     if let Some(ip) = cluster_ip(k, "kapacitor") {
         let url = format!("http://{ip}:9092");
         // The default alerts and the users' own: ConfigMaps labelled tele.dev/alerts=true.

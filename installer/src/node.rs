@@ -1,6 +1,5 @@
-//! The node's settings and every path the installer writes, all under the
-//! state directory so that several nodes can share one machine (each in its
-//! own network namespace) in tests.
+//! The node's settings ([`NodeConfig`], saved as `install.json`) and what
+//! the installer reads of the runtime and images it copied from the bundle.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -63,67 +62,25 @@ pub struct NodeConfig {
     pub app_timeout_secs: u64,
 }
 
-/// The paths under the state directory.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    /// The state directory.
-    pub state: PathBuf,
-}
+impl NodeConfig {
+    /// The settings saved in `state`.
+    pub fn load(state: &crate::state_dir::StateDir) -> anyhow::Result<NodeConfig> {
+        let path = state.config_file();
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "no install in {}: {e}\nhint: give the install's --state-dir",
+                state.root().display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))
+    }
 
-impl Layout {
-    /// Paths under `state`.
-    pub fn new(state: &Path) -> Layout {
-        Layout {
-            state: state.to_path_buf(),
-        }
-    }
-    /// Certificates, keys and kubeconfigs.
-    pub fn pki(&self) -> PathBuf {
-        self.state.join("pki")
-    }
-    /// The admin kubeconfig.
-    pub fn admin_kubeconfig(&self) -> PathBuf {
-        self.pki().join("kubeconfig").join("admin.conf")
-    }
-    /// The settings of this install.
-    pub fn config_file(&self) -> PathBuf {
-        self.state.join("install.json")
-    }
-    /// etcd's data.
-    pub fn etcd_data(&self) -> PathBuf {
-        self.state.join("etcd")
-    }
-    /// containerd's directory (config, root, state, socket, registry hosts).
-    pub fn containerd(&self) -> PathBuf {
-        self.state.join("containerd")
-    }
-    /// containerd's socket.
-    pub fn containerd_sock(&self) -> PathBuf {
-        self.containerd().join("containerd.sock")
-    }
-    /// containerd's registry host configuration (`config_path`).
-    pub fn certs_d(&self) -> PathBuf {
-        self.containerd().join("certs.d")
-    }
-    /// CNI network configuration.
-    pub fn cni_conf(&self) -> PathBuf {
-        self.state.join("cni").join("net.d")
-    }
-    /// The kubelet's root directory.
-    pub fn kubelet_root(&self) -> PathBuf {
-        self.state.join("kubelet")
-    }
-    /// Configuration files of the Kubernetes components.
-    pub fn kube_config_dir(&self) -> PathBuf {
-        self.state.join("kubernetes")
-    }
-    /// The copy of tele that runs the agent and the registry.
-    pub fn tele(&self) -> PathBuf {
-        self.state.join("bin").join("tele")
-    }
-    /// Service logs.
-    pub fn logs(&self) -> PathBuf {
-        self.state.join("logs")
+    /// Saves the settings crash-safely (0600).
+    pub fn save(&self, state: &crate::state_dir::StateDir) -> anyhow::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self)?;
+        bytes.push(b'\n');
+        crate::durable::write_durably(&state.config_file(), &bytes, 0o600)?;
+        Ok(())
     }
 }
 
@@ -185,120 +142,10 @@ pub fn image_hosts(bundle_dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(hosts)
 }
 
-/// containerd's configuration (version 2, CRI enabled).
-pub fn containerd_config(
-    layout: &Layout,
-    bins: &BTreeMap<String, PathBuf>,
-    sandbox: &str,
-) -> String {
-    let runc = bins
-        .get("runc")
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "runc".into());
-    let cni_bin = bins
-        .get("cni-bridge")
-        .and_then(|p| p.parent())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/opt/cni/bin".into());
-    format!(
-        r#"# Written by tele; every path is under the state directory.
-version = 2
-root = "{root}"
-state = "{state}"
-
-[grpc]
-  address = "{sock}"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{sandbox}"
-  # Pods may not lower their OOM score below containerd's own.
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "{runc}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni_bin}"
-    conf_dir = "{cni_conf}"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{certs_d}"
-"#,
-        root = layout.containerd().join("root").display(),
-        state = layout.containerd().join("state").display(),
-        sock = layout.containerd_sock().display(),
-        cni_conf = layout.cni_conf().display(),
-        certs_d = layout.certs_d().display(),
-    )
-}
-
-/// `hosts.toml` sending pulls for `host` to the node's registry, over TLS
-/// checked against the cluster CA. Nothing falls through to the internet:
-/// the upstream `server` is only reached if the mirror lacks an image.
-pub fn hosts_toml(host: &str, cfg: &NodeConfig, ca: &Path) -> String {
-    let upstream = if host == "docker.io" {
-        "https://registry-1.docker.io".to_string()
-    } else {
-        format!("https://{host}")
-    };
-    format!(
-        "# Written by tele: images of {host} come from the bundle.\nserver = \"{upstream}\"\n\n[host.\"https://{ip}:{port}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
-        ip = fmt_host(cfg.node_ip),
-        port = cfg.ports.registry,
-        ca = ca.display(),
-    )
-}
-
 /// An IP address as it appears in a URL host.
 pub fn fmt_host(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     }
-}
-
-/// The CNI bridge network for this node.
-pub fn cni_conflist(cfg: &NodeConfig) -> String {
-    serde_json::to_string_pretty(&serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": "tele",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "tele0",
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": cfg.node_pod_subnet}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": cfg.state_dir.join("cni").join("ipam").display().to_string(),
-                }
-            },
-            {"type": "portmap", "capabilities": {"portMappings": true}},
-            {"type": "loopback"}
-        ]
-    }))
-    .expect("json")
-}
-
-/// The kubelet's configuration file.
-pub fn kubelet_config(cfg: &NodeConfig, layout: &Layout) -> String {
-    let pki = layout.pki();
-    let cgroup_root = cfg
-        .cgroup_root
-        .as_deref()
-        .map(|r| format!("cgroupRoot: {r}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {ip}\nport: {port}\nreadOnlyPort: 0\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\ntlsCertFile: {cert}\ntlsPrivateKeyFile: {key}\ncgroupDriver: cgroupfs\n{cgroup_root}failSwapOn: false\nresolvConf: /etc/resolv.conf\nclusterDomain: cluster.local\nserializeImagePulls: false\nevictionHard:\n  memory.available: 100Mi\n  nodefs.available: 2%\n  imagefs.available: 2%\n",
-        ip = cfg.node_ip,
-        port = cfg.ports.kubelet,
-        ca = pki.join("ca.crt").display(),
-        cert = pki.join("kubelet-server.crt").display(),
-        key = pki.join("kubelet-server.key").display(),
-    )
 }

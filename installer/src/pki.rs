@@ -103,6 +103,14 @@ pub struct Pki {
 }
 
 impl Pki {
+    /// The paths of a PKI in `dir` (nothing is read or written).
+    pub fn at(dir: impl Into<PathBuf>) -> Pki {
+        Pki {
+            dir: dir.into(),
+            written: Vec::new(),
+        }
+    }
+
     /// The CA certificate (`ca.crt`).
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.crt")
@@ -132,6 +140,20 @@ impl Pki {
     pub fn sa_pub(&self) -> PathBuf {
         self.dir.join("sa.pub")
     }
+}
+
+/// True when every file [`ensure`] writes is there (their content is
+/// checked by `ensure` itself).
+pub fn is_complete(pki: &Pki) -> bool {
+    let mut files = vec![pki.ca_cert(), pki.key("ca"), pki.sa_key(), pki.sa_pub()];
+    for n in LEAF_CERTS {
+        files.push(pki.cert(n));
+        files.push(pki.key(n));
+    }
+    for n in KUBECONFIGS {
+        files.push(pki.kubeconfig(n));
+    }
+    files.iter().all(|f| f.is_file())
 }
 
 /// Why the PKI could not be written.

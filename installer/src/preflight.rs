@@ -86,7 +86,7 @@ const FSYNC_WARN: Duration = Duration::from_millis(10);
 const FSYNC_FAIL: Duration = Duration::from_millis(100);
 
 /// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The machine meets the requirement.
@@ -114,7 +114,7 @@ impl fmt::Display for Status {
 }
 
 /// The result of one check.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResult {
     /// The check's name, as `--skip-check` takes it.
     pub name: String,
@@ -425,8 +425,17 @@ fn module_loaded(cfg: &PreflightConfig, module: &str) -> bool {
     });
     listed
         || match module {
+            // Built into the kernel: no module to list, but its effects show.
             "br_netfilter" => cfg.proc_root.join("sys/net/bridge").is_dir(),
             "ip_tables" => cfg.proc_root.join("net/ip_tables_names").exists(),
+            "overlay" => read_to_string(&cfg.proc_root.join("filesystems")).is_some_and(|t| {
+                t.lines()
+                    .any(|l| l.split_whitespace().last() == Some("overlay"))
+            }),
+            "nf_conntrack" => cfg
+                .proc_root
+                .join("sys/net/netfilter/nf_conntrack_max")
+                .exists(),
             _ => false,
         }
 }

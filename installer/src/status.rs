@@ -1,20 +1,23 @@
-//! `tele status`: the node's services, the node, and the app, from the state
-//! directory and the cluster.
+//! `tele status`: the node's services (from its service manager), the node,
+//! the app and the health checker's latest results, read from the state
+//! directory and the cluster. Nothing here depends on where the bundle was
+//! extracted.
 
 use std::path::Path;
 
-use crate::kube::Kubectl;
-use crate::node::{self, Layout, NodeConfig};
+use crate::node::NodeConfig;
 use crate::plan::Plan;
-use crate::supervisor::{self, ServiceSpec};
+use crate::service::ServiceState;
+use crate::state_dir::StateDir;
 
 /// One service.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ServiceStatus {
     /// Its name.
     pub name: String,
-    /// Its pid when running.
-    pub pid: Option<i32>,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: ServiceState,
 }
 
 /// The whole status.
@@ -23,6 +26,8 @@ pub struct ServiceStatus {
 pub struct Status {
     /// The operation and where its plan stands.
     pub plan: Option<String>,
+    /// `systemd` or `agent`.
+    pub service_manager: String,
     /// The agent's pid (None under systemd or when stopped).
     pub agent: Option<i32>,
     /// Each service.
@@ -39,7 +44,7 @@ pub struct Status {
 impl Status {
     /// True when every service runs, the node is Ready and every workload is ready.
     pub fn healthy(&self) -> bool {
-        self.services.iter().all(|s| s.pid.is_some())
+        self.services.iter().all(|s| s.state.pid().is_some())
             && self
                 .health
                 .as_ref()
@@ -55,37 +60,25 @@ impl Status {
 
 /// Reads the status of the install in `state_dir`.
 pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
-    let layout = Layout::new(state_dir);
-    let cfg: NodeConfig =
-        serde_json::from_slice(&std::fs::read(layout.config_file()).map_err(|e| {
-            anyhow::anyhow!(
-                "no install in {}: {e}\nhint: give the install's --state-dir",
-                state_dir.display()
-            )
-        })?)?;
+    let state = StateDir::new(state_dir);
+    let cfg = NodeConfig::load(&state)?;
     let plan = Plan::load(state_dir)?.map(|p| match p.next() {
         None => format!("{}: completed", p.operation),
-        Some(ph) => format!("{}: stopped at {} ({:?})", p.operation, ph.id, ph.state),
+        Some(ph) => format!("{}: stopped at {} ({})", p.operation, ph.id, ph.state),
     });
-    let specs: Vec<ServiceSpec> = std::fs::read(supervisor::services_file(state_dir))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let services = specs
-        .iter()
-        .map(|s| ServiceStatus {
-            name: s.name.clone(),
-            pid: supervisor::running_pid(state_dir, &s.name, &s.binary),
+    let manager = crate::service::for_host(&state);
+    let services = manager
+        .installed()
+        .into_iter()
+        .map(|name| ServiceStatus {
+            state: manager.state(&name),
+            name,
         })
         .collect();
-    let agent = supervisor::agent_pid(state_dir, &layout.tele());
+    let agent = crate::service::agent::agent_pid(&state);
     let mut node_status = None;
     let mut workloads = Vec::new();
-    if let Some(kubectl) = node::runtime_binaries(&cfg.bundle_dir)
-        .ok()
-        .and_then(|b| b.get("kubectl").cloned())
-    {
-        let k = Kubectl::new(kubectl, layout.admin_kubeconfig());
+    if let Ok(k) = crate::phase::kubectl(&state) {
         if let Ok(r) = k.run(&[
             "get",
             "node",
@@ -120,6 +113,7 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
     });
     Ok(Status {
         plan,
+        service_manager: manager.kind().into(),
         agent,
         services,
         node: node_status,

@@ -12,8 +12,9 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::node::{Layout, NodeConfig};
-use crate::supervisor;
+use crate::node::NodeConfig;
+use crate::procfs::{children_of, mount_points, processes_with_arg};
+use crate::state_dir::StateDir;
 
 /// What an uninstall removed, for the report.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -29,17 +30,24 @@ pub struct UninstallReport {
     pub iptables_chains_removed: usize,
     /// cgroups removed.
     pub cgroups_removed: usize,
+    /// An earlier, interrupted uninstall was finished.
+    pub finished_earlier: bool,
     /// Problems that did not stop the uninstall.
     pub warnings: Vec<String>,
 }
 
 /// Removes the install whose state is in `state_dir`.
 pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
-    let layout = Layout::new(state_dir);
-    let cfg: Option<NodeConfig> = fs::read(layout.config_file())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let layout = StateDir::new(state_dir);
+    let cfg: Option<NodeConfig> = NodeConfig::load(&layout).ok();
     let mut report = UninstallReport::default();
+    // An uninstall killed while deleting the directory left it renamed.
+    let removing = removing_path(state_dir);
+    if removing.exists() {
+        fs::remove_dir_all(&removing)
+            .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", removing.display()))?;
+        report.finished_earlier = true;
+    }
     if !state_dir.exists() {
         return Ok(report);
     }
@@ -48,14 +56,17 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
         "uninstalling needs root: it stops system services and removes mounts and iptables rules\nhint: run it with sudo"
     );
     // Never remove a directory that is not an install's state directory.
-    if !layout.config_file().exists() && !state_dir.join(crate::plan::PLAN_FILE).exists() {
+    if !layout.holds_install() {
         anyhow::bail!(
             "{} holds no tele install (no install.json or plan.json); nothing was changed\nhint: give the install's --state-dir",
             state_dir.display()
         );
     }
-    let tele = layout.tele();
-    supervisor::stop_services(state_dir, &tele)?;
+    let _lock = crate::install::lock(&layout)?;
+    // Services first (systemd units or the agent), in reverse start order.
+    crate::service::for_host(&layout).stop_all()?;
+    crate::install::test_pause_point(&layout, "uninstall:services");
+    remove_links(&layout);
 
     // Pods outlive containerd: their shims keep them. Kill each shim's
     // children (the containers' init processes, which takes their PID
@@ -110,6 +121,15 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     // Pod cgroups, deepest first.
     report.cgroups_removed = remove_cgroups(cfg.as_ref().and_then(|c| c.cgroup_root.as_deref()));
 
+    crate::install::test_pause_point(&layout, "uninstall:network");
+    // Renamed first, so that a kill while deleting leaves a name the next run finishes.
+    fs::rename(state_dir, &removing)?;
+    if let Some(parent) = removing.parent() {
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    let state_dir = removing.as_path();
     fs::remove_dir_all(state_dir).or_else(|e| {
         // Something may still be mounted deep inside: one more lazy pass.
         for m in mount_points()
@@ -124,56 +144,24 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     Ok(report)
 }
 
-/// Pids whose command line contains `arg`.
-fn processes_with_arg(arg: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) {
-            out.push(pid);
-        }
-    }
-    out
+/// Where the state directory is moved while it is deleted.
+pub fn removing_path(state_dir: &Path) -> PathBuf {
+    let mut name = state_dir.as_os_str().to_owned();
+    name.push(".tele-removing");
+    PathBuf::from(name)
 }
 
-fn children_of(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
+/// Removes the `tele`/`kubectl` links the install made, if they still point here.
+fn remove_links(state: &StateDir) {
+    let made: Vec<PathBuf> = fs::read(crate::phase::runtime::links_file(state))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for link in made {
+        if fs::read_link(&link).is_ok_and(|t| t == state.tele()) {
+            let _ = fs::remove_file(&link);
         }
     }
-    out
-}
-
-/// Every mount point of this mount namespace.
-pub fn mount_points() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .collect()
 }
 
 fn remove_iptables_chains(warnings: &mut Vec<String>) -> usize {

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tele_installer::install::{install, InstallOptions, InstallReporter};
-use tele_installer::node::Ports;
+use tele_installer::error::InstallError;
+use tele_installer::install::{install, InstallOptions};
+use tele_installer::reporter::InstallReporter;
 
 use crate::args::{InstallArgs, InstallBundleArgs, OutputFormat};
 use crate::output::Printer;
@@ -57,20 +58,40 @@ pub fn run_subcommand(a: InstallBundleArgs, p: &Printer) -> anyhow::Result<ExitC
 
 struct Reporter<'a> {
     p: &'a Printer,
+    /// When the last "waiting" line was shown, and for what.
+    last_wait: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl InstallReporter for Reporter<'_> {
     fn phase_started(&self, id: &str, description: &str) {
-        self.p.note(format!("{id:<22} {description} ..."));
+        *self.last_wait.lock().expect("lock") = None;
+        self.p.note(format!("{id:<28} {description} ..."));
     }
     fn phase_completed(&self, id: &str, secs: f64) {
-        self.p.note(format!("{id:<22} done in {secs:.1}s"));
+        self.p.note(format!("{id:<28} done in {secs:.1}s"));
     }
-    fn phase_skipped(&self, id: &str) {
-        self.p.note(format!("{id:<22} already done"));
+    fn phase_skipped(&self, id: &str, why: &str) {
+        self.p.note(format!("{id:<28} {why}"));
     }
     fn phase_failed(&self, id: &str, _error: &str) {
-        self.p.note(format!("{id:<22} FAILED"));
+        self.p.note(format!("{id:<28} FAILED"));
+    }
+    fn waiting(&self, what: &str, elapsed: Duration, limit: Duration) {
+        // A line every 10 s (and when the awaited thing changes), with the time against its limit.
+        let mut last = self.last_wait.lock().expect("lock");
+        let due = match &*last {
+            Some((at, w)) => w != what || at.elapsed() >= Duration::from_secs(10),
+            None => elapsed >= Duration::from_secs(2),
+        };
+        if due {
+            self.p.note(format!(
+                "{:<28} waiting for {what}: {}s of at most {}s",
+                "",
+                elapsed.as_secs(),
+                limit.as_secs()
+            ));
+            *last = Some((std::time::Instant::now(), what.to_string()));
+        }
     }
     fn note(&self, text: &str) {
         self.p.note(text);
@@ -94,33 +115,46 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
         pod_cidr: a.pod_network_cidr,
         service_cidr: a.service_cidr,
         cgroup_root: a.cgroup_root,
-        ports: Ports {
-            registry: a.registry_port,
-            ..Ports::default()
-        },
+        registry_port: a.registry_port,
         profile: a.profile,
         skip_checks: a.skip_checks,
         autofix: a.autofix,
         resume: a.resume,
-        app_timeout: Duration::from_secs(a.timeout),
+        app_timeout: a.timeout.map(Duration::from_secs),
         config: a.config,
+        bin_dir: (a.bin_dir.as_os_str() != "none").then_some(a.bin_dir),
     };
     let started = std::time::Instant::now();
-    let s = install(&opts, &Reporter { p })?;
+    let reporter = Reporter {
+        p,
+        last_wait: std::sync::Mutex::new(None),
+    };
+    let s = match install(&opts, &reporter) {
+        Ok(s) => s,
+        Err(e) => return Ok(install_failed(&e, &opts, p)),
+    };
     let total = started.elapsed().as_secs_f64();
     p.out(format!(
-        "\n{} {} is installed on node {} ({}) in {total:.1}s",
-        s.app, s.version, s.node, s.node_ip
+        "\n{} {} is installed on node {} ({}) in {total:.1}s; services run under {}",
+        s.app, s.version, s.node, s.node_ip, s.service_manager
     ));
     p.out("\nphases:");
     for (id, secs) in &s.phases {
-        p.out(format!("  {id:<22} {secs:>6.1}s"));
+        p.out(format!("  {id:<28} {secs:>6.1}s"));
     }
-    p.out(format!(
-        "\nuse the cluster:\n  export KUBECONFIG={}\n  {} get pods -A",
-        s.kubeconfig.display(),
-        s.kubectl.display()
-    ));
+    let on_path = opts
+        .bin_dir
+        .as_ref()
+        .is_some_and(|d| d.join("kubectl").is_symlink());
+    if on_path {
+        p.out("\nuse the cluster (as root):\n  kubectl get pods -A\n  tele status");
+    } else {
+        p.out(format!(
+            "\nuse the cluster:\n  export KUBECONFIG={}\n  {} get pods -A",
+            s.kubeconfig.display(),
+            s.kubectl.display()
+        ));
+    }
     if !s.endpoints.is_empty() {
         p.out("\nthe app's services (namespace/name type cluster-ip ports):");
         for e in &s.endpoints {
@@ -132,4 +166,45 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
     json["seconds"] = total.into();
     p.json(&json);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a failed install (error, hint; in JSON also the preflight
+/// results) and returns its exit code.
+fn install_failed(e: &anyhow::Error, opts: &InstallOptions, p: &Printer) -> ExitCode {
+    let Some(ie) = e.downcast_ref::<InstallError>() else {
+        return p.error(e);
+    };
+    let mut text = match ie {
+        InstallError::Preflight { results } => {
+            format!("{ie}: {}", failed_names(results))
+        }
+        _ => ie.to_string(),
+    };
+    if let Some(h) = ie.hint() {
+        text.push_str(&format!("\nhint: {h}"));
+    }
+    p.error(&anyhow::anyhow!(text));
+    if p.is_json() {
+        let mut json = serde_json::json!({
+            "ok": false,
+            "error": ie.to_string(),
+            "hint": ie.hint(),
+            "exitCode": ie.exit_code(),
+            "stateDir": opts.state_dir,
+        });
+        if let InstallError::Preflight { results } = ie {
+            json["preflight"] = serde_json::to_value(results).unwrap_or_default();
+        }
+        p.json(&json);
+    }
+    ExitCode::from(ie.exit_code())
+}
+
+fn failed_names(results: &[tele_installer::preflight::CheckResult]) -> String {
+    results
+        .iter()
+        .filter(|r| r.status == tele_installer::preflight::Status::Fail)
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,9 +1,12 @@
 //! Commands about an installed node: `plan`, `status`, `uninstall`, and the
 //! node's image registry.
 
+#![allow(clippy::print_stderr)]
+
 use std::process::ExitCode;
 
-use tele_installer::plan::Plan;
+use tele_installer::plan::{Plan, PlanPhase};
+use tele_installer::service::ServiceState;
 
 use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg};
 use crate::output::{Printer, EXIT_INPUT};
@@ -21,22 +24,29 @@ pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
         a.state_dir.display()
     ));
     p.out(format!(
-        "{:<22} {:<11} {:>9}  ERROR",
+        "{:<34} {:<12} {:>9}  ERROR",
         "PHASE", "STATE", "DURATION"
     ));
-    for ph in &plan.phases {
-        let dur = ph
-            .duration_secs()
-            .map(|d| format!("{d:.1}s"))
-            .unwrap_or_default();
-        let state = format!("{:?}", ph.state).to_lowercase();
-        let err = ph
-            .error
-            .as_deref()
-            .map(|e| e.lines().next().unwrap_or_default())
-            .unwrap_or_default();
-        p.out(format!("{:<22} {:<11} {:>9}  {}", ph.id, state, dur, err));
+    fn rows(phases: &[PlanPhase], depth: usize, p: &Printer) {
+        for ph in phases {
+            let dur = ph
+                .duration_secs()
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_default();
+            let err = ph
+                .error
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or_default())
+                .unwrap_or_default();
+            let id = format!("{}{}", "  ".repeat(depth), ph.id);
+            p.out(format!(
+                "{id:<34} {:<12} {dur:>9}  {err}",
+                ph.state.to_string()
+            ));
+            rows(&ph.phases, depth + 1, p);
+        }
     }
+    rows(&plan.phases, 0, p);
     p.json(&plan);
     Ok(ExitCode::SUCCESS)
 }
@@ -46,21 +56,29 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     if let Some(plan) = &s.plan {
         p.out(format!("operation: {plan}"));
     }
-    p.out(format!(
-        "agent:     {}",
-        s.agent
-            .map(|p| format!("running (pid {p})"))
-            .unwrap_or_else(|| "not running".into())
-    ));
-    p.out("services:");
-    for svc in &s.services {
-        p.out(format!(
-            "  {:<26} {}",
-            svc.name,
-            svc.pid
+    match s.service_manager.as_str() {
+        "agent" => p.out(format!(
+            "agent:     {}",
+            s.agent
                 .map(|p| format!("running (pid {p})"))
                 .unwrap_or_else(|| "NOT RUNNING".into())
-        ));
+        )),
+        other => p.out(format!("services:  managed by {other}")),
+    }
+    p.out("services:");
+    for svc in &s.services {
+        let state = match &svc.state {
+            ServiceState::Running { pid, restarts: 0 } => format!("running (pid {pid})"),
+            ServiceState::Running { pid, restarts } => {
+                format!("running (pid {pid}, restarted {restarts} times)")
+            }
+            ServiceState::Restarting { restarts } => {
+                format!("NOT RUNNING (restarting; {restarts} restarts)")
+            }
+            ServiceState::Stopped => "NOT RUNNING (stopped)".into(),
+            ServiceState::Absent => "NOT INSTALLED".into(),
+        };
+        p.out(format!("  {:<26} {state}", svc.name));
     }
     match &s.node {
         Some((name, ready)) => p.out(format!("node:      {name} Ready={ready}")),
@@ -87,7 +105,7 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
                 ));
             }
         }
-        None => p.out("node health: no results yet (the agent's checker writes them every 10 s)"),
+        None => p.out("node health: no results yet (the health checker writes them every 10 s)"),
     }
     let healthy = s.healthy();
     let mut json = serde_json::to_value(&s)?;
@@ -98,6 +116,67 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_INPUT)
     })
+}
+
+/// `tele health-check`: the node health checker, until SIGTERM.
+pub fn health_check(a: StateDirArg) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let cfg = tele_installer::health::HealthConfig::for_install(&a.state_dir)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    tele_installer::health::run_loop(cfg, stop);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The install whose `bin/tele` this binary is, if any (STATE/bin/tele).
+fn own_state_dir() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let state = exe.parent()?.parent()?;
+    (exe.parent()?.file_name()? == "bin" && state.join("install.json").is_file())
+        .then(|| state.to_path_buf())
+}
+
+/// Run from an install's state directory (the `tele` link on the PATH), the
+/// commands default to that install's state directory.
+pub fn default_state_dir_from_exe() {
+    if std::env::var_os("TELE_STATE_DIR").is_none() {
+        if let Some(state) = own_state_dir() {
+            std::env::set_var("TELE_STATE_DIR", state);
+        }
+    }
+}
+
+/// Invoked as `kubectl` (the link the install makes): the runtime's kubectl
+/// with the install's admin kubeconfig, unless KUBECONFIG is set.
+pub fn kubectl_shim() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let state = std::env::var_os("TELE_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(own_state_dir)
+        .unwrap_or_else(|| tele_installer::state_dir::DEFAULT_STATE_DIR.into());
+    let state = tele_installer::state_dir::StateDir::new(state);
+    let bin = match tele_installer::node::runtime_binaries(state.root()) {
+        Ok(b) => b.get("kubectl").cloned(),
+        Err(_) => None,
+    };
+    let Some(bin) = bin else {
+        eprintln!(
+            "error: no install with a kubectl in {}\nhint: set TELE_STATE_DIR to the install's state directory",
+            state.root().display()
+        );
+        return ExitCode::from(EXIT_INPUT);
+    };
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(std::env::args_os().skip(1));
+    if std::env::var_os("KUBECONFIG").is_none() {
+        cmd.env("KUBECONFIG", state.pki().kubeconfig("admin"));
+    }
+    let e = cmd.exec();
+    eprintln!("error: cannot run kubectl: {e}");
+    ExitCode::from(EXIT_INPUT)
 }
 
 pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {

@@ -97,24 +97,19 @@ impl HealthConfig {
     /// certificate, containerd's socket, the kubelet's healthz, the node
     /// through the admin kubeconfig; disks of the state directory and `/`.
     pub fn for_install(state_dir: &Path) -> anyhow::Result<HealthConfig> {
-        let layout = crate::node::Layout::new(state_dir);
-        let path = layout.config_file();
-        let node: crate::node::NodeConfig = serde_json::from_slice(
-            &std::fs::read(&path)
-                .map_err(|e| anyhow::anyhow!("failed to read `{}`: {e}", path.display()))?,
-        )
-        .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+        let layout = crate::state_dir::StateDir::new(state_dir);
+        let node = crate::node::NodeConfig::load(&layout)?;
         let pki = layout.pki();
         let mut cfg = HealthConfig::new(state_dir, &node.node_name);
         cfg.etcd = Some(EtcdProbe {
             endpoint: format!("https://127.0.0.1:{}", node.ports.etcd_client),
-            ca: pki.join("ca.crt"),
-            cert: pki.join("apiserver-etcd-client.crt"),
-            key: pki.join("apiserver-etcd-client.key"),
+            ca: pki.ca_cert(),
+            cert: pki.cert("apiserver-etcd-client"),
+            key: pki.key("apiserver-etcd-client"),
         });
         cfg.containerd_sock = Some(layout.containerd_sock());
         cfg.kubelet_healthz = Some("http://127.0.0.1:10248/healthz".into());
-        cfg.kubeconfig = Some(layout.admin_kubeconfig());
+        cfg.kubeconfig = Some(pki.kubeconfig("admin"));
         if state_dir != Path::new("/") {
             cfg.disk_paths.push("/".into());
         }
@@ -163,12 +158,12 @@ pub struct MonitoringTarget {
 
 /// `<state>/monitoring.json`.
 pub fn monitoring_file(state_dir: &Path) -> PathBuf {
-    state_dir.join("monitoring.json")
+    crate::state_dir::StateDir::new(state_dir).monitoring_target()
 }
 
 /// `<state>/health`: `latest.json` and `buffer/`.
 pub fn health_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("health")
+    crate::state_dir::StateDir::new(state_dir).health_dir()
 }
 
 /// Runs every configured check once.
@@ -392,7 +387,7 @@ impl Checker {
         };
         let path = health_dir(&self.cfg.state_dir).join("latest.json");
         let json = serde_json::to_vec_pretty(&latest).expect("results serialize");
-        if let Err(e) = crate::plan::write_durably(&path, &json, 0o644) {
+        if let Err(e) = crate::durable::write_durably(&path, &json, 0o644) {
             self.log
                 .warn(&format!("failed to write `{}`: {e}", path.display()));
         }

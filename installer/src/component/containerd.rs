@@ -1,0 +1,142 @@
+//! containerd with its CRI plugin: its configuration, the registry mirror
+//! entries that send every image host of the bundle to the node's registry,
+//! and the CNI bridge network.
+
+use super::{Component, NodeContext, Probe};
+use crate::durable::write_if_changed;
+use crate::node::{fmt_host, NodeConfig};
+use crate::service::ServiceSpec;
+use crate::state_dir::StateDir;
+
+pub struct Containerd;
+
+impl Component for Containerd {
+    fn name(&self) -> &'static str {
+        "containerd"
+    }
+    fn write_files(&self, n: &NodeContext) -> anyhow::Result<()> {
+        let sandbox = crate::node::sandbox_image(n.state.root())?;
+        write_if_changed(
+            &n.state.containerd_config(),
+            containerd_config(&n.state, &n.bins, &sandbox).as_bytes(),
+            0o644,
+        )?;
+        let ca = n.pki.ca_cert();
+        for host in crate::node::image_hosts(n.state.root())? {
+            write_if_changed(
+                &n.state.certs_d().join(&host).join("hosts.toml"),
+                hosts_toml(&host, &n.cfg, &ca).as_bytes(),
+                0o644,
+            )?;
+        }
+        write_if_changed(
+            &n.state.cni_conf().join("10-tele.conflist"),
+            cni_conflist(&n.cfg, &n.state).as_bytes(),
+            0o644,
+        )?;
+        Ok(())
+    }
+    fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
+        Ok(ServiceSpec::new("containerd", n.bin("containerd")?)
+            .arg("--config")
+            .arg(n.state.containerd_config().display().to_string())
+            .env("PATH", n.path_env()?)
+            // The shims keep the pods running across containerd's restarts.
+            .keep_children())
+    }
+    fn probe(&self, n: &NodeContext) -> Probe {
+        Probe::Unix(n.state.containerd_sock())
+    }
+}
+
+/// containerd's configuration (version 2, CRI enabled).
+pub fn containerd_config(
+    state: &StateDir,
+    bins: &std::collections::BTreeMap<String, std::path::PathBuf>,
+    sandbox: &str,
+) -> String {
+    let runc = bins
+        .get("runc")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "runc".into());
+    let cni_bin = bins
+        .get("cni-bridge")
+        .and_then(|p| p.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/opt/cni/bin".into());
+    format!(
+        r#"# Written by tele; every path is under the state directory.
+version = 2
+root = "{root}"
+state = "{cstate}"
+
+[grpc]
+  address = "{sock}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox}"
+  # Pods may not lower their OOM score below containerd's own.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "{runc}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{certs_d}"
+"#,
+        root = state.containerd_dir().join("root").display(),
+        cstate = state.containerd_dir().join("state").display(),
+        sock = state.containerd_sock().display(),
+        cni_conf = state.cni_conf().display(),
+        certs_d = state.certs_d().display(),
+    )
+}
+
+/// `hosts.toml` sending pulls for `host` to the node's registry, over TLS
+/// checked against the cluster CA. The upstream `server` is only reached if
+/// the mirror lacks an image.
+pub fn hosts_toml(host: &str, cfg: &NodeConfig, ca: &std::path::Path) -> String {
+    let upstream = if host == "docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{host}")
+    };
+    format!(
+        "# Written by tele: images of {host} come from the bundle.\nserver = \"{upstream}\"\n\n[host.\"https://{ip}:{port}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
+        ip = fmt_host(cfg.node_ip),
+        port = cfg.ports.registry,
+        ca = ca.display(),
+    )
+}
+
+/// The CNI bridge network for this node.
+pub fn cni_conflist(cfg: &NodeConfig, state: &StateDir) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "tele",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "tele0",
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": cfg.node_pod_subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": state.cni_ipam().display().to_string(),
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+            {"type": "loopback"}
+        ]
+    }))
+    .expect("json")
+}

@@ -1,0 +1,37 @@
+//! kube-controller-manager: signs kubelet certificates with the cluster CA
+//! and runs the controllers with per-controller service accounts.
+
+use super::{Component, NodeContext, Probe};
+use crate::service::ServiceSpec;
+
+pub struct ControllerManager;
+
+impl Component for ControllerManager {
+    fn name(&self) -> &'static str {
+        "kube-controller-manager"
+    }
+    fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
+        let pki = &n.pki;
+        let kc = pki.kubeconfig("controller-manager");
+        Ok(
+            ServiceSpec::new("kube-controller-manager", n.bin("kube-controller-manager")?)
+                .path_flag("kubeconfig", &kc)
+                .path_flag("authentication-kubeconfig", &kc)
+                .path_flag("authorization-kubeconfig", &kc)
+                .flag("bind-address", "127.0.0.1")
+                .flag("port", 0)
+                .flag("use-service-account-credentials", true)
+                .path_flag("service-account-private-key-file", &pki.sa_key())
+                .path_flag("root-ca-file", &pki.ca_cert())
+                .path_flag("cluster-signing-cert-file", &pki.ca_cert())
+                .path_flag("cluster-signing-key-file", &pki.key("ca"))
+                .flag("cluster-cidr", &n.cfg.pod_cidr)
+                .flag("service-cluster-ip-range", &n.cfg.service_cidr)
+                .flag("leader-elect", false)
+                .flag("profiling", false),
+        )
+    }
+    fn probe(&self, _n: &NodeContext) -> Probe {
+        Probe::Tcp(([127, 0, 0, 1], 10257).into())
+    }
+}

@@ -1,0 +1,59 @@
+//! etcd, the cluster's store: TLS for clients and peers, client
+//! certificates required.
+
+use super::{Component, NodeContext, Probe};
+use crate::service::ServiceSpec;
+
+pub struct Etcd;
+
+impl Component for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+    fn write_files(&self, n: &NodeContext) -> anyhow::Result<()> {
+        let data = n.state.etcd_data();
+        std::fs::create_dir_all(&data)?;
+        crate::durable::set_mode(&data, 0o700)?;
+        Ok(())
+    }
+    fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
+        let host = n.host();
+        let p = &n.cfg.ports;
+        let ca = n.pki.ca_cert();
+        Ok(ServiceSpec::new("etcd", n.bin("etcd")?)
+            .flag("name", &n.cfg.node_name)
+            .path_flag("data-dir", &n.state.etcd_data())
+            .flag(
+                "listen-client-urls",
+                format!("https://127.0.0.1:{0},https://{host}:{0}", p.etcd_client),
+            )
+            .flag(
+                "advertise-client-urls",
+                format!("https://{host}:{}", p.etcd_client),
+            )
+            .flag(
+                "listen-peer-urls",
+                format!("https://{host}:{}", p.etcd_peer),
+            )
+            .flag(
+                "initial-advertise-peer-urls",
+                format!("https://{host}:{}", p.etcd_peer),
+            )
+            .flag(
+                "initial-cluster",
+                format!("{}=https://{host}:{}", n.cfg.node_name, p.etcd_peer),
+            )
+            .flag("initial-cluster-state", "new")
+            .path_flag("cert-file", &n.pki.cert("etcd-server"))
+            .path_flag("key-file", &n.pki.key("etcd-server"))
+            .path_flag("trusted-ca-file", &ca)
+            .flag("client-cert-auth", true)
+            .path_flag("peer-cert-file", &n.pki.cert("etcd-server"))
+            .path_flag("peer-key-file", &n.pki.key("etcd-server"))
+            .path_flag("peer-trusted-ca-file", &ca)
+            .flag("peer-client-cert-auth", true))
+    }
+    fn probe(&self, n: &NodeContext) -> Probe {
+        Probe::Tcp(([127, 0, 0, 1], n.cfg.ports.etcd_client).into())
+    }
+}

@@ -1,0 +1,318 @@
+//! Everything that runs on a node is a [`Component`]: it writes its files,
+//! says which service runs it ([`ServiceSpec`]) and how to tell it is ready.
+//! [`start_all`] starts components in order through the node's
+//! [`ServiceManager`], each waiting for the previous to be ready; a service
+//! that crashes meanwhile ends the wait at once, quoting its log; on failure
+//! the components started by that call stop in reverse order. [`stop_all`]
+//! is safe in any state.
+
+mod apiserver;
+mod containerd;
+mod controller_manager;
+mod etcd;
+mod health_checker;
+mod kube_proxy;
+mod kubelet;
+mod registry;
+mod scheduler;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::node::NodeConfig;
+use crate::pki::Pki;
+use crate::reporter::InstallReporter;
+use crate::service::{ServiceManager, ServiceSpec, ServiceState};
+use crate::state_dir::StateDir;
+
+pub use containerd::{cni_conflist, containerd_config, hosts_toml};
+pub use kubelet::kubelet_config;
+
+/// What components need to know about their node.
+pub struct NodeContext {
+    /// The node's settings.
+    pub cfg: NodeConfig,
+    /// Its state directory.
+    pub state: StateDir,
+    /// The cluster's certificates.
+    pub pki: Pki,
+    /// The runtime's binaries (name -> path under the state directory).
+    pub bins: BTreeMap<String, PathBuf>,
+}
+
+impl NodeContext {
+    /// The context of the install in `state`, reading the runtime copied there.
+    pub fn new(cfg: NodeConfig, state: StateDir) -> anyhow::Result<NodeContext> {
+        let bins = crate::node::runtime_binaries(state.root())?;
+        Ok(NodeContext {
+            pki: state.pki(),
+            cfg,
+            state,
+            bins,
+        })
+    }
+
+    /// The runtime's binary `name`.
+    pub fn bin(&self, name: &str) -> anyhow::Result<PathBuf> {
+        self.bins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the bundle's runtime has no {name}"))
+    }
+
+    /// PATH for services that run helpers (containerd's shims, runc, CNI plugins).
+    pub fn path_env(&self) -> anyhow::Result<String> {
+        let dir = self.bin("containerd")?;
+        let dir = dir
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        Ok(format!(
+            "{dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ))
+    }
+
+    /// The node's address as a URL host.
+    pub fn host(&self) -> String {
+        crate::node::fmt_host(self.cfg.node_ip)
+    }
+}
+
+/// How to tell that a component is ready.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// A TCP connection is accepted.
+    Tcp(SocketAddr),
+    /// A connection to a Unix socket is accepted.
+    Unix(PathBuf),
+    /// `GET url` (plain HTTP) answers 200.
+    HttpOk(String),
+    /// The process has kept running for a second.
+    Running,
+}
+
+impl Probe {
+    fn passes(&self) -> bool {
+        match self {
+            Probe::Tcp(addr) => TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_ok(),
+            Probe::Unix(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
+            Probe::HttpOk(url) => reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .ok()
+                .and_then(|c| c.get(url).send().ok())
+                .is_some_and(|r| r.status().is_success()),
+            Probe::Running => true,
+        }
+    }
+}
+
+/// One thing that runs on a node.
+pub trait Component {
+    /// The service's short name: `etcd`, `kubelet`, ...
+    fn name(&self) -> &'static str;
+    /// Writes the component's configuration files (idempotent).
+    fn write_files(&self, _node: &NodeContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// The service that runs it.
+    fn service(&self, node: &NodeContext) -> anyhow::Result<ServiceSpec>;
+    /// How to tell it is ready.
+    fn probe(&self, node: &NodeContext) -> Probe;
+}
+
+/// The components of a node, in start order.
+pub fn for_node(_cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
+    vec![
+        Box::new(registry::Registry),
+        Box::new(etcd::Etcd),
+        Box::new(containerd::Containerd),
+        Box::new(apiserver::ApiServer),
+        Box::new(controller_manager::ControllerManager),
+        Box::new(scheduler::Scheduler),
+        Box::new(kubelet::Kubelet),
+        Box::new(kube_proxy::KubeProxy),
+        Box::new(health_checker::HealthChecker),
+    ]
+}
+
+/// Why a component did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// Its service exited while we waited for it.
+    #[error("{name} exited while starting; the end of its log ({log}):\n{tail}")]
+    Crashed {
+        /// The component.
+        name: String,
+        /// Its log file.
+        log: String,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// It did not become ready in time.
+    #[error("{name} did not become ready within {secs} s; the end of its log ({log}):\n{tail}")]
+    NotReady {
+        /// The component.
+        name: String,
+        /// The limit.
+        secs: u64,
+        /// Its log file.
+        log: String,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// Writing its files or starting its service failed.
+    #[error("{name}: {source:#}")]
+    Start {
+        /// The component.
+        name: String,
+        /// What went wrong.
+        source: anyhow::Error,
+    },
+}
+
+/// Starts `components` in order, each once the previous is ready, waiting
+/// at most `limit` for each. On failure, stops the ones it started (in
+/// reverse order) and returns what went wrong.
+pub fn start_all(
+    components: &[Box<dyn Component>],
+    node: &NodeContext,
+    manager: &dyn ServiceManager,
+    reporter: &dyn InstallReporter,
+    limit: Duration,
+) -> Result<(), ComponentError> {
+    let mut started: Vec<&'static str> = Vec::new();
+    let mut previous: Option<&'static str> = None;
+    for c in components {
+        let name = c.name();
+        let result = start_one(c.as_ref(), node, manager, reporter, previous, limit);
+        match result {
+            Ok(()) => {
+                started.push(name);
+                previous = Some(name);
+            }
+            Err(e) => {
+                started.push(name);
+                for n in started.iter().rev() {
+                    let _ = manager.stop(n);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn start_one(
+    c: &dyn Component,
+    node: &NodeContext,
+    manager: &dyn ServiceManager,
+    reporter: &dyn InstallReporter,
+    after: Option<&str>,
+    limit: Duration,
+) -> Result<(), ComponentError> {
+    let name = c.name();
+    let wrap = |source: anyhow::Error| ComponentError::Start {
+        name: name.into(),
+        source,
+    };
+    c.write_files(node).map_err(wrap)?;
+    let spec = c.service(node).map_err(wrap)?;
+    let restarts_before = manager.state(name).restarts();
+    manager.start(&spec, after).map_err(wrap)?;
+    let probe = c.probe(node);
+    let log = node.state.log(name);
+    let tail = || crate::procfs::tail(&log, 15).join("\n");
+    let begun = Instant::now();
+    let mut running_since: Option<Instant> = None;
+    loop {
+        let state = manager.state(name);
+        if state.restarts() > restarts_before
+            || matches!(state, ServiceState::Stopped | ServiceState::Absent)
+        {
+            return Err(ComponentError::Crashed {
+                name: name.into(),
+                log: log.display().to_string(),
+                tail: tail(),
+            });
+        }
+        if state.pid().is_some() {
+            let since = *running_since.get_or_insert_with(Instant::now);
+            let ready = match probe {
+                Probe::Running => since.elapsed() >= Duration::from_secs(1),
+                _ => probe.passes(),
+            };
+            if ready {
+                return Ok(());
+            }
+        }
+        if begun.elapsed() > limit {
+            return Err(ComponentError::NotReady {
+                name: name.into(),
+                secs: limit.as_secs(),
+                log: log.display().to_string(),
+                tail: tail(),
+            });
+        }
+        reporter.waiting(&format!("{name} to become ready"), begun.elapsed(), limit);
+        crate::interrupt::check().map_err(wrap)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// True when every component runs and passes its probe.
+pub fn all_ready(
+    components: &[Box<dyn Component>],
+    node: &NodeContext,
+    manager: &dyn ServiceManager,
+) -> bool {
+    components.iter().all(|c| {
+        manager.state(c.name()).pid().is_some()
+            && match c.probe(node) {
+                Probe::Running => true,
+                p => p.passes(),
+            }
+    })
+}
+
+/// Stops every service of the install, in reverse start order; safe in any state.
+pub fn stop_all(manager: &dyn ServiceManager) -> anyhow::Result<()> {
+    manager.stop_all()
+}
+
+/// Notices a node service that crashes during a long wait.
+pub struct CrashWatch {
+    baseline: Vec<(&'static str, u32)>,
+}
+
+impl CrashWatch {
+    /// Remembers each component's restarts so far.
+    pub fn new(components: &[Box<dyn Component>], manager: &dyn ServiceManager) -> CrashWatch {
+        CrashWatch {
+            baseline: components
+                .iter()
+                .map(|c| (c.name(), manager.state(c.name()).restarts()))
+                .collect(),
+        }
+    }
+
+    /// The first component that restarted since, with the end of its log.
+    pub fn crashed(
+        &self,
+        state: &StateDir,
+        manager: &dyn ServiceManager,
+    ) -> Option<ComponentError> {
+        self.baseline.iter().find_map(|(name, before)| {
+            (manager.state(name).restarts() > *before).then(|| {
+                let log = state.log(name);
+                ComponentError::Crashed {
+                    name: name.to_string(),
+                    tail: crate::procfs::tail(&log, 15).join("\n"),
+                    log: log.display().to_string(),
+                }
+            })
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! `/checks`: preflight. Nothing on the machine changes unless `--autofix`
+//! is given; the results are saved for the install's JSON output.
+
+use super::{Phase, PhaseContext};
+use crate::durable::write_durably;
+
+/// Runs the preflight checks.
+pub struct Checks;
+
+/// Preflight found the machine unfit.
+#[derive(Debug, thiserror::Error)]
+#[error("preflight checks failed:\n{table}")]
+pub struct PreflightFailed {
+    /// The results.
+    pub results: Vec<crate::preflight::CheckResult>,
+    /// The results as a table.
+    pub table: String,
+}
+
+/// Where the last results are kept.
+pub fn results_file(state: &crate::state_dir::StateDir) -> std::path::PathBuf {
+    state.root().join("preflight.json")
+}
+
+impl Phase for Checks {
+    fn id(&self) -> String {
+        "/checks".into()
+    }
+    fn description(&self) -> String {
+        "preflight checks".into()
+    }
+    fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
+        let profile = ctx
+            .cfg
+            .profile
+            .as_ref()
+            .and_then(|p| ctx.manifest.node_profiles.iter().find(|n| &n.name == p))
+            .cloned();
+        let ports = &ctx.cfg.ports;
+        let cfg = crate::preflight::PreflightConfig {
+            profile,
+            state_dir: ctx.state.root().to_path_buf(),
+            ports: vec![
+                (ports.api, "kube-apiserver"),
+                (ports.etcd_client, "etcd"),
+                (ports.etcd_peer, "etcd peers"),
+                (ports.kubelet, "kubelet"),
+                (ports.registry, "image registry"),
+                (10248, "kubelet healthz"),
+                (10249, "kube-proxy metrics"),
+                (10256, "kube-proxy healthz"),
+                (10257, "kube-controller-manager"),
+                (10259, "kube-scheduler"),
+            ],
+            skip: ctx.skip_checks.to_vec(),
+            autofix: ctx.autofix,
+            proc_root: "/proc".into(),
+            sys_root: "/sys".into(),
+        };
+        let results = crate::preflight::run(&cfg)?;
+        let table = crate::preflight::render_table(&results);
+        ctx.reporter.note(&table);
+        write_durably(
+            &results_file(ctx.state),
+            &serde_json::to_vec_pretty(&results)?,
+            0o600,
+        )?;
+        if crate::preflight::failed(&results) {
+            return Err(PreflightFailed { results, table }.into());
+        }
+        Ok(())
+    }
+    fn check(&self, _ctx: &PhaseContext) -> anyhow::Result<bool> {
+        // Checks change nothing worth keeping: after an interruption they run again.
+        Ok(false)
+    }
+}

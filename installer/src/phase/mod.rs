@@ -1,0 +1,111 @@
+//! The install's phases. Each phase kind is one type in its own file,
+//! implementing [`Phase`]: an `execute` that does its work (idempotently)
+//! and a `check` that says whether its effect is already in place, which
+//! `--resume` asks before running an interrupted phase again.
+//! [`install_phases`] builds the plan: a new phase kind is one new file
+//! plus one line there.
+
+pub mod app;
+pub mod checks;
+pub mod configure;
+pub mod hook;
+pub mod monitoring;
+pub mod runtime;
+pub mod services;
+pub mod system;
+pub mod wait;
+
+use std::path::{Path, PathBuf};
+
+use crate::component::NodeContext;
+use crate::kube::Kubectl;
+use crate::node::NodeConfig;
+use crate::reporter::InstallReporter;
+use crate::service::ServiceManager;
+use crate::state_dir::StateDir;
+
+/// What every phase may use.
+pub struct PhaseContext<'a> {
+    /// The extracted bundle this run was started from (verified).
+    pub bundle: &'a Path,
+    /// The state directory.
+    pub state: &'a StateDir,
+    /// The node's settings.
+    pub cfg: &'a NodeConfig,
+    /// The app's manifest.
+    pub manifest: &'a tele_manifests::Manifest,
+    /// Preflight checks to skip.
+    pub skip_checks: &'a [String],
+    /// Fix what preflight can fix.
+    pub autofix: bool,
+    /// Where `tele` and `kubectl` are linked for the admin (e.g. /usr/local/bin).
+    pub bin_dir: Option<&'a Path>,
+    /// The node's service manager.
+    pub manager: &'a dyn ServiceManager,
+    /// Progress.
+    pub reporter: &'a dyn InstallReporter,
+}
+
+impl PhaseContext<'_> {
+    /// kubectl from the node's runtime, with the admin kubeconfig.
+    pub fn kubectl(&self) -> anyhow::Result<Kubectl> {
+        kubectl(self.state)
+    }
+
+    /// The node's components' context (after the runtime was copied).
+    pub fn node(&self) -> anyhow::Result<NodeContext> {
+        NodeContext::new(self.cfg.clone(), self.state.clone())
+    }
+}
+
+/// kubectl of the install in `state`, with its admin kubeconfig.
+pub fn kubectl(state: &StateDir) -> anyhow::Result<Kubectl> {
+    let bin: PathBuf = crate::node::runtime_binaries(state.root())?
+        .get("kubectl")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
+    Ok(Kubectl::new(bin, state.pki().kubeconfig("admin")))
+}
+
+/// One kind of phase.
+pub trait Phase {
+    /// Its id in the plan, e.g. `/nodes/node-1/services`.
+    fn id(&self) -> String;
+    /// What it does, for people.
+    fn description(&self) -> String;
+    /// Phases that must be completed before it runs.
+    fn requires(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Does the phase's work; safe to run again.
+    fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()>;
+    /// True when the phase's effect is already in place.
+    fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool>;
+}
+
+/// The phases of an install of `manifest` on the node `cfg`, in run order.
+pub fn install_phases(
+    cfg: &NodeConfig,
+    manifest: &tele_manifests::Manifest,
+    bundle: &Path,
+) -> Vec<Box<dyn Phase>> {
+    let node = cfg.node_name.clone();
+    let mut phases: Vec<Box<dyn Phase>> = vec![
+        Box::new(checks::Checks),
+        Box::new(configure::Configure),
+        Box::new(runtime::NodeRuntime { node: node.clone() }),
+        Box::new(services::NodeServices { node: node.clone() }),
+        Box::new(wait::Wait { node: node.clone() }),
+        Box::new(system::System { node }),
+        Box::new(app::App),
+    ];
+    if bundle.join("monitoring").is_dir() {
+        phases.push(Box::new(monitoring::Monitoring));
+    }
+    for name in ["install", "postInstall"] {
+        if manifest.hooks.get(name).is_some() {
+            phases.push(Box::new(hook::Hook { name: name.into() }));
+        }
+    }
+    phases
+}

@@ -1,0 +1,62 @@
+//! `/system`: the node's role labels, and the default service account that
+//! pods need before they can be created.
+
+use std::time::Duration;
+
+use super::{Phase, PhaseContext};
+
+/// Labels the node, waits for the default service account.
+pub struct System {
+    /// The node.
+    pub node: String,
+}
+
+const ROLE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+
+impl Phase for System {
+    fn id(&self) -> String {
+        "/system".into()
+    }
+    fn description(&self) -> String {
+        "cluster system settings".into()
+    }
+    fn requires(&self) -> Vec<String> {
+        vec!["/wait".into()]
+    }
+    fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
+        let k = ctx.kubectl()?;
+        let node = format!("node/{}", self.node);
+        let mut args = vec!["label", "--overwrite", node.as_str()];
+        let labels: Vec<String> = ROLE_LABELS.iter().map(|l| format!("{l}=")).collect();
+        args.extend(labels.iter().map(String::as_str));
+        k.run(&args)?;
+        crate::kube::poll(
+            Duration::from_secs(120),
+            "the default service account",
+            || {
+                Ok(
+                    k.run(&["get", "serviceaccount", "default", "-n", "default"])
+                        .is_ok(),
+                )
+            },
+        )
+    }
+    fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool> {
+        let k = ctx.kubectl()?;
+        let labels = k
+            .run(&[
+                "get",
+                "node",
+                &self.node,
+                "-o",
+                "jsonpath={.metadata.labels}",
+            ])
+            .unwrap_or_default();
+        Ok(ROLE_LABELS.iter().all(|l| labels.contains(l))
+            && k.run(&["get", "serviceaccount", "default", "-n", "default"])
+                .is_ok())
+    }
+}
