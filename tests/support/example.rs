@@ -1,0 +1,99 @@
+//! The example app's bundle with the Kubernetes runtime, built offline as
+//! scripts/example-bundle does: its images made from busybox, InfluxDB from
+//! Debian's package, the static (musl) tele as its installer.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{extract, ok, tele, ImageFactory};
+
+/// The Kubernetes runtime that scripts/build-runtime made.
+pub fn runtime_dir() -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    let dir = home.join(".cache/tele/runtime/1.20.2");
+    assert!(
+        dir.join("runtime.json").is_file(),
+        "no runtime at {}: run scripts/build-runtime first",
+        dir.display()
+    );
+    dir
+}
+
+/// The example app's bundle, its images made from busybox as scripts/example-bundle does.
+pub fn example_bundle(dir: &Path) -> PathBuf {
+    let f = ImageFactory::new(dir);
+    f.base("example.com/hello/busybox:1.36");
+    let www = dir.join("web-src/www");
+    fs::create_dir_all(&www).unwrap();
+    fs::write(
+        www.join("index.html"),
+        "<h1>hello from a tele bundle</h1>\n",
+    )
+    .unwrap();
+    let httpd = dir.join("base-httpd/bin");
+    fs::create_dir_all(&httpd).unwrap();
+    std::os::unix::fs::symlink("busybox", httpd.join("httpd")).unwrap();
+    f.build(
+        &dir.join("base-httpd"),
+        "example.com/hello/busybox-httpd:1",
+        Some("example.com/hello/busybox:1.36"),
+        &[],
+    );
+    f.build(
+        &dir.join("web-src"),
+        "example.com/hello/web:1.0.0",
+        Some("example.com/hello/busybox-httpd:1"),
+        &[
+            "--cmd",
+            "/bin/httpd",
+            "--cmd",
+            "-f",
+            "--cmd",
+            "-p",
+            "--cmd",
+            "8080",
+            "--cmd",
+            "-h",
+            "--cmd",
+            "/www",
+        ],
+    );
+    // InfluxDB for the monitoring stack, from Debian's influxdb package.
+    ok(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-influxdb-image"))
+            .env("TELE", env!("CARGO_BIN_EXE_tele"))
+            .args(["--ref", "example.com/monitoring/influxdb:1.6", "-o"])
+            .arg(&f.layout),
+    );
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/app.yaml");
+    // The installer in a bundle is a static build of tele (scripts/test makes it).
+    let installer = std::env::var_os("TELE_STATIC_INSTALLER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/x86_64-unknown-linux-musl/release/tele")
+        });
+    assert!(
+        installer.is_file(),
+        "no static tele at {}: build it with `cargo build --release --target x86_64-unknown-linux-musl -p tele-cli` (scripts/test does)",
+        installer.display()
+    );
+    let out = dir.join("hello.tar");
+    ok(tele()
+        .env_remove("TELE_NO_RUNTIME")
+        .env_remove("TELE_NO_MONITORING")
+        .arg("build")
+        .arg(&manifest)
+        .arg(format!("--image-source=oci:{}", f.layout.display()))
+        .arg("--runtime")
+        .arg(runtime_dir())
+        .arg("--installer")
+        .arg(&installer)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-o")
+        .arg(&out));
+    extract(&out, &dir.join("x"))
+}
+
