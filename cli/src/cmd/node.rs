@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tele_installer::plan::Plan;
 
 use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg};
-use crate::output::{Printer, EXIT_INPUT};
+use crate::output::{colour_verdicts, paint, style, Printer, EXIT_INPUT};
 
 pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     let Some(plan) = Plan::load(&a.state_dir)? else {
@@ -59,7 +59,7 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
             svc.name,
             svc.pid
                 .map(|p| format!("running (pid {p})"))
-                .unwrap_or_else(|| "NOT RUNNING".into())
+                .unwrap_or_else(|| paint(style::BAD, "NOT RUNNING"))
         ));
     }
     match &s.node {
@@ -79,9 +79,9 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
                     .get("path")
                     .map(|p| format!(" {p}"))
                     .unwrap_or_default();
-                let state = if c.ok { "ok" } else { "FAIL" };
+                let state = colour_verdicts(&format!("{:<5}", if c.ok { "ok" } else { "FAIL" }));
                 p.out(format!(
-                    "  {:<16} {state:<5} {}",
+                    "  {:<16} {state} {}",
                     format!("{}{path}", c.name),
                     c.detail
                 ));
