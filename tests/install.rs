@@ -23,7 +23,7 @@ impl Drop for Installed {
     fn drop(&mut self) {
         if self.state.exists() {
             let _ = tele()
-                .arg("uninstall")
+                .args(["uninstall", "--yes"])
                 .arg("--state-dir")
                 .arg(&self.state)
                 .output();
@@ -394,7 +394,9 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     );
 
     // 2. Uninstall, then an install killed with SIGKILL in the middle of /wait.
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(&state));
     let mut child = Command::new(bundle.join("install"))
         .arg("--state-dir")
         .arg(&state)
@@ -451,7 +453,9 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     app_answers(&bundle, &state);
 
     // 3. Uninstall leaves nothing behind.
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(&state));
     assert!(!state.exists());
     let state_str = state.display().to_string();
     let left = live_processes_mentioning(&state_str);
@@ -495,7 +499,9 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
             && err.contains("schema migration failed"),
         "{err}"
     );
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(&state));
 
     // 5. An app that never becomes ready: after the timeout the install says
     //    which workload is not ready and why (its pods and their events).
@@ -515,7 +521,9 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         err.contains("CrashLoopBackOff") || err.contains("Back-off restarting failed container"),
         "the report says why:\n{err}"
     );
-    ok(tele().args(["uninstall", "--state-dir"]).arg(&state));
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(&state));
 }
 
 /// The example app with a postInstall hook that fails, built into a new bundle

@@ -19,7 +19,7 @@
 
 use std::ffi::OsStr;
 use std::fmt::Display;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -185,6 +185,11 @@ fn write_stderr(colour: ColorChoice, text: &str) {
     }
 }
 
+/// True for an answer that means yes: `y` or `yes`, in any case.
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
 /// Decides what is printed where.
 pub struct Printer {
     quiet: bool,
@@ -246,6 +251,18 @@ impl Printer {
 
     fn err_line(&self, text: &str) {
         write_stderr(self.err_colour, &format!("{}\n", paint_labels(text)));
+    }
+
+    /// Asks `question` on stderr (even with -q) and reads the answer from
+    /// stdin: true for `y` or `yes`, false for anything else or no answer.
+    pub fn confirm(&self, question: &str) -> io::Result<bool> {
+        write_stderr(self.err_colour, &format!("{question} [y/N] "));
+        let mut answer = String::new();
+        if io::stdin().lock().read_line(&mut answer)? == 0 {
+            // End of input: what follows starts on a line of its own.
+            write_stderr(self.err_colour, "\n");
+        }
+        Ok(is_yes(&answer))
     }
 
     /// Prints an error with its hint and returns the exit code it means.
@@ -510,5 +527,15 @@ mod tests {
         assert!(painted.contains(&format!("\n  {} indented", paint(style::HINT, "hint:"))));
         assert!(painted.ends_with("not an error: here"));
         assert!(paint_labels("warning: w").starts_with(&paint(style::WARN, "warning:")));
+    }
+
+    #[test]
+    fn only_y_or_yes_confirms() {
+        for yes in ["y\n", "Y\n", "yes\n", " YES \n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n\n", "no\n", "yep\n", "y es\n"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
     }
 }

@@ -33,26 +33,46 @@ pub struct UninstallReport {
     pub warnings: Vec<String>,
 }
 
-/// Removes the install whose state is in `state_dir`.
-pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
-    let layout = Layout::new(state_dir);
-    let cfg: Option<NodeConfig> = fs::read(layout.config_file())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let mut report = UninstallReport::default();
+/// What [`uninstall`] would act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The state directory does not exist: there is nothing to remove.
+    Nothing,
+    /// An install's state directory, which this process may remove.
+    Install,
+}
+
+/// Checks, changing nothing, what uninstalling `state_dir` would do: an
+/// error when it cannot (not root, or not an install's state directory).
+pub fn check(state_dir: &Path) -> anyhow::Result<Target> {
     if !state_dir.exists() {
-        return Ok(report);
+        return Ok(Target::Nothing);
     }
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "uninstalling needs root: it stops system services and removes mounts and iptables rules\nhint: run it with sudo"
     );
     // Never remove a directory that is not an install's state directory.
+    let layout = Layout::new(state_dir);
     if !layout.config_file().exists() && !state_dir.join(crate::plan::PLAN_FILE).exists() {
         anyhow::bail!(
             "{} holds no tele install (no install.json or plan.json); nothing was changed\nhint: give the install's --state-dir",
             state_dir.display()
         );
+    }
+    Ok(Target::Install)
+}
+
+/// Removes the install whose state is in `state_dir`; an empty report when
+/// there is none ([`Target::Nothing`]).
+pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
+    let layout = Layout::new(state_dir);
+    let cfg: Option<NodeConfig> = fs::read(layout.config_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut report = UninstallReport::default();
+    if check(state_dir)? == Target::Nothing {
+        return Ok(report);
     }
     let tele = layout.tele();
     supervisor::stop_services(state_dir, &tele)?;

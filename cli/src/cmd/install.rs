@@ -80,8 +80,11 @@ impl InstallReporter for Reporter<'_> {
 fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     if a.uninstall {
         return crate::cmd::node::uninstall(
-            crate::args::StateDirArg {
-                state_dir: a.state_dir,
+            crate::args::UninstallArgs {
+                state: crate::args::StateDirArg {
+                    state_dir: a.state_dir,
+                },
+                yes: a.yes,
             },
             p,
         );

@@ -1,11 +1,13 @@
 //! Commands about an installed node: `plan`, `status`, `uninstall`, and the
 //! node's image registry.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tele_installer::plan::Plan;
+use tele_installer::uninstall::Target;
 
-use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg};
+use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg, UninstallArgs};
 use crate::output::{colour_verdicts, paint, style, Printer, EXIT_INPUT};
 
 pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
@@ -100,8 +102,59 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
-    let r = tele_installer::uninstall::uninstall(&a.state_dir)?;
+/// How an uninstall gets the user's consent.
+#[derive(Debug, PartialEq, Eq)]
+enum Consent {
+    /// `--yes`.
+    Given,
+    /// Ask on the terminal.
+    Ask,
+    /// No terminal to ask on and no `--yes`: a script that did not say it
+    /// means it must not remove a cluster.
+    Refused,
+}
+
+fn consent(yes: bool, stdin_is_terminal: bool) -> Consent {
+    match (yes, stdin_is_terminal) {
+        (true, _) => Consent::Given,
+        (false, true) => Consent::Ask,
+        (false, false) => Consent::Refused,
+    }
+}
+
+pub fn uninstall(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    let dir = &a.state.state_dir;
+    let consent = consent(a.yes, std::io::stdin().is_terminal());
+    // Refused before anything else is looked at, so that a script learns of
+    // --yes whether or not it runs as root; asked only once the checks pass.
+    if consent == Consent::Refused && dir.exists() {
+        anyhow::bail!(
+            "not uninstalling {} without confirmation: standard input is not a terminal to ask on; nothing was changed\nhint: pass --yes to uninstall without asking",
+            dir.display()
+        );
+    }
+    if tele_installer::uninstall::check(dir)? == Target::Nothing {
+        let message = format!("nothing to uninstall: {} does not exist", dir.display());
+        p.out(&message);
+        p.json(&serde_json::json!({
+            "ok": true,
+            "uninstalled": false,
+            "stateDir": dir,
+            "message": message,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if consent == Consent::Ask {
+        let question = format!(
+            "This stops the cluster's services and pods, removes its mounts, network namespaces, \
+             iptables chains and cgroups, and deletes {}. Uninstall?",
+            dir.display()
+        );
+        if !p.confirm(&question)? {
+            anyhow::bail!("not uninstalled: nothing was changed");
+        }
+    }
+    let r = tele_installer::uninstall::uninstall(dir)?;
     for w in &r.warnings {
         p.note(format!("warning: {w}"));
     }
@@ -112,9 +165,13 @@ pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
         r.netns_removed,
         r.iptables_chains_removed,
         r.cgroups_removed,
-        a.state_dir.display()
+        dir.display()
     ));
-    p.json(&r);
+    let mut json = serde_json::to_value(&r)?;
+    json["ok"] = true.into();
+    json["uninstalled"] = true.into();
+    json["stateDir"] = serde_json::to_value(dir)?;
+    p.json(&json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -151,4 +208,17 @@ pub fn registry_serve(a: RegistryServeArgs) -> anyhow::Result<ExitCode> {
         tls,
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{consent, Consent};
+
+    #[test]
+    fn uninstall_asks_on_a_terminal_and_refuses_elsewhere_without_yes() {
+        assert_eq!(consent(true, true), Consent::Given);
+        assert_eq!(consent(true, false), Consent::Given);
+        assert_eq!(consent(false, true), Consent::Ask);
+        assert_eq!(consent(false, false), Consent::Refused);
+    }
 }
