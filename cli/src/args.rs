@@ -54,7 +54,7 @@ pub enum Command {
     /// Show the node's services, the node and the app.
     Status(StateDirArg),
     /// Stop and remove everything an install created on this machine.
-    Uninstall(StateDirArg),
+    Uninstall(UninstallArgs),
     /// Manage an installed cluster's resources (where alerts go).
     #[command(subcommand)]
     Resource(ResourceCommand),
@@ -75,6 +75,17 @@ pub struct StateDirArg {
     /// Where the install keeps its state.
     #[arg(long, default_value = "/var/lib/tele", env = "TELE_STATE_DIR")]
     pub state_dir: PathBuf,
+}
+
+/// `tele uninstall`
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// Do not ask for confirmation. Without it, tele asks on a terminal and
+    /// refuses when standard input is not one.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +169,10 @@ pub struct InstallArgs {
     /// Remove the install instead.
     #[arg(long)]
     pub uninstall: bool,
+    /// With --uninstall: do not ask for confirmation (needed when standard
+    /// input is not a terminal).
+    #[arg(short, long, requires = "uninstall")]
+    pub yes: bool,
     /// Seconds to wait for the app, and for each hook [default: 600].
     #[arg(long)]
     pub timeout: Option<u64>,

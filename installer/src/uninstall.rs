@@ -36,11 +36,44 @@ pub struct UninstallReport {
     pub warnings: Vec<String>,
 }
 
-/// Removes the install whose state is in `state_dir`.
+/// What [`uninstall`] would act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The state directory does not exist: there is nothing to remove.
+    Nothing,
+    /// An install's state directory, which this process may remove.
+    Install,
+}
+
+/// Checks, changing nothing, what uninstalling `state_dir` would do: an
+/// error when it cannot (not root, or not an install's state directory).
+pub fn check(state_dir: &Path) -> anyhow::Result<Target> {
+    if !state_dir.exists() && !removing_path(state_dir).exists() {
+        return Ok(Target::Nothing);
+    }
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "uninstalling needs root: it stops system services and removes mounts and iptables rules\nhint: run it with sudo"
+    );
+    // Never remove a directory that is not an install's state directory.
+    if state_dir.exists() && !StateDir::new(state_dir).holds_install() {
+        anyhow::bail!(
+            "{} holds no tele install (no install.json or plan.json); nothing was changed\nhint: give the install's --state-dir",
+            state_dir.display()
+        );
+    }
+    Ok(Target::Install)
+}
+
+/// Removes the install whose state is in `state_dir`; an empty report when
+/// there is none ([`Target::Nothing`]).
 pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     let layout = StateDir::new(state_dir);
     let cfg: Option<NodeConfig> = NodeConfig::load(&layout).ok();
     let mut report = UninstallReport::default();
+    if check(state_dir)? == Target::Nothing {
+        return Ok(report);
+    }
     // An uninstall killed while deleting the directory left it renamed.
     let removing = removing_path(state_dir);
     if removing.exists() {
@@ -50,17 +83,6 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     }
     if !state_dir.exists() {
         return Ok(report);
-    }
-    anyhow::ensure!(
-        nix::unistd::geteuid().is_root(),
-        "uninstalling needs root: it stops system services and removes mounts and iptables rules\nhint: run it with sudo"
-    );
-    // Never remove a directory that is not an install's state directory.
-    if !layout.holds_install() {
-        anyhow::bail!(
-            "{} holds no tele install (no install.json or plan.json); nothing was changed\nhint: give the install's --state-dir",
-            state_dir.display()
-        );
     }
     let _lock = crate::install::lock(&layout)?;
     // Services first (systemd units or the agent), in reverse start order.

@@ -96,4 +96,3 @@ pub fn example_bundle(dir: &Path) -> PathBuf {
         .arg(&out));
     extract(&out, &dir.join("x"))
 }
-

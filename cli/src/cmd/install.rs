@@ -74,7 +74,8 @@ impl InstallReporter for Reporter<'_> {
         self.p.note(format!("{id:<28} {why}"));
     }
     fn phase_failed(&self, id: &str, _error: &str) {
-        self.p.note(format!("{id:<28} FAILED"));
+        self.p
+            .note(crate::output::colour_verdicts(&format!("{id:<28} FAILED")));
     }
     fn waiting(&self, what: &str, elapsed: Duration, limit: Duration) {
         // A line every 10 s (and when the awaited thing changes), with the time against its limit.
@@ -94,15 +95,19 @@ impl InstallReporter for Reporter<'_> {
         }
     }
     fn note(&self, text: &str) {
-        self.p.note(text);
+        // The preflight table's pass/FAIL/warn words are coloured on a terminal.
+        self.p.note(crate::output::colour_verdicts(text));
     }
 }
 
 fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     if a.uninstall {
         return crate::cmd::node::uninstall(
-            crate::args::StateDirArg {
-                state_dir: a.state_dir,
+            crate::args::UninstallArgs {
+                state: crate::args::StateDirArg {
+                    state_dir: a.state_dir,
+                },
+                yes: a.yes,
             },
             p,
         );

@@ -3,13 +3,15 @@
 
 #![allow(clippy::print_stderr)]
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tele_installer::plan::{Plan, PlanPhase};
 use tele_installer::service::ServiceState;
+use tele_installer::uninstall::Target;
 
-use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg};
-use crate::output::{Printer, EXIT_INPUT};
+use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg, UninstallArgs};
+use crate::output::{colour_verdicts, paint, style, Printer, EXIT_INPUT};
 
 pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     let Some(plan) = Plan::load(&a.state_dir)? else {
@@ -61,7 +63,7 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
             "agent:     {}",
             s.agent
                 .map(|p| format!("running (pid {p})"))
-                .unwrap_or_else(|| "NOT RUNNING".into())
+                .unwrap_or_else(|| paint(style::BAD, "NOT RUNNING"))
         )),
         other => p.out(format!("services:  managed by {other}")),
     }
@@ -72,11 +74,12 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
             ServiceState::Running { pid, restarts } => {
                 format!("running (pid {pid}, restarted {restarts} times)")
             }
-            ServiceState::Restarting { restarts } => {
-                format!("NOT RUNNING (restarting; {restarts} restarts)")
-            }
-            ServiceState::Stopped => "NOT RUNNING (stopped)".into(),
-            ServiceState::Absent => "NOT INSTALLED".into(),
+            ServiceState::Restarting { restarts } => paint(
+                style::BAD,
+                format!("NOT RUNNING (restarting; {restarts} restarts)"),
+            ),
+            ServiceState::Stopped => paint(style::BAD, "NOT RUNNING (stopped)"),
+            ServiceState::Absent => paint(style::BAD, "NOT INSTALLED"),
         };
         p.out(format!("  {:<26} {state}", svc.name));
     }
@@ -97,9 +100,9 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
                     .get("path")
                     .map(|p| format!(" {p}"))
                     .unwrap_or_default();
-                let state = if c.ok { "ok" } else { "FAIL" };
+                let state = colour_verdicts(&format!("{:<5}", if c.ok { "ok" } else { "FAIL" }));
                 p.out(format!(
-                    "  {:<16} {state:<5} {}",
+                    "  {:<16} {state} {}",
                     format!("{}{path}", c.name),
                     c.detail
                 ));
@@ -179,8 +182,59 @@ pub fn kubectl_shim() -> ExitCode {
     ExitCode::from(EXIT_INPUT)
 }
 
-pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
-    let r = tele_installer::uninstall::uninstall(&a.state_dir)?;
+/// How an uninstall gets the user's consent.
+#[derive(Debug, PartialEq, Eq)]
+enum Consent {
+    /// `--yes`.
+    Given,
+    /// Ask on the terminal.
+    Ask,
+    /// No terminal to ask on and no `--yes`: a script that did not say it
+    /// means it must not remove a cluster.
+    Refused,
+}
+
+fn consent(yes: bool, stdin_is_terminal: bool) -> Consent {
+    match (yes, stdin_is_terminal) {
+        (true, _) => Consent::Given,
+        (false, true) => Consent::Ask,
+        (false, false) => Consent::Refused,
+    }
+}
+
+pub fn uninstall(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    let dir = &a.state.state_dir;
+    let consent = consent(a.yes, std::io::stdin().is_terminal());
+    // Refused before anything else is looked at, so that a script learns of
+    // --yes whether or not it runs as root; asked only once the checks pass.
+    if consent == Consent::Refused && dir.exists() {
+        anyhow::bail!(
+            "not uninstalling {} without confirmation: standard input is not a terminal to ask on; nothing was changed\nhint: pass --yes to uninstall without asking",
+            dir.display()
+        );
+    }
+    if tele_installer::uninstall::check(dir)? == Target::Nothing {
+        let message = format!("nothing to uninstall: {} does not exist", dir.display());
+        p.out(&message);
+        p.json(&serde_json::json!({
+            "ok": true,
+            "uninstalled": false,
+            "stateDir": dir,
+            "message": message,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if consent == Consent::Ask {
+        let question = format!(
+            "This stops the cluster's services and pods, removes its mounts, network namespaces, \
+             iptables chains and cgroups, and deletes {}. Uninstall?",
+            dir.display()
+        );
+        if !p.confirm(&question)? {
+            anyhow::bail!("not uninstalled: nothing was changed");
+        }
+    }
+    let r = tele_installer::uninstall::uninstall(dir)?;
     for w in &r.warnings {
         p.note(format!("warning: {w}"));
     }
@@ -191,9 +245,13 @@ pub fn uninstall(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
         r.netns_removed,
         r.iptables_chains_removed,
         r.cgroups_removed,
-        a.state_dir.display()
+        dir.display()
     ));
-    p.json(&r);
+    let mut json = serde_json::to_value(&r)?;
+    json["ok"] = true.into();
+    json["uninstalled"] = true.into();
+    json["stateDir"] = serde_json::to_value(dir)?;
+    p.json(&json);
     Ok(ExitCode::SUCCESS)
 }
 
