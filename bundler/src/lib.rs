@@ -23,7 +23,6 @@ pub mod build;
 pub mod bundle_meta;
 pub mod bundle_reader;
 pub mod bundle_writer;
-pub mod digest;
 pub mod elf;
 pub mod error;
 pub mod image;
@@ -35,3 +34,5 @@ pub mod runtime;
 pub mod tar_writer;
 
 pub use error::BuildError;
+/// Content digests, from `tele-bundle`.
+pub use tele_bundle::digest;

@@ -29,11 +29,11 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::path::{Component as PathPart, Path, PathBuf};
 
+use tele_bundle::oci_layout;
 use tele_manifests::ImageRef;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::BuildError;
-use crate::local_source::{CONTAINERD_NAME, REF_NAME};
 
 /// The `apiVersion` of the `runtime.json` this module reads.
 pub const API_VERSION: &str = "runtime.tele.dev/v1";
@@ -400,9 +400,10 @@ fn check_url(url: &str) -> Result<reqwest::Url, String> {
 
 /// Every image component must be named in `images/index.json`.
 fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), BuildError> {
-    let index_path = root.join(IMAGES_DIR).join("index.json");
-    let text = fs::read_to_string(&index_path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => BuildError::input(
+    let layout = root.join(IMAGES_DIR);
+    let index_path = oci_layout::index_path(&layout);
+    let index = oci_layout::Index::read(&layout).map_err(|e| match e.io_kind() {
+        Some(io::ErrorKind::NotFound) => BuildError::input(
             format!(
                 "runtime {} has image component `{}` but no OCI layout {IMAGES_DIR}/",
                 root.display(),
@@ -410,24 +411,13 @@ fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), Bu
             ),
             "the runtime is incomplete; rebuild it with scripts/build-runtime",
         ),
-        _ => BuildError::io(&index_path, e),
+        _ => e.into(),
     })?;
-    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        BuildError::input(
-            format!("{}: {e}", index_path.display()),
-            "the layout is damaged",
-        )
-    })?;
-    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
     for (c, r) in images {
         let full = r.to_string();
-        let found = entries.iter().find(|m| {
-            [CONTAINERD_NAME, REF_NAME].iter().any(|k| {
-                m["annotations"][k]
-                    .as_str()
-                    .is_some_and(|n| n == full || n == c.image.as_deref().unwrap_or(""))
-            })
-        });
+        let found = index
+            .find(&full)
+            .or_else(|| index.find(c.image.as_deref().unwrap_or("")));
         let Some(entry) = found else {
             return Err(BuildError::input(
                 format!("component `{}`: image {full} is not in {}", c.name, index_path.display()),
@@ -435,8 +425,8 @@ fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), Bu
             ));
         };
         if let Some(d) = &c.digest {
-            let got = entry["digest"].as_str().unwrap_or("");
-            if got != d {
+            let got = entry.digest.to_string();
+            if got != *d {
                 return Err(BuildError::input(
                     format!("component `{}`: image {full} has digest {got} in the layout, runtime.json says {d}", c.name),
                     "the runtime was changed after runtime.json was written; rebuild it",

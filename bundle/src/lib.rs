@@ -1,0 +1,21 @@
+//! tele's formats, owned in one place and shared by the build path
+//! (`tele-bundler`, which writes them) and the install path
+//! (`tele-installer`, which reads them).
+//!
+//! - [`digest`]: `sha256:<hex>` content digests and a hashing writer;
+//! - [`media_type`]: every manifest, index, config and layer media type;
+//! - [`platform`]: a platform, `os/architecture[/variant]`;
+//! - [`oci_layout`]: the OCI image layout (`oci-layout`, `index.json` and its
+//!   name annotations, `blobs/sha256/<hex>`).
+//!
+//! Nothing here fetches, builds or installs; errors ([`Error`]) name the
+//! file and carry a hint where there is something to do.
+#![deny(missing_docs)]
+
+pub mod digest;
+pub mod error;
+pub mod media_type;
+pub mod oci_layout;
+pub mod platform;
+
+pub use error::Error;
