@@ -25,6 +25,30 @@ pub enum Error {
         /// What to do about it.
         hint: &'static str,
     },
+    /// A file parses but breaks a rule of its format.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The bundle has no `runtime/runtime.json`.
+    #[error("{}: {source}; this bundle carries no Kubernetes runtime (it was built with --no-runtime)", path.display())]
+    NoRuntime {
+        /// The missing `runtime.json`.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The runtime names no pod sandbox image.
+    #[error("{}: the bundle's runtime has no pause image", path.display())]
+    NoSandboxImage {
+        /// The `runtime.json`.
+        path: PathBuf,
+    },
 }
 
 impl Error {
@@ -39,7 +63,15 @@ impl Error {
     /// What the user can do, when there is something to say.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            Error::Json { hint, .. } if !hint.is_empty() => Some(hint),
+            Error::Json { hint, .. } | Error::Invalid { hint, .. } if !hint.is_empty() => {
+                Some(hint)
+            }
+            Error::NoRuntime { .. } => Some(
+                "build the bundle with a runtime (without --no-runtime) to install Kubernetes from it",
+            ),
+            Error::NoSandboxImage { .. } => {
+                Some("the runtime is incomplete; rebuild it with scripts/build-runtime")
+            }
             Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 Some("check the permissions of that path")
             }
@@ -51,10 +83,19 @@ impl Error {
     /// a broken one.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
-            Error::Io { source, .. } => Some(source.kind()),
+            Error::Io { source, .. } | Error::NoRuntime { source, .. } => Some(source.kind()),
             _ => None,
         }
     }
+}
+
+/// Reads a JSON file of some format.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    hint: &'static str,
+) -> Result<T, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_json(path, &bytes, hint)
 }
 
 /// Parses the bytes of a JSON file of some format.

@@ -6,16 +6,21 @@
 //! - [`media_type`]: every manifest, index, config and layer media type;
 //! - [`platform`]: a platform, `os/architecture[/variant]`;
 //! - [`oci_layout`]: the OCI image layout (`oci-layout`, `index.json` and its
-//!   name annotations, `blobs/sha256/<hex>`).
+//!   name annotations, `blobs/sha256/<hex>`);
+//! - [`bundle_json`]: `bundle.json`, what a bundle holds, and the names of its
+//!   top-level entries;
+//! - [`runtime_json`]: `runtime.json`, the Kubernetes runtime a bundle carries.
 //!
 //! Nothing here fetches, builds or installs; errors ([`Error`]) name the
 //! file and carry a hint where there is something to do.
 #![deny(missing_docs)]
 
+pub mod bundle_json;
 pub mod digest;
 pub mod error;
 pub mod media_type;
 pub mod oci_layout;
 pub mod platform;
+pub mod runtime_json;
 
 pub use error::Error;

@@ -4,12 +4,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
+use tele_bundle::bundle_json::{
+    BlobInfo, BundleMeta, ComponentInfo, ImageInfo, InstallerInfo, RuntimeInfo, API_VERSION,
+    IMAGES_DIR,
+};
 use tele_bundle::media_type as media;
 use tele_bundle::oci_layout::{self, Descriptor, Index};
 use tele_manifests::{ImageRef, ImageSet, Manifest};
 
 use crate::blob_store::BlobStore;
-use crate::bundle_meta::{BlobInfo, BundleMeta, ImageInfo, InstallerInfo, API_VERSION};
 use crate::bundle_writer::{write_bundle, BundleFile, Content};
 use crate::error::BuildError;
 use crate::image::{Blob, Origin, Platform, ResolvedImage};
@@ -197,14 +200,14 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
     let mut meta = bundle_meta(&manifest, &images, &store, opts)?;
     let mut files = bundle_files(&manifest, &set, &images, opts)?;
     if let Some(rt) = &kube_runtime {
-        meta.runtime = Some(crate::bundle_meta::RuntimeInfo {
+        meta.runtime = Some(RuntimeInfo {
             name: rt.meta.name.clone(),
             kubernetes_version: rt.meta.kubernetes_version.clone(),
             components: rt
                 .meta
                 .components
                 .iter()
-                .map(|c| crate::bundle_meta::ComponentInfo {
+                .map(|c| ComponentInfo {
                     name: c.name.clone(),
                     version: c.version.clone(),
                 })
@@ -538,12 +541,12 @@ fn bundle_files(
             mode: 0o755,
         },
         BundleFile {
-            path: format!("images/{}", oci_layout::OCI_LAYOUT_FILE),
+            path: format!("{IMAGES_DIR}/{}", oci_layout::OCI_LAYOUT_FILE),
             content: Content::Bytes(oci_layout::OCI_LAYOUT_CONTENT.to_vec()),
             mode: 0o644,
         },
         BundleFile {
-            path: format!("images/{}", oci_layout::INDEX_FILE),
+            path: format!("{IMAGES_DIR}/{}", oci_layout::INDEX_FILE),
             content: Content::Bytes(layout_index(images)),
             mode: 0o644,
         },

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use crate::bundle_meta::{BundleMeta, BUNDLE_JSON};
+use tele_bundle::bundle_json::{BundleMeta, BUNDLE_JSON};
+
 use crate::digest::{Digest, HashingWriter};
 use crate::error::BuildError;
 use crate::tar_writer::Compression;

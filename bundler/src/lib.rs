@@ -20,7 +20,6 @@
 
 pub mod blob_store;
 pub mod build;
-pub mod bundle_meta;
 pub mod bundle_reader;
 pub mod bundle_writer;
 pub mod elf;
