@@ -35,6 +35,14 @@ pub enum Error {
         /// What to do about it.
         hint: &'static str,
     },
+    /// The path is neither a bundle tarball nor an extracted bundle.
+    #[error("{} is not a readable tele bundle: {reason}", path.display())]
+    NotABundle {
+        /// The path given.
+        path: PathBuf,
+        /// Why it is not one.
+        reason: String,
+    },
     /// The bundle has no `runtime/runtime.json`.
     #[error("{}: {source}; this bundle carries no Kubernetes runtime (it was built with --no-runtime)", path.display())]
     NoRuntime {
@@ -65,6 +73,9 @@ impl Error {
         match self {
             Error::Json { hint, .. } | Error::Invalid { hint, .. } if !hint.is_empty() => {
                 Some(hint)
+            }
+            Error::NotABundle { .. } => {
+                Some("give the .tar written by `tele build` (or its extracted directory for verify)")
             }
             Error::NoRuntime { .. } => Some(
                 "build the bundle with a runtime (without --no-runtime) to install Kubernetes from it",

@@ -9,18 +9,35 @@
 //!   name annotations, `blobs/sha256/<hex>`);
 //! - [`bundle_json`]: `bundle.json`, what a bundle holds, and the names of its
 //!   top-level entries;
-//! - [`runtime_json`]: `runtime.json`, the Kubernetes runtime a bundle carries.
+//! - [`runtime_json`]: `runtime.json`, the Kubernetes runtime a bundle carries;
+//! - [`tarball`], [`verify`], [`inspect`]: reading a bundle as a tarball or an
+//!   extracted directory, checking every file against `bundle.json`.
 //!
 //! Nothing here fetches, builds or installs; errors ([`Error`]) name the
 //! file and carry a hint where there is something to do.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use tele_bundle::{bundle_json::BundleMeta, runtime_json, verify::verify};
+//! let bundle = Path::new("/opt/shop-1.0.0");
+//! let v = verify(bundle)?;
+//! assert!(v.problems.is_empty(), "{}", v.problems.join("\n"));
+//! let meta = BundleMeta::read(bundle)?;
+//! println!("{} {}: {} images", meta.name, meta.version, meta.images.len());
+//! let kubelet = &runtime_json::binaries(bundle)?["kubelet"];
+//! # Ok::<(), tele_bundle::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod bundle_json;
 pub mod digest;
 pub mod error;
+pub mod inspect;
 pub mod media_type;
 pub mod oci_layout;
 pub mod platform;
 pub mod runtime_json;
+pub mod tarball;
+pub mod verify;
 
 pub use error::Error;

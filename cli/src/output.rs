@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tele_bundler::digest::Digest;
+use tele_bundle::digest::Digest;
 use tele_bundler::image::Origin;
 use tele_bundler::reporter::{Reporter, Stage};
 use tele_bundler::BuildError;
@@ -131,6 +131,9 @@ fn describe(e: &anyhow::Error) -> (u8, Vec<String>, Option<String>) {
             EXIT_INPUT
         };
         return (code, vec![b.to_string()], b.hint());
+    }
+    if let Some(b) = e.downcast_ref::<tele_bundle::Error>() {
+        return (EXIT_INPUT, vec![b.to_string()], b.hint().map(String::from));
     }
     (EXIT_INPUT, vec![format!("{e:#}")], None)
 }

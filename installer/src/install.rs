@@ -192,7 +192,7 @@ pub fn install(
         "installing needs root: it starts system services, mounts filesystems and changes iptables\nhint: run `sudo ./install`"
     );
     // 1. Nothing on the machine changes before the whole bundle checks out.
-    let v = tele_bundler::bundle_reader::verify(&opts.bundle_dir)?;
+    let v = tele_bundle::verify::verify(&opts.bundle_dir)?;
     if !v.problems.is_empty() {
         anyhow::bail!(
             "the bundle is damaged, nothing was changed:\n  {}\nhint: copy the bundle again from the vendor",
