@@ -63,7 +63,7 @@ impl BlobStore {
     /// A store over an OCI layout's `blobs/sha256`, with temporary files kept
     /// beside the blobs (hidden) so that renames stay within one directory.
     pub fn in_layout(layout: &Path) -> io::Result<BlobStore> {
-        let blobs = layout.join("blobs").join("sha256");
+        let blobs = tele_bundle::oci_layout::blobs_dir(layout);
         fs::create_dir_all(&blobs)?;
         Ok(BlobStore {
             tmp: blobs.clone(),

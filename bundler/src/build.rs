@@ -4,14 +4,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
+use tele_bundle::bundle_json::{
+    BlobInfo, BundleMeta, ComponentInfo, ImageInfo, InstallerInfo, RuntimeInfo, API_VERSION,
+    IMAGES_DIR,
+};
+use tele_bundle::media_type as media;
+use tele_bundle::oci_layout::{self, Descriptor, Index};
 use tele_manifests::{ImageRef, ImageSet, Manifest};
 
 use crate::blob_store::BlobStore;
-use crate::bundle_meta::{BlobInfo, BundleMeta, ImageInfo, InstallerInfo, API_VERSION};
 use crate::bundle_writer::{write_bundle, BundleFile, Content};
 use crate::error::BuildError;
-use crate::image::{media, Blob, Origin, Platform, ResolvedImage};
-use crate::local_source::{self, LocalSource, CONTAINERD_NAME, REF_NAME};
+use crate::image::{Blob, Origin, Platform, ResolvedImage};
+use crate::local_source::{self, LocalSource};
 use crate::registry::Registries;
 use crate::reporter::{Reporter, Stage};
 use crate::runtime::Runtime;
@@ -195,14 +200,14 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
     let mut meta = bundle_meta(&manifest, &images, &store, opts)?;
     let mut files = bundle_files(&manifest, &set, &images, opts)?;
     if let Some(rt) = &kube_runtime {
-        meta.runtime = Some(crate::bundle_meta::RuntimeInfo {
+        meta.runtime = Some(RuntimeInfo {
             name: rt.meta.name.clone(),
             kubernetes_version: rt.meta.kubernetes_version.clone(),
             components: rt
                 .meta
                 .components
                 .iter()
-                .map(|c| crate::bundle_meta::ComponentInfo {
+                .map(|c| ComponentInfo {
                     name: c.name.clone(),
                     version: c.version.clone(),
                 })
@@ -467,30 +472,21 @@ fn bundle_meta(
 
 /// The OCI layout's index.json: one entry per reference, named both ways.
 pub fn layout_index(images: &[ResolvedImage]) -> Vec<u8> {
-    let manifests: Vec<serde_json::Value> = images
+    let manifests = images
         .iter()
         .map(|i| {
-            let name = i.reference.to_string();
-            let mut d = serde_json::json!({
-                "mediaType": i.top.media_type,
-                "digest": i.top.digest,
-                "size": i.top.size,
-                "annotations": { REF_NAME: name, CONTAINERD_NAME: name },
-            });
-            if !media::is_index(&i.top.media_type) {
-                d["platform"] = serde_json::to_value(&i.platform).expect("json");
-            }
-            d
+            // an index spans platforms; a manifest is one
+            let platform = (!media::is_index(&i.top.media_type)).then(|| i.platform.clone());
+            Descriptor::named(
+                &i.top.media_type,
+                i.top.digest.clone(),
+                i.top.size,
+                platform,
+                &i.reference.to_string(),
+            )
         })
         .collect();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_INDEX,
-        "manifests": manifests,
-    });
-    let mut v = serde_json::to_vec_pretty(&index).expect("json");
-    v.push(b'\n');
-    v
+    Index::new(manifests).to_json()
 }
 
 /// The manifest text with each of its own image fields pinned by digest.
@@ -545,12 +541,12 @@ fn bundle_files(
             mode: 0o755,
         },
         BundleFile {
-            path: "images/oci-layout".into(),
-            content: Content::Bytes(b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec()),
+            path: format!("{IMAGES_DIR}/{}", oci_layout::OCI_LAYOUT_FILE),
+            content: Content::Bytes(oci_layout::OCI_LAYOUT_CONTENT.to_vec()),
             mode: 0o644,
         },
         BundleFile {
-            path: "images/index.json".into(),
+            path: format!("{IMAGES_DIR}/{}", oci_layout::INDEX_FILE),
             content: Content::Bytes(layout_index(images)),
             mode: 0o644,
         },

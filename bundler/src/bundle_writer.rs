@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use tele_bundle::bundle_json::{blob_entry, BlobInfo, BundleMeta, FileInfo, BUNDLE_JSON};
+
 use crate::blob_store::BlobStore;
-use crate::bundle_meta::{BlobInfo, BundleMeta, FileInfo, BUNDLE_JSON};
 use crate::digest::Digest;
 use crate::error::BuildError;
 use crate::reporter::{Reporter, Stage};
@@ -75,10 +76,7 @@ pub fn write_bundle(
         entries.insert(f.path.clone(), Entry::File(f, *size));
     }
     for b in &meta.blobs {
-        entries.insert(
-            format!("images/blobs/sha256/{}", b.digest.hex()),
-            Entry::Blob(b),
-        );
+        entries.insert(blob_entry(&b.digest), Entry::Blob(b));
     }
     let paths: Vec<String> = entries.keys().cloned().collect();
     for p in paths {

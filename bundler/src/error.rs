@@ -82,6 +82,15 @@ impl BuildError {
     }
 }
 
+impl From<tele_bundle::Error> for BuildError {
+    fn from(e: tele_bundle::Error) -> BuildError {
+        match e {
+            tele_bundle::Error::Io { path, source } => BuildError::Io { path, source },
+            e => BuildError::input(e.to_string(), e.hint().unwrap_or_default()),
+        }
+    }
+}
+
 /// A list of problems found by `tele verify`.
 #[derive(Debug)]
 pub struct Problems(pub Vec<String>);

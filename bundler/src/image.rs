@@ -4,34 +4,13 @@ use std::fmt;
 use std::path::PathBuf;
 
 use oci_spec::image::{ImageIndex, ImageManifest};
+use tele_bundle::media_type;
 use tele_manifests::ImageRef;
 
 use crate::digest::Digest;
 
-/// Media types tele understands for manifests and indexes.
-pub mod media {
-    /// OCI image manifest.
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    /// OCI image index.
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    /// Docker schema 2 manifest.
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    /// Docker manifest list.
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    /// OCI image config.
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    /// Uncompressed OCI layer.
-    pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-    /// gzip-compressed OCI layer.
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    /// Every manifest type, in the order a registry should prefer them.
-    pub const ACCEPTED: [&str; 4] = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
-
-    /// True for an index or manifest list.
-    pub fn is_index(media_type: &str) -> bool {
-        media_type == OCI_INDEX || media_type == DOCKER_LIST
-    }
-}
+/// An `os/architecture[/variant]` platform, as `--platform` gives it.
+pub use tele_bundle::platform::Platform;
 
 /// One content-addressed blob as a descriptor names it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,91 +24,39 @@ pub struct Blob {
     pub media_type: String,
 }
 
-/// An `os/architecture[/variant]` platform, as `--platform` gives it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Platform {
-    /// For example `linux`.
-    pub os: String,
-    /// For example `amd64`.
-    pub architecture: String,
-    /// For example `v8` for arm64.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// Parses `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Ok(Platform {
-                    os: os.to_string(),
-                    architecture: arch.to_string(),
-                    variant: Some(variant.to_string()),
-                })
-            }
-            _ => Err(format!(
-                "`{s}` is not a platform: expected OS/ARCH[/VARIANT], e.g. linux/amd64"
-            )),
-        }
-    }
-
-    /// Picks the manifest for this platform from an index.
-    pub fn choose<'a>(&self, index: &'a ImageIndex) -> Option<&'a oci_spec::image::Descriptor> {
-        index.manifests().iter().find(|d| {
-            d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == self.os
-                    && p.architecture().to_string() == self.architecture
-                    && (self.variant.is_none() || p.variant().as_deref() == self.variant.as_deref())
-            })
+/// Picks the manifest for `platform` from an index.
+pub fn choose_platform<'a>(
+    platform: &Platform,
+    index: &'a ImageIndex,
+) -> Option<&'a oci_spec::image::Descriptor> {
+    index.manifests().iter().find(|d| {
+        d.platform().as_ref().is_some_and(|p| {
+            p.os().to_string() == platform.os
+                && p.architecture().to_string() == platform.architecture
+                && (platform.variant.is_none()
+                    || p.variant().as_deref() == platform.variant.as_deref())
         })
-    }
-
-    /// The platforms an index offers, for error messages.
-    pub fn offered(index: &ImageIndex) -> String {
-        let all: Vec<String> = index
-            .manifests()
-            .iter()
-            .filter_map(|d| d.platform().as_ref())
-            .map(|p| {
-                let mut s = format!("{}/{}", p.os(), p.architecture());
-                if let Some(v) = p.variant() {
-                    s = format!("{s}/{v}");
-                }
-                s
-            })
-            .collect();
-        if all.is_empty() {
-            "none".into()
-        } else {
-            all.join(", ")
-        }
-    }
+    })
 }
 
-impl Default for Platform {
-    fn default() -> Self {
-        Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
+/// The platforms an index offers, for error messages.
+pub fn offered_platforms(index: &ImageIndex) -> String {
+    let all: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| {
+            let mut s = format!("{}/{}", p.os(), p.architecture());
+            if let Some(v) = p.variant() {
+                s = format!("{s}/{v}");
+            }
+            s
+        })
+        .collect();
+    if all.is_empty() {
+        "none".into()
+    } else {
+        all.join(", ")
     }
 }
 
@@ -219,30 +146,11 @@ pub fn declared_media_type(bytes: &[u8]) -> Option<String> {
     p.media_type.or_else(|| {
         Some(
             if p.manifests.is_some() {
-                media::OCI_INDEX
+                media_type::OCI_INDEX
             } else {
-                media::OCI_MANIFEST
+                media_type::OCI_MANIFEST
             }
             .into(),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platform_parses_with_and_without_variant() {
-        assert_eq!(Platform::parse("linux/amd64").unwrap(), Platform::default());
-        assert_eq!(
-            Platform::parse("linux/arm64/v8")
-                .unwrap()
-                .variant
-                .as_deref(),
-            Some("v8")
-        );
-        assert!(Platform::parse("amd64").is_err());
-        assert!(Platform::parse("linux/").is_err());
-    }
 }

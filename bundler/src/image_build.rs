@@ -7,13 +7,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
+use tele_bundle::media_type as media;
+use tele_bundle::oci_layout::{self, CONTAINERD_NAME, REF_NAME};
 use tele_manifests::ImageRef;
 
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::BuildError;
-use crate::image::{media, Blob, Platform};
-use crate::local_source::{CONTAINERD_NAME, REF_NAME};
+use crate::image::{Blob, Platform};
 
 /// What to build.
 #[derive(Clone, Debug)]
@@ -111,7 +112,8 @@ pub fn build_image(opts: &ImageBuildOptions) -> Result<BuiltImage, BuildError> {
         ));
     }
     let store = BlobStore::in_layout(&opts.layout).map_err(io_err(&opts.layout))?;
-    let index_path = opts.layout.join("index.json");
+    // Edited as JSON, so that whatever else another tool put there is kept.
+    let index_path = oci_layout::index_path(&opts.layout);
     let mut index: serde_json::Value = if index_path.is_file() {
         read_json(&index_path)?
     } else {
@@ -248,8 +250,8 @@ pub fn build_image(opts: &ImageBuildOptions) -> Result<BuiltImage, BuildError> {
             .cmp(&b["annotations"][REF_NAME].as_str())
     });
     write_atomically(
-        &opts.layout.join("oci-layout"),
-        b"{\"imageLayoutVersion\":\"1.0.0\"}\n",
+        &opts.layout.join(oci_layout::OCI_LAYOUT_FILE),
+        oci_layout::OCI_LAYOUT_CONTENT,
     )?;
     let mut bytes = serde_json::to_vec_pretty(&index).expect("json");
     bytes.push(b'\n');

@@ -5,8 +5,10 @@
 //! ([`registry`]), fetches each blob once into the content-addressed
 //! [`blob_store::BlobStore`], and writes a deterministic tarball
 //! ([`bundle_writer`]) whose `images/` is one OCI image layout.
-//! [`bundle_reader`] inspects and verifies bundles; [`image_build`] makes
-//! one-layer images from directories.
+//! [`image_build`] makes one-layer images from directories.
+//!
+//! The formats it writes (digests, media types, the OCI layout, bundle.json,
+//! runtime.json) belong to `tele-bundle`, which also reads and verifies bundles.
 //!
 //! ```no_run
 //! use tele_bundler::build::{build, BuildOptions};
@@ -20,10 +22,7 @@
 
 pub mod blob_store;
 pub mod build;
-pub mod bundle_meta;
-pub mod bundle_reader;
 pub mod bundle_writer;
-pub mod digest;
 pub mod elf;
 pub mod error;
 pub mod image;
@@ -35,3 +34,5 @@ pub mod runtime;
 pub mod tar_writer;
 
 pub use error::BuildError;
+/// Content digests, from `tele-bundle`.
+pub use tele_bundle::digest;

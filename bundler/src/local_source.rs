@@ -7,17 +7,14 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
+use tele_bundle::media_type as media;
+use tele_bundle::oci_layout::{self, NAME_ANNOTATIONS};
 use tele_manifests::ImageRef;
 
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::error::BuildError;
-use crate::image::{self, media, Blob, Origin, Platform, ResolvedImage};
-
-/// Annotation holding an image's reference in an OCI layout.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Annotation containerd reads on import.
-pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+use crate::image::{self, Blob, Origin, Platform, ResolvedImage};
 
 /// One `--image-source`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +45,7 @@ impl LocalSource {
     pub fn check(&self) -> Result<(), BuildError> {
         match self {
             LocalSource::OciLayout(p) => {
-                if !p.join("index.json").is_file() {
+                if !oci_layout::index_path(p).is_file() {
                     return Err(BuildError::input(
                         format!("image source oci:{} is not an OCI image layout (no index.json)", p.display()),
                         "point --image-source oci:PATH at a directory made by `skopeo copy ... oci:PATH:REF` or `tele image build`",
@@ -84,7 +81,7 @@ impl LocalSource {
 
 /// Copies one blob from an OCI layout into the store, verifying it.
 pub fn copy_layout_blob(layout: &Path, blob: &Blob, store: &BlobStore) -> Result<(), BuildError> {
-    let src = layout.join("blobs/sha256").join(blob.digest.hex());
+    let src = oci_layout::blob_path(layout, &blob.digest);
     let mut f = File::open(&src).map_err(|e| BuildError::io(&src, e))?;
     let mut w = store.writer().map_err(|e| BuildError::io(&src, e))?;
     io::copy(&mut f, &mut w).map_err(|e| BuildError::io(&src, e))?;
@@ -102,7 +99,7 @@ pub fn copy_layout_blob(layout: &Path, blob: &Blob, store: &BlobStore) -> Result
 }
 
 fn read_layout_blob(layout: &Path, d: &Digest) -> Result<Vec<u8>, BuildError> {
-    let p = layout.join("blobs/sha256").join(d.hex());
+    let p = oci_layout::blob_path(layout, d);
     let bytes = fs::read(&p).map_err(|e| BuildError::io(&p, e))?;
     if Digest::of_bytes(&bytes) != *d {
         return Err(BuildError::input(
@@ -120,7 +117,7 @@ fn names_of(d: &oci_spec::image::Descriptor) -> Vec<String> {
     let Some(a) = d.annotations() else {
         return vec![];
     };
-    [REF_NAME, CONTAINERD_NAME]
+    NAME_ANNOTATIONS
         .iter()
         .filter_map(|k| a.get(*k).cloned())
         .collect()
@@ -132,7 +129,7 @@ fn resolve_from_layout(
     platform: &Platform,
     store: &BlobStore,
 ) -> Result<Option<ResolvedImage>, BuildError> {
-    let index_path = layout.join("index.json");
+    let index_path = oci_layout::index_path(layout);
     let index = ImageIndex::from_file(&index_path).map_err(|e| {
         BuildError::input(
             format!("{}: not a valid OCI index: {e}", index_path.display()),
@@ -150,7 +147,7 @@ fn resolve_from_layout(
             let Ok(digest) = digest.parse::<Digest>() else {
                 return Ok(None);
             };
-            let Some(size) = fs::metadata(layout.join("blobs/sha256").join(digest.hex()))
+            let Some(size) = fs::metadata(oci_layout::blob_path(layout, &digest))
                 .ok()
                 .map(|m| m.len())
             else {
@@ -178,16 +175,15 @@ fn resolve_from_layout(
         .put_bytes(&top_bytes)
         .map_err(|e| BuildError::io(store.path(&top.digest), e))?;
     manifests.push(top.clone());
-    let manifest_bytes = if image::media::is_index(&top.media_type) {
+    let manifest_bytes = if media::is_index(&top.media_type) {
         let idx = ImageIndex::from_reader(&top_bytes[..]).map_err(|e| {
             BuildError::input(
                 format!("{r}: bad index in oci:{}: {e}", layout.display()),
                 "",
             )
         })?;
-        let chosen = platform
-            .choose(&idx)
-            .ok_or_else(|| no_platform(r, platform, &idx))?;
+        let chosen =
+            image::choose_platform(platform, &idx).ok_or_else(|| no_platform(r, platform, &idx))?;
         let m = image::descriptor_blob(chosen).map_err(|e| BuildError::input(e, ""))?;
         let bytes = read_layout_blob(layout, &m.digest)?;
         store
@@ -219,7 +215,7 @@ pub fn no_platform(r: &ImageRef, platform: &Platform, idx: &ImageIndex) -> Build
     BuildError::input(
         format!(
             "{r} has no image for platform {platform} (it offers: {})",
-            Platform::offered(idx)
+            image::offered_platforms(idx)
         ),
         "choose one of the offered platforms with --platform",
     )

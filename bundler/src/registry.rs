@@ -10,12 +10,13 @@ use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use oci_spec::image::{ImageIndex, ImageManifest};
+use tele_bundle::media_type as media;
 use tele_manifests::ImageRef;
 
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::error::BuildError;
-use crate::image::{self, media, Blob, Origin, Platform, ResolvedImage};
+use crate::image::{self, Blob, Origin, Platform, ResolvedImage};
 
 /// A registry client for one build.
 pub struct Registries {
@@ -182,8 +183,7 @@ impl Registries {
                     "",
                 )
             })?;
-            let chosen = platform
-                .choose(&idx)
+            let chosen = image::choose_platform(platform, &idx)
                 .ok_or_else(|| crate::local_source::no_platform(r, platform, &idx))?;
             let m = image::descriptor_blob(chosen)
                 .map_err(|e| BuildError::registry(format!("{r}: {e}"), ""))?;

@@ -5,7 +5,8 @@
 //! `images/` with the system images (at least the pod sandbox, `pause`). Each
 //! [`Component`] is either one file (`path` + `sha256`, optionally fetched from a `url`)
 //! or one image (`image`). `scripts/build-runtime` makes one here from Debian's packages;
-//! the format is documented in `docs/runtime.md`.
+//! the format is documented in `docs/runtime.md` and its types are
+//! `tele_bundle::runtime_json`'s.
 //!
 //! [`Runtime::load`] checks everything before a build packs it: the metadata, every
 //! file's sha256, that each image is in the layout; `url` components are fetched once
@@ -29,20 +30,15 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::path::{Component as PathPart, Path, PathBuf};
 
+use tele_bundle::oci_layout;
 use tele_manifests::ImageRef;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::BuildError;
-use crate::local_source::{CONTAINERD_NAME, REF_NAME};
 
-/// The `apiVersion` of the `runtime.json` this module reads.
-pub const API_VERSION: &str = "runtime.tele.dev/v1";
-/// The metadata file at the top of a runtime.
-pub const META_FILE: &str = "runtime.json";
-/// The OCI image layout inside a runtime that holds its system images.
-pub const IMAGES_DIR: &str = "images";
-/// Where a runtime's files go inside a bundle.
-pub const BUNDLE_DIR: &str = "runtime";
+pub use tele_bundle::runtime_json::{
+    Component, RunsOn, RuntimeMeta, API_VERSION, BUNDLE_DIR, IMAGES_DIR, META_FILE,
+};
 
 /// A loaded, verified runtime.
 #[derive(Clone, Debug)]
@@ -55,67 +51,6 @@ pub struct Runtime {
     sources: BTreeMap<String, PathBuf>,
 }
 
-/// `runtime.json`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RuntimeMeta {
-    /// Always [`API_VERSION`].
-    pub api_version: String,
-    /// A name for people, e.g. `kubernetes-1.20.2-debian`.
-    pub name: String,
-    /// The Kubernetes version, without a leading `v` (`1.20.2`).
-    pub kubernetes_version: String,
-    /// The platform of its binaries (`linux/amd64`), when recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// Every file and image of the runtime.
-    pub components: Vec<Component>,
-}
-
-/// One binary or one image of a runtime.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Component {
-    /// `kubelet`, `etcd`, `cni-bridge`, `pause`, ...; unique in the runtime.
-    pub name: String,
-    /// The version the component itself reports (`v1.20.2`, `3.4.23`).
-    pub version: String,
-    /// Where the file is, relative to the runtime directory, `/`-separated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// The file's sha256 (64 lowercase hex digits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// Where to download the file from when it is not in the directory (https, or
-    /// http on loopback).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// For an image component: its full reference, present in `images/`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// For an image component: its manifest digest in `images/`, when recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// Which nodes need it.
-    pub runs_on: RunsOn,
-    /// Where `version` comes from when the binary does not report one
-    /// (e.g. `package:containernetworking-plugins=1.1.1+ds1-3+b5`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version_source: Option<String>,
-}
-
-/// The nodes a component runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum RunsOn {
-    /// Control plane nodes only (etcd, kube-apiserver, ...).
-    ControlPlane,
-    /// Worker nodes only.
-    Worker,
-    /// Every node (kubelet, containerd, ...).
-    All,
-}
-
 /// A file to pack into the bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeFile {
@@ -126,13 +61,6 @@ pub struct RuntimeFile {
     pub source: PathBuf,
     /// File mode in the bundle: 0o755 for executables, 0o644 otherwise.
     pub mode: u32,
-}
-
-impl Component {
-    /// True for an image component (`image` set), false for a file.
-    pub fn is_image(&self) -> bool {
-        self.image.is_some()
-    }
 }
 
 impl Runtime {
@@ -281,19 +209,12 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn read_meta(root: &Path) -> Result<RuntimeMeta, BuildError> {
-    let p = root.join(META_FILE);
-    let text = fs::read_to_string(&p).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => BuildError::input(
+    RuntimeMeta::read(root).map_err(|e| match e.io_kind() {
+        Some(io::ErrorKind::NotFound) => BuildError::input(
             format!("{} is not a runtime: it has no {META_FILE}", root.display()),
             "make one with scripts/build-runtime (see docs/runtime.md)",
         ),
-        _ => BuildError::io(&p, e),
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        BuildError::input(
-            format!("{}:{}:{}: {e}", p.display(), e.line(), e.column()),
-            "see docs/runtime.md for the format of runtime.json",
-        )
+        _ => e.into(),
     })
 }
 
@@ -400,9 +321,10 @@ fn check_url(url: &str) -> Result<reqwest::Url, String> {
 
 /// Every image component must be named in `images/index.json`.
 fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), BuildError> {
-    let index_path = root.join(IMAGES_DIR).join("index.json");
-    let text = fs::read_to_string(&index_path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => BuildError::input(
+    let layout = root.join(IMAGES_DIR);
+    let index_path = oci_layout::index_path(&layout);
+    let index = oci_layout::Index::read(&layout).map_err(|e| match e.io_kind() {
+        Some(io::ErrorKind::NotFound) => BuildError::input(
             format!(
                 "runtime {} has image component `{}` but no OCI layout {IMAGES_DIR}/",
                 root.display(),
@@ -410,24 +332,13 @@ fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), Bu
             ),
             "the runtime is incomplete; rebuild it with scripts/build-runtime",
         ),
-        _ => BuildError::io(&index_path, e),
+        _ => e.into(),
     })?;
-    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        BuildError::input(
-            format!("{}: {e}", index_path.display()),
-            "the layout is damaged",
-        )
-    })?;
-    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
     for (c, r) in images {
         let full = r.to_string();
-        let found = entries.iter().find(|m| {
-            [CONTAINERD_NAME, REF_NAME].iter().any(|k| {
-                m["annotations"][k]
-                    .as_str()
-                    .is_some_and(|n| n == full || n == c.image.as_deref().unwrap_or(""))
-            })
-        });
+        let found = index
+            .find(&full)
+            .or_else(|| index.find(c.image.as_deref().unwrap_or("")));
         let Some(entry) = found else {
             return Err(BuildError::input(
                 format!("component `{}`: image {full} is not in {}", c.name, index_path.display()),
@@ -435,8 +346,8 @@ fn check_images(root: &Path, images: &[(&Component, ImageRef)]) -> Result<(), Bu
             ));
         };
         if let Some(d) = &c.digest {
-            let got = entry["digest"].as_str().unwrap_or("");
-            if got != d {
+            let got = entry.digest.to_string();
+            if got != *d {
                 return Err(BuildError::input(
                     format!("component `{}`: image {full} has digest {got} in the layout, runtime.json says {d}", c.name),
                     "the runtime was changed after runtime.json was written; rebuild it",

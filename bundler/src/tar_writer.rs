@@ -11,18 +11,9 @@ use std::path::Path;
 
 use tar::{EntryType, Header};
 
-/// How the outer tarball is compressed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// A plain tar: layers are already compressed, so this is the default.
-    #[default]
-    None,
-    /// zstd, level 3.
-    Zstd,
-    /// gzip, level 6, with a fixed header so output stays byte-identical.
-    Gzip,
-}
+/// How the outer tarball is compressed: zstd level 3 or gzip level 6 (with a
+/// fixed header so output stays byte-identical) when not plain.
+pub use tele_bundle::tarball::Compression;
 
 enum Sink {
     Plain(File),

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anstream::{AutoStream, ColorChoice};
 pub use anstyle::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tele_bundler::digest::Digest;
+use tele_bundle::digest::Digest;
 use tele_bundler::image::Origin;
 use tele_bundler::reporter::{Reporter, Stage};
 use tele_bundler::BuildError;
@@ -323,6 +323,9 @@ fn describe(e: &anyhow::Error) -> (u8, Vec<String>, Option<String>) {
             EXIT_INPUT
         };
         return (code, vec![b.to_string()], b.hint());
+    }
+    if let Some(b) = e.downcast_ref::<tele_bundle::Error>() {
+        return (EXIT_INPUT, vec![b.to_string()], b.hint().map(String::from));
     }
     (EXIT_INPUT, vec![format!("{e:#}")], None)
 }

@@ -437,7 +437,7 @@ pub fn install(
     }
     validate(opts)?;
     // Nothing on the machine changes before the whole bundle checks out.
-    let v = tele_bundler::bundle_reader::verify(&opts.bundle_dir)?;
+    let v = tele_bundle::verify::verify(&opts.bundle_dir)?;
     if !v.problems.is_empty() {
         return Err(InstallError::bad_input(
             format!(

@@ -86,54 +86,22 @@ impl NodeConfig {
 
 /// Component name -> absolute path, from the bundle's `runtime/runtime.json`.
 pub fn runtime_binaries(bundle_dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    #[derive(serde::Deserialize)]
-    struct Component {
-        name: String,
-        path: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct RuntimeJson {
-        components: Vec<Component>,
-    }
-    let path = bundle_dir.join("runtime").join("runtime.json");
-    let bytes = std::fs::read(&path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e}; this bundle carries no Kubernetes runtime (it was built with --no-runtime)",
-            path.display()
-        )
-    })?;
-    let rt: RuntimeJson =
-        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(rt
-        .components
-        .into_iter()
-        .filter_map(|c| Some((c.name, bundle_dir.join("runtime").join(c.path?))))
-        .collect())
+    Ok(tele_bundle::runtime_json::binaries(bundle_dir)?)
 }
 
 /// The sandbox (pause) image the runtime carries.
 pub fn sandbox_image(bundle_dir: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(bundle_dir.join("runtime").join("runtime.json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
-    v["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "pause")
-        .and_then(|c| c["image"].as_str())
-        .map(String::from)
-        .ok_or_else(|| anyhow::anyhow!("the bundle's runtime has no pause image"))
+    Ok(tele_bundle::runtime_json::sandbox_image(bundle_dir)?)
 }
 
 /// The registry hosts the bundle has images from (each gets a mirror entry).
 pub fn image_hosts(bundle_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let bytes = std::fs::read(bundle_dir.join("images").join("index.json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
-    let mut hosts: Vec<String> = v["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["annotations"]["io.containerd.image.name"].as_str())
+    let layout = tele_bundle::bundle_json::images_dir(bundle_dir);
+    let index = tele_bundle::oci_layout::Index::read(&layout)?;
+    let mut hosts: Vec<String> = index
+        .manifests
+        .iter()
+        .flat_map(|m| m.names())
         .filter_map(|r| r.parse::<tele_manifests::ImageRef>().ok())
         .map(|r| r.registry().to_string())
         .collect();

@@ -6,7 +6,7 @@ use crate::args::BundleArg;
 use crate::output::{human_bytes, Printer};
 
 pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
-    let i = tele_bundler::bundle_reader::inspect(&a.bundle)?;
+    let i = tele_bundle::inspect::inspect(&a.bundle)?;
     let m = &i.meta;
     p.out(format!("name:        {}", m.name));
     p.out(format!("version:     {}", m.version));

@@ -6,7 +6,7 @@ use crate::args::BundleArg;
 use crate::output::{Printer, EXIT_INPUT};
 
 pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
-    let v = tele_bundler::bundle_reader::verify(&a.bundle)?;
+    let v = tele_bundle::verify::verify(&a.bundle)?;
     p.json(&serde_json::json!({"ok": v.problems.is_empty(), "verification": v}));
     if v.problems.is_empty() {
         p.out(format!(

@@ -13,44 +13,26 @@ pub(super) struct Index {
 
 impl Index {
     pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<Index, RegistryError> {
-        let bad = |reason: String| RegistryError::Index {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let doc: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-        let entries = doc["manifests"]
-            .as_array()
-            .ok_or_else(|| bad("it has no `manifests` list".into()))?;
+        // Entries we cannot use (a bad digest, say) are skipped by the
+        // reader rather than failing the whole node.
+        let doc = tele_bundle::oci_layout::Index::from_slice(bytes).map_err(|e| {
+            RegistryError::Index {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
         let mut index = Index::default();
-        for entry in entries {
-            // An entry we cannot use is skipped rather than failing the whole node.
-            let Some(digest) = entry["digest"]
-                .as_str()
-                .and_then(|d| d.parse::<Digest>().ok())
-            else {
-                continue;
-            };
-            let media_type = entry["mediaType"]
-                .as_str()
-                .unwrap_or(OCI_MANIFEST)
-                .to_string();
-            for key in [
-                "io.containerd.image.name",
-                "org.opencontainers.image.ref.name",
-            ] {
-                let Some(name) = entry["annotations"][key].as_str() else {
-                    continue;
-                };
+        for entry in doc.manifests {
+            for name in entry.names() {
                 let Ok(image) = ImageRef::parse(name) else {
                     continue;
                 };
                 if let Some(tag) = image.tag() {
                     let key = format!("{}/{}:{tag}", image.registry(), image.repository());
-                    index.by_reference.insert(key, digest.clone());
+                    index.by_reference.insert(key, entry.digest.clone());
                 }
             }
-            index.media_types.insert(digest, media_type);
+            index.media_types.insert(entry.digest, entry.media_type);
         }
         Ok(index)
     }
@@ -85,7 +67,7 @@ impl FileStamp {
 
 impl IndexCache {
     pub(super) fn load(layout: &Path) -> Result<IndexCache, RegistryError> {
-        let path = layout.join("index.json");
+        let path = tele_bundle::oci_layout::index_path(layout);
         let read = |source| RegistryError::Read {
             path: path.clone(),
             source,

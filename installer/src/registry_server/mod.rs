@@ -44,7 +44,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tele_bundler::digest::Digest;
+use tele_bundle::digest::Digest;
 use tele_manifests::ImageRef;
 use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 use tokio::sync::watch;
@@ -60,10 +60,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCESS_LOG_ENV: &str = "TELE_REGISTRY_ACCESS_LOG";
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+use tele_bundle::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// What to serve and where.
 #[derive(Debug, Clone)]
@@ -251,7 +248,7 @@ struct State {
 
 impl State {
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.layout.join("blobs/sha256").join(digest.hex())
+        tele_bundle::oci_layout::blob_path(&self.layout, digest)
     }
 }
 

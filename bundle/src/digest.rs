@@ -148,6 +148,39 @@ mod tests {
     }
 
     #[test]
+    fn rejects_bad_input_everywhere_a_digest_is_read() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        for bad in [
+            String::new(),
+            "sha256:".into(),
+            hex.into(),
+            format!("sha512:{hex}"),
+            format!("SHA256:{hex}"),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{hex}0"),
+            format!("sha256:{}g", &hex[1..]),
+            format!(" sha256:{hex}"),
+            format!("sha256:{hex}\n"),
+            format!("sha256:../{}", &hex[3..]),
+        ] {
+            let err = bad.parse::<Digest>().unwrap_err();
+            assert_eq!(err.0, bad);
+            assert!(err.to_string().contains("is not a sha256 digest"), "{err}");
+            let json = serde_json::to_string(&bad).unwrap();
+            assert!(serde_json::from_str::<Digest>(&json).is_err(), "{bad:?}");
+        }
+        assert!(Digest::from_hex(&hex[1..]).is_err());
+        assert!(Digest::from_hex("../../index.json").is_err());
+        assert_eq!(Digest::from_hex(hex).unwrap(), Digest::of_bytes(b""));
+        let json = serde_json::to_string(&Digest::of_bytes(b"")).unwrap();
+        assert_eq!(json, format!("\"sha256:{hex}\""));
+        assert_eq!(
+            serde_json::from_str::<Digest>(&json).unwrap(),
+            Digest::of_bytes(b"")
+        );
+    }
+
+    #[test]
     fn hashing_writer_matches_one_shot_digest() {
         let mut w = HashingWriter::new(Vec::new());
         w.write_all(b"hello ").unwrap();

@@ -1,0 +1,54 @@
+//! What `tele inspect` shows: `bundle.json` and the blobs a tarball holds,
+//! read in one pass without extracting it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::bundle_json::{self, BundleMeta, BUNDLE_JSON};
+use crate::error::Error;
+use crate::tarball::{self, Compression};
+use crate::verify::parse_meta;
+
+/// A bundle's metadata and how much its images share.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspection {
+    /// The bundle's metadata.
+    #[serde(flatten)]
+    pub meta: BundleMeta,
+    /// Outer compression of the tarball.
+    pub compression: Compression,
+    /// Blobs found in the tarball.
+    pub unique_blobs: usize,
+    /// Their bytes.
+    pub unique_blob_bytes: u64,
+    /// Bytes the images would take without sharing, minus what they take.
+    pub bytes_saved_by_sharing: u64,
+}
+
+/// Reads bundle.json and the blob sizes from the tarball at `path`.
+pub fn inspect(path: &Path) -> Result<Inspection, Error> {
+    let mut meta_bytes = None;
+    let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
+    let compression = tarball::walk(path, |rel, r, size| {
+        if rel == BUNDLE_JSON {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            meta_bytes = Some(v);
+        } else if let Some(hex) = bundle_json::blob_hex_of_entry(rel) {
+            blobs.insert(hex.to_string(), size);
+        }
+        Ok(())
+    })?;
+    let meta = parse_meta(path, meta_bytes)?;
+    let unique_blob_bytes: u64 = blobs.values().sum();
+    Ok(Inspection {
+        bytes_saved_by_sharing: meta
+            .bytes_without_sharing()
+            .saturating_sub(unique_blob_bytes),
+        meta,
+        compression,
+        unique_blobs: blobs.len(),
+        unique_blob_bytes,
+    })
+}

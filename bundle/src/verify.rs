@@ -1,0 +1,264 @@
+//! Checking a bundle against its `bundle.json`: every file's size and sha256,
+//! every blob against its digest, and nothing unlisted. What `tele verify`
+//! and the installer (before it changes anything) run.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! let v = tele_bundle::verify::verify(Path::new("shop-1.0.0.tar"))?;
+//! for problem in &v.problems {
+//!     eprintln!("{problem}");
+//! }
+//! # Ok::<(), tele_bundle::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::bundle_json::{self, BundleMeta, BUNDLE_JSON};
+use crate::digest::{Digest, HashingWriter};
+use crate::error::Error;
+use crate::tarball::{self, not_a_bundle};
+
+/// The outcome of checking a bundle.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// Files checked against bundle.json.
+    pub files_checked: usize,
+    /// Blobs checked against their digests.
+    pub blobs_checked: usize,
+    /// Everything wrong, one line each, naming the file or blob.
+    pub problems: Vec<String>,
+}
+
+/// What was found in a bundle: each file's digest and size by its path
+/// relative to the top directory.
+type Seen = BTreeMap<String, (Digest, u64)>;
+
+fn hash(r: &mut dyn Read) -> io::Result<(Digest, u64)> {
+    let mut w = HashingWriter::new(io::sink());
+    io::copy(r, &mut w)?;
+    let (d, n, _) = w.finish();
+    Ok((d, n))
+}
+
+pub(crate) fn parse_meta(path: &Path, bytes: Option<Vec<u8>>) -> Result<BundleMeta, Error> {
+    let bytes = bytes.ok_or_else(|| not_a_bundle(path, "it has no bundle.json"))?;
+    serde_json::from_slice(&bytes).map_err(|e| not_a_bundle(path, format!("bundle.json: {e}")))
+}
+
+/// Checks a bundle, tarball or extracted directory (see [`verify_dir`] and
+/// [`verify_tarball`]). Problems with the contents are listed in the
+/// [`Verification`]; an error means the bundle could not be read at all.
+pub fn verify(path: &Path) -> Result<Verification, Error> {
+    if path.is_dir() {
+        verify_dir(path)
+    } else {
+        verify_tarball(path)
+    }
+}
+
+/// Checks the extracted bundle at `dir`, the directory holding `bundle.json`.
+pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
+    if !dir.join(BUNDLE_JSON).is_file() {
+        return Err(not_a_bundle(dir, "the directory has no bundle.json"));
+    }
+    let mut seen = Seen::new();
+    let mut meta_bytes = None;
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| not_a_bundle(dir, e))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).expect("under the top");
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let p = entry.path();
+        if rel == BUNDLE_JSON {
+            meta_bytes = Some(std::fs::read(p).map_err(|e| Error::io(p, e))?);
+            continue;
+        }
+        let mut f = File::open(p).map_err(|e| Error::io(p, e))?;
+        seen.insert(rel, hash(&mut f).map_err(|e| Error::io(p, e))?);
+    }
+    let meta = parse_meta(dir, meta_bytes)?;
+    Ok(compare(&meta, seen))
+}
+
+/// Checks the bundle tarball at `path` (plain, zstd or gzip) in one pass,
+/// without extracting it.
+pub fn verify_tarball(path: &Path) -> Result<Verification, Error> {
+    let mut seen = Seen::new();
+    let mut meta_bytes = None;
+    tarball::walk(path, |rel, r, _| {
+        if rel == BUNDLE_JSON {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            meta_bytes = Some(v);
+        } else {
+            seen.insert(rel.to_string(), hash(r)?);
+        }
+        Ok(())
+    })?;
+    let meta = parse_meta(path, meta_bytes)?;
+    Ok(compare(&meta, seen))
+}
+
+fn compare(meta: &BundleMeta, mut seen: Seen) -> Verification {
+    let mut v = Verification::default();
+    for f in &meta.files {
+        v.files_checked += 1;
+        match seen.remove(&f.path) {
+            None => v.problems.push(format!("{}: missing", f.path)),
+            Some((_, n)) if n != f.size => v.problems.push(format!(
+                "{}: size is {n} bytes, bundle.json says {}",
+                f.path, f.size
+            )),
+            Some((d, _)) if d.hex() != f.sha256 => v.problems.push(format!(
+                "{}: sha256 is {}, bundle.json says {}",
+                f.path,
+                d.hex(),
+                f.sha256
+            )),
+            Some(_) => {}
+        }
+    }
+    for b in &meta.blobs {
+        v.blobs_checked += 1;
+        match seen.remove(&bundle_json::blob_entry(&b.digest)) {
+            None => v.problems.push(format!("blob {}: missing", b.digest)),
+            Some((d, _)) if d != b.digest => v.problems.push(format!(
+                "blob {}: corrupt, its content hashes to {d}",
+                b.digest
+            )),
+            Some((_, n)) if n != b.size => v.problems.push(format!(
+                "blob {}: size is {n} bytes, bundle.json says {}",
+                b.digest, b.size
+            )),
+            Some(_) => {}
+        }
+    }
+    for extra in seen.keys() {
+        v.problems
+            .push(format!("{extra}: not listed in bundle.json"));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle_json::{BlobInfo, FileInfo, InstallerInfo, API_VERSION};
+    use std::fs;
+
+    /// An extracted bundle with one file and one blob, and its bundle.json.
+    fn bundle(dir: &Path) {
+        let blob = b"layer bytes";
+        let d = Digest::of_bytes(blob);
+        fs::create_dir_all(dir.join("images/blobs/sha256")).unwrap();
+        fs::write(dir.join(bundle_json::blob_entry(&d)), blob).unwrap();
+        fs::write(dir.join("app.yaml"), "kind: App\n").unwrap();
+        let meta = BundleMeta {
+            api_version: API_VERSION.into(),
+            name: "shop".into(),
+            version: "1.0.0".into(),
+            description: None,
+            tele_version: "0.1.0".into(),
+            installer: InstallerInfo {
+                linkage: "static".into(),
+            },
+            images: vec![],
+            blobs: vec![BlobInfo {
+                digest: d,
+                size: blob.len() as u64,
+            }],
+            files: vec![FileInfo {
+                path: "app.yaml".into(),
+                size: 10,
+                sha256: Digest::of_bytes(b"kind: App\n").hex().into(),
+            }],
+            runtime: None,
+            monitoring: None,
+        };
+        fs::write(dir.join(BUNDLE_JSON), meta.to_json()).unwrap();
+    }
+
+    fn tar_of(dir: &Path, out: &Path) {
+        let mut b = tar::Builder::new(File::create(out).unwrap());
+        b.append_dir_all("shop-1.0.0", dir).unwrap();
+        b.into_inner().unwrap();
+    }
+
+    #[test]
+    fn an_intact_bundle_passes_as_directory_and_tarball() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("shop-1.0.0");
+        bundle(&dir);
+        let v = verify(&dir).unwrap();
+        assert_eq!((v.files_checked, v.blobs_checked), (1, 1));
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        tar_of(&dir, &t.path().join("b.tar"));
+        let v = verify(&t.path().join("b.tar")).unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn each_damaged_missing_or_extra_file_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("shop-1.0.0");
+        bundle(&dir);
+        fs::write(dir.join("app.yaml"), "kind: Tampered\n").unwrap();
+        fs::write(dir.join("extra"), "x").unwrap();
+        let blobs = dir.join("images/blobs/sha256");
+        let blob = fs::read_dir(&blobs)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        fs::write(&blob, b"layer bytez").unwrap();
+        for v in [verify(&dir).unwrap(), {
+            tar_of(&dir, &t.path().join("b.tar"));
+            verify(&t.path().join("b.tar")).unwrap()
+        }] {
+            let all = v.problems.join("\n");
+            assert_eq!(v.problems.len(), 3, "{all}");
+            assert!(all.contains("app.yaml: size is 15 bytes"), "{all}");
+            assert!(all.contains("corrupt, its content hashes to"), "{all}");
+            assert!(all.contains("extra: not listed in bundle.json"), "{all}");
+        }
+        fs::remove_file(&blob).unwrap();
+        let v = verify(&dir).unwrap();
+        assert!(
+            v.problems.iter().any(|p| p.ends_with(": missing")),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn something_that_is_no_bundle_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let err = verify(t.path()).unwrap_err();
+        assert!(err.to_string().contains("no bundle.json"), "{err}");
+        assert!(err.hint().is_some());
+        let empty = t.path().join("empty.tar");
+        tar::Builder::new(File::create(&empty).unwrap())
+            .into_inner()
+            .unwrap();
+        let err = verify(&empty).unwrap_err();
+        assert!(
+            err.to_string().contains("not a readable tele bundle"),
+            "{err}"
+        );
+        assert!(matches!(
+            verify(&t.path().join("nothing.tar")).unwrap_err(),
+            Error::Io { .. }
+        ));
+    }
+}
