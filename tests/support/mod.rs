@@ -3,6 +3,8 @@
 //! with skopeo, and the `tele` binary run as a user would run it.
 #![allow(dead_code)]
 
+pub mod systemd_host;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
