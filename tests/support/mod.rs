@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod example;
+pub mod systemd_host;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
