@@ -140,6 +140,9 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
         .output();
     report.iptables_chains_removed = remove_iptables_chains(&mut report.warnings);
 
+    // What the kubelet and the CNI library keep outside the state directory.
+    remove_fixed_path_leftovers();
+
     // Pod cgroups, deepest first.
     report.cgroups_removed = remove_cgroups(cfg.as_ref().and_then(|c| c.cgroup_root.as_deref()));
 
@@ -164,6 +167,41 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
             .map_err(|e2| anyhow::anyhow!("cannot remove {}: {e} / {e2}", state_dir.display()))
     })?;
     Ok(report)
+}
+
+/// Files that Kubernetes 1.20 and libcni write at fixed paths, whatever the
+/// state directory: the kubelet's device-plugin socket, and the CNI result
+/// cache of this install's network (`tele`) and of its pods' loopbacks.
+fn remove_fixed_path_leftovers() {
+    let plugins = Path::new("/var/lib/kubelet/device-plugins");
+    for f in ["kubelet.sock", "DEPRECATION"] {
+        let _ = fs::remove_file(plugins.join(f));
+    }
+    let results = Path::new("/var/lib/cni/results");
+    let ours: Vec<String> = fs::read_dir(results)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("tele-")
+                .and_then(|r| r.strip_suffix("-eth0"))
+                .map(String::from)
+        })
+        .collect();
+    for id in ours {
+        let _ = fs::remove_file(results.join(format!("tele-{id}-eth0")));
+        let _ = fs::remove_file(results.join(format!("cni-loopback-{id}-lo")));
+    }
+    // Directories left empty go too (remove_dir refuses a non-empty one).
+    for d in [
+        plugins,
+        Path::new("/var/lib/kubelet"),
+        results,
+        Path::new("/var/lib/cni"),
+    ] {
+        let _ = fs::remove_dir(d);
+    }
 }
 
 /// Where the state directory is moved while it is deleted.

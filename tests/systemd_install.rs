@@ -1,0 +1,180 @@
+//! `./install` on a host whose PID 1 is systemd, as customers' servers are:
+//! a Debian 12 container booted with systemd-nspawn (tests/support/
+//! systemd_host.rs), with the example bundle bound in read-only. Every
+//! service is an enabled, active unit; the health checker writes its
+//! measurements; `tele status` is right; the app answers over its Service.
+//! After a reboot the cluster and the app come back with nothing run by
+//! hand, and `tele uninstall` leaves the host's files as they were.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::example::example_bundle;
+use support::systemd_host::{HostOptions, SystemdHost};
+use support::*;
+
+/// The units a single-node install runs.
+const SERVICES: [&str; 9] = [
+    "registry",
+    "etcd",
+    "containerd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "health-checker",
+];
+
+/// What an uninstall must leave as it found it: unit files, enablement
+/// links, the PATH, the state directory's parent.
+const SNAPSHOT: &str = "find /etc/systemd /usr/local/bin /var/lib -xdev -not -path '/var/lib/systemd/*' -not -path '/var/lib/dpkg/*' -not -path '/var/lib/apt/*' | sort";
+
+/// Polls `script` on the host until it succeeds and prints something that
+/// contains `want`, for at most `limit`.
+fn eventually(host: &SystemdHost, script: &str, want: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let o = host.sh(script);
+        let out = stdout(&o);
+        if o.status.success() && out.contains(want) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{script}` did not give {want:?} within {limit:?}:\n{out}\n{}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn app_answers(host: &SystemdHost) {
+    eventually(
+        host,
+        "ip=$(kubectl get service hello-web -o jsonpath={.spec.clusterIP}) && curl -sf -m 5 http://$ip/",
+        "hello from a tele bundle",
+        Duration::from_secs(180),
+    );
+}
+
+#[test]
+fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = example_bundle(dir.path());
+    let mut host = SystemdHost::boot(
+        "tele-sd1",
+        HostOptions::new("10.213.0.21/24").bind_ro(&bundle, "/opt/hello"),
+    );
+    host.wait_running(Duration::from_secs(120));
+    let before = host.ok_sh(SNAPSHOT);
+
+    // The admin's command, as documented: defaults for everything.
+    let o = host.exec(&[
+        "/opt/hello/install",
+        "--autofix",
+        "--timeout",
+        "300",
+        "--output-format",
+        "json",
+    ]);
+    assert!(
+        o.status.success(),
+        "install on the systemd host failed:\n{}\n{}\nservices' logs:\n{}",
+        stderr(&o),
+        stdout(&o),
+        host.sh("tail -n 20 /var/lib/tele/logs/*.log")
+            .stdout
+            .escape_ascii()
+    );
+    let summary = json(&o);
+    assert_eq!(summary["serviceManager"], "systemd");
+    assert_eq!(summary["node"], "tele-sd1");
+
+    // Every service is an enabled unit that systemd reports active.
+    for s in SERVICES {
+        let unit = format!("tele-{s}.service");
+        assert_eq!(
+            host.ok_sh(&format!("systemctl is-enabled {unit}")).trim(),
+            "enabled",
+            "{unit}"
+        );
+        assert_eq!(
+            host.ok_sh(&format!("systemctl is-active {unit}")).trim(),
+            "active",
+            "{unit}"
+        );
+    }
+    // tele and kubectl are on the PATH; status sees the units and the health checker's round.
+    let status = eventually(
+        &host,
+        "tele status",
+        "node health (",
+        Duration::from_secs(60),
+    );
+    assert!(status.contains("managed by systemd"), "{status}");
+    for s in SERVICES {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.trim_start().starts_with(s) && l.contains("running (pid")),
+            "{s} in status:\n{status}"
+        );
+    }
+    assert!(status.contains("Ready=True"), "{status}");
+    assert!(
+        status.contains("default/Deployment/hello-web 1/1"),
+        "{status}"
+    );
+    let health = host.ok_sh("ls /var/lib/tele/health");
+    assert!(
+        !health.trim().is_empty(),
+        "the health checker wrote nothing"
+    );
+    app_answers(&host);
+
+    // A reboot: systemd brings every unit back in order, then the node and the app.
+    host.reboot();
+    for s in SERVICES {
+        eventually(
+            &host,
+            &format!("systemctl is-active tele-{s}.service"),
+            "active",
+            Duration::from_secs(120),
+        );
+    }
+    eventually(
+        &host,
+        "kubectl get node tele-sd1 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
+        "True",
+        Duration::from_secs(180),
+    );
+    app_answers(&host);
+    eventually(
+        &host,
+        "tele status",
+        "default/Deployment/hello-web 1/1",
+        Duration::from_secs(120),
+    );
+
+    // Uninstall removes every unit, link and file it made.
+    let o = host.exec(&["tele", "uninstall", "--yes"]);
+    assert!(
+        o.status.success(),
+        "uninstall:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let units = host.ok_sh("systemctl list-units --all --no-legend 'tele-*'");
+    assert!(units.trim().is_empty(), "units left:\n{units}");
+    let after = host.ok_sh(SNAPSHOT);
+    assert_eq!(before, after, "the host's files are as before the install");
+    let listening = host.ok_sh("ss -ltnH || true");
+    for port in [":6443 ", ":2379 ", ":5043 ", ":10250 "] {
+        assert!(
+            !listening.contains(port),
+            "{port} still listening:\n{listening}"
+        );
+    }
+}
