@@ -1,8 +1,8 @@
 //! `./install` on a host whose PID 1 is systemd, as customers' servers are:
 //! a Debian 12 container booted with systemd-nspawn (tests/support/
 //! systemd_host.rs), with the example bundle bound in read-only. Every
-//! service is an enabled, active unit; the health checker writes its
-//! measurements; `tele status` is right; the app answers over its Service.
+//! service is an enabled, active unit; the health checker's measurements
+//! reach InfluxDB; `tele status` is right; the app answers over its Service.
 //! After a reboot the cluster and the app come back with nothing run by
 //! hand, and `tele uninstall` leaves the host's files as they were.
 

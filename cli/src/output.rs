@@ -32,6 +32,7 @@ use tele_bundle::digest::Digest;
 use tele_bundler::image::Origin;
 use tele_bundler::reporter::{Reporter, Stage};
 use tele_bundler::BuildError;
+use tele_installer::error::InstallError;
 use tele_manifests::{ImageRef, ManifestError};
 
 use crate::args::OutputFormat;
@@ -267,6 +268,11 @@ impl Printer {
 
     /// Prints an error with its hint and returns the exit code it means.
     pub fn error(&self, e: &anyhow::Error) -> ExitCode {
+        self.error_with(e, serde_json::Value::Null)
+    }
+
+    /// [`Printer::error`], with `extra` fields in the JSON document.
+    pub fn error_with(&self, e: &anyhow::Error, extra: serde_json::Value) -> ExitCode {
         let (code, lines, hint) = describe(e);
         for l in &lines {
             self.err_line(&format!("error: {l}"));
@@ -275,9 +281,12 @@ impl Printer {
             self.err_line(&format!("  hint: {h}"));
         }
         if self.is_json() {
-            self.json(
-                &serde_json::json!({"ok": false, "exitCode": code, "errors": lines, "hint": hint}),
-            );
+            let mut doc =
+                serde_json::json!({"ok": false, "exitCode": code, "errors": lines, "hint": hint});
+            if let (Some(d), serde_json::Value::Object(extra)) = (doc.as_object_mut(), extra) {
+                d.extend(extra);
+            }
+            self.json(&doc);
         }
         ExitCode::from(code)
     }
@@ -315,6 +324,20 @@ fn describe(e: &anyhow::Error) -> (u8, Vec<String>, Option<String>) {
             diags.iter().map(|d| d.to_string()).collect(),
             None,
         );
+    }
+    if let Some(ie) = e.downcast_ref::<InstallError>() {
+        let line = match ie {
+            InstallError::Preflight { results } => {
+                let failed: Vec<&str> = results
+                    .iter()
+                    .filter(|r| r.status == tele_installer::preflight::Status::Fail)
+                    .map(|r| r.name.as_str())
+                    .collect();
+                format!("{ie}: {}", failed.join(", "))
+            }
+            _ => ie.to_string(),
+        };
+        return (ie.exit_code(), vec![line], ie.hint());
     }
     if let Some(b) = e.downcast_ref::<BuildError>() {
         let code = if b.is_registry() {

@@ -53,7 +53,8 @@ pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-fn sync_dir(dir: &Path) {
+/// fsyncs a directory, so that a rename or a new file in it survives a crash.
+pub fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

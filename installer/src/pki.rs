@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, Permissions};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -816,29 +816,14 @@ fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
 /// for a moment, and a crash leaves the old file or the new one.
 fn write_file(pki: &mut Pki, file: &str, contents: &[u8], mode: u32) -> Result<(), PkiError> {
     let path = pki.dir.join(file);
-    let parent = path.parent().unwrap_or(&pki.dir).to_path_buf();
     let io_err = |action, source| PkiError::Io {
         action,
         path: path.clone(),
         source,
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(&parent)
-        .map_err(|e| io_err("create a temporary file for", e))?;
-    // The umask may have narrowed the mode given at creation.
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(mode))
-        .map_err(|e| io_err("set permissions of", e))?;
-    tmp.write_all(contents).map_err(|e| io_err("write", e))?;
-    tmp.as_file().sync_all().map_err(|e| io_err("sync", e))?;
-    tmp.persist(&path)
-        .map_err(|e| io_err("rename into place", e.error))?;
-    if let Ok(dir) = fs::File::open(&parent) {
-        dir.sync_all()
-            .map_err(|e| io_err("sync the directory of", e))?;
-    }
+    // The temporary file is created 0600 and set to `mode` before the key
+    // is written, so a key is never readable by others, not even for a moment.
+    crate::durable::write_durably(&path, contents, mode).map_err(|e| io_err("write", e))?;
     pki.written.push(file.to_string());
     Ok(())
 }

@@ -17,6 +17,7 @@
 //! changes last until the next reboot; making them permanent belongs to the
 //! node configuration phase.
 
+use crate::procfs::Procfs;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -852,47 +853,23 @@ fn port_holder(proc_root: &Path, port: u16, protocol: Protocol) -> Option<(u32, 
     if inodes.is_empty() {
         return None;
     }
-    for pid in pids(proc_root) {
-        let Ok(fds) = fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = fs::read_link(fd.path()) else {
-                continue;
-            };
-            if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
-                return Some((pid, comm(proc_root, pid)));
-            }
-        }
-    }
-    None
-}
-
-fn pids(proc_root: &Path) -> Vec<u32> {
-    let mut pids: Vec<u32> = fs::read_dir(proc_root)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
-    pids
-}
-
-fn comm(proc_root: &Path, pid: u32) -> String {
-    read_to_string(&proc_root.join(pid.to_string()).join("comm"))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_else(|| "?".to_string())
+    let proc = Procfs::at(proc_root);
+    proc.pids().into_iter().find_map(|pid| {
+        proc.fd_targets(pid)
+            .iter()
+            .any(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+            .then(|| (pid as u32, proc.comm(pid)))
+    })
 }
 
 fn check_conflicting(cfg: &PreflightConfig) -> Outcome {
-    let own = std::process::id();
-    let found: Vec<(u32, String)> = pids(&cfg.proc_root)
+    let own = std::process::id() as i32;
+    let proc = Procfs::at(&cfg.proc_root);
+    let found: Vec<(i32, String)> = proc
+        .pids()
         .into_iter()
-        .filter(|&pid| pid != own && !is_zombie(&cfg.proc_root, pid))
-        .map(|pid| (pid, comm(&cfg.proc_root, pid)))
+        .filter(|&pid| pid != own && !proc.is_zombie(pid))
+        .map(|pid| (pid, proc.comm(pid)))
         .filter(|(_, name)| CONFLICTING.contains(&name.as_str()))
         .collect();
     if found.is_empty() {
@@ -916,16 +893,6 @@ fn check_conflicting(cfg: &PreflightConfig) -> Outcome {
 
 /// A zombie has exited and holds nothing; only a parent that does not reap
 /// keeps it listed (some container inits never do).
-fn is_zombie(proc_root: &Path, pid: u32) -> bool {
-    std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 fn check_fsync(state_dir: &Path) -> Outcome {
     let dir = existing_ancestor(state_dir);
     match measure_fsync(&dir) {

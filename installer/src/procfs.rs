@@ -1,28 +1,106 @@
-//! Reading processes and mounts from procfs: one reader for the agent, the
-//! service managers, status and uninstall.
+//! Reading processes, mounts and log tails: one reader for the agent, the
+//! service managers, preflight, status and uninstall. [`Procfs`] reads a
+//! procfs at any root (tests use a fake tree); the free functions read the
+//! machine's `/proc`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// A procfs tree.
+#[derive(Clone, Debug)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+impl Procfs {
+    /// The machine's `/proc`.
+    pub fn host() -> Procfs {
+        Procfs::at("/proc")
+    }
+
+    /// A procfs mounted (or faked) at `root`.
+    pub fn at(root: impl Into<PathBuf>) -> Procfs {
+        Procfs { root: root.into() }
+    }
+
+    fn pid_dir(&self, pid: i32) -> PathBuf {
+        self.root.join(pid.to_string())
+    }
+
+    /// Every pid, in ascending order.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// A process's command line, split at NULs.
+    pub fn cmdline(&self, pid: i32) -> Option<Vec<String>> {
+        let raw = fs::read(self.pid_dir(pid).join("cmdline")).ok()?;
+        Some(
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        )
+    }
+
+    /// A process's command name (`comm`), `?` when unreadable.
+    pub fn comm(&self, pid: i32) -> String {
+        fs::read_to_string(self.pid_dir(pid).join("comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|_| "?".to_string())
+    }
+
+    /// The targets of a process's open file descriptors.
+    pub fn fd_targets(&self, pid: i32) -> Vec<PathBuf> {
+        fs::read_dir(self.pid_dir(pid).join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| fs::read_link(fd.path()).ok())
+            .collect()
+    }
+
+    /// A process's state letter and parent pid, from `stat`.
+    fn stat(&self, pid: i32) -> Option<(char, i32)> {
+        let text = fs::read_to_string(self.pid_dir(pid).join("stat")).ok()?;
+        // The command name may hold spaces and parentheses: fields follow the last `)`.
+        let mut rest = text.rsplit(')').next()?.split_whitespace();
+        let state = rest.next()?.chars().next()?;
+        let ppid = rest.next()?.parse().ok()?;
+        Some((state, ppid))
+    }
+
+    /// True when the process exists and is not a zombie.
+    pub fn is_alive(&self, pid: i32) -> bool {
+        self.stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
+    }
+
+    /// True when the process is a zombie (exited, not yet reaped).
+    pub fn is_zombie(&self, pid: i32) -> bool {
+        self.stat(pid).is_some_and(|(s, _)| s == 'Z')
+    }
+
+    /// The parent of a process.
+    pub fn parent(&self, pid: i32) -> Option<i32> {
+        self.stat(pid).map(|(_, p)| p)
+    }
+}
+
 /// Every pid in `/proc`.
 pub fn pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .collect()
+    Procfs::host().pids()
 }
 
 /// A process's command line, split at NULs.
 pub fn cmdline(pid: i32) -> Option<Vec<String>> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect(),
-    )
+    Procfs::host().cmdline(pid)
 }
 
 /// The binary a process runs (`/proc/PID/exe`).
@@ -30,24 +108,14 @@ pub fn exe(pid: i32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
 
-/// A process's state letter and parent pid, from `/proc/PID/stat`.
-fn stat(pid: i32) -> Option<(char, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields follow the last `)`.
-    let mut rest = text.rsplit(')').next()?.split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
 /// True when the process exists and is not a zombie.
 pub fn is_alive(pid: i32) -> bool {
-    stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
+    Procfs::host().is_alive(pid)
 }
 
 /// The parent of a process.
 pub fn parent(pid: i32) -> Option<i32> {
-    stat(pid).map(|(_, p)| p)
+    Procfs::host().parent(pid)
 }
 
 /// The direct children of `parent`.

@@ -150,9 +150,7 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     // Renamed first, so that a kill while deleting leaves a name the next run finishes.
     fs::rename(state_dir, &removing)?;
     if let Some(parent) = removing.parent() {
-        if let Ok(d) = fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
+        crate::durable::sync_dir(parent);
     }
     let state_dir = removing.as_path();
     fs::remove_dir_all(state_dir).or_else(|e| {

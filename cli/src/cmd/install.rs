@@ -174,42 +174,11 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
 }
 
 /// Prints a failed install (error, hint; in JSON also the preflight
-/// results) and returns its exit code.
+/// results and the state directory) and returns its exit code.
 fn install_failed(e: &anyhow::Error, opts: &InstallOptions, p: &Printer) -> ExitCode {
-    let Some(ie) = e.downcast_ref::<InstallError>() else {
-        return p.error(e);
-    };
-    let mut text = match ie {
-        InstallError::Preflight { results } => {
-            format!("{ie}: {}", failed_names(results))
-        }
-        _ => ie.to_string(),
-    };
-    if let Some(h) = ie.hint() {
-        text.push_str(&format!("\nhint: {h}"));
+    let mut extra = serde_json::json!({ "stateDir": opts.state_dir });
+    if let Some(InstallError::Preflight { results }) = e.downcast_ref::<InstallError>() {
+        extra["preflight"] = serde_json::to_value(results).unwrap_or_default();
     }
-    p.error(&anyhow::anyhow!(text));
-    if p.is_json() {
-        let mut json = serde_json::json!({
-            "ok": false,
-            "error": ie.to_string(),
-            "hint": ie.hint(),
-            "exitCode": ie.exit_code(),
-            "stateDir": opts.state_dir,
-        });
-        if let InstallError::Preflight { results } = ie {
-            json["preflight"] = serde_json::to_value(results).unwrap_or_default();
-        }
-        p.json(&json);
-    }
-    ExitCode::from(ie.exit_code())
-}
-
-fn failed_names(results: &[tele_installer::preflight::CheckResult]) -> String {
-    results
-        .iter()
-        .filter(|r| r.status == tele_installer::preflight::Status::Fail)
-        .map(|r| r.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    p.error_with(e, extra)
 }

@@ -89,7 +89,7 @@ impl DiskBuffer {
         f.sync_data()?;
         seg.size += bytes.len() as u64;
         if fresh {
-            sync_dir(&self.dir);
+            crate::durable::sync_dir(&self.dir);
         }
         Ok(self.enforce_bound())
     }
@@ -106,7 +106,7 @@ impl DiskBuffer {
             }
         }
         if dropped > 0 {
-            sync_dir(&self.dir);
+            crate::durable::sync_dir(&self.dir);
         }
         dropped
     }
@@ -117,7 +117,7 @@ impl DiskBuffer {
             self.current = None;
         }
         fs::remove_file(&seg.path)?;
-        sync_dir(&self.dir);
+        crate::durable::sync_dir(&self.dir);
         Ok(())
     }
 }
@@ -136,12 +136,6 @@ pub(crate) fn read_lines(path: &Path) -> Vec<String> {
         .filter(|l| !l.trim().is_empty())
         .map(String::from)
         .collect()
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,19 @@ pub struct Checks;
 
 /// Preflight found the machine unfit.
 #[derive(Debug, thiserror::Error)]
-#[error("preflight checks failed:\n{table}")]
+#[error("preflight checks failed: {}", failed_names(.results))]
 pub struct PreflightFailed {
     /// The results.
     pub results: Vec<crate::preflight::CheckResult>,
-    /// The results as a table.
-    pub table: String,
+}
+
+fn failed_names(results: &[crate::preflight::CheckResult]) -> String {
+    results
+        .iter()
+        .filter(|r| r.status == crate::preflight::Status::Fail)
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where the last results are kept.
@@ -66,7 +73,7 @@ impl Phase for Checks {
             0o600,
         )?;
         if crate::preflight::failed(&results) {
-            return Err(PreflightFailed { results, table }.into());
+            return Err(PreflightFailed { results }.into());
         }
         Ok(())
     }
