@@ -80,7 +80,19 @@ fn uninstall(state: &Path) -> std::process::Output {
 
 /// Runs `./install` (or `tele uninstall`) until it pauses at `point`
 /// (TELE_TEST_PAUSE_AT), then kills it with SIGKILL.
-fn kill_at(mut cmd: Command, state: &Path, point: &str, log: &Path) {
+fn kill_at(cmd: Command, state: &Path, point: &str, log: &Path) {
+    signal_at(cmd, state, point, log, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Runs `./install` (or `tele uninstall`) until it pauses at `point`, then
+/// sends it `signal` and waits for it to end.
+fn signal_at(
+    mut cmd: Command,
+    state: &Path,
+    point: &str,
+    log: &Path,
+    signal: nix::sys::signal::Signal,
+) -> std::process::ExitStatus {
     let paused = state.join(".paused");
     let _ = fs::remove_file(&paused);
     let mut child = cmd
@@ -103,9 +115,10 @@ fn kill_at(mut cmd: Command, state: &Path, point: &str, log: &Path) {
         assert!(Instant::now() < deadline, "never reached {point}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let status = child.wait().unwrap();
     fs::remove_file(&paused).unwrap();
+    status
 }
 
 /// The app answers through its Service's cluster IP (kube-proxy's rules).
@@ -458,6 +471,25 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         out
     };
     assert!(phases.len() >= 8, "{phases:?}");
+    // SIGTERM (or Ctrl-C) ends the install as interrupted: exit 130, the
+    // phase recorded as such, and a hint to resume.
+    let log = dir.path().join("interrupted-install.log");
+    let status = signal_at(
+        install_cmd(&bundle, &state, &["--resume"]),
+        &state,
+        "/checks:before",
+        &log,
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let err = fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted in phase /checks") && err.contains("--resume"),
+        "{err}"
+    );
+    let checks = &plan_state(&state).unwrap()["phases"][0];
+    assert_eq!(checks["state"], "failed");
+    assert_eq!(checks["error"], "interrupted by a signal");
     assert!(phases
         .iter()
         .any(|p| p.starts_with("/nodes/") && p.ends_with("/services")));
@@ -497,7 +529,18 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     );
     app_answers(&bundle, &state);
 
-    // 5. Uninstall leaves nothing behind.
+    // 5. Uninstall, killed after removing the network (before deleting the
+    //    state directory) and run again, leaves nothing behind.
+    kill_at(
+        {
+            let mut c = tele();
+            c.args(["uninstall", "--yes", "--state-dir"]).arg(&state);
+            c
+        },
+        &state,
+        "uninstall:network",
+        &dir.path().join("killed-uninstall.log"),
+    );
     uninstall(&state);
     assert!(!state.exists());
     let state_str = state.display().to_string();

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::example::runtime_dir;
+use support::example::{runtime_dir, static_installer};
 use support::*;
 
 /// Exit code, stdout and stderr as one text.
@@ -57,22 +57,6 @@ fn regex_escape(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The static tele that scripts/test builds for bundles.
-fn static_installer() -> std::path::PathBuf {
-    let p = std::env::var_os("TELE_STATIC_INSTALLER")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/x86_64-unknown-linux-musl/release/tele")
-        });
-    assert!(
-        p.is_file(),
-        "no static tele at {}: scripts/test builds it",
-        p.display()
-    );
-    p
 }
 
 /// A small app of two images that share a layer, built offline from files,

@@ -411,16 +411,19 @@ pub fn lock(state: &StateDir) -> anyhow::Result<StateLock> {
 }
 
 /// Stops here when a test asked to (`TELE_TEST_PAUSE_AT=POINT`), so that it
-/// can kill the installer at a known moment: writes `.paused` in the state
-/// directory and sleeps.
-pub fn test_pause_point(state: &StateDir, point: &str) {
+/// can kill or signal the installer at a known moment: writes `.paused` in
+/// the state directory and waits, until a caught SIGINT or SIGTERM ends the
+/// wait as an interruption.
+pub fn test_pause_point(state: &StateDir, point: &str) -> anyhow::Result<()> {
     if std::env::var("TELE_TEST_PAUSE_AT").is_ok_and(|p| p == point) {
         let _ =
             crate::durable::write_durably(&state.root().join(".paused"), point.as_bytes(), 0o644);
         loop {
-            std::thread::sleep(Duration::from_secs(3600));
+            crate::interrupt::check()?;
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
+    Ok(())
 }
 
 /// Verifies the bundle, then runs (or resumes) the install plan.
@@ -564,6 +567,9 @@ fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], ctx: &PhaseContext) -> a
         if let Some(r) = plan.unmet_requirement(&id) {
             anyhow::bail!("phase {id} requires {r}, which is not completed");
         }
+        if crate::interrupt::check().is_err() {
+            return Err(InstallError::Interrupted { id }.into());
+        }
         // An interrupted phase runs again only if its effect is not in place.
         if rec.state == PhaseState::InProgress && phase.check(ctx).unwrap_or(false) {
             plan.complete(&id)?;
@@ -573,11 +579,9 @@ fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], ctx: &PhaseContext) -> a
         }
         ctx.reporter.phase_started(&id, &phase.description());
         plan.start(&id)?;
-        test_pause_point(ctx.state, &format!("{id}:before"));
-        let result = phase.execute(ctx);
-        if result.is_ok() {
-            test_pause_point(ctx.state, &format!("{id}:after"));
-        }
+        let result = test_pause_point(ctx.state, &format!("{id}:before"))
+            .and_then(|()| phase.execute(ctx))
+            .and_then(|()| test_pause_point(ctx.state, &format!("{id}:after")));
         match result {
             Ok(()) => {
                 plan.complete(&id)?;

@@ -87,7 +87,7 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     let _lock = crate::install::lock(&layout)?;
     // Services first (systemd units or the agent), in reverse start order.
     crate::service::for_host(&layout).stop_all()?;
-    crate::install::test_pause_point(&layout, "uninstall:services");
+    crate::install::test_pause_point(&layout, "uninstall:services")?;
     remove_links(&layout);
 
     // Pods outlive containerd: their shims keep them. Kill each shim's
@@ -146,7 +146,7 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     // Pod cgroups, deepest first.
     report.cgroups_removed = remove_cgroups(cfg.as_ref().and_then(|c| c.cgroup_root.as_deref()));
 
-    crate::install::test_pause_point(&layout, "uninstall:network");
+    crate::install::test_pause_point(&layout, "uninstall:network")?;
     // Renamed first, so that a kill while deleting leaves a name the next run finishes.
     fs::rename(state_dir, &removing)?;
     if let Some(parent) = removing.parent() {

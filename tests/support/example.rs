@@ -20,6 +20,22 @@ pub fn runtime_dir() -> PathBuf {
     dir
 }
 
+/// The installer in a bundle: a static build of tele (scripts/test makes it).
+pub fn static_installer() -> PathBuf {
+    let installer = std::env::var_os("TELE_STATIC_INSTALLER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/x86_64-unknown-linux-musl/release/tele")
+        });
+    assert!(
+        installer.is_file(),
+        "no static tele at {}: build it with `cargo build --release --target x86_64-unknown-linux-musl -p tele-cli` (scripts/test does)",
+        installer.display()
+    );
+    installer
+}
+
 /// The example app's bundle, its images made from busybox as scripts/example-bundle does.
 pub fn example_bundle(dir: &Path) -> PathBuf {
     let f = ImageFactory::new(dir);
@@ -67,18 +83,7 @@ pub fn example_bundle(dir: &Path) -> PathBuf {
             .arg(&f.layout),
     );
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/app.yaml");
-    // The installer in a bundle is a static build of tele (scripts/test makes it).
-    let installer = std::env::var_os("TELE_STATIC_INSTALLER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/x86_64-unknown-linux-musl/release/tele")
-        });
-    assert!(
-        installer.is_file(),
-        "no static tele at {}: build it with `cargo build --release --target x86_64-unknown-linux-musl -p tele-cli` (scripts/test does)",
-        installer.display()
-    );
+    let installer = static_installer();
     let out = dir.join("hello.tar");
     ok(tele()
         .env_remove("TELE_NO_RUNTIME")
