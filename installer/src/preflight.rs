@@ -1032,6 +1032,40 @@ mod tests {
     }
 
     #[test]
+    fn modules_built_into_the_kernel_count_as_loaded() {
+        // No /proc/modules entries, no /sys/module directories: the features
+        // show only through /proc/filesystems and the sysctls they add.
+        let (tmp, mut cfg) = healthy();
+        with_state_volume(&mut cfg);
+        let root = tmp.path();
+        fs::write(root.join("proc/modules"), "").unwrap();
+        for m in ["br_netfilter", "nf_conntrack", "overlay", "ip_tables"] {
+            let _ = fs::remove_dir_all(root.join("sys/module").join(m));
+        }
+        cfg.skip = vec!["ports".into()];
+        let missing = run_with(&cfg, &no_modprobe).unwrap();
+        let modules = result(&missing, "kernel-modules");
+        assert_eq!(modules.status, Status::Fail, "{modules:?}");
+        assert!(modules.detail.contains("overlay"), "{modules:?}");
+        fs::write(
+            root.join("proc/filesystems"),
+            "nodev\tsysfs\nnodev\toverlay\n",
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("proc/sys/net/netfilter")).unwrap();
+        fs::write(
+            root.join("proc/sys/net/netfilter/nf_conntrack_max"),
+            "262144\n",
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("proc/net")).unwrap();
+        fs::write(root.join("proc/net/ip_tables_names"), "filter\n").unwrap();
+        let results = run_with(&cfg, &no_modprobe).unwrap();
+        let modules = result(&results, "kernel-modules");
+        assert_eq!(modules.status, Status::Pass, "{modules:?}");
+    }
+
+    #[test]
     fn a_healthy_machine_passes() {
         let (_tmp, mut cfg) = healthy();
         with_state_volume(&mut cfg);

@@ -316,3 +316,127 @@ impl CrashWatch {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A service manager that records what it is asked and makes `crashing` die.
+    struct Recorder {
+        calls: RefCell<Vec<String>>,
+        running: RefCell<Vec<String>>,
+        crashing: &'static str,
+    }
+
+    impl ServiceManager for Recorder {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn start(&self, spec: &ServiceSpec, after: Option<&str>) -> anyhow::Result<()> {
+            self.calls.borrow_mut().push(format!(
+                "start {} after {}",
+                spec.name,
+                after.unwrap_or("-")
+            ));
+            self.running.borrow_mut().push(spec.name.clone());
+            Ok(())
+        }
+        fn stop(&self, name: &str) -> anyhow::Result<()> {
+            self.calls.borrow_mut().push(format!("stop {name}"));
+            self.running.borrow_mut().retain(|n| n != name);
+            Ok(())
+        }
+        fn state(&self, name: &str) -> ServiceState {
+            match (
+                name == self.crashing,
+                self.running.borrow().iter().any(|n| n == name),
+            ) {
+                (true, true) => ServiceState::Restarting { restarts: 1 },
+                (false, true) => ServiceState::Running {
+                    pid: 1,
+                    restarts: 0,
+                },
+                _ => ServiceState::Absent,
+            }
+        }
+        fn installed(&self) -> Vec<String> {
+            self.running.borrow().clone()
+        }
+    }
+
+    struct Fake(&'static str);
+
+    impl Component for Fake {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn service(&self, _n: &NodeContext) -> anyhow::Result<ServiceSpec> {
+            Ok(ServiceSpec::new(self.0, "/bin/true"))
+        }
+        fn probe(&self, _n: &NodeContext) -> Probe {
+            Probe::Running
+        }
+    }
+
+    fn node(dir: &std::path::Path) -> NodeContext {
+        let state = StateDir::new(dir);
+        std::fs::create_dir_all(state.logs_dir()).unwrap();
+        std::fs::write(
+            state.log("c"),
+            "starting\nfatal: bind: address already in use\n",
+        )
+        .unwrap();
+        NodeContext {
+            cfg: serde_json::from_value(serde_json::json!({
+                "bundleDir": "/b", "stateDir": dir, "nodeName": "n", "nodeIp": "127.0.0.1",
+                "podCidr": "10.244.0.0/16", "nodePodSubnet": "10.244.0.0/24",
+                "serviceCidr": "10.100.0.0/16", "cgroupRoot": null,
+                "ports": {"registry": 5043, "api": 6443, "etcdClient": 2379, "etcdPeer": 2380, "kubelet": 10250},
+                "profile": null, "appTimeoutSecs": 60
+            }))
+            .unwrap(),
+            pki: state.pki(),
+            state,
+            bins: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn components_start_in_order_and_a_crash_stops_the_started_ones_in_reverse() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let components: Vec<Box<dyn Component>> = vec![
+            Box::new(Fake("a")),
+            Box::new(Fake("b")),
+            Box::new(Fake("c")),
+        ];
+        let m = Recorder {
+            calls: RefCell::new(Vec::new()),
+            running: RefCell::new(Vec::new()),
+            crashing: "c",
+        };
+        let err = start_all(
+            &components,
+            &node,
+            &m,
+            &crate::reporter::Silent,
+            Duration::from_secs(30),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ComponentError::Crashed { .. }), "{err}");
+        assert!(err.to_string().contains("address already in use"), "{err}");
+        assert_eq!(
+            *m.calls.borrow(),
+            [
+                "start a after -",
+                "start b after a",
+                "start c after b",
+                "stop c",
+                "stop b",
+                "stop a"
+            ]
+        );
+        assert!(m.running.borrow().is_empty());
+    }
+}
