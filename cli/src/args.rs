@@ -163,7 +163,8 @@ pub struct InstallArgs {
     /// Load the kernel modules and set the sysctls that the checks need.
     #[arg(long)]
     pub autofix: bool,
-    /// Continue a failed or interrupted install from where it stopped.
+    /// Continue a failed or interrupted install from where it stopped, with
+    /// the settings it started with.
     #[arg(long, conflicts_with = "uninstall")]
     pub resume: bool,
     /// Remove the install instead.

@@ -17,7 +17,8 @@ use crate::output::Printer;
 #[command(
     name = "install",
     version,
-    about = "Install this bundle: a Kubernetes cluster on this machine, then the app"
+    about = "Install this bundle: a Kubernetes cluster on this machine, then the app",
+    after_help = "Exit codes: 0 installed; 1 bad input (nothing changed); 3 preflight checks failed (nothing changed); 4 a phase failed (fix the cause, then --resume); 130 interrupted (--resume carries on).\nAfterwards `tele status`, `tele plan`, `kubectl` and `tele uninstall` are on the PATH (see --bin-dir)."
 )]
 struct InstallCli {
     #[command(flatten)]
