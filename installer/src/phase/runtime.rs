@@ -16,10 +16,12 @@ pub struct NodeRuntime {
     pub node: String,
 }
 
-/// Copies `from` to `to` (a tree), file by file, skipping files of the same
-/// size already there; `last` (relative) is copied at the end so that its
-/// presence means the copy is whole.
-fn copy_tree(from: &Path, to: &Path, last: &str) -> anyhow::Result<()> {
+/// Copies `from` to `to` (a tree), file by file; `last` (relative) is copied
+/// at the end so that its presence means the copy is whole. Each file is
+/// written whole or not at all, so after a kill a file of the right size is
+/// the file: those are skipped when `resumable` (a resumed copy of the same
+/// runtime, or content-addressed blobs).
+fn copy_tree(from: &Path, to: &Path, last: &str, resumable: bool) -> anyhow::Result<()> {
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
         let entry = entry?;
         let rel = entry.path().strip_prefix(from)?;
@@ -32,7 +34,7 @@ fn copy_tree(from: &Path, to: &Path, last: &str) -> anyhow::Result<()> {
             fs::create_dir_all(&dest)?;
         } else if ft.is_file() {
             let meta = entry.metadata()?;
-            let same = fs::metadata(&dest).is_ok_and(|m| m.len() == meta.len());
+            let same = resumable && fs::metadata(&dest).is_ok_and(|m| m.len() == meta.len());
             if !same {
                 let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o755;
                 copy_durably(entry.path(), &dest, mode)?;
@@ -95,12 +97,22 @@ impl Phase for NodeRuntime {
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
         let st = ctx.state;
+        // A runtime copied (in part) from the same runtime.json is resumed;
+        // another runtime is copied afresh. Blobs are named by their digest.
+        let runtime = ctx.bundle.join("runtime");
+        let partial = st.runtime_dir().join(".copying");
+        let same_runtime = same_file(&runtime.join("runtime.json"), &partial);
+        if !same_runtime {
+            copy_durably(&runtime.join("runtime.json"), &partial, 0o644)?;
+        }
+        copy_tree(&runtime, &st.runtime_dir(), "runtime.json", same_runtime)?;
+        let _ = fs::remove_file(&partial);
         copy_tree(
-            &ctx.bundle.join("runtime"),
-            &st.runtime_dir(),
-            "runtime.json",
+            &ctx.bundle.join("images"),
+            &st.images_dir(),
+            "index.json",
+            true,
         )?;
-        copy_tree(&ctx.bundle.join("images"), &st.images_dir(), "index.json")?;
         let me = std::env::current_exe()?;
         if !same_file(&me, &st.tele()) {
             copy_durably(&me, &st.tele(), 0o755)?;
@@ -120,5 +132,28 @@ impl Phase for NodeRuntime {
             &st.images_dir().join("index.json"),
         ) && same_file(&std::env::current_exe()?, &st.tele())
             && (ctx.bin_dir.is_none() || links_file(st).is_file()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_is_resumed_only_for_the_same_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        fs::create_dir_all(from.join("bin")).unwrap();
+        fs::write(from.join("bin/etcd"), "new!").unwrap();
+        fs::write(from.join("runtime.json"), "{}").unwrap();
+        fs::create_dir_all(to.join("bin")).unwrap();
+        fs::write(to.join("bin/etcd"), "old.").unwrap();
+        // Resuming trusts a file of the right size (it was written whole) ...
+        copy_tree(&from, &to, "runtime.json", true).unwrap();
+        assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "old.");
+        // ... a fresh copy does not.
+        copy_tree(&from, &to, "runtime.json", false).unwrap();
+        assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "new!");
+        assert!(same_file(&from.join("runtime.json"), &to.join("runtime.json")));
     }
 }
