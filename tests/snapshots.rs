@@ -43,6 +43,7 @@ fn settings(tmp: &Path) -> insta::Settings {
     // The installer's size differs from build to build.
     s.add_filter(r"\b\d+\.\d+ MiB\b", "[SIZE]");
     s.add_filter(r#""bundleBytes": \d+"#, r#""bundleBytes": [SIZE]"#);
+    s.add_filter(r#"("path": "install",\s+"size": )\d+"#, "$1[SIZE]");
     s.set_prepend_module_to_snapshot(false);
     s
 }

@@ -11,7 +11,10 @@
 //!   top-level entries;
 //! - [`runtime_json`]: `runtime.json`, the Kubernetes runtime a bundle carries;
 //! - [`tarball`], [`verify`], [`inspect`]: reading a bundle as a tarball or an
-//!   extracted directory, checking every file against `bundle.json`.
+//!   extracted directory, checking every file against `bundle.json`;
+//! - [`durable`]: writing a file so that a crash leaves the old content or the
+//!   new (temporary file, fsync, rename, fsync of the directory), for every
+//!   file tele writes whole.
 //!
 //! Nothing here fetches, builds or installs; errors ([`Error`]) name the
 //! file and carry a hint where there is something to do.
@@ -31,6 +34,7 @@
 
 pub mod bundle_json;
 pub mod digest;
+pub mod durable;
 pub mod error;
 pub mod inspect;
 pub mod media_type;

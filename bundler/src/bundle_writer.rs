@@ -132,10 +132,9 @@ pub fn write_bundle(
     }
     let file = tar.finish().map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
-    drop(file);
-    tmp_path
-        .persist(output)
-        .map_err(|e| BuildError::io(output, e.error))?;
+    // On disk for good before it is called done: fsync, rename, fsync of the directory.
+    tele_bundle::durable::persist(&file, tmp_path, output)
+        .map_err(|e| BuildError::io(output, e))?;
     reporter.finish(Stage::Write);
     Ok(len)
 }

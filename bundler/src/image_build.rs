@@ -264,14 +264,9 @@ pub fn build_image(opts: &ImageBuildOptions) -> Result<BuiltImage, BuildError> {
     })
 }
 
-/// Writes `path` through a temporary file in the same directory and a rename.
+/// Writes `path` crash-safely (temporary file, fsync, rename).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    tmp.write_all(bytes).map_err(io_err(path))?;
-    tmp.persist(path)
-        .map_err(|e| BuildError::io(path, e.error))?;
-    Ok(())
+    tele_bundle::durable::write_durably(path, bytes, 0o644).map_err(io_err(path))
 }
 
 #[cfg(test)]

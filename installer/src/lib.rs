@@ -10,9 +10,11 @@
 //! 1 is systemd, the tele agent elsewhere.
 #![deny(missing_docs)]
 
+/// Crash-safe writes, shared with the build path.
+pub use tele_bundle::durable;
+
 pub mod alerting;
 pub mod component;
-pub mod durable;
 pub mod error;
 pub mod health;
 pub mod influx;

@@ -154,6 +154,9 @@ mod tests {
         // ... a fresh copy does not.
         copy_tree(&from, &to, "runtime.json", false).unwrap();
         assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "new!");
-        assert!(same_file(&from.join("runtime.json"), &to.join("runtime.json")));
+        assert!(same_file(
+            &from.join("runtime.json"),
+            &to.join("runtime.json")
+        ));
     }
 }

@@ -1,5 +1,6 @@
-//! Crash-safe writes: every file the installer writes goes through here, so
-//! a kill at any moment leaves either the old content or the new, never a
+//! Crash-safe writes: the files tele writes whole (bundle metadata, image
+//! layouts, the install's state) go through here, so that a kill or a power
+//! loss at any moment leaves either the old content or the new, never a
 //! half-written file.
 
 use std::fs;
@@ -45,6 +46,15 @@ pub fn copy_durably(from: &Path, to: &Path, mode: u32) -> std::io::Result<()> {
     dst.sync_all()?;
     tmp.persist(to).map_err(|e| e.error)?;
     sync_dir(dir);
+    Ok(())
+}
+
+/// Moves a finished temporary file to `dest` for good: fsync of its
+/// content, rename, fsync of the directory.
+pub fn persist(file: &fs::File, tmp: tempfile::TempPath, dest: &Path) -> std::io::Result<()> {
+    file.sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    sync_dir(dest.parent().unwrap_or(Path::new(".")));
     Ok(())
 }
 
