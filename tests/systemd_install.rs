@@ -28,8 +28,13 @@ const SERVICES: [&str; 9] = [
 ];
 
 /// What an uninstall must leave as it found it: unit files, enablement
-/// links, the PATH, the state directory's parent.
-const SNAPSHOT: &str = "find /etc/systemd /usr/local/bin /var/lib -xdev -not -path '/var/lib/systemd/*' -not -path '/var/lib/dpkg/*' -not -path '/var/lib/apt/*' | sort";
+/// links, the PATH, the state directory's parent, firewall rules, network
+/// links and mounts.
+const SNAPSHOT: &str = "find /etc/systemd /usr/local/bin /var/lib -xdev -not -path '/var/lib/systemd/*' -not -path '/var/lib/dpkg/*' -not -path '/var/lib/apt/*' | sort
+    echo '--- iptables (chains that are not built in, rules)'
+    iptables-save | grep -E '^(:|-A)' | grep -vE '^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ' || true
+    echo '--- links'; ip -o link | awk '{print $2}' | sed 's/@.*//'
+    echo '--- mounts'; awk '{print $2}' /proc/self/mounts | sort";
 
 /// Polls `script` on the host until it succeeds and prints something that
 /// contains `want`, for at most `limit`.
