@@ -865,15 +865,29 @@ fn port_holder(proc_root: &Path, port: u16, protocol: Protocol) -> Option<(u32, 
 fn check_conflicting(cfg: &PreflightConfig) -> Outcome {
     let own = std::process::id() as i32;
     let proc = Procfs::at(&cfg.proc_root);
-    let found: Vec<(i32, String)> = proc
+    let our_net = proc.net_ns(None);
+    let (found, elsewhere): (Vec<(i32, String)>, Vec<(i32, String)>) = proc
         .pids()
         .into_iter()
         .filter(|&pid| pid != own && !proc.is_zombie(pid))
         .map(|pid| (pid, proc.comm(pid)))
         .filter(|(_, name)| CONFLICTING.contains(&name.as_str()))
-        .collect();
+        // A process in another network namespace belongs to another node
+        // (a container, or a test node sharing this machine): no conflict.
+        .partition(|(pid, _)| our_net.is_none() || proc.net_ns(Some(*pid)) == our_net);
     if found.is_empty() {
-        return pass(format!("none of {} running", CONFLICTING.join(", ")));
+        let others = if elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} in other network namespaces, other nodes', ignored)",
+                elsewhere.len()
+            )
+        };
+        return pass(format!(
+            "none of {} running{others}",
+            CONFLICTING.join(", ")
+        ));
     }
     let list: Vec<String> = found
         .iter()
@@ -1169,6 +1183,40 @@ mod tests {
             "already running: kubelet (PID 4242), etcd (PID 4343)"
         );
         assert!(services.fix.as_deref().unwrap().contains("kill 4242 4343"));
+    }
+
+    #[test]
+    fn services_of_other_nodes_in_other_network_namespaces_do_not_conflict() {
+        let (tmp, mut cfg) = healthy();
+        with_state_volume(&mut cfg);
+        cfg.skip = vec!["ports".into()];
+        let root = tmp.path();
+        let proc_entry = |pid: &str, comm: &str, net: &str| {
+            fs::create_dir_all(root.join("proc").join(pid).join("ns")).unwrap();
+            fs::write(
+                root.join("proc").join(pid).join("comm"),
+                format!("{comm}\n"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(net, root.join("proc").join(pid).join("ns/net")).unwrap();
+        };
+        fs::create_dir_all(root.join("proc/self/ns")).unwrap();
+        std::os::unix::fs::symlink("net:[1]", root.join("proc/self/ns/net")).unwrap();
+        proc_entry("500", "etcd", "net:[2]");
+        proc_entry("501", "kubelet", "net:[2]");
+        let results = run_with(&cfg, &no_modprobe).unwrap();
+        let services = result(&results, "conflicting-services");
+        assert_eq!(services.status, Status::Pass, "{services:?}");
+        assert!(
+            services.detail.contains("2 in other network namespaces"),
+            "{services:?}"
+        );
+        // The same process in this machine's own namespace is a conflict.
+        proc_entry("502", "containerd", "net:[1]");
+        let results = run_with(&cfg, &no_modprobe).unwrap();
+        let services = result(&results, "conflicting-services");
+        assert_eq!(services.status, Status::Fail, "{services:?}");
+        assert_eq!(services.detail, "already running: containerd (PID 502)");
     }
 
     #[test]

@@ -82,6 +82,16 @@ impl Procfs {
         self.stat(pid).is_some_and(|(s, _)| s != 'Z' && s != 'X')
     }
 
+    /// The network namespace a process is in (`net:[INODE]`), or this
+    /// procfs's own (`self`) when `pid` is None.
+    pub fn net_ns(&self, pid: Option<i32>) -> Option<PathBuf> {
+        let dir = match pid {
+            Some(p) => self.pid_dir(p),
+            None => self.root.join("self"),
+        };
+        fs::read_link(dir.join("ns").join("net")).ok()
+    }
+
     /// True when the process is a zombie (exited, not yet reaped).
     pub fn is_zombie(&self, pid: i32) -> bool {
         self.stat(pid).is_some_and(|(s, _)| s == 'Z')
