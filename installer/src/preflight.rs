@@ -866,7 +866,8 @@ fn check_conflicting(cfg: &PreflightConfig) -> Outcome {
     let own = std::process::id() as i32;
     let proc = Procfs::at(&cfg.proc_root);
     let our_net = proc.net_ns(None);
-    let (found, elsewhere): (Vec<(i32, String)>, Vec<(i32, String)>) = proc
+    type Procs = Vec<(i32, String)>;
+    let (found, elsewhere): (Procs, Procs) = proc
         .pids()
         .into_iter()
         .filter(|&pid| pid != own && !proc.is_zombie(pid))
