@@ -49,6 +49,14 @@ pub enum Command {
     Image(ImageCommand),
     /// Install an extracted bundle on this machine (what the bundle's ./install does).
     Install(InstallBundleArgs),
+    /// Join this machine to a cluster as a worker node, from an extracted bundle.
+    Join(JoinBundleArgs),
+    /// Join tokens: make, list and revoke the tokens that let nodes join.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run a master's join service (started by the installer).
+    #[command(hide = true)]
+    JoinServer(JoinServerArgs),
     /// Show the saved install plan: the tree of phases, each one's state and duration.
     Plan(StateDirArg),
     /// Show the node's services, the node and the app.
@@ -86,6 +94,59 @@ pub struct UninstallArgs {
     /// refuses when standard input is not one.
     #[arg(short, long)]
     pub yes: bool,
+}
+
+/// `tele join ADDR --token TOKEN --bundle DIR ...`
+#[derive(Debug, Args)]
+pub struct JoinBundleArgs {
+    /// The extracted bundle directory.
+    #[arg(long, default_value = ".")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub join: crate::cmd::install::JoinArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a join token and print the command that joins a node with it.
+    Create(TokenCreateArgs),
+    /// List the join tokens: id, role, state, expiry, the nodes that used them.
+    List(StateDirArg),
+    /// Revoke a join token: no node can join with it any more.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// How long the token works: 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+    /// The node profile joining nodes take [default: any worker profile].
+    #[arg(long)]
+    pub role: Option<String>,
+    #[command(flatten)]
+    pub state: StateDirArg,
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    tele_installer::token::parse_ttl(s)
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (the part before the first dot).
+    pub id: String,
+    #[command(flatten)]
+    pub state: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinServerArgs {
+    /// Where to listen (the master's address and join port).
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub state: StateDirArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,7 +216,7 @@ pub struct InstallArgs {
     #[arg(long)]
     pub cgroup_root: Option<String>,
     /// The node profile from the manifest [default: the first].
-    #[arg(long)]
+    #[arg(long, visible_alias = "role")]
     pub profile: Option<String>,
     /// Skip one preflight check by name. Repeatable.
     #[arg(long = "skip-check", value_name = "NAME")]

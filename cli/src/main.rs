@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             tele_installer::service::agent::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
         }
         Command::HealthCheck(a) => cmd::node::health_check(a),
+        Command::Join(a) => cmd::install::run_join(a.bundle, a.join, &printer),
+        Command::Token(c) => cmd::token::run(c, &printer),
+        Command::JoinServer(a) => tele_installer::join::server::run(&a.state.state_dir, a.listen)
+            .map(|_| std::process::ExitCode::SUCCESS),
         Command::Registry(RegistryCommand::Serve(a)) => cmd::node::registry_serve(a),
     };
     match result {

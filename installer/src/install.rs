@@ -3,7 +3,7 @@
 //! resume it) to a working cluster with the app on it.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::InstallError;
@@ -54,6 +54,35 @@ pub struct InstallOptions {
     pub config: Option<PathBuf>,
     /// Where `tele` and `kubectl` are linked (None: nowhere).
     pub bin_dir: Option<PathBuf>,
+    /// Join an existing cluster instead of making one.
+    pub join: Option<JoinTarget>,
+}
+
+/// The cluster a node joins.
+#[derive(Clone, Debug, Default)]
+pub struct JoinTarget {
+    /// A master's join service: `ADDR` or `ADDR:PORT`.
+    pub addr: String,
+    /// The token (`ID.SECRET.PIN`); None on `--resume`.
+    pub token: Option<String>,
+}
+
+/// The default port of the masters' join service.
+pub const JOIN_PORT: u16 = 6444;
+
+/// `ADDR` with the join port when it has none.
+fn join_addr(addr: &str) -> String {
+    if addr.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()) {
+        return format!("[{addr}]:{JOIN_PORT}");
+    }
+    if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{JOIN_PORT}")
+    }
 }
 
 /// What the install left behind, for the closing summary.
@@ -80,6 +109,12 @@ pub struct InstallSummary {
     pub phases: Vec<(String, f64)>,
     /// The preflight checks' results.
     pub preflight: Vec<crate::preflight::CheckResult>,
+    /// On a new cluster's first node: the command that adds a node (with a new token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_command: Option<String>,
+    /// On a node that joined: the master it joined through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joined_through: Option<String>,
 }
 
 /// The default route's interface address, else the first non-loopback IPv4.
@@ -312,7 +347,51 @@ fn new_config(
         },
         profile,
         app_timeout_secs: opts.app_timeout.unwrap_or(DEFAULT_APP_TIMEOUT).as_secs(),
+        role: crate::node::NodeRole::Master,
+        joined: None,
     })
+}
+
+/// The settings of a node joining through `target`: a worker of `profile`
+/// whose networks and credentials come from the master when it is admitted.
+fn new_join_config(
+    opts: &InstallOptions,
+    manifest: &tele_manifests::Manifest,
+    target: &JoinTarget,
+) -> anyhow::Result<NodeConfig> {
+    let mut cfg = new_config(opts, manifest)?;
+    let addr = join_addr(&target.addr);
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
+    cfg.role = crate::node::NodeRole::Worker;
+    cfg.joined = Some(crate::node::Joined {
+        api_server: format!("https://{host}:{}", cfg.ports.api),
+        join_addr: addr.clone(),
+        admitted: false,
+    });
+    Ok(cfg)
+}
+
+/// Before anything is written on a joining node: the master at the join
+/// address shows the CA the token pins and would admit this node.
+fn precheck_join(cfg: &NodeConfig, token: &crate::token::Token) -> Result<(), InstallError> {
+    use crate::join::client;
+    let addr = &cfg.joined.as_ref().expect("a joining config").join_addr;
+    let refused = |e: client::JoinError| InstallError::BadInput {
+        message: e.to_string(),
+        hint: e.hint(),
+    };
+    let ca = client::fetch_ca(addr, &token.ca_pin).map_err(refused)?;
+    client::check(
+        addr,
+        &ca,
+        &crate::join::JoinRequest {
+            token: format!("{}.{}", token.id, token.secret),
+            node_name: cfg.node_name.clone(),
+            node_ip: cfg.node_ip,
+            role: cfg.profile.clone(),
+        },
+    )
+    .map_err(refused)
 }
 
 /// Settings given again on `--resume`: each must match what was saved, or
@@ -469,6 +548,41 @@ pub fn install(
         .map(crate::alerting::parse)
         .transpose()?;
     let state = StateDir::new(&opts.state_dir);
+    // A join is checked with the master before anything is written here.
+    let join = match &opts.join {
+        Some(target) if !opts.resume => {
+            let Some(text) = &target.token else {
+                return Err(InstallError::bad_input(
+                    "joining a cluster needs the token a master printed",
+                    "run the join command as printed: `./install join ADDR --token TOKEN --role PROFILE`",
+                )
+                .into());
+            };
+            let token: crate::token::Token =
+                text.parse().map_err(|e: crate::token::TokenError| {
+                    InstallError::bad_input(e.to_string(), e.hint())
+                })?;
+            if let Some(p) = opts
+                .profile
+                .as_ref()
+                .and_then(|p| manifest.node_profiles.iter().find(|n| &n.name == p))
+            {
+                if p.service_role.as_deref() == Some("master") {
+                    return Err(InstallError::bad_input(
+                        format!("profile `{}` is a master profile; this version of tele joins worker nodes only", p.name),
+                        "join this machine with a worker profile",
+                    )
+                    .into());
+                }
+            }
+            let cfg = new_join_config(opts, &manifest, target)?;
+            if !state.holds_install() {
+                precheck_join(&cfg, &token)?;
+            }
+            Some((cfg, token))
+        }
+        _ => None,
+    };
     let _lock = lock(&state)?;
     crate::interrupt::catch_signals()?;
 
@@ -492,7 +606,10 @@ pub fn install(
         }
         // Stopped before anything but the checks ran: start afresh with the new flags.
         Some(plan) if plan.only_started(&["/checks"]) => {
-            let cfg = new_config(opts, &manifest)?;
+            let cfg = match &join {
+                Some((cfg, _)) => cfg.clone(),
+                None => new_config(opts, &manifest)?,
+            };
             cfg.save(&state)?;
             cfg
         }
@@ -515,13 +632,52 @@ pub fn install(
             .into())
         }
         None => {
-            let cfg = new_config(opts, &manifest)?;
+            let cfg = match &join {
+                Some((cfg, _)) => cfg.clone(),
+                None => new_config(opts, &manifest)?,
+            };
             cfg.save(&state)?;
             cfg
         }
     };
+    if let Some((_, token)) = &join {
+        crate::durable::write_durably(
+            &state.join_token_file(),
+            token.to_string().as_bytes(),
+            0o600,
+        )?;
+    }
+    let joining = cfg.joined.is_some();
+    if opts.join.is_some() != joining {
+        return Err(InstallError::bad_input(
+            if joining {
+                format!(
+                    "the install in {} is a node that joined a cluster",
+                    state.root().display()
+                )
+            } else {
+                format!(
+                    "the install in {} made its own cluster; it joined none",
+                    state.root().display()
+                )
+            },
+            if joining {
+                "resume it with `./install join --resume`"
+            } else {
+                "resume it with `./install --resume`"
+            },
+        )
+        .into());
+    }
 
-    let phases = crate::phase::install_phases(&cfg, &manifest, &opts.bundle_dir);
+    let (phases, operation) = if joining {
+        (crate::phase::join_phases(&cfg), "join")
+    } else {
+        (
+            crate::phase::install_phases(&cfg, &manifest, &opts.bundle_dir),
+            "install",
+        )
+    };
     let entries: Vec<PhaseEntry> = phases
         .iter()
         .map(|p| PhaseEntry {
@@ -530,7 +686,7 @@ pub fn install(
             requires: p.requires(),
         })
         .collect();
-    let mut plan = Plan::new(state.root(), "install", &entries)?;
+    let mut plan = Plan::new(state.root(), operation, &entries)?;
     if let (Some(old), true) = (&saved, opts.resume) {
         plan.merge_from(old);
     }
@@ -552,12 +708,17 @@ pub fn install(
         reporter,
     };
     run_plan(&mut plan, &phases, &ctx)?;
-    summary(&ctx, &plan)
+    let cfg = NodeConfig::load(&state)?;
+    summary(&ctx.with_cfg(&cfg), &plan)
 }
 
-fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], ctx: &PhaseContext) -> anyhow::Result<()> {
-    let state_dir = ctx.state.root().display().to_string();
+fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], base: &PhaseContext) -> anyhow::Result<()> {
+    let state_dir = base.state.root().display().to_string();
     for phase in phases {
+        // The settings on disk are the truth: a phase may have completed them
+        // (a joining node learns its networks when it is admitted).
+        let cfg = NodeConfig::load(base.state)?;
+        let ctx = &base.with_cfg(&cfg);
         let id = phase.id();
         let rec = plan.find(&id).expect("phase in plan").clone();
         if rec.state == PhaseState::Completed {
@@ -633,7 +794,15 @@ fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    let joined_through = ctx.cfg.joined.as_ref().map(|j| j.join_addr.clone());
+    let join_command = if joined_through.is_none() {
+        Some(join_command(ctx)?)
+    } else {
+        None
+    };
     Ok(InstallSummary {
+        join_command,
+        joined_through,
         app: ctx.manifest.metadata.name.clone(),
         version: ctx.manifest.metadata.version.to_string(),
         kubeconfig: ctx.state.pki().kubeconfig("admin"),
@@ -651,9 +820,36 @@ fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {
     })
 }
 
-/// Where the bundle's own installer lives, for hints.
-pub fn bundle_of(exe: &Path) -> Option<PathBuf> {
-    exe.parent().map(Path::to_path_buf)
+/// A new token (24 h) and the command that joins a node with it, for the
+/// first worker profile of the manifest (the first profile when none is one).
+fn join_command(ctx: &PhaseContext) -> anyhow::Result<String> {
+    let profiles = &ctx.manifest.node_profiles;
+    let role = profiles
+        .iter()
+        .find(|p| p.service_role.as_deref() != Some("master"))
+        .map(|p| p.name.clone());
+    let pin = crate::pki::ca_pin(&ctx.state.pki())?;
+    let (token, _) = crate::token::TokenStore::new(ctx.state).create(
+        role.as_deref(),
+        crate::token::DEFAULT_TTL,
+        &pin,
+    )?;
+    Ok(join_command_text(ctx.cfg, &token, role.as_deref()))
+}
+
+/// `sudo ./install join ADDR --token TOKEN [--role PROFILE]` for this master.
+pub fn join_command_text(
+    cfg: &NodeConfig,
+    token: &crate::token::Token,
+    role: Option<&str>,
+) -> String {
+    let addr = if cfg.ports.join == JOIN_PORT {
+        cfg.node_ip.to_string()
+    } else {
+        format!("{}:{}", crate::node::fmt_host(cfg.node_ip), cfg.ports.join)
+    };
+    let role = role.map(|r| format!(" --role {r}")).unwrap_or_default();
+    format!("sudo ./install join {addr} --token {token}{role}")
 }
 
 #[cfg(test)]

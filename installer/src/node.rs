@@ -19,6 +19,13 @@ pub struct Ports {
     pub etcd_peer: u16,
     /// kubelet.
     pub kubelet: u16,
+    /// The masters' join service (TLS), which admits new nodes.
+    #[serde(default = "default_join_port")]
+    pub join: u16,
+}
+
+fn default_join_port() -> u16 {
+    Ports::default().join
 }
 
 impl Default for Ports {
@@ -29,8 +36,22 @@ impl Default for Ports {
             etcd_client: 2379,
             etcd_peer: 2380,
             kubelet: 10250,
+            join: 6444,
         }
     }
+}
+
+/// What a node runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NodeRole {
+    /// etcd, the API server, the controller manager and the scheduler, and
+    /// what every node runs.
+    #[default]
+    Master,
+    /// The kubelet, kube-proxy, containerd, the image registry and the
+    /// health checker only.
+    Worker,
 }
 
 /// Everything decided before the first phase runs, saved as `install.json`
@@ -60,6 +81,35 @@ pub struct NodeConfig {
     pub profile: Option<String>,
     /// Seconds to wait for the app to become ready.
     pub app_timeout_secs: u64,
+    /// Master or worker.
+    #[serde(default)]
+    pub role: NodeRole,
+    /// For a node that joined: the master it joined through (`ADDR:PORT`
+    /// of its join service) and the API server URL its components use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<Joined>,
+}
+
+/// Where a joined node's cluster is.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined {
+    /// The join service it joined through, `ADDR:PORT`.
+    pub join_addr: String,
+    /// The API server its components talk to, `https://ADDR:PORT`.
+    pub api_server: String,
+    /// Set once the master admitted it (its certificates are in place).
+    pub admitted: bool,
+}
+
+impl NodeConfig {
+    /// The API server URL this node's components use.
+    pub fn api_server(&self) -> String {
+        match &self.joined {
+            Some(j) => j.api_server.clone(),
+            None => format!("https://{}:{}", fmt_host(self.node_ip), self.ports.api),
+        }
+    }
 }
 
 impl NodeConfig {

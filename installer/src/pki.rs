@@ -296,6 +296,79 @@ pub fn ensure_service_cert(
     Ok((pki.cert(name), pki.key(name)))
 }
 
+/// The pin of the cluster CA in `pki`: `sha256:<hex>` of its
+/// SubjectPublicKeyInfo, as kubeadm's discovery token CA hash.
+pub fn ca_pin(pki: &Pki) -> Result<String, PkiError> {
+    let pem = read_optional(&pki.ca_cert())?.ok_or_else(|| PkiError::Io {
+        action: "read",
+        path: pki.ca_cert(),
+        source: io::Error::new(io::ErrorKind::NotFound, "no cluster CA"),
+    })?;
+    pin_of_pem(&pem).ok_or_else(|| PkiError::Io {
+        action: "parse",
+        path: pki.ca_cert(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "not a PEM certificate"),
+    })
+}
+
+/// The pin (`sha256:<hex>` of the public key) of a PEM certificate.
+pub fn pin_of_pem(pem: &str) -> Option<String> {
+    use sha2::Digest as _;
+    let der = parse_pem(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    Some(format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(spki))
+    ))
+}
+
+/// The credentials of a worker node, issued by the cluster CA in `master`
+/// into `out`: `ca.crt`, the kubelet's serving certificate, the node
+/// registry's certificate, and the kubelet's and kube-proxy's kubeconfigs
+/// (for `cfg.api_server`). The CA's key never leaves `master`.
+pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), PkiError> {
+    let mut signer = Pki::at(master);
+    if !signer.key("ca").is_file() {
+        return Err(PkiError::Io {
+            action: "read",
+            path: signer.key("ca"),
+            source: io::Error::new(io::ErrorKind::NotFound, "this node holds no cluster CA"),
+        });
+    }
+    let ca_key = load_or_generate_key(&mut signer, "ca.key")?;
+    let ca = load_ca(&mut signer, &ca_key)?;
+    let mut node = Pki::at(out);
+    ensure_dir(out)?;
+    ensure_dir(&out.join("kubeconfig"))?;
+    write_file(&mut node, "ca.crt", ca.pem.as_bytes(), 0o644)?;
+    let service_ip = first_service_ip(&cfg.service_cidr)?;
+    for spec in leaf_specs(cfg, service_ip)
+        .into_iter()
+        .filter(|s| s.name == "kubelet-server" || s.name == "registry")
+    {
+        ensure_leaf(&mut node, &spec, &ca)?;
+    }
+    for spec in kubeconfig_specs(cfg)
+        .into_iter()
+        .filter(|s| s.name == "kubelet" || s.name == "kube-proxy")
+    {
+        let key = KeyPair::generate().map_err(|source| PkiError::Issue {
+            name: spec.name.clone(),
+            source,
+        })?;
+        let cert = issue(&spec, &key, &ca)?;
+        let text = render_kubeconfig(&spec.name, &cfg.api_server, &ca.pem, &cert, &key);
+        write_file(
+            &mut node,
+            &format!("kubeconfig/{}.conf", spec.name),
+            text.as_bytes(),
+            0o600,
+        )?;
+    }
+    Ok(())
+}
+
 /// The cluster CA (made if missing) as a signer.
 fn load_ca<'a>(pki: &mut Pki, ca_key: &'a KeyPair) -> Result<Ca<'a>, PkiError> {
     let pem = ensure_ca_cert(pki, ca_key)?;

@@ -56,6 +56,14 @@ impl StateDir {
     pub fn app_source_dir(&self) -> PathBuf {
         self.root.join("bundle")
     }
+    /// The app's manifest, kept for the node profiles (joins, status).
+    pub fn manifest_file(&self) -> PathBuf {
+        self.root.join("app.yaml")
+    }
+    /// The token a joining node was given, until it has joined (0600).
+    pub fn join_token_file(&self) -> PathBuf {
+        self.root.join("join-token")
+    }
     /// tele itself (the agent, the registry, the health checker run it).
     pub fn tele(&self) -> PathBuf {
         self.root.join("bin").join("tele")

@@ -34,6 +34,13 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     /// The node's name and its Ready condition.
     pub node: Option<(String, String)>,
+    /// Every node of the cluster and its Ready condition.
+    pub nodes: Vec<(String, String)>,
+    /// On a node that joined: the master it joined through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joined_through: Option<String>,
+    /// On a master: the join tokens.
+    pub tokens: Vec<crate::token::TokenRecord>,
     /// Workloads: `namespace/kind/name ready/desired`.
     pub workloads: Vec<String>,
     /// The node health checker's latest round (seconds ago, results), read
@@ -78,6 +85,7 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
     let agent = crate::service::agent::agent_pid(&state);
     let mut node_status = None;
     let mut workloads = Vec::new();
+    let mut nodes = Vec::new();
     if let Ok(k) = crate::phase::kubectl(&state) {
         if let Ok(r) = k.run(&[
             "get",
@@ -87,6 +95,18 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
             "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
         ]) {
             node_status = Some((cfg.node_name.clone(), r.trim().to_string()));
+        }
+        if let Ok(out) = k.run(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ]) {
+            nodes = out
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .collect();
         }
         if let Ok(out) = k.run(&[
             "get",
@@ -117,6 +137,11 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
         agent,
         services,
         node: node_status,
+        nodes,
+        joined_through: cfg.joined.as_ref().map(|j| j.join_addr.clone()),
+        tokens: crate::token::TokenStore::new(&state)
+            .list()
+            .unwrap_or_default(),
         workloads,
         health,
     })

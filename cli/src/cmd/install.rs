@@ -20,7 +20,10 @@ use crate::output::Printer;
     about = "Install this bundle: a Kubernetes cluster on this machine, then the app",
     after_help = "Exit codes: 0 installed; 1 bad input (nothing changed); 3 preflight checks failed (nothing changed); 4 a phase failed (fix the cause, then --resume); 130 interrupted (--resume carries on).\nAfterwards `tele status`, `tele plan`, `kubectl` and `tele uninstall` are on the PATH (see --bin-dir)."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct InstallCli {
+    #[command(subcommand)]
+    command: Option<InstallCommand>,
     #[command(flatten)]
     install: InstallArgs,
     /// Print only errors.
@@ -31,10 +34,45 @@ struct InstallCli {
     output_format: OutputFormat,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum InstallCommand {
+    /// Join this machine to an existing cluster as a worker node: the command
+    /// `./install` printed on the cluster's first node.
+    Join(JoinArgs),
+}
+
+/// `install join ADDR --token TOKEN [--role PROFILE]`.
+#[derive(Debug, clap::Args)]
+pub struct JoinArgs {
+    /// A master's address (`ADDR` or `ADDR:PORT` of its join service; not needed with --resume).
+    #[arg(required_unless_present = "resume")]
+    pub addr: Option<String>,
+    /// The join token a master printed (`tele token create` makes more).
+    #[arg(
+        long,
+        required_unless_present = "resume",
+        env = "TELE_JOIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Print only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// `text` for people; `json` prints one JSON summary on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output_format: OutputFormat,
+}
+
 /// Entry point when invoked as `install`.
 pub fn run() -> ExitCode {
     let cli = InstallCli::parse();
-    let p = Printer::new(cli.quiet, false, cli.output_format);
+    let (quiet, format) = match &cli.command {
+        Some(InstallCommand::Join(j)) => (j.quiet, j.output_format),
+        None => (cli.quiet, cli.output_format),
+    };
+    let p = Printer::new(quiet, false, format);
     let dir = match std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(|d| d.to_path_buf()))
@@ -46,15 +84,28 @@ pub fn run() -> ExitCode {
             ))
         }
     };
-    match run_install(dir, cli.install, &p) {
+    let result = match cli.command {
+        Some(InstallCommand::Join(j)) => run_join(dir, j, &p),
+        None => run_install(dir, cli.install, None, &p),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => p.error(&e),
     }
 }
 
+/// `./install join ...` or `tele join ... --bundle DIR`.
+pub fn run_join(bundle: PathBuf, j: JoinArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    let target = tele_installer::install::JoinTarget {
+        addr: j.addr.unwrap_or_default(),
+        token: j.token,
+    };
+    run_install(bundle, j.install, Some(target), p)
+}
+
 /// `tele install BUNDLE`.
 pub fn run_subcommand(a: InstallBundleArgs, p: &Printer) -> anyhow::Result<ExitCode> {
-    run_install(a.bundle, a.install, p)
+    run_install(a.bundle, a.install, None, p)
 }
 
 struct Reporter<'a> {
@@ -101,7 +152,12 @@ impl InstallReporter for Reporter<'_> {
     }
 }
 
-fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+fn run_install(
+    bundle: PathBuf,
+    a: InstallArgs,
+    join: Option<tele_installer::install::JoinTarget>,
+    p: &Printer,
+) -> anyhow::Result<ExitCode> {
     if a.uninstall {
         return crate::cmd::node::uninstall(
             crate::args::UninstallArgs {
@@ -129,6 +185,7 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
         app_timeout: a.timeout.map(Duration::from_secs),
         config: a.config,
         bin_dir: (a.bin_dir.as_os_str() != "none").then_some(a.bin_dir),
+        join,
     };
     let started = std::time::Instant::now();
     let reporter = Reporter {
@@ -140,10 +197,16 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
         Err(e) => return Ok(install_failed(&e, &opts, p)),
     };
     let total = started.elapsed().as_secs_f64();
-    p.out(format!(
-        "\n{} {} is installed on node {} ({}) in {total:.1}s; services run under {}",
-        s.app, s.version, s.node, s.node_ip, s.service_manager
-    ));
+    match &s.joined_through {
+        Some(master) => p.out(format!(
+            "\nnode {} ({}) joined the cluster through {master} in {total:.1}s; services run under {}",
+            s.node, s.node_ip, s.service_manager
+        )),
+        None => p.out(format!(
+            "\n{} {} is installed on node {} ({}) in {total:.1}s; services run under {}",
+            s.app, s.version, s.node, s.node_ip, s.service_manager
+        )),
+    }
     p.out("\nphases:");
     for (id, secs) in &s.phases {
         p.out(format!("  {id:<28} {secs:>6.1}s"));
@@ -166,6 +229,11 @@ fn run_install(bundle: PathBuf, a: InstallArgs, p: &Printer) -> anyhow::Result<E
         for e in &s.endpoints {
             p.out(format!("  {e}"));
         }
+    }
+    if let Some(cmd) = &s.join_command {
+        p.out(format!(
+            "\nadd a node: on it, from the extracted bundle, run (the token is valid for 24 h; `tele token create` makes more)\n  {cmd}"
+        ));
     }
     let mut json = serde_json::to_value(&s)?;
     json["ok"] = true.into();

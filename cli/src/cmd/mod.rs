@@ -7,4 +7,5 @@ pub mod images;
 pub mod inspect;
 pub mod install;
 pub mod node;
+pub mod token;
 pub mod verify;

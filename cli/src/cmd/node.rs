@@ -87,6 +87,36 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
         Some((name, ready)) => p.out(format!("node:      {name} Ready={ready}")),
         None => p.out("node:      unknown (the API server does not answer)"),
     }
+    if let Some(master) = &s.joined_through {
+        p.out(format!("joined:    through {master}"));
+    }
+    if s.nodes.len() > 1 {
+        p.out("cluster nodes:");
+        for (name, ready) in &s.nodes {
+            p.out(format!("  {name:<26} Ready={ready}"));
+        }
+    }
+    if !s.tokens.is_empty() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        p.out("join tokens:");
+        for t in &s.tokens {
+            p.out(format!(
+                "  {} role {} {} (expires at {}){}",
+                t.id,
+                t.role.as_deref().unwrap_or("any"),
+                t.state(now),
+                t.expires,
+                if t.used_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", used by {}", t.used_by.join(", "))
+                }
+            ));
+        }
+    }
     p.out("app:");
     for w in &s.workloads {
         p.out(format!("  {w}"));

@@ -11,6 +11,7 @@ mod containerd;
 mod controller_manager;
 mod etcd;
 mod health_checker;
+mod join_server;
 mod kube_proxy;
 mod kubelet;
 mod registry;
@@ -21,7 +22,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::node::NodeConfig;
+use crate::node::{NodeConfig, NodeRole};
 use crate::pki::Pki;
 use crate::reporter::InstallReporter;
 use crate::service::{ServiceManager, ServiceSpec, ServiceState};
@@ -123,19 +124,31 @@ pub trait Component {
     fn probe(&self, node: &NodeContext) -> Probe;
 }
 
-/// The components of a node, in start order.
-pub fn for_node(_cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
-    vec![
-        Box::new(registry::Registry),
-        Box::new(etcd::Etcd),
-        Box::new(containerd::Containerd),
-        Box::new(apiserver::ApiServer),
-        Box::new(controller_manager::ControllerManager),
-        Box::new(scheduler::Scheduler),
-        Box::new(kubelet::Kubelet),
-        Box::new(kube_proxy::KubeProxy),
-        Box::new(health_checker::HealthChecker),
-    ]
+/// The components of a node, in start order: every node runs the image
+/// registry, containerd, the kubelet, kube-proxy and the health checker;
+/// masters also etcd, the control plane and the join service.
+pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
+    match cfg.role {
+        NodeRole::Master => vec![
+            Box::new(registry::Registry),
+            Box::new(etcd::Etcd),
+            Box::new(containerd::Containerd),
+            Box::new(apiserver::ApiServer),
+            Box::new(controller_manager::ControllerManager),
+            Box::new(scheduler::Scheduler),
+            Box::new(kubelet::Kubelet),
+            Box::new(kube_proxy::KubeProxy),
+            Box::new(join_server::JoinServer),
+            Box::new(health_checker::HealthChecker),
+        ],
+        NodeRole::Worker => vec![
+            Box::new(registry::Registry),
+            Box::new(containerd::Containerd),
+            Box::new(kubelet::Kubelet),
+            Box::new(kube_proxy::KubeProxy),
+            Box::new(health_checker::HealthChecker),
+        ],
+    }
 }
 
 /// Why a component did not come up.

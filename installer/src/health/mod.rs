@@ -101,7 +101,8 @@ impl HealthConfig {
         let node = crate::node::NodeConfig::load(&layout)?;
         let pki = layout.pki();
         let mut cfg = HealthConfig::new(state_dir, &node.node_name);
-        cfg.etcd = Some(EtcdProbe {
+        // Only masters run etcd.
+        cfg.etcd = (node.role == crate::node::NodeRole::Master).then(|| EtcdProbe {
             endpoint: format!("https://127.0.0.1:{}", node.ports.etcd_client),
             ca: pki.ca_cert(),
             cert: pki.cert("apiserver-etcd-client"),
@@ -109,7 +110,13 @@ impl HealthConfig {
         });
         cfg.containerd_sock = Some(layout.containerd_sock());
         cfg.kubelet_healthz = Some("http://127.0.0.1:10248/healthz".into());
-        cfg.kubeconfig = Some(pki.kubeconfig("admin"));
+        // A worker holds no admin kubeconfig; its kubelet's may read its node.
+        let admin = pki.kubeconfig("admin");
+        cfg.kubeconfig = Some(if admin.is_file() {
+            admin
+        } else {
+            pki.kubeconfig("kubelet")
+        });
         if state_dir != Path::new("/") {
             cfg.disk_paths.push("/".into());
         }

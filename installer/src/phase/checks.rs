@@ -44,21 +44,27 @@ impl Phase for Checks {
             .and_then(|p| ctx.manifest.node_profiles.iter().find(|n| &n.name == p))
             .cloned();
         let ports = &ctx.cfg.ports;
-        let cfg = crate::preflight::PreflightConfig {
-            profile,
-            state_dir: ctx.state.root().to_path_buf(),
-            ports: vec![
+        let mut wanted = vec![
+            (ports.kubelet, "kubelet"),
+            (ports.registry, "image registry"),
+            (10248, "kubelet healthz"),
+            (10249, "kube-proxy metrics"),
+            (10256, "kube-proxy healthz"),
+        ];
+        if ctx.cfg.role == crate::node::NodeRole::Master {
+            wanted.extend([
                 (ports.api, "kube-apiserver"),
                 (ports.etcd_client, "etcd"),
                 (ports.etcd_peer, "etcd peers"),
-                (ports.kubelet, "kubelet"),
-                (ports.registry, "image registry"),
-                (10248, "kubelet healthz"),
-                (10249, "kube-proxy metrics"),
-                (10256, "kube-proxy healthz"),
+                (ports.join, "join service"),
                 (10257, "kube-controller-manager"),
                 (10259, "kube-scheduler"),
-            ],
+            ]);
+        }
+        let cfg = crate::preflight::PreflightConfig {
+            profile,
+            state_dir: ctx.state.root().to_path_buf(),
+            ports: wanted,
             skip: ctx.skip_checks.to_vec(),
             autofix: ctx.autofix,
             proc_root: "/proc".into(),

@@ -9,6 +9,8 @@ pub mod app;
 pub mod checks;
 pub mod configure;
 pub mod hook;
+pub mod join;
+pub mod labels;
 pub mod monitoring;
 pub mod runtime;
 pub mod services;
@@ -46,7 +48,25 @@ pub struct PhaseContext<'a> {
     pub reporter: &'a dyn InstallReporter,
 }
 
-impl PhaseContext<'_> {
+impl<'a> PhaseContext<'a> {
+    /// The same context with other node settings.
+    pub fn with_cfg<'b>(&self, cfg: &'b NodeConfig) -> PhaseContext<'b>
+    where
+        'a: 'b,
+    {
+        PhaseContext {
+            bundle: self.bundle,
+            state: self.state,
+            cfg,
+            manifest: self.manifest,
+            skip_checks: self.skip_checks,
+            autofix: self.autofix,
+            bin_dir: self.bin_dir,
+            manager: self.manager,
+            reporter: self.reporter,
+        }
+    }
+
     /// kubectl from the node's runtime, with the admin kubeconfig.
     pub fn kubectl(&self) -> anyhow::Result<Kubectl> {
         kubectl(self.state)
@@ -58,13 +78,21 @@ impl PhaseContext<'_> {
     }
 }
 
-/// kubectl of the install in `state`, with its admin kubeconfig.
+/// kubectl of the install in `state`, with its admin kubeconfig (a master)
+/// or, on a worker, which holds none, the kubelet's (it may read nodes).
 pub fn kubectl(state: &StateDir) -> anyhow::Result<Kubectl> {
     let bin: PathBuf = crate::node::runtime_binaries(state.root())?
         .get("kubectl")
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
-    Ok(Kubectl::new(bin, state.pki().kubeconfig("admin")))
+    let pki = state.pki();
+    let admin = pki.kubeconfig("admin");
+    let kubeconfig = if admin.is_file() {
+        admin
+    } else {
+        pki.kubeconfig("kubelet")
+    };
+    Ok(Kubectl::new(bin, kubeconfig))
 }
 
 /// One kind of phase.
@@ -83,6 +111,25 @@ pub trait Phase {
     fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool>;
 }
 
+/// The phases of a node joining a cluster, in run order.
+pub fn join_phases(cfg: &NodeConfig) -> Vec<Box<dyn Phase>> {
+    let node = cfg.node_name.clone();
+    vec![
+        Box::new(checks::Checks),
+        Box::new(join::Join { node: node.clone() }),
+        Box::new(runtime::NodeRuntime {
+            node: node.clone(),
+            after: format!("/nodes/{node}/join"),
+        }),
+        Box::new(services::NodeServices { node: node.clone() }),
+        Box::new(wait::Wait {
+            node: node.clone(),
+            joining: true,
+        }),
+        Box::new(labels::Labels { node }),
+    ]
+}
+
 /// The phases of an install of `manifest` on the node `cfg`, in run order.
 pub fn install_phases(
     cfg: &NodeConfig,
@@ -93,9 +140,15 @@ pub fn install_phases(
     let mut phases: Vec<Box<dyn Phase>> = vec![
         Box::new(checks::Checks),
         Box::new(configure::Configure),
-        Box::new(runtime::NodeRuntime { node: node.clone() }),
+        Box::new(runtime::NodeRuntime {
+            node: node.clone(),
+            after: "/configure".into(),
+        }),
         Box::new(services::NodeServices { node: node.clone() }),
-        Box::new(wait::Wait { node: node.clone() }),
+        Box::new(wait::Wait {
+            node: node.clone(),
+            joining: false,
+        }),
         Box::new(system::System { node }),
         Box::new(app::App),
     ];

@@ -14,6 +14,8 @@ use crate::state_dir::StateDir;
 pub struct NodeRuntime {
     /// The node.
     pub node: String,
+    /// The phase it follows: the PKI on a new cluster, the admission on a joining node.
+    pub after: String,
 }
 
 /// Copies `from` to `to` (a tree), file by file; `last` (relative) is copied
@@ -93,7 +95,7 @@ impl Phase for NodeRuntime {
         "copy the runtime, the images and tele into the state directory".into()
     }
     fn requires(&self) -> Vec<String> {
-        vec!["/configure".into()]
+        vec![self.after.clone()]
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
         let st = ctx.state;
@@ -113,6 +115,7 @@ impl Phase for NodeRuntime {
             "index.json",
             true,
         )?;
+        copy_durably(&ctx.bundle.join("app.yaml"), &st.manifest_file(), 0o644)?;
         let me = std::env::current_exe()?;
         if !same_file(&me, &st.tele()) {
             copy_durably(&me, &st.tele(), 0o755)?;
@@ -131,6 +134,7 @@ impl Phase for NodeRuntime {
             &ctx.bundle.join("images/index.json"),
             &st.images_dir().join("index.json"),
         ) && same_file(&std::env::current_exe()?, &st.tele())
+            && same_file(&ctx.bundle.join("app.yaml"), &st.manifest_file())
             && (ctx.bin_dir.is_none() || links_file(st).is_file()))
     }
 }

@@ -12,6 +12,8 @@ const LIMIT: Duration = Duration::from_secs(180);
 pub struct Wait {
     /// The node.
     pub node: String,
+    /// A node joining a cluster (it waits for itself, under its own id).
+    pub joining: bool,
 }
 
 fn node_ready(k: &crate::kube::Kubectl, node: &str) -> bool {
@@ -27,7 +29,12 @@ fn node_ready(k: &crate::kube::Kubectl, node: &str) -> bool {
 
 impl Phase for Wait {
     fn id(&self) -> String {
-        "/wait".into()
+        // A joining node waits for itself only.
+        if self.joining {
+            format!("/nodes/{}/wait", self.node)
+        } else {
+            "/wait".into()
+        }
     }
     fn description(&self) -> String {
         "wait for the API server and the node".into()

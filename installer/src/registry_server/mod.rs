@@ -260,7 +260,8 @@ use api::*;
 use body::*;
 use index::*;
 
-fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
+/// A TLS acceptor for a certificate and key in PEM files (also used by the join service).
+pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let fail = |reason: String| RegistryError::Tls {

@@ -1,0 +1,75 @@
+//! Admitting nodes to a cluster. A master runs the join service
+//! ([`server`], `tele join-server`): a node that shows a valid token
+//! ([`crate::token`]) gets its credentials from the cluster CA and the
+//! cluster's settings (API server, networks, its pod subnet). The joining
+//! side ([`client`]) first fetches the CA and checks it against the pin the
+//! token carries, and from then on trusts that CA only.
+
+pub mod client;
+pub mod server;
+
+/// What a joining node asks.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    /// The token's `ID.SECRET` (the pin stays with the client).
+    pub token: String,
+    /// The node's name.
+    pub node_name: String,
+    /// The node's address.
+    pub node_ip: std::net::IpAddr,
+    /// The node profile it joins as.
+    pub role: Option<String>,
+}
+
+/// What the cluster tells a node it admits.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResponse {
+    /// The API server URL the node's components use.
+    pub api_server: String,
+    /// The cluster's pod network.
+    pub pod_cidr: String,
+    /// The node's share of it.
+    pub node_pod_subnet: String,
+    /// The service network.
+    pub service_cidr: String,
+    /// The node's credentials, paths relative to its PKI directory.
+    pub files: Vec<NodeFile>,
+}
+
+/// One credential file for the joining node.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeFile {
+    /// Path under the PKI directory, e.g. `kubeconfig/kubelet.conf`.
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Content (PEM or YAML).
+    pub content: String,
+}
+
+/// Told once the node is Ready, so that the master puts the profile's labels and taints on it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinedRequest {
+    /// The token's `ID.SECRET`.
+    pub token: String,
+    /// The node's name.
+    pub node_name: String,
+    /// The node profile it joined as.
+    pub role: Option<String>,
+}
+
+/// A refusal, as the service sends it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{error}")]
+pub struct Refusal {
+    /// What is wrong.
+    pub error: String,
+    /// What to do.
+    pub hint: Option<String>,
+}
+
+/// The most a request or response body may hold.
+pub const MAX_BODY: usize = 1 << 20;

@@ -1,0 +1,503 @@
+//! The join service of a master: `GET /v1/ca` (the cluster CA, public),
+//! `POST /v1/check` (whether a node would be admitted; nothing changes),
+//! `POST /v1/join` (a token and a node: its credentials and the cluster's
+//! settings), `POST /v1/joined` (the node is Ready: its profile's labels and
+//! taints are put on it). Requests are handled one at a time; bodies are
+//! bounded; every refusal says why and what to do.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use super::{JoinRequest, JoinResponse, JoinedRequest, NodeFile, Refusal, MAX_BODY};
+use crate::durable::write_durably;
+use crate::node::NodeConfig;
+use crate::state_dir::StateDir;
+use crate::token::{Token, TokenStore};
+
+/// A node the master admitted.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmittedNode {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its pod subnet.
+    pub pod_subnet: String,
+    /// The node profile it joined as.
+    pub role: Option<String>,
+}
+
+/// The nodes admitted through this master (`STATE/nodes.json`).
+pub fn admitted_nodes(state: &StateDir) -> Vec<AdmittedNode> {
+    std::fs::read(nodes_file(state))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn nodes_file(state: &StateDir) -> std::path::PathBuf {
+    state.root().join("nodes.json")
+}
+
+fn refuse(status: StatusCode, error: impl Into<String>, hint: &str) -> (StatusCode, Refusal) {
+    (
+        status,
+        Refusal {
+            error: error.into(),
+            hint: Some(hint.into()),
+        },
+    )
+}
+
+/// The `index`th /24 of an IPv4 pod network.
+fn subnet(pod_cidr: &str, index: u32) -> Option<String> {
+    let (base, bits) = pod_cidr.split_once('/')?;
+    let base: std::net::Ipv4Addr = base.parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    if bits > 24 || index >= 1 << (24 - bits) {
+        return None;
+    }
+    let ip = std::net::Ipv4Addr::from(u32::from(base) + (index << 8));
+    Some(format!("{ip}/24"))
+}
+
+/// The whole service's state.
+struct Service {
+    state: StateDir,
+    lock: Mutex<()>,
+}
+
+impl Service {
+    fn check_token(&self, text: &str, role: Option<&str>) -> Result<Token, (StatusCode, Refusal)> {
+        // The pin stays with the client; the service knows its own CA.
+        let full = format!("{text}.{}", "0".repeat(64));
+        let token: Token = full.parse().map_err(|e: crate::token::TokenError| {
+            refuse(StatusCode::FORBIDDEN, e.to_string(), e.hint())
+        })?;
+        TokenStore::new(&self.state)
+            .check(&token, role)
+            .map_err(|e| refuse(StatusCode::FORBIDDEN, e.to_string(), e.hint()))?;
+        Ok(token)
+    }
+
+    fn profile(
+        &self,
+        role: Option<&str>,
+    ) -> Result<Option<tele_manifests::NodeProfile>, (StatusCode, Refusal)> {
+        let Some(role) = role else { return Ok(None) };
+        let manifest = tele_manifests::load_manifest(&self.state.manifest_file()).map_err(|e| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the master cannot read the app manifest: {e}"),
+                "reinstall the master",
+            )
+        })?;
+        let names: Vec<&str> = manifest
+            .node_profiles
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let p = manifest
+            .node_profiles
+            .iter()
+            .find(|p| p.name == role)
+            .cloned()
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("the app has no node profile `{role}`"),
+                    &format!("join with --role set to one of: {}", names.join(", ")),
+                )
+            })?;
+        if p.service_role.as_deref() == Some("master") {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("profile `{role}` is a master profile; this version of tele joins worker nodes only"),
+                "join this machine with a worker profile",
+            ));
+        }
+        Ok(Some(p))
+    }
+
+    /// Whether `req` would be admitted; changes nothing. The master's
+    /// settings and the nodes admitted so far come back for [`Service::admit`].
+    fn precheck(
+        &self,
+        req: &JoinRequest,
+    ) -> Result<(NodeConfig, Vec<AdmittedNode>, String), (StatusCode, Refusal)> {
+        self.check_token(&req.token, req.role.as_deref())?;
+        self.profile(req.role.as_deref())?;
+        let internal = |e: anyhow::Error| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{e:#}"),
+                "see the join service's log on the master",
+            )
+        };
+        let cfg = NodeConfig::load(&self.state).map_err(internal)?;
+        if req.node_name == cfg.node_name || req.node_ip == cfg.node_ip {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} ({}) is the master's own name or address",
+                    req.node_name, req.node_ip
+                ),
+                "join from another machine, with its own --node-name and --advertise-addr",
+            ));
+        }
+        let nodes = admitted_nodes(&self.state);
+        if let Some(other) = nodes
+            .iter()
+            .find(|n| n.name == req.node_name && n.ip != req.node_ip)
+        {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                format!(
+                    "a node named {} with address {} is already in the cluster",
+                    other.name, other.ip
+                ),
+                "give this machine another --node-name",
+            ));
+        }
+        // The node's pod subnet: its own from before, or the first free /24.
+        let pod_subnet = match nodes.iter().find(|n| n.name == req.node_name) {
+            Some(n) => n.pod_subnet.clone(),
+            None => (0..)
+                .map_while(|i| subnet(&cfg.pod_cidr, i))
+                .find(|s| *s != cfg.node_pod_subnet && !nodes.iter().any(|n| &n.pod_subnet == s))
+                .ok_or_else(|| {
+                    refuse(
+                        StatusCode::CONFLICT,
+                        format!("the pod network {} has no free /24 left", cfg.pod_cidr),
+                        "the cluster holds as many nodes as its pod network allows",
+                    )
+                })?,
+        };
+        Ok((cfg, nodes, pod_subnet))
+    }
+
+    fn check(&self, req: JoinRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.precheck(&req)?;
+        Ok(serde_json::json!({ "ok": true }))
+    }
+
+    fn admit(&self, req: JoinRequest) -> Result<JoinResponse, (StatusCode, Refusal)> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (cfg, mut nodes, pod_subnet) = self.precheck(&req)?;
+        let internal = |e: anyhow::Error| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{e:#}"),
+                "see the join service's log on the master",
+            )
+        };
+        let api_server = cfg.api_server();
+        let work = tempfile::tempdir_in(self.state.root()).map_err(|e| internal(e.into()))?;
+        crate::pki::issue_worker(
+            &self.state.pki_dir(),
+            work.path(),
+            &crate::pki::PkiConfig {
+                node_name: req.node_name.clone(),
+                node_ips: vec![req.node_ip],
+                hostnames: vec![],
+                service_cidr: cfg.service_cidr.clone(),
+                cluster_domain: "cluster.local".into(),
+                api_server: api_server.clone(),
+            },
+        )
+        .map_err(|e| internal(e.into()))?;
+        let mut files = Vec::new();
+        for entry in walkdir::WalkDir::new(work.path()).sort_by_file_name() {
+            let entry = entry.map_err(|e| internal(e.into()))?;
+            if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.')
+            {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(work.path())
+                .expect("under work")
+                .display()
+                .to_string();
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &entry
+                    .metadata()
+                    .map_err(|e| internal(e.into()))?
+                    .permissions(),
+            ) & 0o777;
+            let content = std::fs::read_to_string(entry.path()).map_err(|e| internal(e.into()))?;
+            files.push(NodeFile {
+                path: rel,
+                mode,
+                content,
+            });
+        }
+        if !nodes.iter().any(|n| n.name == req.node_name) {
+            nodes.push(AdmittedNode {
+                name: req.node_name.clone(),
+                ip: req.node_ip,
+                pod_subnet: pod_subnet.clone(),
+                role: req.role.clone(),
+            });
+            let bytes = serde_json::to_vec_pretty(&nodes).map_err(|e| internal(e.into()))?;
+            write_durably(&nodes_file(&self.state), &bytes, 0o600)
+                .map_err(|e| internal(e.into()))?;
+        }
+        log(&format!(
+            "admitted {} ({}) with pod subnet {pod_subnet}",
+            req.node_name, req.node_ip
+        ));
+        Ok(JoinResponse {
+            api_server,
+            pod_cidr: cfg.pod_cidr.clone(),
+            node_pod_subnet: pod_subnet,
+            service_cidr: cfg.service_cidr.clone(),
+            files,
+        })
+    }
+
+    fn joined(&self, req: JoinedRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let token = self.check_token(&req.token, req.role.as_deref())?;
+        if !admitted_nodes(&self.state)
+            .iter()
+            .any(|n| n.name == req.node_name)
+        {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                format!("{} was not admitted", req.node_name),
+                "run the join again",
+            ));
+        }
+        let profile = self.profile(req.role.as_deref())?;
+        let internal = |e: anyhow::Error| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{e:#}"),
+                "see the join service's log on the master",
+            )
+        };
+        let k = crate::phase::kubectl(&self.state).map_err(internal)?;
+        let node = format!("node/{}", req.node_name);
+        let mut labels = vec!["node-role.kubernetes.io/worker=".to_string()];
+        let mut taints = Vec::new();
+        if let Some(p) = &profile {
+            labels.extend(p.labels.iter().map(|(k, v)| format!("{k}={v}")));
+            taints.extend(p.taints.iter().map(|t| match &t.value {
+                Some(v) => format!("{}={v}:{}", t.key, t.effect),
+                None => format!("{}:{}", t.key, t.effect),
+            }));
+        }
+        let mut args: Vec<&str> = vec!["label", "--overwrite", &node];
+        args.extend(labels.iter().map(String::as_str));
+        k.run(&args).map_err(internal)?;
+        if !taints.is_empty() {
+            let mut args: Vec<&str> = vec!["taint", "--overwrite", &node];
+            args.extend(taints.iter().map(String::as_str));
+            k.run(&args).map_err(internal)?;
+        }
+        TokenStore::new(&self.state)
+            .record_use(&token.id, &req.node_name)
+            .map_err(internal)?;
+        log(&format!(
+            "{} is Ready; labelled {}",
+            req.node_name,
+            labels.join(" ")
+        ));
+        Ok(serde_json::json!({ "ok": true, "labels": labels, "taints": taints }))
+    }
+}
+
+/// The service's stderr is its log (`logs/join-server.log`).
+#[allow(clippy::print_stderr)]
+fn log(line: &str) {
+    eprintln!("join: {line}");
+}
+
+type Body = Full<Bytes>;
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(value).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, (StatusCode, Refusal)> {
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request is too large",
+                "send what `tele join` sends",
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("bad request: {e}"),
+            "send what `tele join` sends",
+        )
+    })
+}
+
+async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body> {
+    let outcome = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/v1/ca") => {
+            return match std::fs::read(service.state.pki().ca_cert()) {
+                Ok(pem) => Response::new(Full::new(Bytes::from(pem))),
+                Err(e) => json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &Refusal {
+                        error: e.to_string(),
+                        hint: None,
+                    },
+                ),
+            };
+        }
+        (&Method::POST, "/v1/join") => match read_json::<JoinRequest>(req).await {
+            Ok(r) => {
+                let s = service.clone();
+                tokio::task::spawn_blocking(move || {
+                    s.admit(r)
+                        .map(|v| serde_json::to_value(v).unwrap_or_default())
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        e.to_string(),
+                        "see the join service's log",
+                    ))
+                })
+            }
+            Err(e) => Err(e),
+        },
+        (&Method::POST, "/v1/check") => match read_json::<JoinRequest>(req).await {
+            Ok(r) => {
+                let s = service.clone();
+                tokio::task::spawn_blocking(move || s.check(r))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(refuse(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            e.to_string(),
+                            "see the join service's log",
+                        ))
+                    })
+            }
+            Err(e) => Err(e),
+        },
+        (&Method::POST, "/v1/joined") => match read_json::<JoinedRequest>(req).await {
+            Ok(r) => {
+                let s = service.clone();
+                tokio::task::spawn_blocking(move || s.joined(r))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(refuse(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            e.to_string(),
+                            "see the join service's log",
+                        ))
+                    })
+            }
+            Err(e) => Err(e),
+        },
+        _ => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+            "this is tele's join service",
+        )),
+    };
+    match outcome {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err((status, refusal)) => {
+            log(&format!("refused ({status}): {}", refusal.error));
+            json_response(status, &refusal)
+        }
+    }
+}
+
+/// Serves the join service of the install in `state_dir` on `listen` until
+/// SIGTERM or SIGINT.
+pub fn run(state_dir: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let state = StateDir::new(state_dir);
+    let pki = state.pki();
+    let tls = crate::registry_server::tls_acceptor(&crate::registry_server::TlsFiles {
+        cert: pki.cert("join-server"),
+        key: pki.key("join-server"),
+    })?;
+    let service = Arc::new(Service {
+        state,
+        lock: Mutex::new(()),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        log(&format!("serving on {listen}"));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let tls = tls.clone();
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
+                        let svc = service_fn(move |req| {
+                            let service = service.clone();
+                            async move { Ok::<_, Infallible>(handle(service, req).await) }
+                        });
+                        let _ = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(30))
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pod_subnets_are_the_24s_of_the_pod_network() {
+        assert_eq!(super::subnet("10.244.0.0/16", 0).unwrap(), "10.244.0.0/24");
+        assert_eq!(super::subnet("10.244.0.0/16", 3).unwrap(), "10.244.3.0/24");
+        assert_eq!(super::subnet("10.244.0.0/16", 256), None);
+        assert_eq!(super::subnet("10.244.0.0/23", 1).unwrap(), "10.244.1.0/24");
+        assert_eq!(super::subnet("10.244.0.0/23", 2), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! A second node joins a cluster, on two hosts whose PID 1 is systemd
+//! (systemd-nspawn containers on one bridge), with the command `./install`
+//! printed on the first: the worker is admitted only with a token the
+//! cluster made, for a CA it pins; refused joins change nothing on either
+//! side; the joined worker is Ready with its role, runs the kubelet,
+//! kube-proxy, containerd, the image registry and the health checker as
+//! systemd units, and runs pods from the bundle's images.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::example::example_bundle;
+use support::systemd_host::{HostOptions, SystemdHost};
+use support::*;
+
+fn eventually(host: &SystemdHost, script: &str, want: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let o = host.sh(script);
+        let out = stdout(&o);
+        if o.status.success() && out.contains(want) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{script}` did not give {want:?} within {limit:?}:\n{out}\n{}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Runs a join on the worker that must be refused: exit 1, the reason in
+/// its error, nothing written on the worker.
+fn refused(worker: &SystemdHost, args: &str, reason: &str) {
+    let o = worker.sh(&format!("cd /opt/hello && ./install join {args} --autofix"));
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains(reason),
+        "wanted {reason:?}:\n{}",
+        stderr(&o)
+    );
+    assert!(
+        !worker.sh("test -e /var/lib/tele").status.success(),
+        "a refused join left /var/lib/tele behind:\n{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = example_bundle(dir.path());
+    let mut master = SystemdHost::boot(
+        "tele-m1",
+        HostOptions::new("10.213.0.41/24").bind_ro(&bundle, "/opt/hello"),
+    );
+    let mut worker = SystemdHost::boot(
+        "tele-w1",
+        HostOptions::new("10.213.0.42/24").bind_ro(&bundle, "/opt/hello"),
+    );
+    master.wait_running(Duration::from_secs(120));
+    worker.wait_running(Duration::from_secs(120));
+
+    let o = master.exec(&[
+        "/opt/hello/install",
+        "--autofix",
+        "--timeout",
+        "300",
+        "--output-format",
+        "json",
+    ]);
+    assert!(
+        o.status.success(),
+        "master install:\n{}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    let summary = json(&o);
+    let command = summary["joinCommand"].as_str().unwrap().to_string();
+    assert!(
+        command.starts_with("sudo ./install join 10.213.0.41 --token "),
+        "{command}"
+    );
+    let args = command
+        .trim_start_matches("sudo ./install join ")
+        .to_string();
+    let token = args.split_whitespace().nth(2).unwrap().to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+
+    // Refusals: each says why and changes nothing here or on the master.
+    let wrong_secret = format!("{}.{}.{}", parts[0], "0".repeat(32), parts[2]);
+    refused(
+        &worker,
+        &format!("10.213.0.41 --token {wrong_secret}"),
+        "does not know this token",
+    );
+    let wrong_pin = format!("{}.{}.{}", parts[0], parts[1], "0".repeat(64));
+    refused(
+        &worker,
+        &format!("10.213.0.41 --token {wrong_pin}"),
+        "does not match the token's pin",
+    );
+    refused(
+        &worker,
+        &format!("10.213.0.41 --token {token} --role nosuch"),
+        "no node profile `nosuch`",
+    );
+    refused(&worker, "10.213.0.41 --token not-a-token", "ID.SECRET.PIN");
+    let made = master.ok_sh("tele token create --ttl 1h --output-format json");
+    let revoked: serde_json::Value = serde_json::from_str(&made).unwrap();
+    master.ok_sh(&format!(
+        "tele token revoke {}",
+        revoked["id"].as_str().unwrap()
+    ));
+    refused(
+        &worker,
+        &format!("10.213.0.41 --token {}", revoked["token"].as_str().unwrap()),
+        "was revoked",
+    );
+    assert!(
+        !master
+            .sh("test -e /var/lib/tele/nodes.json")
+            .status
+            .success(),
+        "refused joins admitted nobody"
+    );
+
+    // The join, as printed (run as root, so without sudo).
+    let o = worker.sh(&format!(
+        "cd /opt/hello && ./install join {args} --autofix --timeout 300 --output-format json"
+    ));
+    assert!(
+        o.status.success(),
+        "join:\n{}\n{}\nservices' logs:\n{}",
+        stderr(&o),
+        stdout(&o),
+        worker
+            .sh("tail -n 20 /var/lib/tele/logs/*.log")
+            .stdout
+            .escape_ascii()
+    );
+    let joined = json(&o);
+    assert_eq!(joined["joinedThrough"], "10.213.0.41:6444");
+    assert_eq!(joined["serviceManager"], "systemd");
+    for s in [
+        "registry",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+        "health-checker",
+    ] {
+        assert_eq!(
+            worker
+                .ok_sh(&format!("systemctl is-active tele-{s}.service"))
+                .trim(),
+            "active",
+            "{s}"
+        );
+    }
+    for s in ["etcd", "kube-apiserver"] {
+        assert!(
+            !worker
+                .sh(&format!("test -e /etc/systemd/system/tele-{s}.service"))
+                .status
+                .success(),
+            "a worker runs no {s}"
+        );
+    }
+    assert!(
+        !worker
+            .sh("test -e /var/lib/tele/join-token")
+            .status
+            .success(),
+        "the token is forgotten once the node joined"
+    );
+    let nodes = eventually(
+        &master,
+        "kubectl get nodes --no-headers",
+        "tele-w1",
+        Duration::from_secs(60),
+    );
+    assert!(
+        nodes.lines().all(|l| l.contains(" Ready ")),
+        "both nodes Ready:\n{nodes}"
+    );
+    let labels = master.ok_sh("kubectl get node tele-w1 -o jsonpath={.metadata.labels}");
+    assert!(
+        labels.contains("node-role.kubernetes.io/worker"),
+        "{labels}"
+    );
+
+    // Pods run on the worker from the bundle's images (its own registry).
+    master.ok_sh(
+        "cat <<'EOF' | kubectl apply -f -
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: everywhere}
+spec:
+  selector: {matchLabels: {app: everywhere}}
+  template:
+    metadata: {labels: {app: everywhere}}
+    spec:
+      containers:
+        - name: sleep
+          image: example.com/hello/busybox:1.36
+          command: [/bin/sh, -c, 'sleep 3600']
+EOF",
+    );
+    eventually(
+        &master,
+        "kubectl get pods -l app=everywhere --field-selector spec.nodeName=tele-w1 -o jsonpath={.items[*].status.phase}",
+        "Running",
+        Duration::from_secs(120),
+    );
+
+    // Both sides' status tell of the join.
+    let status = worker.ok_sh("tele status || true");
+    assert!(
+        status.contains("joined:    through 10.213.0.41:6444"),
+        "{status}"
+    );
+    assert!(status.contains("node:      tele-w1 Ready=True"), "{status}");
+    let status = master.ok_sh("tele status || true");
+    assert!(status.contains("tele-w1"), "{status}");
+    assert!(status.contains("used by tele-w1"), "{status}");
+}
