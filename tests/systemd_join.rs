@@ -2,7 +2,8 @@
 //! (systemd-nspawn containers on one bridge), with the command `./install`
 //! printed on the first: the worker is admitted only with a token the
 //! cluster made, for a CA it pins; refused joins change nothing on either
-//! side; the joined worker is Ready with its role, runs the kubelet,
+//! side; a join killed halfway is finished by `./install join --resume`;
+//! the joined worker is Ready with its role, runs the kubelet,
 //! kube-proxy, containerd, the image registry and the health checker as
 //! systemd units, and runs pods from the bundle's images.
 
@@ -128,10 +129,32 @@ fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
         "refused joins admitted nobody"
     );
 
-    // The join, as printed (run as root, so without sudo).
-    let o = worker.sh(&format!(
-        "cd /opt/hello && ./install join {args} --autofix --timeout 300 --output-format json"
-    ));
+    // The join, as printed (run as root, so without sudo), killed with
+    // SIGKILL once its services run, then resumed.
+    let mut killed = worker
+        .command(&[
+            "sh",
+            "-c",
+            &format!("cd /opt/hello && TELE_TEST_PAUSE_AT=/nodes/tele-w1/services:after ./install join {args} --autofix --timeout 300"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let paused = worker.root().join("var/lib/tele/.paused");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !paused.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the join never reached its services"
+        );
+        assert!(killed.try_wait().unwrap().is_none(), "the join ended early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    worker.ok_sh("pkill -KILL -x install");
+    killed.wait().unwrap();
+    std::fs::remove_file(&paused).unwrap();
+    let o = worker.sh("cd /opt/hello && ./install join --resume --output-format json");
     assert!(
         o.status.success(),
         "join:\n{}\n{}\nservices' logs:\n{}",
