@@ -5,7 +5,8 @@
 //! side; a join killed halfway is finished by `./install join --resume`;
 //! the joined worker is Ready with its role, runs the kubelet,
 //! kube-proxy, containerd, the image registry and the health checker as
-//! systemd units, and runs pods from the bundle's images.
+//! systemd units, runs pods from the bundle's images, and pods on either
+//! node reach pods on the other, directly and through a Service.
 
 mod support;
 
@@ -227,17 +228,79 @@ spec:
     metadata: {labels: {app: everywhere}}
     spec:
       containers:
-        - name: sleep
-          image: example.com/hello/busybox:1.36
-          command: [/bin/sh, -c, 'sleep 3600']
+        - name: web
+          image: example.com/hello/web:1.0.0
+---
+apiVersion: v1
+kind: Service
+metadata: {name: everywhere}
+spec:
+  selector: {app: everywhere}
+  ports: [{port: 80, targetPort: 8080}]
+  internalTrafficPolicy: Cluster
 EOF",
     );
+    let pod_ip = |node: &str| {
+        eventually(
+            &master,
+            &format!("kubectl get pods -l app=everywhere --field-selector spec.nodeName={node},status.phase=Running -o jsonpath={{.items[*].status.podIP}}"),
+            "10.244.",
+            Duration::from_secs(120),
+        )
+        .trim()
+        .to_string()
+    };
+    let on_worker = pod_ip("tele-w1");
+    let on_master = pod_ip("tele-m1");
+    assert!(
+        on_worker.starts_with("10.244.1."),
+        "the worker's pods use its own subnet: {on_worker}"
+    );
+
+    // One pod network: routes to each node's pod subnet through the node.
+    let route = master.ok_sh("ip route show 10.244.1.0/24");
+    assert!(route.contains("via 10.213.0.42"), "{route}");
+    // From the master machine and from a pod on the master to a pod on the worker ...
     eventually(
         &master,
-        "kubectl get pods -l app=everywhere --field-selector spec.nodeName=tele-w1 -o jsonpath={.items[*].status.phase}",
-        "Running",
-        Duration::from_secs(120),
+        &format!("curl -sf -m 5 http://{on_worker}:8080/"),
+        "hello from a tele bundle",
+        Duration::from_secs(60),
     );
+    let master_pod = master
+        .ok_sh("kubectl get pods -l app=everywhere --field-selector spec.nodeName=tele-m1 -o jsonpath={.items[0].metadata.name}");
+    eventually(
+        &master,
+        &format!(
+            "kubectl exec {} -- /bin/busybox wget -qO- -T 5 http://{on_worker}:8080/",
+            master_pod.trim()
+        ),
+        "hello from a tele bundle",
+        Duration::from_secs(60),
+    );
+    // ... and from a pod on the worker to a pod on the master, and through a Service.
+    let worker_pod = master
+        .ok_sh("kubectl get pods -l app=everywhere --field-selector spec.nodeName=tele-w1 -o jsonpath={.items[0].metadata.name}");
+    eventually(
+        &master,
+        &format!(
+            "kubectl exec {} -- /bin/busybox wget -qO- -T 5 http://{on_master}:8080/",
+            worker_pod.trim()
+        ),
+        "hello from a tele bundle",
+        Duration::from_secs(60),
+    );
+    // Each request goes to either node's pod: all of them must be answered.
+    for host in [&master, &worker] {
+        for _ in 0..6 {
+            eventually(
+                host,
+                "curl -sf -m 5 http://$(kubectl get service everywhere -o jsonpath={.spec.clusterIP})/",
+                "hello from a tele bundle",
+                Duration::from_secs(60),
+            );
+        }
+    }
 
     // Both sides' status tell of the join.
     let status = worker.ok_sh("tele status || true");

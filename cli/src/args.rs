@@ -54,6 +54,9 @@ pub enum Command {
     /// Join tokens: make, list and revoke the tokens that let nodes join.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Keep the routes of the pod network between nodes (started by the installer).
+    #[command(hide = true)]
+    PodNetwork(StateDirArg),
     /// Run a master's join service (started by the installer).
     #[command(hide = true)]
     JoinServer(JoinServerArgs),

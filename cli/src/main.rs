@@ -49,6 +49,9 @@ fn main() -> ExitCode {
             tele_installer::service::agent::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
         }
         Command::HealthCheck(a) => cmd::node::health_check(a),
+        Command::PodNetwork(a) => {
+            tele_installer::pod_network::run(&a.state_dir).map(|_| std::process::ExitCode::SUCCESS)
+        }
         Command::Join(a) => cmd::install::run_join(a.bundle, a.join, &printer),
         Command::Token(c) => cmd::token::run(c, &printer),
         Command::JoinServer(a) => tele_installer::join::server::run(&a.state.state_dir, a.listen)

@@ -28,6 +28,7 @@ pub mod node;
 pub mod phase;
 pub mod pki;
 pub mod plan;
+pub mod pod_network;
 pub mod preflight;
 pub mod procfs;
 pub mod registry_server;

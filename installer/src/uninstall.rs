@@ -89,6 +89,7 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     crate::service::for_host(&layout).stop_all()?;
     crate::install::test_pause_point(&layout, "uninstall:services")?;
     remove_links(&layout);
+    crate::pod_network::remove_routes(&layout);
 
     // Pods outlive containerd: their shims keep them. Kill each shim's
     // children (the containers' init processes, which takes their PID

@@ -14,6 +14,7 @@ mod health_checker;
 mod join_server;
 mod kube_proxy;
 mod kubelet;
+mod pod_network;
 mod registry;
 mod scheduler;
 
@@ -139,6 +140,7 @@ pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
             Box::new(kubelet::Kubelet),
             Box::new(kube_proxy::KubeProxy),
             Box::new(join_server::JoinServer),
+            Box::new(pod_network::PodNetwork),
             Box::new(health_checker::HealthChecker),
         ],
         NodeRole::Worker => vec![
@@ -146,6 +148,7 @@ pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
             Box::new(containerd::Containerd),
             Box::new(kubelet::Kubelet),
             Box::new(kube_proxy::KubeProxy),
+            Box::new(pod_network::PodNetwork),
             Box::new(health_checker::HealthChecker),
         ],
     }

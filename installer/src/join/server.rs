@@ -270,16 +270,16 @@ impl Service {
     fn joined(&self, req: JoinedRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let token = self.check_token(&req.token, req.role.as_deref())?;
-        if !admitted_nodes(&self.state)
-            .iter()
-            .any(|n| n.name == req.node_name)
-        {
+        let Some(admitted) = admitted_nodes(&self.state)
+            .into_iter()
+            .find(|n| n.name == req.node_name)
+        else {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
                 format!("{} was not admitted", req.node_name),
                 "run the join again",
             ));
-        }
+        };
         let profile = self.profile(req.role.as_deref())?;
         let internal = |e: anyhow::Error| {
             refuse(
@@ -302,6 +302,13 @@ impl Service {
         let mut args: Vec<&str> = vec!["label", "--overwrite", &node];
         args.extend(labels.iter().map(String::as_str));
         k.run(&args).map_err(internal)?;
+        let subnet = format!(
+            "{}={}",
+            crate::pod_network::SUBNET_ANNOTATION,
+            admitted.pod_subnet
+        );
+        k.run(&["annotate", "--overwrite", &node, &subnet])
+            .map_err(internal)?;
         if !taints.is_empty() {
             let mut args: Vec<&str> = vec!["taint", "--overwrite", &node];
             args.extend(taints.iter().map(String::as_str));

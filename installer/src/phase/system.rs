@@ -1,5 +1,5 @@
-//! `/system`: the node's role labels, and the default service account that
-//! pods need before they can be created.
+//! `/system`: the node's role labels and pod subnet annotation, and the
+//! default service account that pods need before they can be created.
 
 use std::time::Duration;
 
@@ -33,6 +33,13 @@ impl Phase for System {
         let labels: Vec<String> = ROLE_LABELS.iter().map(|l| format!("{l}=")).collect();
         args.extend(labels.iter().map(String::as_str));
         k.run(&args)?;
+        // Other nodes route this node's pods through it.
+        let subnet = format!(
+            "{}={}",
+            crate::pod_network::SUBNET_ANNOTATION,
+            ctx.cfg.node_pod_subnet
+        );
+        k.run(&["annotate", "--overwrite", &node, &subnet])?;
         crate::kube::poll(
             Duration::from_secs(120),
             "the default service account",
@@ -55,7 +62,17 @@ impl Phase for System {
                 "jsonpath={.metadata.labels}",
             ])
             .unwrap_or_default();
+        let subnet = k
+            .run(&[
+                "get",
+                "node",
+                &self.node,
+                "-o",
+                r"jsonpath={.metadata.annotations.tele\.dev/pod-subnet}",
+            ])
+            .unwrap_or_default();
         Ok(ROLE_LABELS.iter().all(|l| labels.contains(l))
+            && subnet.trim() == ctx.cfg.node_pod_subnet
             && k.run(&["get", "serviceaccount", "default", "-n", "default"])
                 .is_ok())
     }

@@ -1,0 +1,149 @@
+//! One pod network across the cluster's nodes, by routes: every node's pod
+//! subnet (a /24 of the pod network, the `tele.dev/pod-subnet` annotation
+//! of its Node) is reached through that node's address. Nodes on one L2
+//! network (one subnet, as the machines of a site usually are) need no
+//! tunnel: plain routes carry pod traffic, with nothing to encapsulate and
+//! no MTU lost. `tele pod-network` runs on every node and keeps the routes
+//! in line with the cluster's Nodes every few seconds; the routes it made
+//! are kept in `STATE/routes.json` so that uninstall removes exactly them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::durable::write_durably;
+use crate::node::NodeConfig;
+use crate::state_dir::StateDir;
+
+/// The Node annotation naming a node's pod subnet.
+pub const SUBNET_ANNOTATION: &str = "tele.dev/pod-subnet";
+
+/// How often the routes are brought in line.
+const INTERVAL: Duration = Duration::from_secs(5);
+
+fn routes_file(state: &StateDir) -> std::path::PathBuf {
+    state.root().join("routes.json")
+}
+
+/// The routes this node made: pod subnet -> the node address it goes through.
+pub fn made_routes(state: &StateDir) -> BTreeMap<String, IpAddr> {
+    std::fs::read(routes_file(state))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The other nodes' pod subnets and addresses, from the cluster's Nodes.
+fn wanted(state: &StateDir, cfg: &NodeConfig) -> anyhow::Result<BTreeMap<String, IpAddr>> {
+    let k = crate::phase::kubectl(state)?;
+    let out = k.run(&[
+        "get",
+        "nodes",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations.tele\.dev/pod-subnet} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}"#,
+    ])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (name, subnet, addr) = (f.next()?, f.next()?, f.next()?);
+            let addr: IpAddr = addr.parse().ok()?;
+            (name != cfg.node_name && subnet != cfg.node_pod_subnet)
+                .then(|| (subnet.to_string(), addr))
+        })
+        .collect())
+}
+
+/// Brings the routes in line with `want`; returns what is now in place.
+fn sync(
+    have: &BTreeMap<String, IpAddr>,
+    want: &BTreeMap<String, IpAddr>,
+    log: &dyn Fn(&str),
+) -> BTreeMap<String, IpAddr> {
+    let mut now = have.clone();
+    for (subnet, via) in have {
+        if want.get(subnet) != Some(via) {
+            match ip(&["route", "del", subnet]) {
+                Ok(()) => log(&format!("route to {subnet} via {via} removed")),
+                Err(e) => log(&e),
+            }
+            now.remove(subnet);
+        }
+    }
+    for (subnet, via) in want {
+        if have.get(subnet) == Some(via) {
+            continue;
+        }
+        match ip(&["route", "replace", subnet, "via", &via.to_string()]) {
+            Ok(()) => {
+                log(&format!("route to {subnet} via {via}"));
+                now.insert(subnet.clone(), *via);
+            }
+            Err(e) => log(&e),
+        }
+    }
+    now
+}
+
+#[allow(clippy::print_stderr)]
+fn log(line: &str) {
+    eprintln!("pod-network: {line}");
+}
+
+/// Keeps the routes in line until SIGTERM or SIGINT.
+pub fn run(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let state = StateDir::new(state_dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let mut have = made_routes(&state);
+    while !stop.load(Ordering::Relaxed) {
+        match NodeConfig::load(&state).and_then(|cfg| wanted(&state, &cfg)) {
+            Ok(want) => {
+                let now = sync(&have, &want, &log);
+                if now != have {
+                    let bytes = serde_json::to_vec_pretty(&now)?;
+                    write_durably(&routes_file(&state), &bytes, 0o644)?;
+                    have = now;
+                }
+            }
+            // The API may be away for a while: keep the routes as they are.
+            Err(e) => log(&format!("cannot read the nodes: {e:#}")),
+        }
+        for _ in 0..(INTERVAL.as_millis() / 100) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the routes this node made (uninstall).
+pub fn remove_routes(state: &StateDir) -> usize {
+    made_routes(state)
+        .keys()
+        .filter(|subnet| ip(&["route", "del", subnet]).is_ok())
+        .count()
+}
