@@ -33,6 +33,21 @@ fn eventually(host: &SystemdHost, script: &str, want: &str, limit: Duration) -> 
     }
 }
 
+/// A script that runs `curl URL` in the network namespace of pod `pod`, on
+/// the pod's node: traffic that starts at the pod's address, as the pod's
+/// own would. (The bundle's images hold only busybox, whose static `wget`
+/// crashes resolving an address.)
+fn curl_from_pod(master: &SystemdHost, pod: &str, url: &str) -> String {
+    let id = master.ok_sh(&format!(
+        "kubectl get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
+    ));
+    let id = id.trim().trim_start_matches("containerd://");
+    format!(
+        "pid=$(/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}')
+         nsenter -t \"$pid\" -n curl -sf -m 5 {url}"
+    )
+}
+
 /// Runs a join on the worker that must be refused: exit 1, the reason in
 /// its error, nothing written on the worker.
 fn refused(worker: &SystemdHost, args: &str, reason: &str) {
@@ -237,7 +252,6 @@ metadata: {name: everywhere}
 spec:
   selector: {app: everywhere}
   ports: [{port: 80, targetPort: 8080}]
-  internalTrafficPolicy: Cluster
 EOF",
     );
     let pod_ip = |node: &str| {
@@ -258,8 +272,12 @@ EOF",
     );
 
     // One pod network: routes to each node's pod subnet through the node.
-    let route = master.ok_sh("ip route show 10.244.1.0/24");
-    assert!(route.contains("via 10.213.0.42"), "{route}");
+    eventually(
+        &master,
+        "ip route show 10.244.1.0/24; tail -n 5 /var/lib/tele/logs/pod-network.log >&2",
+        "via 10.213.0.42",
+        Duration::from_secs(30),
+    );
     // From the master machine and from a pod on the master to a pod on the worker ...
     eventually(
         &master,
@@ -267,26 +285,34 @@ EOF",
         "hello from a tele bundle",
         Duration::from_secs(60),
     );
-    let master_pod = master
-        .ok_sh("kubectl get pods -l app=everywhere --field-selector spec.nodeName=tele-m1 -o jsonpath={.items[0].metadata.name}");
+    let pod_on = |node: &str| {
+        master
+            .ok_sh(&format!(
+                "kubectl get pods -l app=everywhere --field-selector spec.nodeName={node} -o jsonpath={{.items[0].metadata.name}}"
+            ))
+            .trim()
+            .to_string()
+    };
+    let script = curl_from_pod(
+        &master,
+        &pod_on("tele-m1"),
+        &format!("http://{on_worker}:8080/"),
+    );
     eventually(
         &master,
-        &format!(
-            "kubectl exec {} -- /bin/busybox wget -qO- -T 5 http://{on_worker}:8080/",
-            master_pod.trim()
-        ),
+        &script,
         "hello from a tele bundle",
         Duration::from_secs(60),
     );
     // ... and from a pod on the worker to a pod on the master, and through a Service.
-    let worker_pod = master
-        .ok_sh("kubectl get pods -l app=everywhere --field-selector spec.nodeName=tele-w1 -o jsonpath={.items[0].metadata.name}");
-    eventually(
+    let script = curl_from_pod(
         &master,
-        &format!(
-            "kubectl exec {} -- /bin/busybox wget -qO- -T 5 http://{on_master}:8080/",
-            worker_pod.trim()
-        ),
+        &pod_on("tele-w1"),
+        &format!("http://{on_master}:8080/"),
+    );
+    eventually(
+        &worker,
+        &script,
         "hello from a tele bundle",
         Duration::from_secs(60),
     );
