@@ -208,6 +208,13 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "{}",
         stderr(&o)
     );
+    let o = install(&bundle, &state, &["--flavor", "tow"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `--flavor two`"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!state.exists(), "nothing is written for bad flags");
 
     // 2. A first install, all the way, told where alerts go.

@@ -82,6 +82,8 @@ fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
 
     let o = master.exec(&[
         "/opt/hello/install",
+        "--flavor",
+        "two",
         "--autofix",
         "--timeout",
         "300",
@@ -95,6 +97,12 @@ fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
         stdout(&o)
     );
     let summary = json(&o);
+    assert_eq!(summary["flavor"]["name"], "two");
+    let status = master.ok_sh("tele status || true");
+    assert!(
+        status.contains("flavor:    two (incomplete): 1 of 2 node"),
+        "{status}"
+    );
     let command = summary["joinCommand"].as_str().unwrap().to_string();
     assert!(
         command.starts_with("sudo ./install join 10.213.0.41 --token "),
@@ -337,5 +345,9 @@ EOF",
     assert!(status.contains("node:      tele-w1 Ready=True"), "{status}");
     let status = master.ok_sh("tele status || true");
     assert!(status.contains("tele-w1"), "{status}");
+    assert!(
+        status.contains("flavor:    two (complete): 2 of 2 node"),
+        "{status}"
+    );
     assert!(status.contains("used by tele-w1"), "{status}");
 }

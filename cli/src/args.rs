@@ -218,9 +218,14 @@ pub struct InstallArgs {
     /// A cgroup for this node's pods (needed when several nodes share a machine).
     #[arg(long)]
     pub cgroup_root: Option<String>,
-    /// The node profile from the manifest [default: the first].
+    /// The node profile from the manifest [default: the flavor's first, else the first].
     #[arg(long, visible_alias = "role")]
     pub profile: Option<String>,
+    /// The manifest's flavor: how many nodes of each profile the cluster
+    /// should have (`tele status` shows the cluster against it) [default:
+    /// the manifest's default flavor].
+    #[arg(long)]
+    pub flavor: Option<String>,
     /// Skip one preflight check by name. Repeatable.
     #[arg(long = "skip-check", value_name = "NAME")]
     pub skip_checks: Vec<String>,

@@ -56,6 +56,8 @@ pub struct InstallOptions {
     pub bin_dir: Option<PathBuf>,
     /// Join an existing cluster instead of making one.
     pub join: Option<JoinTarget>,
+    /// The manifest's flavor: how many nodes of each profile the cluster should have.
+    pub flavor: Option<String>,
 }
 
 /// The cluster a node joins.
@@ -115,6 +117,9 @@ pub struct InstallSummary {
     /// On a node that joined: the master it joined through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub joined_through: Option<String>,
+    /// On a new cluster's first node: the cluster against its flavor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<crate::status::FlavorStatus>,
 }
 
 /// The default route's interface address, else the first non-loopback IPv4.
@@ -221,6 +226,17 @@ fn check_cidr(flag: &str, cidr: &str) -> Result<(), InstallError> {
     }
 }
 
+/// The candidate closest to `word`, when one is close enough to be a typo
+/// of it (a letter missing, extra, wrong or swapped in a short word).
+fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::normalized_damerau_levenshtein(word, c), *c))
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
 /// Checks the flags that need no bundle: names of checks, addresses.
 /// Nothing is written before these pass.
 pub fn validate(opts: &InstallOptions) -> anyhow::Result<()> {
@@ -296,10 +312,58 @@ pub fn validate(opts: &InstallOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The flavor asked for, else the manifest's default, else its first; None
+/// when the manifest has no flavors. An unknown name is refused.
+fn choose_flavor(
+    asked: Option<&str>,
+    manifest: &tele_manifests::Manifest,
+) -> Result<Option<tele_manifests::Flavor>, InstallError> {
+    let flavors = manifest.installer.as_ref().and_then(|i| i.flavors.as_ref());
+    let Some(flavors) = flavors.filter(|f| !f.items.is_empty()) else {
+        return match asked {
+            Some(name) => Err(InstallError::bad_input(
+                format!("--flavor {name}: the app defines no flavors"),
+                "leave out --flavor",
+            )),
+            None => Ok(None),
+        };
+    };
+    let name = asked
+        .map(String::from)
+        .or_else(|| flavors.default.clone())
+        .unwrap_or_else(|| flavors.items[0].name.clone());
+    flavors
+        .items
+        .iter()
+        .find(|f| f.name == name)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| {
+            let names: Vec<&str> = flavors.items.iter().map(|f| f.name.as_str()).collect();
+            let close = did_you_mean(&name, &names)
+                .map(|n| format!("did you mean `--flavor {n}`? "))
+                .unwrap_or_default();
+            InstallError::bad_input(
+                format!("the app has no flavor `{name}`"),
+                format!("{close}the flavors are: {}", names.join(", ")),
+            )
+        })
+}
+
 fn new_config(
     opts: &InstallOptions,
     manifest: &tele_manifests::Manifest,
 ) -> anyhow::Result<NodeConfig> {
+    // A new cluster's first node takes its flavor's first profile unless told.
+    let flavor = if opts.join.is_none() {
+        choose_flavor(opts.flavor.as_deref(), manifest)?
+    } else {
+        None
+    };
+    let flavor_profile = flavor
+        .as_ref()
+        .and_then(|f| f.nodes.first())
+        .map(|n| n.profile.clone());
     let profile = match &opts.profile {
         Some(p) => {
             if !manifest.node_profiles.iter().any(|n| &n.name == p) {
@@ -319,7 +383,7 @@ fn new_config(
             }
             Some(p.clone())
         }
-        None => manifest.node_profiles.first().map(|n| n.name.clone()),
+        None => flavor_profile.or_else(|| manifest.node_profiles.first().map(|n| n.name.clone())),
     };
     let node_ip = match opts.advertise_addr {
         Some(ip) => ip,
@@ -349,6 +413,7 @@ fn new_config(
         app_timeout_secs: opts.app_timeout.unwrap_or(DEFAULT_APP_TIMEOUT).as_secs(),
         role: crate::node::NodeRole::Master,
         joined: None,
+        flavor: flavor.map(|f| f.name),
     })
 }
 
@@ -548,6 +613,15 @@ pub fn install(
         .map(crate::alerting::parse)
         .transpose()?;
     let state = StateDir::new(&opts.state_dir);
+    if opts.join.is_none() {
+        choose_flavor(opts.flavor.as_deref(), &manifest)?;
+    } else if opts.flavor.is_some() {
+        return Err(InstallError::bad_input(
+            "--flavor is chosen on the cluster's first node, not when a node joins",
+            "leave out --flavor",
+        )
+        .into());
+    }
     // A join is checked with the master before anything is written here.
     let join = match &opts.join {
         Some(target) if !opts.resume => {
@@ -800,7 +874,11 @@ fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {
     } else {
         None
     };
+    let flavor = crate::status::status(ctx.state.root())
+        .ok()
+        .and_then(|s| s.flavor);
     Ok(InstallSummary {
+        flavor,
         join_command,
         joined_through,
         app: ctx.manifest.metadata.name.clone(),
@@ -877,6 +955,17 @@ mod tests {
             "{:?}",
             ie.hint()
         );
+    }
+
+    #[test]
+    fn typos_find_what_was_meant() {
+        assert_eq!(did_you_mean("tow", &["one", "two"]), Some("two"));
+        assert_eq!(did_you_mean("port", &["ports", "cpu"]), Some("ports"));
+        assert_eq!(
+            did_you_mean("etcd-fsnyc", &["etcd-fsync", "os"]),
+            Some("etcd-fsync")
+        );
+        assert_eq!(did_you_mean("banana", &["one", "two"]), None);
     }
 
     #[test]

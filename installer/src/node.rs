@@ -84,6 +84,9 @@ pub struct NodeConfig {
     /// Master or worker.
     #[serde(default)]
     pub role: NodeRole,
+    /// The manifest's flavor the cluster is meant to have (on its first node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
     /// For a node that joined: the master it joined through (`ADDR:PORT`
     /// of its join service) and the API server URL its components use.
     #[serde(default, skip_serializing_if = "Option::is_none")]

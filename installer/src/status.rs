@@ -41,6 +41,9 @@ pub struct Status {
     pub joined_through: Option<String>,
     /// On a master: the join tokens.
     pub tokens: Vec<crate::token::TokenRecord>,
+    /// On a master: the cluster against its flavor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<FlavorStatus>,
     /// Workloads: `namespace/kind/name ready/desired`.
     pub workloads: Vec<String>,
     /// The node health checker's latest round (seconds ago, results), read
@@ -63,6 +66,81 @@ impl Status {
                     .is_some_and(|rd| rd.split_once('/').is_some_and(|(a, b)| a == b))
             })
     }
+}
+
+/// The cluster against the flavor it was installed with.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlavorStatus {
+    /// The flavor.
+    pub name: String,
+    /// Per profile: how many nodes the flavor wants, how many are Ready.
+    pub profiles: Vec<ProfileCount>,
+}
+
+/// Nodes of one profile.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileCount {
+    /// The node profile.
+    pub profile: String,
+    /// How many the flavor wants.
+    pub want: u32,
+    /// How many are in the cluster and Ready.
+    pub ready: u32,
+}
+
+impl FlavorStatus {
+    /// `2 of 3 node, 0 of 1 db`.
+    pub fn summary(&self) -> String {
+        self.profiles
+            .iter()
+            .map(|p| format!("{} of {} {}", p.ready, p.want, p.profile))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// True when every profile has as many Ready nodes as the flavor wants.
+    pub fn complete(&self) -> bool {
+        self.profiles.iter().all(|p| p.ready >= p.want)
+    }
+}
+
+fn flavor_status(
+    state: &StateDir,
+    cfg: &NodeConfig,
+    nodes: &[(String, String)],
+) -> Option<FlavorStatus> {
+    let name = cfg.flavor.clone()?;
+    let manifest = tele_manifests::load_manifest(&state.manifest_file()).ok()?;
+    let flavor = manifest
+        .installer?
+        .flavors?
+        .items
+        .into_iter()
+        .find(|f| f.name == name)?;
+    let admitted = crate::join::server::admitted_nodes(state);
+    let profile_of = |node: &str| -> Option<String> {
+        if node == cfg.node_name {
+            return cfg.profile.clone();
+        }
+        admitted.iter().find(|n| n.name == node)?.role.clone()
+    };
+    let profiles = flavor
+        .nodes
+        .iter()
+        .map(|n| ProfileCount {
+            profile: n.profile.clone(),
+            want: n.count,
+            ready: nodes
+                .iter()
+                .filter(|(node, ready)| {
+                    ready == "True" && profile_of(node).as_deref() == Some(n.profile.as_str())
+                })
+                .count() as u32,
+        })
+        .collect();
+    Some(FlavorStatus { name, profiles })
 }
 
 /// Reads the status of the install in `state_dir`.
@@ -132,6 +210,7 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
         (age, results)
     });
     Ok(Status {
+        flavor: flavor_status(&state, &cfg, &nodes),
         plan,
         service_manager: manager.kind().into(),
         agent,

@@ -186,6 +186,7 @@ fn run_install(
         config: a.config,
         bin_dir: (a.bin_dir.as_os_str() != "none").then_some(a.bin_dir),
         join,
+        flavor: a.flavor,
     };
     let started = std::time::Instant::now();
     let reporter = Reporter {
@@ -229,6 +230,9 @@ fn run_install(
         for e in &s.endpoints {
             p.out(format!("  {e}"));
         }
+    }
+    if let Some(f) = &s.flavor {
+        p.out(format!("\nflavor {}: {}", f.name, f.summary()));
     }
     if let Some(cmd) = &s.join_command {
         p.out(format!(

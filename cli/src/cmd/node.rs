@@ -90,6 +90,14 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
     if let Some(master) = &s.joined_through {
         p.out(format!("joined:    through {master}"));
     }
+    if let Some(f) = &s.flavor {
+        let state = if f.complete() {
+            "complete"
+        } else {
+            "incomplete"
+        };
+        p.out(format!("flavor:    {} ({state}): {}", f.name, f.summary()));
+    }
     if s.nodes.len() > 1 {
         p.out("cluster nodes:");
         for (name, ready) in &s.nodes {
