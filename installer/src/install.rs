@@ -615,12 +615,21 @@ pub fn install(
     let state = StateDir::new(&opts.state_dir);
     if opts.join.is_none() {
         choose_flavor(opts.flavor.as_deref(), &manifest)?;
-    } else if opts.flavor.is_some() {
-        return Err(InstallError::bad_input(
-            "--flavor is chosen on the cluster's first node, not when a node joins",
-            "leave out --flavor",
-        )
-        .into());
+    } else {
+        // The cluster's settings come from the master a node joins.
+        let cluster_flags = [
+            ("--flavor", opts.flavor.is_some()),
+            ("--pod-network-cidr", opts.pod_cidr.is_some()),
+            ("--service-cidr", opts.service_cidr.is_some()),
+            ("--config", opts.config.is_some()),
+        ];
+        if let Some((flag, _)) = cluster_flags.iter().find(|(_, given)| *given) {
+            return Err(InstallError::bad_input(
+                format!("{flag} is the cluster's, set on its first node, not when a node joins"),
+                format!("leave out {flag}"),
+            )
+            .into());
+        }
     }
     // A join is checked with the master before anything is written here.
     let join = match &opts.join {
