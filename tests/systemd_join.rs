@@ -6,7 +6,8 @@
 //! the joined worker is Ready with its role, runs the kubelet,
 //! kube-proxy, containerd, the image registry and the health checker as
 //! systemd units, runs pods from the bundle's images, and pods on either
-//! node reach pods on the other, directly and through a Service.
+//! node reach pods on the other, directly and through a Service; the worker
+//! leaves (drained, cleaned, forgotten) and joins again.
 
 mod support;
 
@@ -350,4 +351,53 @@ EOF",
         "{status}"
     );
     assert!(status.contains("used by tele-w1"), "{status}");
+
+    // Taking nodes out: the master is not removed; unknown nodes are named.
+    let o = master.sh("tele remove tele-m1");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is this master"), "{}", stderr(&o));
+    let o = master.sh("tele remove tele-x9");
+    assert!(
+        stderr(&o).contains("has no joined node tele-x9"),
+        "{}",
+        stderr(&o)
+    );
+    // The worker leaves: drained, cleaned, forgotten ...
+    let o = worker.sh("tele leave --yes");
+    assert!(o.status.success(), "leave:\n{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("tele-w1 left the cluster"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!worker.sh("test -e /var/lib/tele").status.success());
+    let units = worker.ok_sh("systemctl list-units --all --no-legend 'tele-*'");
+    assert!(units.trim().is_empty(), "units left:\n{units}");
+    eventually(
+        &master,
+        "kubectl get node tele-w1 2>&1 || true",
+        "NotFound",
+        Duration::from_secs(60),
+    );
+    let status = master.ok_sh("tele status || true");
+    assert!(status.contains("two (incomplete): 1 of 2 node"), "{status}");
+    // ... and joins again with a new token.
+    let made = master.ok_sh("tele token create --role node --output-format json");
+    let again: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let o = worker.sh(&format!(
+        "cd /opt/hello && ./install join 10.213.0.41 --token {} --role node --autofix --timeout 300",
+        again["token"].as_str().unwrap()
+    ));
+    assert!(
+        o.status.success(),
+        "rejoin:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    eventually(
+        &master,
+        "kubectl get node tele-w1 --no-headers",
+        " Ready ",
+        Duration::from_secs(120),
+    );
 }

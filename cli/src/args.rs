@@ -66,6 +66,12 @@ pub enum Command {
     Status(StateDirArg),
     /// Stop and remove everything an install created on this machine.
     Uninstall(UninstallArgs),
+    /// On a worker: leave the cluster (the master drains it, this machine is
+    /// cleaned, the master deletes its Node and frees its pod subnet).
+    Leave(UninstallArgs),
+    /// On the master: drain a joined node, delete it and free its pod subnet
+    /// (for a machine that is gone; on a running one, `tele leave` there).
+    Remove(RemoveArgs),
     /// Manage an installed cluster's resources (where alerts go).
     #[command(subcommand)]
     Resource(ResourceCommand),
@@ -97,6 +103,14 @@ pub struct UninstallArgs {
     /// refuses when standard input is not one.
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The node's name.
+    pub node: String,
+    #[command(flatten)]
+    pub state: StateDirArg,
 }
 
 /// `tele join ADDR --token TOKEN --bundle DIR ...`

@@ -44,6 +44,8 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::node::plan(a, &printer),
         Command::Status(a) => cmd::node::status(a, &printer),
         Command::Uninstall(a) => cmd::node::uninstall(a, &printer),
+        Command::Leave(a) => cmd::node::leave(a, &printer),
+        Command::Remove(a) => cmd::node::remove(a, &printer),
         Command::Resource(ResourceCommand::Create(a)) => cmd::node::resource_create(a, &printer),
         Command::Agent(a) => {
             tele_installer::service::agent::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)

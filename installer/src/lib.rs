@@ -22,6 +22,7 @@ pub mod install;
 pub mod interrupt;
 pub mod join;
 pub mod kube;
+pub mod leave;
 pub mod monitoring;
 pub mod monitoring_phase;
 pub mod node;

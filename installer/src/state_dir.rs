@@ -64,6 +64,10 @@ impl StateDir {
     pub fn join_token_file(&self) -> PathBuf {
         self.root.join("join-token")
     }
+    /// What a joined node shows the master when it leaves (0600).
+    pub fn leave_secret_file(&self) -> PathBuf {
+        self.root.join("leave-secret")
+    }
     /// tele itself (the agent, the registry, the health checker run it).
     pub fn tele(&self) -> PathBuf {
         self.root.join("bin").join("tele")

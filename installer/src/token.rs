@@ -137,11 +137,13 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn sha256_hex(s: &str) -> String {
+/// SHA-256 of `s`, in hex.
+pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
+/// `bytes` random bytes from the kernel, in hex.
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(hex::encode(buf))

@@ -300,6 +300,42 @@ pub fn uninstall(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn leave(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    let dir = &a.state.state_dir;
+    match consent(a.yes, std::io::stdin().is_terminal()) {
+        Consent::Refused => anyhow::bail!(
+            "not leaving the cluster without confirmation: standard input is not a terminal to ask on; nothing was changed\nhint: pass --yes to leave without asking"
+        ),
+        Consent::Ask => {
+            let question = format!(
+                "This node leaves its cluster: its pods move elsewhere, its services stop and {} is deleted. Leave?",
+                dir.display()
+            );
+            if !p.confirm(&question)? {
+                anyhow::bail!("not left: nothing was changed");
+            }
+        }
+        Consent::Given => {}
+    }
+    let r = tele_installer::leave::leave(dir)?;
+    p.out(format!(
+        "{} left the cluster of {}; this machine is clean",
+        r.node, r.master
+    ));
+    p.json(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn remove(a: crate::args::RemoveArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    tele_installer::leave::remove(&a.state.state_dir, &a.node)?;
+    p.out(format!(
+        "{} removed: drained, its Node deleted, its pod subnet free; if the machine still runs tele's services, its kubelet registers it again: run `tele leave` (or `tele uninstall`) there",
+        a.node
+    ));
+    p.json(&serde_json::json!({ "ok": true, "removed": a.node }));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn resource_create(a: ResourceCreateArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     let state = &a.state.state_dir;
     let new = tele_installer::alerting::parse(&a.file)?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{JoinRequest, JoinResponse, JoinedRequest, Refusal, MAX_BODY};
+use super::{JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, Refusal, MAX_BODY};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -140,4 +140,9 @@ pub fn join(addr: &str, ca_pem: &str, req: &JoinRequest) -> Result<JoinResponse,
 /// Tells the join service the node is Ready (it then labels and taints it).
 pub fn joined(addr: &str, ca_pem: &str, req: &JoinedRequest) -> Result<(), JoinError> {
     post::<_, serde_json::Value>(addr, ca_pem, "/v1/joined", req).map(drop)
+}
+
+/// One step of leaving the cluster (see [`LeaveRequest`]).
+pub fn leave(addr: &str, ca_pem: &str, req: &LeaveRequest) -> Result<(), JoinError> {
+    post::<_, serde_json::Value>(addr, ca_pem, "/v1/leave", req).map(drop)
 }

@@ -36,6 +36,21 @@ pub struct JoinResponse {
     pub service_cidr: String,
     /// The node's credentials, paths relative to its PKI directory.
     pub files: Vec<NodeFile>,
+    /// What the node shows when it leaves (the master keeps only a hash).
+    pub leave_secret: String,
+}
+
+/// A node leaving: first `drain` (its pods evicted), then, once its
+/// services stopped, `forget` (its Node deleted, its pod subnet freed).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaveRequest {
+    /// The node's name.
+    pub node_name: String,
+    /// The secret it was given when admitted.
+    pub leave_secret: String,
+    /// `drain` or `forget`.
+    pub step: String,
 }
 
 /// One credential file for the joining node.

@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::{JoinRequest, JoinResponse, JoinedRequest, NodeFile, Refusal, MAX_BODY};
+use super::{JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, NodeFile, Refusal, MAX_BODY};
 use crate::durable::write_durably;
 use crate::node::NodeConfig;
 use crate::state_dir::StateDir;
@@ -35,6 +35,9 @@ pub struct AdmittedNode {
     pub pod_subnet: String,
     /// The node profile it joined as.
     pub role: Option<String>,
+    /// SHA-256 (hex) of the secret it shows when it leaves.
+    #[serde(default)]
+    pub leave_secret_sha256: String,
 }
 
 /// The nodes admitted through this master (`STATE/nodes.json`).
@@ -243,12 +246,15 @@ impl Service {
                 content,
             });
         }
-        if !nodes.iter().any(|n| n.name == req.node_name) {
+        let leave_secret = crate::token::random_hex(16).map_err(internal)?;
+        nodes.retain(|n| n.name != req.node_name);
+        {
             nodes.push(AdmittedNode {
                 name: req.node_name.clone(),
                 ip: req.node_ip,
                 pod_subnet: pod_subnet.clone(),
                 role: req.role.clone(),
+                leave_secret_sha256: crate::token::sha256_hex(&leave_secret),
             });
             let bytes = serde_json::to_vec_pretty(&nodes).map_err(|e| internal(e.into()))?;
             write_durably(&nodes_file(&self.state), &bytes, 0o600)
@@ -264,7 +270,51 @@ impl Service {
             node_pod_subnet: pod_subnet,
             service_cidr: cfg.service_cidr.clone(),
             files,
+            leave_secret,
         })
+    }
+
+    fn leave(&self, req: LeaveRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut nodes = admitted_nodes(&self.state);
+        let known = nodes.iter().any(|n| {
+            n.name == req.node_name
+                && !n.leave_secret_sha256.is_empty()
+                && n.leave_secret_sha256 == crate::token::sha256_hex(&req.leave_secret)
+        });
+        if !known {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is not a node this master admitted, or its secret does not match",
+                    req.node_name
+                ),
+                "run `tele leave` on the node itself, or `tele remove NODE` on the master",
+            ));
+        }
+        let internal = |e: anyhow::Error| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{e:#}"),
+                "see the join service's log on the master",
+            )
+        };
+        match req.step.as_str() {
+            "drain" => drain(&self.state, &req.node_name).map_err(internal)?,
+            "forget" => {
+                forget(&self.state, &req.node_name).map_err(internal)?;
+                nodes.retain(|n| n.name != req.node_name);
+            }
+            other => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("no leave step `{other}`"),
+                    "send what `tele leave` sends",
+                ))
+            }
+        }
+        log(&format!("{}: {} done", req.node_name, req.step));
+        Ok(serde_json::json!({ "ok": true }))
     }
 
     fn joined(&self, req: JoinedRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
@@ -324,6 +374,37 @@ impl Service {
         ));
         Ok(serde_json::json!({ "ok": true, "labels": labels, "taints": taints }))
     }
+}
+
+/// Evicts the pods of `node` (DaemonSets' stay) and marks it unschedulable.
+pub fn drain(state: &StateDir, node: &str) -> anyhow::Result<()> {
+    let k = crate::phase::kubectl(state)?;
+    if k.run(&["get", "node", node]).is_err() {
+        return Ok(());
+    }
+    k.run(&[
+        "drain",
+        node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--force",
+        "--timeout=120s",
+    ])?;
+    Ok(())
+}
+
+/// Deletes the Node `node` and forgets it here (its pod subnet is free again).
+pub fn forget(state: &StateDir, node: &str) -> anyhow::Result<()> {
+    let k = crate::phase::kubectl(state)?;
+    k.run(&["delete", "node", node, "--ignore-not-found"])?;
+    let mut nodes = admitted_nodes(state);
+    nodes.retain(|n| n.name != node);
+    write_durably(
+        &nodes_file(state),
+        &serde_json::to_vec_pretty(&nodes)?,
+        0o600,
+    )?;
+    Ok(())
 }
 
 /// The service's stderr is its log (`logs/join-server.log`).
@@ -405,6 +486,21 @@ async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body>
             Ok(r) => {
                 let s = service.clone();
                 tokio::task::spawn_blocking(move || s.check(r))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(refuse(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            e.to_string(),
+                            "see the join service's log",
+                        ))
+                    })
+            }
+            Err(e) => Err(e),
+        },
+        (&Method::POST, "/v1/leave") => match read_json::<LeaveRequest>(req).await {
+            Ok(r) => {
+                let s = service.clone();
+                tokio::task::spawn_blocking(move || s.leave(r))
                     .await
                     .unwrap_or_else(|e| {
                         Err(refuse(

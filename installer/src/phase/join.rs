@@ -74,6 +74,11 @@ impl Phase for Join {
             );
             write_durably(&pki.join(&f.path), f.content.as_bytes(), f.mode & 0o644)?;
         }
+        write_durably(
+            &ctx.state.leave_secret_file(),
+            resp.leave_secret.as_bytes(),
+            0o600,
+        )?;
         let mut cfg = ctx.cfg.clone();
         cfg.pod_cidr = resp.pod_cidr;
         cfg.node_pod_subnet = resp.node_pod_subnet;
