@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::example::example_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
@@ -36,29 +36,8 @@ const SNAPSHOT: &str = "find /etc/systemd /usr/local/bin /var/lib -xdev -not -pa
     echo '--- links'; ip -o link | awk '{print $2}' | sed 's/@.*//'
     echo '--- mounts'; awk '{print $2}' /proc/self/mounts | sort";
 
-/// Polls `script` on the host until it succeeds and prints something that
-/// contains `want`, for at most `limit`.
-fn eventually(host: &SystemdHost, script: &str, want: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let o = host.sh(script);
-        let out = stdout(&o);
-        if o.status.success() && out.contains(want) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`{script}` did not give {want:?} within {limit:?}:\n{out}\n{}",
-            stderr(&o)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
 fn app_answers(host: &SystemdHost) {
-    eventually(
-        host,
-        "ip=$(kubectl get service hello-web -o jsonpath={.spec.clusterIP}) && curl -sf -m 5 http://$ip/",
+    host.eventually("ip=$(kubectl get service hello-web -o jsonpath={.spec.clusterIP}) && curl -sf -m 5 http://$ip/",
         "hello from a tele bundle",
         Duration::from_secs(180),
     );
@@ -112,12 +91,7 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
         );
     }
     // tele and kubectl are on the PATH; status sees the units and the health checker's round.
-    let status = eventually(
-        &host,
-        "tele status",
-        "node health (",
-        Duration::from_secs(60),
-    );
+    let status = host.eventually("tele status", "node health (", Duration::from_secs(60));
     assert!(status.contains("managed by systemd"), "{status}");
     for s in SERVICES {
         assert!(
@@ -142,22 +116,19 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
     // A reboot: systemd brings every unit back in order, then the node and the app.
     host.reboot();
     for s in SERVICES {
-        eventually(
-            &host,
+        host.eventually(
             &format!("systemctl is-active tele-{s}.service"),
             "active",
             Duration::from_secs(120),
         );
     }
-    eventually(
-        &host,
+    host.eventually(
         "kubectl get node tele-sd1 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
         "True",
         Duration::from_secs(180),
     );
     app_answers(&host);
-    eventually(
-        &host,
+    host.eventually(
         "tele status",
         "default/Deployment/hello-web 1/1",
         Duration::from_secs(120),

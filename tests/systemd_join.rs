@@ -17,23 +17,6 @@ use support::example::example_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
 use support::*;
 
-fn eventually(host: &SystemdHost, script: &str, want: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let o = host.sh(script);
-        let out = stdout(&o);
-        if o.status.success() && out.contains(want) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`{script}` did not give {want:?} within {limit:?}:\n{out}\n{}",
-            stderr(&o)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
 /// A script that runs `curl URL` in the network namespace of pod `pod`, on
 /// the pod's node: traffic that starts at the pod's address, as the pod's
 /// own would. (The bundle's images hold only busybox, whose static `wget`
@@ -224,8 +207,7 @@ fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
             .success(),
         "the token is forgotten once the node joined"
     );
-    let nodes = eventually(
-        &master,
+    let nodes = master.eventually(
         "kubectl get nodes --no-headers",
         "tele-w1",
         Duration::from_secs(60),
@@ -264,9 +246,7 @@ spec:
 EOF",
     );
     let pod_ip = |node: &str| {
-        eventually(
-            &master,
-            &format!("kubectl get pods -l app=everywhere --field-selector spec.nodeName={node},status.phase=Running -o jsonpath={{.items[*].status.podIP}}"),
+        master.eventually(&format!("kubectl get pods -l app=everywhere --field-selector spec.nodeName={node},status.phase=Running -o jsonpath={{.items[*].status.podIP}}"),
             "10.244.",
             Duration::from_secs(120),
         )
@@ -281,15 +261,13 @@ EOF",
     );
 
     // One pod network: routes to each node's pod subnet through the node.
-    eventually(
-        &master,
+    master.eventually(
         "ip route show 10.244.1.0/24; tail -n 5 /var/lib/tele/logs/pod-network.log >&2",
         "via 10.213.0.42",
         Duration::from_secs(30),
     );
     // From the master machine and from a pod on the master to a pod on the worker ...
-    eventually(
-        &master,
+    master.eventually(
         &format!("curl -sf -m 5 http://{on_worker}:8080/"),
         "hello from a tele bundle",
         Duration::from_secs(60),
@@ -307,30 +285,18 @@ EOF",
         &pod_on("tele-m1"),
         &format!("http://{on_worker}:8080/"),
     );
-    eventually(
-        &master,
-        &script,
-        "hello from a tele bundle",
-        Duration::from_secs(60),
-    );
+    master.eventually(&script, "hello from a tele bundle", Duration::from_secs(60));
     // ... and from a pod on the worker to a pod on the master, and through a Service.
     let script = curl_from_pod(
         &master,
         &pod_on("tele-w1"),
         &format!("http://{on_master}:8080/"),
     );
-    eventually(
-        &worker,
-        &script,
-        "hello from a tele bundle",
-        Duration::from_secs(60),
-    );
+    worker.eventually(&script, "hello from a tele bundle", Duration::from_secs(60));
     // Each request goes to either node's pod: all of them must be answered.
     for host in [&master, &worker] {
         for _ in 0..6 {
-            eventually(
-                host,
-                "curl -sf -m 5 http://$(kubectl get service everywhere -o jsonpath={.spec.clusterIP})/",
+            host.eventually("curl -sf -m 5 http://$(kubectl get service everywhere -o jsonpath={.spec.clusterIP})/",
                 "hello from a tele bundle",
                 Duration::from_secs(60),
             );
@@ -373,8 +339,7 @@ EOF",
     assert!(!worker.sh("test -e /var/lib/tele").status.success());
     let units = worker.ok_sh("systemctl list-units --all --no-legend 'tele-*'");
     assert!(units.trim().is_empty(), "units left:\n{units}");
-    eventually(
-        &master,
+    master.eventually(
         "kubectl get node tele-w1 2>&1 || true",
         "NotFound",
         Duration::from_secs(60),
@@ -394,8 +359,7 @@ EOF",
         stdout(&o),
         stderr(&o)
     );
-    eventually(
-        &master,
+    master.eventually(
         "kubectl get node tele-w1 --no-headers",
         " Ready ",
         Duration::from_secs(120),

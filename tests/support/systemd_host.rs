@@ -316,6 +316,26 @@ impl SystemdHost {
         self.exec(&["sh", "-c", script])
     }
 
+    /// Runs `script` every 2 s until it succeeds and prints something that
+    /// contains `want` (its stdout then), for at most `limit`.
+    pub fn eventually(&self, script: &str, want: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let o = self.sh(script);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            if o.status.success() && out.contains(want) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "on host {}: `{script}` did not give {want:?} within {limit:?}:\n{out}\n{}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
     /// Runs a shell script inside the host that must succeed; its stdout.
     pub fn ok_sh(&self, script: &str) -> String {
         let out = self.sh(script);

@@ -450,6 +450,27 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+type Outcome = Result<serde_json::Value, (StatusCode, Refusal)>;
+
+/// Reads the request's JSON and runs `f` on it away from the async threads
+/// (it writes files and runs kubectl).
+async fn call<T, F>(service: Arc<Service>, req: Request<Incoming>, f: F) -> Outcome
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    F: FnOnce(&Service, T) -> Outcome + Send + 'static,
+{
+    let body: T = read_json(req).await?;
+    tokio::task::spawn_blocking(move || f(&service, body))
+        .await
+        .unwrap_or_else(|e| {
+            Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+                "see the join service's log",
+            ))
+        })
+}
+
 async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body> {
     let outcome = match (req.method(), req.uri().path()) {
         (&Method::GET, "/v1/ca") => {
@@ -464,69 +485,16 @@ async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body>
                 ),
             };
         }
-        (&Method::POST, "/v1/join") => match read_json::<JoinRequest>(req).await {
-            Ok(r) => {
-                let s = service.clone();
-                tokio::task::spawn_blocking(move || {
-                    s.admit(r)
-                        .map(|v| serde_json::to_value(v).unwrap_or_default())
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    Err(refuse(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        e.to_string(),
-                        "see the join service's log",
-                    ))
-                })
-            }
-            Err(e) => Err(e),
-        },
-        (&Method::POST, "/v1/check") => match read_json::<JoinRequest>(req).await {
-            Ok(r) => {
-                let s = service.clone();
-                tokio::task::spawn_blocking(move || s.check(r))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(refuse(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            e.to_string(),
-                            "see the join service's log",
-                        ))
-                    })
-            }
-            Err(e) => Err(e),
-        },
-        (&Method::POST, "/v1/leave") => match read_json::<LeaveRequest>(req).await {
-            Ok(r) => {
-                let s = service.clone();
-                tokio::task::spawn_blocking(move || s.leave(r))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(refuse(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            e.to_string(),
-                            "see the join service's log",
-                        ))
-                    })
-            }
-            Err(e) => Err(e),
-        },
-        (&Method::POST, "/v1/joined") => match read_json::<JoinedRequest>(req).await {
-            Ok(r) => {
-                let s = service.clone();
-                tokio::task::spawn_blocking(move || s.joined(r))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(refuse(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            e.to_string(),
-                            "see the join service's log",
-                        ))
-                    })
-            }
-            Err(e) => Err(e),
-        },
+        (&Method::POST, "/v1/join") => {
+            call(service, req, |s, r: JoinRequest| {
+                s.admit(r)
+                    .map(|v| serde_json::to_value(v).unwrap_or_default())
+            })
+            .await
+        }
+        (&Method::POST, "/v1/check") => call(service, req, Service::check).await,
+        (&Method::POST, "/v1/leave") => call(service, req, Service::leave).await,
+        (&Method::POST, "/v1/joined") => call(service, req, Service::joined).await,
         _ => Err(refuse(
             StatusCode::NOT_FOUND,
             "no such endpoint",
