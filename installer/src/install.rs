@@ -450,7 +450,7 @@ fn precheck_join(cfg: &NodeConfig, token: &crate::token::Token) -> Result<(), In
         addr,
         &ca,
         &crate::join::JoinRequest {
-            token: format!("{}.{}", token.id, token.secret),
+            token: token.credential(),
             node_name: cfg.node_name.clone(),
             node_ip: cfg.node_ip,
             role: cfg.profile.clone(),

@@ -48,26 +48,24 @@ impl Kubectl {
         }
     }
 
-    /// Waits until the API server answers /readyz.
-    pub fn wait_api(&self, timeout: Duration) -> anyhow::Result<()> {
-        poll(timeout, "the API server to become ready", || {
-            Ok(self.run(&["get", "--raw", "/readyz"]).is_ok())
-        })
+    /// True when the API server answers /readyz.
+    pub fn api_ready(&self) -> bool {
+        self.run(&["get", "--raw", "/readyz"]).is_ok()
     }
 
-    /// Waits until `node` reports Ready.
-    pub fn wait_node_ready(&self, node: &str, timeout: Duration) -> anyhow::Result<()> {
-        poll(timeout, &format!("node {node} to become Ready"), || {
-            Ok(self
-                .run(&[
-                    "get",
-                    "node",
-                    node,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-                ])
-                .is_ok_and(|s| s.trim() == "True"))
-        })
+    /// A field of Node `node`, by a jsonpath expression (`{.metadata.labels}`), trimmed.
+    pub fn node_field(&self, node: &str, jsonpath: &str) -> anyhow::Result<String> {
+        let path = format!("jsonpath={jsonpath}");
+        Ok(self
+            .run(&["get", "node", node, "-o", &path])?
+            .trim()
+            .to_string())
+    }
+
+    /// True when Node `node` reports Ready.
+    pub fn node_ready(&self, node: &str) -> bool {
+        self.node_field(node, r#"{.status.conditions[?(@.type=="Ready")].status}"#)
+            .is_ok_and(|s| s == "True")
     }
 
     /// Server-side applies a file of resources and returns what was applied.

@@ -131,6 +131,17 @@ impl Pki {
         self.dir.join("kubeconfig").join(format!("{name}.conf"))
     }
 
+    /// The kubeconfig this node's own tools use: the admin's on a master; on
+    /// a worker, which holds none, the kubelet's (it may read nodes and services).
+    pub fn node_kubeconfig(&self) -> PathBuf {
+        let admin = self.kubeconfig("admin");
+        if admin.is_file() {
+            admin
+        } else {
+            self.kubeconfig("kubelet")
+        }
+    }
+
     /// The service-account signing key (private, PKCS#8 PEM).
     pub fn sa_key(&self) -> PathBuf {
         self.dir.join("sa.key")
@@ -258,13 +269,7 @@ pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
             .as_deref()
             .is_some_and(|text| kubeconfig_is_current(text, &spec, &ca, &cfg.api_server));
         if !current {
-            let key = KeyPair::generate().map_err(|source| PkiError::Issue {
-                name: spec.name.clone(),
-                source,
-            })?;
-            let cert = issue(&spec, &key, &ca)?;
-            let text = render_kubeconfig(&spec.name, &cfg.api_server, &ca.pem, &cert, &key);
-            write_file(&mut pki, &file, text.as_bytes(), 0o600)?;
+            write_kubeconfig(&mut pki, &spec, &ca, &cfg.api_server)?;
         }
     }
     Ok(pki)
@@ -353,20 +358,31 @@ pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), Pk
         .into_iter()
         .filter(|s| s.name == "kubelet" || s.name == "kube-proxy")
     {
-        let key = KeyPair::generate().map_err(|source| PkiError::Issue {
-            name: spec.name.clone(),
-            source,
-        })?;
-        let cert = issue(&spec, &key, &ca)?;
-        let text = render_kubeconfig(&spec.name, &cfg.api_server, &ca.pem, &cert, &key);
-        write_file(
-            &mut node,
-            &format!("kubeconfig/{}.conf", spec.name),
-            text.as_bytes(),
-            0o600,
-        )?;
+        write_kubeconfig(&mut node, &spec, &ca, &cfg.api_server)?;
     }
     Ok(())
+}
+
+/// Issues the client certificate of `spec` (a new key) and writes it as
+/// `kubeconfig/<name>.conf` for `api_server`, 0600.
+fn write_kubeconfig(
+    pki: &mut Pki,
+    spec: &CertSpec,
+    ca: &Ca<'_>,
+    api_server: &str,
+) -> Result<(), PkiError> {
+    let key = KeyPair::generate().map_err(|source| PkiError::Issue {
+        name: spec.name.clone(),
+        source,
+    })?;
+    let cert = issue(spec, &key, ca)?;
+    let text = render_kubeconfig(&spec.name, api_server, &ca.pem, &cert, &key);
+    write_file(
+        pki,
+        &format!("kubeconfig/{}.conf", spec.name),
+        text.as_bytes(),
+        0o600,
+    )
 }
 
 /// The cluster CA (made if missing) as a signer.

@@ -165,14 +165,11 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
     let mut workloads = Vec::new();
     let mut nodes = Vec::new();
     if let Ok(k) = crate::phase::kubectl(&state) {
-        if let Ok(r) = k.run(&[
-            "get",
-            "node",
+        if let Ok(r) = k.node_field(
             &cfg.node_name,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ]) {
-            node_status = Some((cfg.node_name.clone(), r.trim().to_string()));
+            r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+        ) {
+            node_status = Some((cfg.node_name.clone(), r));
         }
         if let Ok(out) = k.run(&[
             "get",

@@ -107,6 +107,20 @@ impl TokenError {
     }
 }
 
+impl Token {
+    /// `ID.SECRET`: what the joining node shows the master (the pin stays with it).
+    pub fn credential(&self) -> String {
+        format!("{}.{}", self.id, self.secret)
+    }
+
+    /// A token from its credential `ID.SECRET`, without a pin (the master's side).
+    pub fn from_credential(text: &str) -> Result<Token, TokenError> {
+        let mut t: Token = format!("{text}.{}", "0".repeat(64)).parse()?;
+        t.ca_pin.clear();
+        Ok(t)
+    }
+}
+
 impl std::str::FromStr for Token {
     type Err = TokenError;
     fn from_str(s: &str) -> Result<Token, TokenError> {
@@ -294,6 +308,11 @@ mod tests {
         let text = token.to_string();
         let parsed: Token = text.parse().unwrap();
         assert_eq!(parsed, token);
+        let shown = Token::from_credential(&token.credential()).unwrap();
+        assert_eq!(
+            (shown.id.as_str(), shown.secret.as_str()),
+            (token.id.as_str(), token.secret.as_str())
+        );
         assert_eq!(parsed.ca_pin, PIN);
         assert_eq!(store.check(&parsed, Some("worker")).unwrap().id, record.id);
         assert_eq!(store.check(&parsed, None).unwrap().id, record.id);

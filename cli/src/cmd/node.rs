@@ -213,14 +213,7 @@ pub fn kubectl_shim() -> ExitCode {
     let mut cmd = std::process::Command::new(bin);
     cmd.args(std::env::args_os().skip(1));
     if std::env::var_os("KUBECONFIG").is_none() {
-        // A worker holds no admin kubeconfig: its kubelet's may read the cluster's nodes and services.
-        let admin = state.pki().kubeconfig("admin");
-        let kubeconfig = if admin.is_file() {
-            admin
-        } else {
-            state.pki().kubeconfig("kubelet")
-        };
-        cmd.env("KUBECONFIG", kubeconfig);
+        cmd.env("KUBECONFIG", state.pki().node_kubeconfig());
     }
     let e = cmd.exec();
     eprintln!("error: cannot run kubectl: {e}");

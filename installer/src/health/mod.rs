@@ -110,13 +110,7 @@ impl HealthConfig {
         });
         cfg.containerd_sock = Some(layout.containerd_sock());
         cfg.kubelet_healthz = Some("http://127.0.0.1:10248/healthz".into());
-        // A worker holds no admin kubeconfig; its kubelet's may read its node.
-        let admin = pki.kubeconfig("admin");
-        cfg.kubeconfig = Some(if admin.is_file() {
-            admin
-        } else {
-            pki.kubeconfig("kubelet")
-        });
+        cfg.kubeconfig = Some(pki.node_kubeconfig());
         if state_dir != Path::new("/") {
             cfg.disk_paths.push("/".into());
         }

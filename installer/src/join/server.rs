@@ -62,6 +62,15 @@ fn refuse(status: StatusCode, error: impl Into<String>, hint: &str) -> (StatusCo
     )
 }
 
+/// A failure of the master's own, not of the request.
+fn internal(e: anyhow::Error) -> (StatusCode, Refusal) {
+    refuse(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{e:#}"),
+        "see the join service's log on the master",
+    )
+}
+
 /// The `index`th /24 of an IPv4 pod network.
 fn subnet(pod_cidr: &str, index: u32) -> Option<String> {
     let (base, bits) = pod_cidr.split_once('/')?;
@@ -82,11 +91,8 @@ struct Service {
 
 impl Service {
     fn check_token(&self, text: &str, role: Option<&str>) -> Result<Token, (StatusCode, Refusal)> {
-        // The pin stays with the client; the service knows its own CA.
-        let full = format!("{text}.{}", "0".repeat(64));
-        let token: Token = full.parse().map_err(|e: crate::token::TokenError| {
-            refuse(StatusCode::FORBIDDEN, e.to_string(), e.hint())
-        })?;
+        let token = Token::from_credential(text)
+            .map_err(|e| refuse(StatusCode::FORBIDDEN, e.to_string(), e.hint()))?;
         TokenStore::new(&self.state)
             .check(&token, role)
             .map_err(|e| refuse(StatusCode::FORBIDDEN, e.to_string(), e.hint()))?;
@@ -140,13 +146,6 @@ impl Service {
     ) -> Result<(NodeConfig, Vec<AdmittedNode>, String), (StatusCode, Refusal)> {
         self.check_token(&req.token, req.role.as_deref())?;
         self.profile(req.role.as_deref())?;
-        let internal = |e: anyhow::Error| {
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{e:#}"),
-                "see the join service's log on the master",
-            )
-        };
         let cfg = NodeConfig::load(&self.state).map_err(internal)?;
         if req.node_name == cfg.node_name || req.node_ip == cfg.node_ip {
             return Err(refuse(
@@ -198,13 +197,6 @@ impl Service {
     fn admit(&self, req: JoinRequest) -> Result<JoinResponse, (StatusCode, Refusal)> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let (cfg, mut nodes, pod_subnet) = self.precheck(&req)?;
-        let internal = |e: anyhow::Error| {
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{e:#}"),
-                "see the join service's log on the master",
-            )
-        };
         let api_server = cfg.api_server();
         let work = tempfile::tempdir_in(self.state.root()).map_err(|e| internal(e.into()))?;
         crate::pki::issue_worker(
@@ -292,13 +284,6 @@ impl Service {
                 "run `tele leave` on the node itself, or `tele remove NODE` on the master",
             ));
         }
-        let internal = |e: anyhow::Error| {
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{e:#}"),
-                "see the join service's log on the master",
-            )
-        };
         match req.step.as_str() {
             "drain" => drain(&self.state, &req.node_name).map_err(internal)?,
             "forget" => {
@@ -331,13 +316,6 @@ impl Service {
             ));
         };
         let profile = self.profile(req.role.as_deref())?;
-        let internal = |e: anyhow::Error| {
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{e:#}"),
-                "see the join service's log on the master",
-            )
-        };
         let k = crate::phase::kubectl(&self.state).map_err(internal)?;
         let node = format!("node/{}", req.node_name);
         let mut labels = vec!["node-role.kubernetes.io/worker=".to_string()];

@@ -48,18 +48,14 @@ impl Phase for Join {
         vec!["/checks".into()]
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
-        let joined = ctx
-            .cfg
-            .joined
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("this install did not join a cluster"))?;
+        let joined = ctx.joined()?;
         let token = read_token(ctx)?;
         let ca = client::fetch_ca(&joined.join_addr, &token.ca_pin)?;
         let resp = client::join(
             &joined.join_addr,
             &ca,
             &JoinRequest {
-                token: format!("{}.{}", token.id, token.secret),
+                token: token.credential(),
                 node_name: ctx.cfg.node_name.clone(),
                 node_ip: ctx.cfg.node_ip,
                 role: ctx.cfg.profile.clone(),

@@ -22,18 +22,14 @@ impl Phase for Labels {
         vec![format!("/nodes/{}/wait", self.node)]
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
-        let joined = ctx
-            .cfg
-            .joined
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("this install did not join a cluster"))?;
+        let joined = ctx.joined()?;
         let token = super::join::read_token(ctx)?;
         let ca = std::fs::read_to_string(ctx.state.pki().ca_cert())?;
         client::joined(
             &joined.join_addr,
             &ca,
             &JoinedRequest {
-                token: format!("{}.{}", token.id, token.secret),
+                token: token.credential(),
                 node_name: self.node.clone(),
                 role: ctx.cfg.profile.clone(),
             },
@@ -45,13 +41,7 @@ impl Phase for Labels {
     fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool> {
         let labels = ctx
             .kubectl()?
-            .run(&[
-                "get",
-                "node",
-                &self.node,
-                "-o",
-                "jsonpath={.metadata.labels}",
-            ])
+            .node_field(&self.node, "{.metadata.labels}")
             .unwrap_or_default();
         Ok(labels.contains("node-role.kubernetes.io/worker"))
     }

@@ -72,6 +72,14 @@ impl<'a> PhaseContext<'a> {
         kubectl(self.state)
     }
 
+    /// Where a joining node's cluster is; an error on a cluster's first node.
+    pub fn joined(&self) -> anyhow::Result<crate::node::Joined> {
+        self.cfg
+            .joined
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("this install did not join a cluster"))
+    }
+
     /// The node's components' context (after the runtime was copied).
     pub fn node(&self) -> anyhow::Result<NodeContext> {
         NodeContext::new(self.cfg.clone(), self.state.clone())
@@ -85,14 +93,7 @@ pub fn kubectl(state: &StateDir) -> anyhow::Result<Kubectl> {
         .get("kubectl")
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the runtime has no kubectl"))?;
-    let pki = state.pki();
-    let admin = pki.kubeconfig("admin");
-    let kubeconfig = if admin.is_file() {
-        admin
-    } else {
-        pki.kubeconfig("kubelet")
-    };
-    Ok(Kubectl::new(bin, kubeconfig))
+    Ok(Kubectl::new(bin, state.pki().node_kubeconfig()))
 }
 
 /// One kind of phase.

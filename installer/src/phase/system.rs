@@ -54,25 +54,13 @@ impl Phase for System {
     fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool> {
         let k = ctx.kubectl()?;
         let labels = k
-            .run(&[
-                "get",
-                "node",
-                &self.node,
-                "-o",
-                "jsonpath={.metadata.labels}",
-            ])
+            .node_field(&self.node, "{.metadata.labels}")
             .unwrap_or_default();
         let subnet = k
-            .run(&[
-                "get",
-                "node",
-                &self.node,
-                "-o",
-                r"jsonpath={.metadata.annotations.tele\.dev/pod-subnet}",
-            ])
+            .node_field(&self.node, r"{.metadata.annotations.tele\.dev/pod-subnet}")
             .unwrap_or_default();
         Ok(ROLE_LABELS.iter().all(|l| labels.contains(l))
-            && subnet.trim() == ctx.cfg.node_pod_subnet
+            && subnet == ctx.cfg.node_pod_subnet
             && k.run(&["get", "serviceaccount", "default", "-n", "default"])
                 .is_ok())
     }

@@ -16,17 +16,6 @@ pub struct Wait {
     pub joining: bool,
 }
 
-fn node_ready(k: &crate::kube::Kubectl, node: &str) -> bool {
-    k.run(&[
-        "get",
-        "node",
-        node,
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-    ])
-    .is_ok_and(|s| s.trim() == "True")
-}
-
 impl Phase for Wait {
     fn id(&self) -> String {
         // A joining node waits for itself only.
@@ -55,8 +44,8 @@ impl Phase for Wait {
             if let Some(e) = watch.crashed(ctx.state, ctx.manager) {
                 return Err(e.into());
             }
-            api = api || k.run(&["get", "--raw", "/readyz"]).is_ok();
-            if api && node_ready(&k, &self.node) {
+            api = api || k.api_ready();
+            if api && k.node_ready(&self.node) {
                 return Ok(());
             }
             let what = if api {
@@ -78,6 +67,6 @@ impl Phase for Wait {
     }
     fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool> {
         let k = ctx.kubectl()?;
-        Ok(k.run(&["get", "--raw", "/readyz"]).is_ok() && node_ready(&k, &self.node))
+        Ok(k.api_ready() && k.node_ready(&self.node))
     }
 }
