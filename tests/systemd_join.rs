@@ -324,7 +324,7 @@ EOF",
     assert!(stderr(&o).contains("is this master"), "{}", stderr(&o));
     let o = master.sh("tele remove tele-x9");
     assert!(
-        stderr(&o).contains("has no joined node tele-x9"),
+        stderr(&o).contains("has no node tele-x9"),
         "{}",
         stderr(&o)
     );

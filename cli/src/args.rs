@@ -49,7 +49,7 @@ pub enum Command {
     Image(ImageCommand),
     /// Install an extracted bundle on this machine (what the bundle's ./install does).
     Install(InstallBundleArgs),
-    /// Join this machine to a cluster as a worker node, from an extracted bundle.
+    /// Join this machine to a cluster as a master or a worker, from an extracted bundle.
     Join(JoinBundleArgs),
     /// Join tokens: make, list and revoke the tokens that let nodes join.
     #[command(subcommand)]
@@ -60,6 +60,9 @@ pub enum Command {
     /// Run a master's join service (started by the installer).
     #[command(hide = true)]
     JoinServer(JoinServerArgs),
+    /// Run the node's local API endpoint (started by the installer).
+    #[command(hide = true)]
+    ApiProxy(ApiProxyArgs),
     /// Show the saved install plan: the tree of phases, each one's state and duration.
     Plan(StateDirArg),
     /// Show the node's services, the node and the app.
@@ -153,6 +156,18 @@ fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
 pub struct TokenRevokeArgs {
     /// The token's id (the part before the first dot).
     pub id: String,
+    #[command(flatten)]
+    pub state: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiProxyArgs {
+    /// Where to listen (127.0.0.1 and the node's local API port).
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// This master's own API server, tried first.
+    #[arg(long)]
+    pub prefer: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub state: StateDirArg,
 }

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
         }
         Command::Join(a) => cmd::install::run_join(a.bundle, a.join, &printer),
         Command::Token(c) => cmd::token::run(c, &printer),
+        Command::ApiProxy(a) => {
+            tele_installer::api_proxy::run(&a.state.state_dir, a.listen, a.prefer)
+                .map(|_| std::process::ExitCode::SUCCESS)
+        }
         Command::JoinServer(a) => tele_installer::join::server::run(&a.state.state_dir, a.listen)
             .map(|_| std::process::ExitCode::SUCCESS),
         Command::Registry(RegistryCommand::Serve(a)) => cmd::node::registry_serve(a),

@@ -111,9 +111,13 @@ pub struct InstallSummary {
     pub phases: Vec<(String, f64)>,
     /// The preflight checks' results.
     pub preflight: Vec<crate::preflight::CheckResult>,
-    /// On a new cluster's first node: the command that adds a node (with a new token).
+    /// On a new cluster's first node: the command that adds a worker (with a new token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_command: Option<String>,
+    /// On a new cluster's first node: per node profile of its flavor, the
+    /// command that adds a node of that profile (each with its own token).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub join_commands: std::collections::BTreeMap<String, String>,
     /// On a node that joined: the master it joined through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub joined_through: Option<String>,
@@ -413,24 +417,32 @@ fn new_config(
         app_timeout_secs: opts.app_timeout.unwrap_or(DEFAULT_APP_TIMEOUT).as_secs(),
         role: crate::node::NodeRole::Master,
         joined: None,
+        etcd_join: None,
         flavor: flavor.map(|f| f.name),
     })
 }
 
-/// The settings of a node joining through `target`: a worker of `profile`
-/// whose networks and credentials come from the master when it is admitted.
+/// The settings of a node joining through `target`: a master when its
+/// profile's `serviceRole` is `master`, else a worker; its networks and
+/// credentials come from the master when it is admitted.
 fn new_join_config(
     opts: &InstallOptions,
     manifest: &tele_manifests::Manifest,
     target: &JoinTarget,
 ) -> anyhow::Result<NodeConfig> {
     let mut cfg = new_config(opts, manifest)?;
-    let addr = join_addr(&target.addr);
-    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
-    cfg.role = crate::node::NodeRole::Worker;
+    let master = cfg
+        .profile
+        .as_ref()
+        .and_then(|p| manifest.node_profiles.iter().find(|n| &n.name == p))
+        .is_some_and(|p| p.service_role.as_deref() == Some("master"));
+    cfg.role = if master {
+        crate::node::NodeRole::Master
+    } else {
+        crate::node::NodeRole::Worker
+    };
     cfg.joined = Some(crate::node::Joined {
-        api_server: format!("https://{host}:{}", cfg.ports.api),
-        join_addr: addr.clone(),
+        join_addr: join_addr(&target.addr),
         admitted: false,
     });
     Ok(cfg)
@@ -645,19 +657,6 @@ pub fn install(
                 text.parse().map_err(|e: crate::token::TokenError| {
                     InstallError::bad_input(e.to_string(), e.hint())
                 })?;
-            if let Some(p) = opts
-                .profile
-                .as_ref()
-                .and_then(|p| manifest.node_profiles.iter().find(|n| &n.name == p))
-            {
-                if p.service_role.as_deref() == Some("master") {
-                    return Err(InstallError::bad_input(
-                        format!("profile `{}` is a master profile; this version of tele joins worker nodes only", p.name),
-                        "join this machine with a worker profile",
-                    )
-                    .into());
-                }
-            }
             let cfg = new_join_config(opts, &manifest, target)?;
             if !state.holds_install() {
                 precheck_join(&cfg, &token)?;
@@ -878,17 +877,27 @@ fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let joined_through = ctx.cfg.joined.as_ref().map(|j| j.join_addr.clone());
-    let join_command = if joined_through.is_none() {
-        Some(join_command(ctx)?)
+    let join_commands = if joined_through.is_none() {
+        join_commands(ctx)?
     } else {
-        None
+        Vec::new()
     };
+    let join_command = join_commands
+        .iter()
+        .find(|(_, _, master)| !master)
+        .or(join_commands.first())
+        .map(|(_, c, _)| c.clone());
+    let join_commands = join_commands
+        .into_iter()
+        .filter_map(|(p, c, _)| Some((p?, c)))
+        .collect();
     let flavor = crate::status::status(ctx.state.root())
         .ok()
         .and_then(|s| s.flavor);
     Ok(InstallSummary {
         flavor,
         join_command,
+        join_commands,
         joined_through,
         app: ctx.manifest.metadata.name.clone(),
         version: ctx.manifest.metadata.version.to_string(),
@@ -907,21 +916,56 @@ fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {
     })
 }
 
-/// A new token (24 h) and the command that joins a node with it, for the
-/// first worker profile of the manifest (the first profile when none is one).
-fn join_command(ctx: &PhaseContext) -> anyhow::Result<String> {
+/// The commands that join nodes, each with a new token (24 h): one per
+/// profile of the cluster's flavor, else one for the first worker profile
+/// of the manifest (the first profile when none is one). Each comes with
+/// its profile and whether that is a master profile.
+fn join_commands(ctx: &PhaseContext) -> anyhow::Result<Vec<(Option<String>, String, bool)>> {
     let profiles = &ctx.manifest.node_profiles;
-    let role = profiles
-        .iter()
-        .find(|p| p.service_role.as_deref() != Some("master"))
-        .map(|p| p.name.clone());
+    let is_master = |name: &str| {
+        profiles
+            .iter()
+            .any(|p| p.name == name && p.service_role.as_deref() == Some("master"))
+    };
+    let flavor = ctx.cfg.flavor.as_ref().and_then(|name| {
+        ctx.manifest
+            .installer
+            .as_ref()?
+            .flavors
+            .as_ref()?
+            .items
+            .iter()
+            .find(|f| &f.name == name)
+            .cloned()
+    });
+    let mut roles: Vec<Option<String>> = Vec::new();
+    for n in flavor.iter().flat_map(|f| &f.nodes) {
+        if !roles.contains(&Some(n.profile.clone())) {
+            roles.push(Some(n.profile.clone()));
+        }
+    }
+    if roles.is_empty() {
+        roles.push(
+            profiles
+                .iter()
+                .find(|p| p.service_role.as_deref() != Some("master"))
+                .map(|p| p.name.clone()),
+        );
+    }
     let pin = crate::pki::ca_pin(&ctx.state.pki())?;
-    let (token, _) = crate::token::TokenStore::new(ctx.state).create(
-        role.as_deref(),
-        crate::token::DEFAULT_TTL,
-        &pin,
-    )?;
-    Ok(join_command_text(ctx.cfg, &token, role.as_deref()))
+    let store = crate::token::TokenStore::new(ctx.state);
+    roles
+        .into_iter()
+        .map(|role| {
+            let (token, _) = store.create(role.as_deref(), crate::token::DEFAULT_TTL, &pin)?;
+            let master = role.as_deref().is_some_and(is_master);
+            Ok((
+                role.clone(),
+                join_command_text(ctx.cfg, &token, role.as_deref()),
+                master,
+            ))
+        })
+        .collect()
 }
 
 /// `sudo ./install join ADDR --token TOKEN [--role PROFILE]` for this master.

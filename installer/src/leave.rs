@@ -1,7 +1,9 @@
-//! Taking a worker out of the cluster. `tele leave`, on the node: the
-//! master drains it, the node removes everything it installed, then the
-//! master deletes its Node and frees its pod subnet. `tele remove NODE`, on
-//! the master, for a node that is gone: drain, delete, forget.
+//! Taking a node out of the cluster. `tele leave`, on the node: the
+//! master drains it (a master only when etcd keeps its quorum without it,
+//! and then it leaves etcd), the node removes everything it installed, then
+//! the master deletes its Node and frees its pod subnet. `tele remove
+//! NODE`, on a master, for a node that is gone: the same, without the
+//! machine.
 
 use crate::join::{client, server, LeaveRequest};
 use crate::node::NodeConfig;
@@ -49,10 +51,18 @@ pub fn leave(state_dir: &std::path::Path) -> anyhow::Result<LeaveReport> {
         )
         .map_err(|e| {
             let hint = e.hint().unwrap_or_default();
-            anyhow::anyhow!("{e}\nhint: {hint}")
+            match e {
+                client::JoinError::Refused(r) => {
+                    anyhow::anyhow!("the master refused: {}\nhint: {hint}", r.error)
+                }
+                e => anyhow::anyhow!("{e}\nhint: {hint}"),
+            }
         })
     };
     step("drain")?;
+    if cfg.role == crate::node::NodeRole::Master {
+        step("etcd")?;
+    }
     let uninstall = crate::uninstall::uninstall(state_dir)?;
     step("forget").map_err(|e| {
         e.context(format!(
@@ -67,34 +77,38 @@ pub fn leave(state_dir: &std::path::Path) -> anyhow::Result<LeaveReport> {
     })
 }
 
-/// Removes `node` from the cluster of the master in `state_dir`: drains
-/// it, deletes its Node and frees its pod subnet. The machine itself is not
-/// reached: while its kubelet runs it registers again.
+/// Removes `node` from the cluster of the master in `state_dir`: checks
+/// that etcd keeps its quorum without it (when it is a master), drains it,
+/// removes it from etcd, deletes its Node and frees its pod subnet. The
+/// machine itself is not reached: while its kubelet runs it registers again.
 pub fn remove(state_dir: &std::path::Path, node: &str) -> anyhow::Result<()> {
     let state = StateDir::new(state_dir);
     let cfg = NodeConfig::load(&state)?;
     anyhow::ensure!(
-        cfg.joined.is_none(),
-        "{} is a node that joined a cluster; remove nodes on the master\nhint: to take this node out, run `tele leave` here",
+        cfg.role == crate::node::NodeRole::Master,
+        "{} is a worker; remove nodes on a master\nhint: to take this node out, run `tele leave` here",
         state.root().display()
     );
     anyhow::ensure!(
         node != cfg.node_name,
-        "{node} is this master; removing masters is not supported\nhint: `tele uninstall` removes the whole cluster"
+        "{node} is this master\nhint: run `tele remove {node}` on another master, or `tele leave` here"
     );
+    let k = crate::phase::kubectl(&state)?;
+    let nodes: Vec<String> = crate::pod_network::node_subnets(&k)?
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect();
     let admitted = server::admitted_nodes(&state);
-    if !admitted.iter().any(|n| n.name == node) {
-        let names: Vec<&str> = admitted.iter().map(|n| n.name.as_str()).collect();
+    if !admitted.iter().any(|n| n.name == node) && !nodes.iter().any(|n| n == node) {
         anyhow::bail!(
-            "the cluster has no joined node {node}\nhint: the joined nodes are: {}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
+            "the cluster has no node {node}\nhint: its nodes are: {}",
+            nodes.join(", ")
         );
     }
+    server::remove_etcd_member(&state, &cfg, node, true)
+        .map_err(|e| e.context(format!("{node} stays: nothing was changed")))?;
     server::drain(&state, node)?;
+    server::remove_etcd_member(&state, &cfg, node, false)?;
     server::forget(&state, node)?;
     Ok(())
 }

@@ -14,8 +14,10 @@
 pub use tele_bundle::durable;
 
 pub mod alerting;
+pub mod api_proxy;
 pub mod component;
 pub mod error;
+pub mod etcd;
 pub mod health;
 pub mod influx;
 pub mod install;

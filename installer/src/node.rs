@@ -22,10 +22,18 @@ pub struct Ports {
     /// The masters' join service (TLS), which admits new nodes.
     #[serde(default = "default_join_port")]
     pub join: u16,
+    /// The node's local API endpoint (on 127.0.0.1), which passes
+    /// connections to the masters' API servers.
+    #[serde(default = "default_api_proxy_port")]
+    pub api_proxy: u16,
 }
 
 fn default_join_port() -> u16 {
     Ports::default().join
+}
+
+fn default_api_proxy_port() -> u16 {
+    Ports::default().api_proxy
 }
 
 impl Default for Ports {
@@ -37,6 +45,7 @@ impl Default for Ports {
             etcd_peer: 2380,
             kubelet: 10250,
             join: 6444,
+            api_proxy: 6445,
         }
     }
 }
@@ -88,9 +97,22 @@ pub struct NodeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flavor: Option<String>,
     /// For a node that joined: the master it joined through (`ADDR:PORT`
-    /// of its join service) and the API server URL its components use.
+    /// of its join service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined: Option<Joined>,
+    /// For a master that joined: how its etcd joins the masters' etcd cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_join: Option<EtcdJoin>,
+}
+
+/// How a joining master's etcd becomes a member of the cluster's.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdJoin {
+    /// `--initial-cluster`: every member's name and peer URL, this one's included.
+    pub initial_cluster: String,
+    /// The client URLs of the members it joins (to promote it from learner).
+    pub endpoints: Vec<String>,
 }
 
 /// Where a joined node's cluster is.
@@ -99,19 +121,20 @@ pub struct NodeConfig {
 pub struct Joined {
     /// The join service it joined through, `ADDR:PORT`.
     pub join_addr: String,
-    /// The API server its components talk to, `https://ADDR:PORT`.
-    pub api_server: String,
     /// Set once the master admitted it (its certificates are in place).
     pub admitted: bool,
 }
 
 impl NodeConfig {
-    /// The API server URL this node's components use.
+    /// The API server URL this node's components use: the node's local
+    /// endpoint, which fails over among the masters' API servers.
     pub fn api_server(&self) -> String {
-        match &self.joined {
-            Some(j) => j.api_server.clone(),
-            None => format!("https://{}:{}", fmt_host(self.node_ip), self.ports.api),
-        }
+        format!("https://127.0.0.1:{}", self.ports.api_proxy)
+    }
+
+    /// This master's own API server, `ADDR:PORT`.
+    pub fn own_api_server(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.node_ip, self.ports.api)
     }
 }
 

@@ -52,23 +52,35 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// The other nodes' pod subnets and addresses, from the cluster's Nodes.
-fn wanted(state: &StateDir, cfg: &NodeConfig) -> anyhow::Result<BTreeMap<String, IpAddr>> {
-    let k = crate::phase::kubectl(state)?;
+/// Every Node's name, pod subnet (its annotation, empty when it has none
+/// yet) and InternalIP.
+pub fn node_subnets(
+    k: &crate::kube::Kubectl,
+) -> anyhow::Result<Vec<(String, String, Option<IpAddr>)>> {
     let out = k.run(&[
         "get",
         "nodes",
         "-o",
-        r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations.tele\.dev/pod-subnet} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}"#,
+        r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.annotations.tele\.dev/pod-subnet}{"\t"}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}"#,
     ])?;
     Ok(out
         .lines()
         .filter_map(|l| {
-            let mut f = l.split_whitespace();
+            let mut f = l.split('\t');
             let (name, subnet, addr) = (f.next()?, f.next()?, f.next()?);
-            let addr: IpAddr = addr.parse().ok()?;
-            (name != cfg.node_name && subnet != cfg.node_pod_subnet)
-                .then(|| (subnet.to_string(), addr))
+            Some((name.to_string(), subnet.to_string(), addr.parse().ok()))
+        })
+        .collect())
+}
+
+/// The other nodes' pod subnets and addresses, from the cluster's Nodes.
+fn wanted(state: &StateDir, cfg: &NodeConfig) -> anyhow::Result<BTreeMap<String, IpAddr>> {
+    let k = crate::phase::kubectl(state)?;
+    Ok(node_subnets(&k)?
+        .into_iter()
+        .filter_map(|(name, subnet, addr)| {
+            (name != cfg.node_name && !subnet.is_empty() && subnet != cfg.node_pod_subnet)
+                .then_some((subnet, addr?))
         })
         .collect())
 }

@@ -68,6 +68,11 @@ impl StateDir {
     pub fn leave_secret_file(&self) -> PathBuf {
         self.root.join("leave-secret")
     }
+    /// The masters' API servers (`ADDR:PORT`) the node's local API
+    /// endpoint passes connections to.
+    pub fn api_servers_file(&self) -> PathBuf {
+        self.root.join("api-servers.json")
+    }
     /// tele itself (the agent, the registry, the health checker run it).
     pub fn tele(&self) -> PathBuf {
         self.root.join("bin").join("tele")

@@ -371,6 +371,17 @@ impl SystemdHost {
         self.wait_running(BOOT_TIMEOUT);
     }
 
+    /// Cuts the host off the bridge (`false`: its link goes down on the
+    /// machine's side, so that its packets go nowhere) or connects it again.
+    pub fn set_connected(&self, connected: bool) {
+        crate::support::ok(Command::new("ip").args([
+            "link",
+            "set",
+            &format!("vb-{}", self.name),
+            if connected { "up" } else { "down" },
+        ]));
+    }
+
     /// Powers the host off (SIGTERM to systemd-nspawn; SIGKILL after 40 s) and
     /// removes what it left on the machine: its network link, the nspawn
     /// propagation directory, its cgroups. Drop does the same.

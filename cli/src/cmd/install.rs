@@ -234,7 +234,12 @@ fn run_install(
     if let Some(f) = &s.flavor {
         p.out(format!("\nflavor {}: {}", f.name, f.summary()));
     }
-    if let Some(cmd) = &s.join_command {
+    if s.join_commands.len() > 1 {
+        p.out("\nadd a node: on it, from the extracted bundle, run the command of its profile (the tokens are valid for 24 h; `tele token create --role PROFILE` makes more)");
+        for (profile, cmd) in &s.join_commands {
+            p.out(format!("  {profile}: {cmd}"));
+        }
+    } else if let Some(cmd) = &s.join_command {
         p.out(format!(
             "\nadd a node: on it, from the extracted bundle, run (the token is valid for 24 h; `tele token create` makes more)\n  {cmd}"
         ));

@@ -27,7 +27,7 @@ impl Component for ControllerManager {
                 .path_flag("cluster-signing-key-file", &pki.key("ca"))
                 .flag("cluster-cidr", &n.cfg.pod_cidr)
                 .flag("service-cluster-ip-range", &n.cfg.service_cidr)
-                .flag("leader-elect", false)
+                .flag("leader-elect", true)
                 .flag("profiling", false),
         )
     }

@@ -1,5 +1,7 @@
 //! etcd, the cluster's store: TLS for clients and peers, client
-//! certificates required.
+//! certificates required. The first master starts a new cluster; a master
+//! that joins starts as the learner the join service added
+//! ([`crate::etcd`]) and is ready once promoted to a voting member.
 
 use super::{Component, NodeContext, Probe};
 use crate::service::ServiceSpec;
@@ -41,9 +43,19 @@ impl Component for Etcd {
             )
             .flag(
                 "initial-cluster",
-                format!("{}=https://{host}:{}", n.cfg.node_name, p.etcd_peer),
+                match &n.cfg.etcd_join {
+                    Some(j) => j.initial_cluster.clone(),
+                    None => format!("{}=https://{host}:{}", n.cfg.node_name, p.etcd_peer),
+                },
             )
-            .flag("initial-cluster-state", "new")
+            .flag(
+                "initial-cluster-state",
+                if n.cfg.etcd_join.is_some() {
+                    "existing"
+                } else {
+                    "new"
+                },
+            )
             .path_flag("cert-file", &n.pki.cert("etcd-server"))
             .path_flag("key-file", &n.pki.key("etcd-server"))
             .path_flag("trusted-ca-file", &ca)
@@ -54,6 +66,14 @@ impl Component for Etcd {
             .flag("peer-client-cert-auth", true))
     }
     fn probe(&self, n: &NodeContext) -> Probe {
-        Probe::Tcp(([127, 0, 0, 1], n.cfg.ports.etcd_client).into())
+        match &n.cfg.etcd_join {
+            Some(j) => Probe::EtcdVoter {
+                state_dir: n.state.root().to_path_buf(),
+                client_port: n.cfg.ports.etcd_client,
+                endpoints: j.endpoints.clone(),
+                peer_url: format!("https://{}:{}", n.host(), n.cfg.ports.etcd_peer),
+            },
+            None => Probe::Tcp(([127, 0, 0, 1], n.cfg.ports.etcd_client).into()),
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! the components started by that call stop in reverse order. [`stop_all`]
 //! is safe in any state.
 
+mod api_proxy;
 mod apiserver;
 mod containerd;
 mod controller_manager;
@@ -93,6 +94,19 @@ pub enum Probe {
     HttpOk(String),
     /// The process has kept running for a second.
     Running,
+    /// A joining master's etcd is a voting member: it answers on
+    /// 127.0.0.1 and is promoted from learner (through `endpoints`) once it
+    /// has caught up with the leader.
+    EtcdVoter {
+        /// The state directory (for etcdctl and its certificates).
+        state_dir: PathBuf,
+        /// The local client port.
+        client_port: u16,
+        /// The other members' client URLs.
+        endpoints: Vec<String>,
+        /// This member's peer URL.
+        peer_url: String,
+    },
 }
 
 impl Probe {
@@ -107,6 +121,22 @@ impl Probe {
                 .and_then(|c| c.get(url).send().ok())
                 .is_some_and(|r| r.status().is_success()),
             Probe::Running => true,
+            Probe::EtcdVoter {
+                state_dir,
+                client_port,
+                endpoints,
+                peer_url,
+            } => {
+                let local = format!("https://127.0.0.1:{client_port}");
+                let addr = SocketAddr::from(([127, 0, 0, 1], *client_port));
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+                    && crate::etcd::Etcdctl::new(
+                        &StateDir::new(state_dir),
+                        endpoints.iter().cloned().chain([local]).collect(),
+                    )
+                    .and_then(|ctl| ctl.promote(peer_url))
+                    .unwrap_or(false)
+            }
         }
     }
 }
@@ -126,8 +156,9 @@ pub trait Component {
 }
 
 /// The components of a node, in start order: every node runs the image
-/// registry, containerd, the kubelet, kube-proxy and the health checker;
-/// masters also etcd, the control plane and the join service.
+/// registry, the local API endpoint, containerd, the kubelet, kube-proxy,
+/// the pod network's routes and the health checker; masters also etcd, the
+/// control plane and the join service.
 pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
     match cfg.role {
         NodeRole::Master => vec![
@@ -135,6 +166,7 @@ pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
             Box::new(etcd::Etcd),
             Box::new(containerd::Containerd),
             Box::new(apiserver::ApiServer),
+            Box::new(api_proxy::ApiProxy),
             Box::new(controller_manager::ControllerManager),
             Box::new(scheduler::Scheduler),
             Box::new(kubelet::Kubelet),
@@ -145,6 +177,7 @@ pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
         ],
         NodeRole::Worker => vec![
             Box::new(registry::Registry),
+            Box::new(api_proxy::ApiProxy),
             Box::new(containerd::Containerd),
             Box::new(kubelet::Kubelet),
             Box::new(kube_proxy::KubeProxy),

@@ -17,7 +17,7 @@ impl Component for Scheduler {
             .path_flag("authorization-kubeconfig", &kc)
             .flag("bind-address", "127.0.0.1")
             .flag("port", 0)
-            .flag("leader-elect", false)
+            .flag("leader-elect", true)
             .flag("profiling", false))
     }
     fn probe(&self, _n: &NodeContext) -> Probe {

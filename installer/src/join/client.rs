@@ -122,6 +122,7 @@ fn post<T: serde::Serialize, R: serde::de::DeserializeOwned>(
         let refusal = serde_json::from_str(&text).unwrap_or(Refusal {
             error: text.chars().take(300).collect(),
             hint: None,
+            retry: false,
         });
         Err(JoinError::Refused(refusal))
     }

@@ -26,15 +26,20 @@ pub struct JoinRequest {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinResponse {
-    /// The API server URL the node's components use.
-    pub api_server: String,
+    /// The masters' API servers (`ADDR:PORT`), for the node's local API endpoint.
+    pub api_servers: Vec<std::net::SocketAddr>,
+    /// For a master: how its etcd joins the cluster's (it was added as a learner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<crate::node::EtcdJoin>,
     /// The cluster's pod network.
     pub pod_cidr: String,
     /// The node's share of it.
     pub node_pod_subnet: String,
     /// The service network.
     pub service_cidr: String,
-    /// The node's credentials, paths relative to its PKI directory.
+    /// The node's credentials, paths relative to its PKI directory: a
+    /// worker's own certificates and kubeconfigs; for a master, the cluster
+    /// CA and the service-account keys, from which it makes its own.
     pub files: Vec<NodeFile>,
     /// What the node shows when it leaves (the master keeps only a hash).
     pub leave_secret: String,
@@ -84,6 +89,10 @@ pub struct Refusal {
     pub error: String,
     /// What to do.
     pub hint: Option<String>,
+    /// The same request may succeed a little later (another master is
+    /// joining etcd); the joining side waits and asks again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// The most a request or response body may hold.

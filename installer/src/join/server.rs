@@ -58,8 +58,27 @@ fn refuse(status: StatusCode, error: impl Into<String>, hint: &str) -> (StatusCo
         Refusal {
             error: error.into(),
             hint: Some(hint.into()),
+            retry: false,
         },
     )
+}
+
+fn is_master(profile: &Option<tele_manifests::NodeProfile>) -> bool {
+    profile
+        .as_ref()
+        .is_some_and(|p| p.service_role.as_deref() == Some("master"))
+}
+
+/// The pod subnets the cluster's Nodes carry (those admitted through other
+/// masters too), by node name.
+fn subnets_in_use(state: &StateDir) -> Vec<(String, String)> {
+    crate::phase::kubectl(state)
+        .and_then(|k| crate::pod_network::node_subnets(&k))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, s, _)| !s.is_empty())
+        .map(|(n, s, _)| (n, s))
+        .collect()
 }
 
 /// A failure of the master's own, not of the request.
@@ -128,13 +147,6 @@ impl Service {
                     &format!("join with --role set to one of: {}", names.join(", ")),
                 )
             })?;
-        if p.service_role.as_deref() == Some("master") {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                format!("profile `{role}` is a master profile; this version of tele joins worker nodes only"),
-                "join this machine with a worker profile",
-            ));
-        }
         Ok(Some(p))
     }
 
@@ -158,6 +170,7 @@ impl Service {
             ));
         }
         let nodes = admitted_nodes(&self.state);
+        let in_use = subnets_in_use(&self.state);
         if let Some(other) = nodes
             .iter()
             .find(|n| n.name == req.node_name && n.ip != req.node_ip)
@@ -176,7 +189,11 @@ impl Service {
             Some(n) => n.pod_subnet.clone(),
             None => (0..)
                 .map_while(|i| subnet(&cfg.pod_cidr, i))
-                .find(|s| *s != cfg.node_pod_subnet && !nodes.iter().any(|n| &n.pod_subnet == s))
+                .find(|s| {
+                    *s != cfg.node_pod_subnet
+                        && !nodes.iter().any(|n| &n.pod_subnet == s)
+                        && !in_use.iter().any(|(n, u)| u == s && *n != req.node_name)
+                })
                 .ok_or_else(|| {
                     refuse(
                         StatusCode::CONFLICT,
@@ -197,21 +214,32 @@ impl Service {
     fn admit(&self, req: JoinRequest) -> Result<JoinResponse, (StatusCode, Refusal)> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let (cfg, mut nodes, pod_subnet) = self.precheck(&req)?;
-        let api_server = cfg.api_server();
+        let master = is_master(&self.profile(req.role.as_deref())?);
         let work = tempfile::tempdir_in(self.state.root()).map_err(|e| internal(e.into()))?;
-        crate::pki::issue_worker(
-            &self.state.pki_dir(),
-            work.path(),
-            &crate::pki::PkiConfig {
-                node_name: req.node_name.clone(),
-                node_ips: vec![req.node_ip],
-                hostnames: vec![],
-                service_cidr: cfg.service_cidr.clone(),
-                cluster_domain: "cluster.local".into(),
-                api_server: api_server.clone(),
-            },
-        )
-        .map_err(|e| internal(e.into()))?;
+        let etcd = if master {
+            Some(self.add_etcd_member(&cfg, &req, work.path())?)
+        } else {
+            crate::pki::issue_worker(
+                &self.state.pki_dir(),
+                work.path(),
+                &crate::pki::PkiConfig {
+                    node_name: req.node_name.clone(),
+                    node_ips: vec![req.node_ip],
+                    hostnames: vec![],
+                    service_cidr: cfg.service_cidr.clone(),
+                    cluster_domain: "cluster.local".into(),
+                    // The node's local API endpoint.
+                    api_server: cfg.api_server(),
+                },
+            )
+            .map_err(|e| internal(e.into()))?;
+            None
+        };
+        let mut api_servers = crate::api_proxy::read(&self.state);
+        if !api_servers.contains(&cfg.own_api_server()) {
+            api_servers.push(cfg.own_api_server());
+        }
+        api_servers.sort();
         let mut files = Vec::new();
         for entry in walkdir::WalkDir::new(work.path()).sort_by_file_name() {
             let entry = entry.map_err(|e| internal(e.into()))?;
@@ -253,16 +281,71 @@ impl Service {
                 .map_err(|e| internal(e.into()))?;
         }
         log(&format!(
-            "admitted {} ({}) with pod subnet {pod_subnet}",
-            req.node_name, req.node_ip
+            "admitted {} ({}) as a {} with pod subnet {pod_subnet}",
+            req.node_name,
+            req.node_ip,
+            if master { "master" } else { "worker" }
         ));
         Ok(JoinResponse {
-            api_server,
+            api_servers,
+            etcd,
             pod_cidr: cfg.pod_cidr.clone(),
             node_pod_subnet: pod_subnet,
             service_cidr: cfg.service_cidr.clone(),
             files,
             leave_secret,
+        })
+    }
+
+    /// Adds a joining master to etcd as a learner (one at a time: while
+    /// another is joining, the refusal asks it to retry) and puts the
+    /// cluster CA and the service-account keys in `out` for it.
+    fn add_etcd_member(
+        &self,
+        cfg: &NodeConfig,
+        req: &JoinRequest,
+        out: &std::path::Path,
+    ) -> Result<crate::node::EtcdJoin, (StatusCode, Refusal)> {
+        let ctl =
+            crate::etcd::Etcdctl::local(&self.state, cfg.ports.etcd_client).map_err(internal)?;
+        let peer_url = format!(
+            "https://{}:{}",
+            crate::node::fmt_host(req.node_ip),
+            cfg.ports.etcd_peer
+        );
+        let initial_cluster = ctl
+            .add_learner(&req.node_name, &peer_url)
+            .map_err(|e| match e.downcast::<crate::etcd::Busy>() {
+                Ok(busy) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Refusal {
+                        error: busy.to_string(),
+                        hint: Some("masters join one at a time; this one will be admitted once the other has".into()),
+                        retry: true,
+                    },
+                ),
+                Err(e) => internal(e),
+            })?;
+        let endpoints = ctl
+            .members()
+            .map_err(internal)?
+            .into_iter()
+            .filter(|m| !m.is_learner)
+            .flat_map(|m| m.client_urls)
+            .collect();
+        let pki = self.state.pki();
+        for (from, to, mode) in [
+            (pki.ca_cert(), "ca.crt", 0o644),
+            (pki.key("ca"), "ca.key", 0o600),
+            (pki.sa_key(), "sa.key", 0o600),
+            (pki.sa_pub(), "sa.pub", 0o644),
+        ] {
+            let bytes = std::fs::read(&from).map_err(|e| internal(e.into()))?;
+            write_durably(&out.join(to), &bytes, mode).map_err(|e| internal(e.into()))?;
+        }
+        Ok(crate::node::EtcdJoin {
+            initial_cluster,
+            endpoints,
         })
     }
 
@@ -285,7 +368,28 @@ impl Service {
             ));
         }
         match req.step.as_str() {
-            "drain" => drain(&self.state, &req.node_name).map_err(internal)?,
+            "drain" => {
+                // A master that leaves must not take the quorum with it.
+                let cfg = NodeConfig::load(&self.state).map_err(internal)?;
+                remove_etcd_member(&self.state, &cfg, &req.node_name, true).map_err(|e| {
+                    refuse(
+                        StatusCode::CONFLICT,
+                        format!("{e:#}"),
+                        "bring the other masters back first, or add one; nothing was changed",
+                    )
+                })?;
+                drain(&self.state, &req.node_name).map_err(internal)?
+            }
+            "etcd" => {
+                let cfg = NodeConfig::load(&self.state).map_err(internal)?;
+                remove_etcd_member(&self.state, &cfg, &req.node_name, false).map_err(|e| {
+                    refuse(
+                        StatusCode::CONFLICT,
+                        format!("{e:#}"),
+                        "bring the other masters back first, or add one",
+                    )
+                })?;
+            }
             "forget" => {
                 forget(&self.state, &req.node_name).map_err(internal)?;
                 nodes.retain(|n| n.name != req.node_name);
@@ -318,7 +422,14 @@ impl Service {
         let profile = self.profile(req.role.as_deref())?;
         let k = crate::phase::kubectl(&self.state).map_err(internal)?;
         let node = format!("node/{}", req.node_name);
-        let mut labels = vec!["node-role.kubernetes.io/worker=".to_string()];
+        let mut labels: Vec<String> = if is_master(&profile) {
+            crate::phase::system::ROLE_LABELS
+                .iter()
+                .map(|l| format!("{l}="))
+                .collect()
+        } else {
+            vec!["node-role.kubernetes.io/worker=".to_string()]
+        };
         let mut taints = Vec::new();
         if let Some(p) = &profile {
             labels.extend(p.labels.iter().map(|(k, v)| format!("{k}={v}")));
@@ -351,6 +462,28 @@ impl Service {
             labels.join(" ")
         ));
         Ok(serde_json::json!({ "ok": true, "labels": labels, "taints": taints }))
+    }
+}
+
+/// Removes the master `node` from the etcd cluster (nothing when it is not
+/// a member), refusing when the members left could not form a quorum;
+/// with `dry_run`, only checks that it could. True when it is (or would be) removed.
+pub fn remove_etcd_member(
+    state: &StateDir,
+    cfg: &NodeConfig,
+    node: &str,
+    dry_run: bool,
+) -> anyhow::Result<bool> {
+    if cfg.role != crate::node::NodeRole::Master {
+        return Ok(false);
+    }
+    let ctl = crate::etcd::Etcdctl::local(state, cfg.ports.etcd_client)?;
+    let answers =
+        |m: &crate::etcd::Member| crate::etcd::member_answers(state, m, Duration::from_secs(3));
+    if dry_run {
+        ctl.check_removal(node, answers)
+    } else {
+        ctl.remove(node, answers)
     }
 }
 
@@ -459,6 +592,7 @@ async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body>
                     &Refusal {
                         error: e.to_string(),
                         hint: None,
+                        retry: false,
                     },
                 ),
             };

@@ -47,6 +47,7 @@ impl Phase for Checks {
         let mut wanted = vec![
             (ports.kubelet, "kubelet"),
             (ports.registry, "image registry"),
+            (ports.api_proxy, "local API endpoint"),
             (10248, "kubelet healthz"),
             (10249, "kube-proxy metrics"),
             (10256, "kube-proxy healthz"),

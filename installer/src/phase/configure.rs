@@ -15,11 +15,7 @@ fn pki_config(ctx: &PhaseContext) -> anyhow::Result<crate::pki::PkiConfig> {
         hostnames: vec![hostname],
         service_cidr: cfg.service_cidr.clone(),
         cluster_domain: "cluster.local".into(),
-        api_server: format!(
-            "https://{}:{}",
-            crate::node::fmt_host(cfg.node_ip),
-            cfg.ports.api
-        ),
+        api_server: cfg.api_server(),
     })
 }
 

@@ -26,6 +26,10 @@ pub fn read_token(ctx: &PhaseContext) -> anyhow::Result<Token> {
     Ok(text.parse()?)
 }
 
+/// The files a master gets: from the cluster CA and the service-account
+/// keys it makes its own certificates (`/configure`).
+const MASTER_FILES: [&str; 4] = ["ca.crt", "ca.key", "sa.key", "sa.pub"];
+
 /// The files a worker's components need from its PKI directory.
 const WORKER_FILES: [&str; 7] = [
     "ca.crt",
@@ -36,6 +40,16 @@ const WORKER_FILES: [&str; 7] = [
     "kubeconfig/kubelet.conf",
     "kubeconfig/kube-proxy.conf",
 ];
+
+fn expected_files(ctx: &PhaseContext) -> &'static [&'static str] {
+    match ctx.cfg.role {
+        crate::node::NodeRole::Master => &MASTER_FILES,
+        crate::node::NodeRole::Worker => &WORKER_FILES,
+    }
+}
+
+/// How long a master waits while another master joins the etcd cluster.
+const ETCD_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Phase for Join {
     fn id(&self) -> String {
@@ -51,25 +65,47 @@ impl Phase for Join {
         let joined = ctx.joined()?;
         let token = read_token(ctx)?;
         let ca = client::fetch_ca(&joined.join_addr, &token.ca_pin)?;
-        let resp = client::join(
-            &joined.join_addr,
-            &ca,
-            &JoinRequest {
-                token: token.credential(),
-                node_name: ctx.cfg.node_name.clone(),
-                node_ip: ctx.cfg.node_ip,
-                role: ctx.cfg.profile.clone(),
-            },
-        )?;
+        let request = JoinRequest {
+            token: token.credential(),
+            node_name: ctx.cfg.node_name.clone(),
+            node_ip: ctx.cfg.node_ip,
+            role: ctx.cfg.profile.clone(),
+        };
+        // Masters join etcd one at a time: while another one is joining, wait.
+        let begun = std::time::Instant::now();
+        let resp = loop {
+            match client::join(&joined.join_addr, &ca, &request) {
+                Err(client::JoinError::Refused(r))
+                    if r.retry && begun.elapsed() < ETCD_BUSY_WAIT =>
+                {
+                    ctx.reporter
+                        .waiting(&r.error, begun.elapsed(), ETCD_BUSY_WAIT);
+                    crate::interrupt::check()?;
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                }
+                other => break other?,
+            }
+        };
         let pki = ctx.state.pki_dir();
+        let expected = expected_files(ctx);
         for f in &resp.files {
             anyhow::ensure!(
-                WORKER_FILES.contains(&f.path.as_str()),
+                expected.contains(&f.path.as_str()),
                 "the join service sent an unexpected file `{}`",
                 f.path
             );
-            write_durably(&pki.join(&f.path), f.content.as_bytes(), f.mode & 0o644)?;
+            let mode = if f.path.ends_with(".key") {
+                0o600
+            } else {
+                f.mode & 0o644
+            };
+            write_durably(&pki.join(&f.path), f.content.as_bytes(), mode)?;
         }
+        anyhow::ensure!(
+            !resp.api_servers.is_empty(),
+            "the join service named no API server"
+        );
+        crate::api_proxy::write(ctx.state, &resp.api_servers)?;
         write_durably(
             &ctx.state.leave_secret_file(),
             resp.leave_secret.as_bytes(),
@@ -79,8 +115,12 @@ impl Phase for Join {
         cfg.pod_cidr = resp.pod_cidr;
         cfg.node_pod_subnet = resp.node_pod_subnet;
         cfg.service_cidr = resp.service_cidr;
+        cfg.etcd_join = resp.etcd;
+        anyhow::ensure!(
+            cfg.role == crate::node::NodeRole::Worker || cfg.etcd_join.is_some(),
+            "the join service admitted this master without an etcd membership"
+        );
         if let Some(j) = cfg.joined.as_mut() {
-            j.api_server = resp.api_server;
             j.admitted = true;
         }
         cfg.save(ctx.state)?;
@@ -93,6 +133,7 @@ impl Phase for Join {
     fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool> {
         let pki = ctx.state.pki_dir();
         Ok(ctx.cfg.joined.as_ref().is_some_and(|j| j.admitted)
-            && WORKER_FILES.iter().all(|f| pki.join(f).is_file()))
+            && ctx.state.api_servers_file().is_file()
+            && expected_files(ctx).iter().all(|f| pki.join(f).is_file()))
     }
 }

@@ -43,6 +43,10 @@ impl Phase for Labels {
             .kubectl()?
             .node_field(&self.node, "{.metadata.labels}")
             .unwrap_or_default();
-        Ok(labels.contains("node-role.kubernetes.io/worker"))
+        let role = match ctx.cfg.role {
+            crate::node::NodeRole::Master => super::system::ROLE_LABELS[1],
+            crate::node::NodeRole::Worker => "node-role.kubernetes.io/worker",
+        };
+        Ok(labels.contains(role))
     }
 }

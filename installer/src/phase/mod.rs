@@ -112,15 +112,26 @@ pub trait Phase {
     fn check(&self, ctx: &PhaseContext) -> anyhow::Result<bool>;
 }
 
-/// The phases of a node joining a cluster, in run order.
+/// The phases of a node joining a cluster, in run order: a master makes
+/// its own certificates from the cluster CA it was given.
 pub fn join_phases(cfg: &NodeConfig) -> Vec<Box<dyn Phase>> {
     let node = cfg.node_name.clone();
-    vec![
+    let master = cfg.role == crate::node::NodeRole::Master;
+    let mut phases: Vec<Box<dyn Phase>> = vec![
         Box::new(checks::Checks),
         Box::new(join::Join { node: node.clone() }),
+    ];
+    if master {
+        phases.push(Box::new(configure::Configure));
+    }
+    phases.extend::<Vec<Box<dyn Phase>>>(vec![
         Box::new(runtime::NodeRuntime {
             node: node.clone(),
-            after: format!("/nodes/{node}/join"),
+            after: if master {
+                "/configure".into()
+            } else {
+                format!("/nodes/{node}/join")
+            },
         }),
         Box::new(services::NodeServices { node: node.clone() }),
         Box::new(wait::Wait {
@@ -128,7 +139,8 @@ pub fn join_phases(cfg: &NodeConfig) -> Vec<Box<dyn Phase>> {
             joining: true,
         }),
         Box::new(labels::Labels { node }),
-    ]
+    ]);
+    phases
 }
 
 /// The phases of an install of `manifest` on the node `cfg`, in run order.

@@ -11,7 +11,8 @@ pub struct System {
     pub node: String,
 }
 
-const ROLE_LABELS: [&str; 2] = [
+/// The labels of a master's role.
+pub const ROLE_LABELS: [&str; 2] = [
     "node-role.kubernetes.io/control-plane",
     "node-role.kubernetes.io/master",
 ];
