@@ -7,7 +7,8 @@
 //! still answers and accepts writes, the controllers and the scheduler carry
 //! on elsewhere, and the worker keeps working; removing a master that
 //! would lose etcd its quorum is refused; the cut-off master comes back
-//! Ready; a master leaves and etcd shrinks with it.
+//! Ready; a master leaves and etcd shrinks with it; the worker, removed from
+//! a master, cleans itself.
 
 mod support;
 
@@ -239,6 +240,29 @@ fn three_masters_and_a_worker_keep_the_api_up_when_a_master_is_lost() {
     h2.eventually(
         "kubectl create configmap after-leave && kubectl get configmap after-leave -o name",
         "configmap/after-leave",
+        Duration::from_secs(60),
+    );
+
+    // The worker is removed from a master: the machine cleans itself.
+    let o = h1.sh("tele remove tele-h4");
+    assert!(
+        o.status.success(),
+        "remove:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("uninstalling itself"), "{}", stdout(&o));
+    h4.eventually(
+        "test -e /var/lib/tele || echo gone",
+        "gone",
+        Duration::from_secs(120),
+    );
+    let units =
+        h4.ok_sh("systemctl list-units --all --no-legend 'tele-*' | grep -v tele-removed || true");
+    assert!(units.trim().is_empty(), "units left:\n{units}");
+    h1.eventually(
+        "kubectl get node tele-h4 2>&1 || true",
+        "NotFound",
         Duration::from_secs(60),
     );
 }

@@ -129,6 +129,28 @@ fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
         &format!("10.213.0.41 --token {}", revoked["token"].as_str().unwrap()),
         "was revoked",
     );
+    // A machine that fails preflight (the kubelet's port is taken): exit 3,
+    // and nothing is left on it either.
+    let mut blocker = worker
+        .command(&["socat", "TCP-LISTEN:10250,reuseaddr", "STDOUT"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let o = worker.sh(&format!("cd /opt/hello && ./install join {args} --autofix"));
+    worker.ok_sh("pkill -x socat");
+    let _ = blocker.wait();
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        format!("{}{}", stdout(&o), stderr(&o)).contains("10250"),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        !worker.sh("test -e /var/lib/tele").status.success(),
+        "a join refused by preflight left /var/lib/tele behind"
+    );
     assert!(
         !master
             .sh("test -e /var/lib/tele/nodes.json")
@@ -323,11 +345,7 @@ EOF",
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("is this master"), "{}", stderr(&o));
     let o = master.sh("tele remove tele-x9");
-    assert!(
-        stderr(&o).contains("has no node tele-x9"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("has no node tele-x9"), "{}", stderr(&o));
     // The worker leaves: drained, cleaned, forgotten ...
     let o = worker.sh("tele leave --yes");
     assert!(o.status.success(), "leave:\n{}\n{}", stdout(&o), stderr(&o));

@@ -665,6 +665,8 @@ pub fn install(
         }
         _ => None,
     };
+    // A first join that preflight refuses leaves nothing behind.
+    let fresh = std::fs::read_dir(state.root()).map_or(true, |mut d| d.next().is_none());
     let _lock = lock(&state)?;
     crate::interrupt::catch_signals()?;
 
@@ -789,7 +791,12 @@ pub fn install(
         manager: manager.as_ref(),
         reporter,
     };
-    run_plan(&mut plan, &phases, &ctx)?;
+    if let Err(e) = run_plan(&mut plan, &phases, &ctx) {
+        if fresh && joining && matches!(e.downcast_ref(), Some(InstallError::Preflight { .. })) {
+            let _ = std::fs::remove_dir_all(state.root());
+        }
+        return Err(e);
+    }
     let cfg = NodeConfig::load(&state)?;
     summary(&ctx.with_cfg(&cfg), &plan)
 }

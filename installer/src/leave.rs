@@ -2,8 +2,8 @@
 //! master drains it (a master only when etcd keeps its quorum without it,
 //! and then it leaves etcd), the node removes everything it installed, then
 //! the master deletes its Node and frees its pod subnet. `tele remove
-//! NODE`, on a master, for a node that is gone: the same, without the
-//! machine.
+//! NODE`, on a master: the same, the machine told to clean itself through
+//! an annotation on its Node (when it is gone, the cluster's side only).
 
 use crate::join::{client, server, LeaveRequest};
 use crate::node::NodeConfig;
@@ -79,9 +79,10 @@ pub fn leave(state_dir: &std::path::Path) -> anyhow::Result<LeaveReport> {
 
 /// Removes `node` from the cluster of the master in `state_dir`: checks
 /// that etcd keeps its quorum without it (when it is a master), drains it,
-/// removes it from etcd, deletes its Node and frees its pod subnet. The
-/// machine itself is not reached: while its kubelet runs it registers again.
-pub fn remove(state_dir: &std::path::Path, node: &str) -> anyhow::Result<()> {
+/// asks the machine to uninstall itself, removes it from etcd, deletes its
+/// Node and frees its pod subnet. True when the machine answered that it
+/// cleans itself.
+pub fn remove(state_dir: &std::path::Path, node: &str) -> anyhow::Result<bool> {
     let state = StateDir::new(state_dir);
     let cfg = NodeConfig::load(&state)?;
     anyhow::ensure!(
@@ -94,9 +95,9 @@ pub fn remove(state_dir: &std::path::Path, node: &str) -> anyhow::Result<()> {
         "{node} is this master\nhint: run `tele remove {node}` on another master, or `tele leave` here"
     );
     let k = crate::phase::kubectl(&state)?;
-    let nodes: Vec<String> = crate::pod_network::node_subnets(&k)?
+    let nodes: Vec<String> = crate::pod_network::nodes(&k)?
         .into_iter()
-        .map(|(n, _, _)| n)
+        .map(|n| n.name)
         .collect();
     let admitted = server::admitted_nodes(&state);
     if !admitted.iter().any(|n| n.name == node) && !nodes.iter().any(|n| n == node) {
@@ -108,7 +109,40 @@ pub fn remove(state_dir: &std::path::Path, node: &str) -> anyhow::Result<()> {
     server::remove_etcd_member(&state, &cfg, node, true)
         .map_err(|e| e.context(format!("{node} stays: nothing was changed")))?;
     server::drain(&state, node)?;
+    let cleaned = nodes.iter().any(|n| n == node) && ask_to_clean(&k, node);
     server::remove_etcd_member(&state, &cfg, node, false)?;
     server::forget(&state, node)?;
-    Ok(())
+    Ok(cleaned)
+}
+
+/// Asks the machine of `node` to uninstall itself (an annotation its
+/// pod-network service looks for every few seconds); true when it says it
+/// started within a minute.
+fn ask_to_clean(k: &crate::kube::Kubectl, node: &str) -> bool {
+    use crate::pod_network::{REMOVE_ANNOTATION, REMOVING_ANNOTATION};
+    let target = format!("node/{node}");
+    if k.run(&[
+        "annotate",
+        "--overwrite",
+        &target,
+        &format!("{REMOVE_ANNOTATION}=true"),
+    ])
+    .is_err()
+    {
+        return false;
+    }
+    let path = format!(
+        "{{.metadata.annotations.{}}}",
+        REMOVING_ANNOTATION.replace('.', "\\.")
+    );
+    let begun = std::time::Instant::now();
+    while begun.elapsed() < std::time::Duration::from_secs(60) {
+        if k.node_field(node, &path).is_ok_and(|v| v == "true") {
+            // Its kubelet stops first thing: give it the moment it takes.
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    false
 }

@@ -52,23 +52,43 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Every Node's name, pod subnet (its annotation, empty when it has none
-/// yet) and InternalIP.
-pub fn node_subnets(
-    k: &crate::kube::Kubectl,
-) -> anyhow::Result<Vec<(String, String, Option<IpAddr>)>> {
+/// What tele reads of a Node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its name.
+    pub name: String,
+    /// Its pod subnet ([`SUBNET_ANNOTATION`]; empty when it has none yet).
+    pub subnet: String,
+    /// Its InternalIP.
+    pub addr: Option<IpAddr>,
+    /// A master asked the machine to clean itself ([`REMOVE_ANNOTATION`]).
+    pub remove_requested: bool,
+}
+
+/// Set on a Node by `tele remove`: the machine uninstalls itself.
+pub const REMOVE_ANNOTATION: &str = "tele.dev/remove";
+/// Set on its Node by a machine that starts cleaning itself.
+pub const REMOVING_ANNOTATION: &str = "tele.dev/removing";
+
+/// Every Node, as tele reads it.
+pub fn nodes(k: &crate::kube::Kubectl) -> anyhow::Result<Vec<NodeInfo>> {
     let out = k.run(&[
         "get",
         "nodes",
         "-o",
-        r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.annotations.tele\.dev/pod-subnet}{"\t"}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}"#,
+        r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.annotations.tele\.dev/pod-subnet}{"\t"}{.status.addresses[?(@.type=="InternalIP")].address}{"\t"}{.metadata.annotations.tele\.dev/remove}{"\n"}{end}"#,
     ])?;
     Ok(out
         .lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
-            let (name, subnet, addr) = (f.next()?, f.next()?, f.next()?);
-            Some((name.to_string(), subnet.to_string(), addr.parse().ok()))
+            let (name, subnet, addr, remove) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            Some(NodeInfo {
+                name: name.to_string(),
+                subnet: subnet.to_string(),
+                addr: addr.parse().ok(),
+                remove_requested: !remove.is_empty(),
+            })
         })
         .collect())
 }
@@ -76,11 +96,18 @@ pub fn node_subnets(
 /// The other nodes' pod subnets and addresses, from the cluster's Nodes.
 fn wanted(state: &StateDir, cfg: &NodeConfig) -> anyhow::Result<BTreeMap<String, IpAddr>> {
     let k = crate::phase::kubectl(state)?;
-    Ok(node_subnets(&k)?
+    let nodes = nodes(&k)?;
+    if nodes
+        .iter()
+        .any(|n| n.name == cfg.node_name && n.remove_requested)
+    {
+        clean_self(state, cfg, &k);
+    }
+    Ok(nodes
         .into_iter()
-        .filter_map(|(name, subnet, addr)| {
-            (name != cfg.node_name && !subnet.is_empty() && subnet != cfg.node_pod_subnet)
-                .then_some((subnet, addr?))
+        .filter_map(|n| {
+            (n.name != cfg.node_name && !n.subnet.is_empty() && n.subnet != cfg.node_pod_subnet)
+                .then_some((n.subnet, n.addr?))
         })
         .collect())
 }
@@ -114,6 +141,62 @@ fn sync(
         }
     }
     now
+}
+
+/// A master removed this node (`tele remove`): says so on the Node, then
+/// starts `tele uninstall` outside the node's services (they stop first
+/// thing): a transient systemd unit, or, under the agent, a process group
+/// of its own.
+fn clean_self(state: &StateDir, cfg: &NodeConfig, k: &crate::kube::Kubectl) {
+    let marker = state.root().join(".removing");
+    if marker.exists() {
+        return;
+    }
+    log("a master removed this node: uninstalling");
+    let node = format!("node/{}", cfg.node_name);
+    if let Err(e) = k.run(&[
+        "annotate",
+        "--overwrite",
+        &node,
+        &format!("{REMOVING_ANNOTATION}=true"),
+    ]) {
+        log(&format!("{e:#}"));
+    }
+    let _ = std::fs::write(&marker, b"");
+    let tele = state.tele().display().to_string();
+    let dir = state.root().display().to_string();
+    let uninstall = [
+        tele.as_str(),
+        "uninstall",
+        "--yes",
+        "--state-dir",
+        dir.as_str(),
+    ];
+    let started = if crate::service::for_host(state).kind() == "systemd" {
+        Command::new("systemd-run")
+            .args([
+                "--unit",
+                &format!("tele-removed-{}", std::process::id()),
+                "--collect",
+                "--",
+            ])
+            .args(uninstall)
+            .status()
+            .map(|s| s.success())
+    } else {
+        let mut c = Command::new(uninstall[0]);
+        c.args(&uninstall[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        c.spawn().map(|_| true)
+    };
+    match started {
+        Ok(true) => {}
+        Ok(false) => log("cannot start the uninstall"),
+        Err(e) => log(&format!("cannot start the uninstall: {e}")),
+    }
 }
 
 #[allow(clippy::print_stderr)]

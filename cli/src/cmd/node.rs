@@ -320,12 +320,19 @@ pub fn leave(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
 }
 
 pub fn remove(a: crate::args::RemoveArgs, p: &Printer) -> anyhow::Result<ExitCode> {
-    tele_installer::leave::remove(&a.state.state_dir, &a.node)?;
-    p.out(format!(
-        "{} removed: drained, its Node deleted, its pod subnet free; if the machine still runs tele's services, its kubelet registers it again: run `tele leave` (or `tele uninstall`) there",
-        a.node
-    ));
-    p.json(&serde_json::json!({ "ok": true, "removed": a.node }));
+    let cleaned = tele_installer::leave::remove(&a.state.state_dir, &a.node)?;
+    if cleaned {
+        p.out(format!(
+            "{} removed: drained, its Node deleted, its pod subnet free; the machine is uninstalling itself",
+            a.node
+        ));
+    } else {
+        p.out(format!(
+            "{} removed: drained, its Node deleted, its pod subnet free; the machine did not answer: if it comes back, run `tele uninstall` there",
+            a.node
+        ));
+    }
+    p.json(&serde_json::json!({ "ok": true, "removed": a.node, "machineCleaned": cleaned }));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,11 +73,11 @@ fn is_master(profile: &Option<tele_manifests::NodeProfile>) -> bool {
 /// masters too), by node name.
 fn subnets_in_use(state: &StateDir) -> Vec<(String, String)> {
     crate::phase::kubectl(state)
-        .and_then(|k| crate::pod_network::node_subnets(&k))
+        .and_then(|k| crate::pod_network::nodes(&k))
         .unwrap_or_default()
         .into_iter()
-        .filter(|(_, s, _)| !s.is_empty())
-        .map(|(n, s, _)| (n, s))
+        .filter(|n| !n.subnet.is_empty())
+        .map(|n| (n.name, n.subnet))
         .collect()
 }
 
