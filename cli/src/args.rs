@@ -69,11 +69,13 @@ pub enum Command {
     Status(StateDirArg),
     /// Stop and remove everything an install created on this machine.
     Uninstall(UninstallArgs),
-    /// On a worker: leave the cluster (the master drains it, this machine is
-    /// cleaned, the master deletes its Node and frees its pod subnet).
+    /// On a joined node: leave the cluster (a master drains it, a master
+    /// leaves etcd when it keeps its quorum, this machine is cleaned, the
+    /// master deletes its Node and frees its pod subnet).
     Leave(UninstallArgs),
-    /// On the master: drain a joined node, delete it and free its pod subnet
-    /// (for a machine that is gone; on a running one, `tele leave` there).
+    /// On a master: drain a node, ask its machine to uninstall itself, take it
+    /// out of etcd (a master, only when etcd keeps its quorum), delete it and
+    /// free its pod subnet.
     Remove(RemoveArgs),
     /// Manage an installed cluster's resources (where alerts go).
     #[command(subcommand)]
