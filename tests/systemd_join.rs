@@ -129,6 +129,17 @@ fn a_worker_joins_with_the_printed_command_and_refused_joins_change_nothing() {
         &format!("10.213.0.41 --token {}", revoked["token"].as_str().unwrap()),
         "was revoked",
     );
+    let made = master.ok_sh("tele token create --ttl 1s --role node --output-format json");
+    let short: serde_json::Value = serde_json::from_str(&made).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    refused(
+        &worker,
+        &format!(
+            "10.213.0.41 --token {} --role node",
+            short["token"].as_str().unwrap()
+        ),
+        "has expired",
+    );
     // A machine that fails preflight (the kubelet's port is taken): exit 3,
     // and nothing is left on it either.
     let mut blocker = worker

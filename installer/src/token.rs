@@ -281,13 +281,17 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{text}` is not a duration like 24h, 30m or 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" | "" => n * 3600,
-        "d" => n * 86400,
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86400,
         _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
     };
+    let secs = n
+        .checked_mul(unit_secs)
+        .filter(|s| *s <= 10 * 365 * 86400)
+        .ok_or_else(|| format!("`{text}`: a token may live at most 3650d"))?;
     if secs == 0 {
         return Err("a token must live longer than 0 s".into());
     }
@@ -366,5 +370,8 @@ mod tests {
         assert!(parse_ttl("0h").is_err());
         assert!(parse_ttl("soon").is_err());
         assert!(parse_ttl("3w").is_err());
+        assert!(parse_ttl("99999999999999999999d").is_err());
+        assert!(parse_ttl("5000000000000000h").is_err());
+        assert!(parse_ttl("3651d").is_err());
     }
 }
