@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::example::example_bundle;
-use support::systemd_host::{HostOptions, SystemdHost};
+use support::systemd_host::boot_hosts;
 use support::*;
 
 struct Round {
@@ -28,17 +28,7 @@ fn join_cmd(summary: &serde_json::Value, profile: &str) -> String {
 }
 
 fn round(bundle: &std::path::Path, concurrent: bool) -> Round {
-    let mut hosts: Vec<SystemdHost> = (1..=4)
-        .map(|i| {
-            SystemdHost::boot(
-                &format!("tele-b{i}"),
-                HostOptions::new(&format!("10.213.0.6{i}/24")).bind_ro(bundle, "/opt/hello"),
-            )
-        })
-        .collect();
-    for h in &mut hosts {
-        h.wait_running(Duration::from_secs(120));
-    }
+    let hosts = boot_hosts("tele-b", 61, 4, bundle);
     let begun = Instant::now();
     let o = hosts[0].exec(&[
         "/opt/hello/install",

@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use support::example::example_bundle;
-use support::systemd_host::{HostOptions, SystemdHost};
+use support::systemd_host::{boot_hosts, SystemdHost};
 use support::*;
 
 const ETCDCTL: &str = "/var/lib/tele/runtime/bin/etcdctl --endpoints https://127.0.0.1:2379 \
@@ -31,21 +31,20 @@ fn logs(host: &SystemdHost) -> String {
     .into_owned()
 }
 
+/// Waits until `host`'s kubectl says Node `node` is Ready.
+fn node_ready(host: &SystemdHost, node: &str, limit: Duration) {
+    host.eventually(
+        &format!("kubectl get node {node} -o jsonpath='{{.status.conditions[?(@.type==\"Ready\")].status}}'"),
+        "True",
+        limit,
+    );
+}
+
 #[test]
 fn three_masters_and_a_worker_keep_the_api_up_when_a_master_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = example_bundle(dir.path());
-    let mut hosts: Vec<SystemdHost> = (1..=4)
-        .map(|i| {
-            SystemdHost::boot(
-                &format!("tele-h{i}"),
-                HostOptions::new(&format!("10.213.0.5{i}/24")).bind_ro(&bundle, "/opt/hello"),
-            )
-        })
-        .collect();
-    for h in &mut hosts {
-        h.wait_running(Duration::from_secs(120));
-    }
+    let hosts = boot_hosts("tele-h", 51, 4, &bundle);
     let [h1, h2, h3, h4] = &hosts[..] else {
         unreachable!()
     };
@@ -198,11 +197,7 @@ fn three_masters_and_a_worker_keep_the_api_up_when_a_master_is_lost() {
         "pod/after-loss",
         Duration::from_secs(180),
     );
-    h4.eventually(
-        "kubectl get node tele-h4 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
-        "True",
-        Duration::from_secs(60),
-    );
+    node_ready(h4, "tele-h4", Duration::from_secs(60));
     // Removing a master now would leave etcd one healthy member of two: refused, nothing changed.
     let o = h2.sh("tele remove tele-h3");
     assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
@@ -215,11 +210,7 @@ fn three_masters_and_a_worker_keep_the_api_up_when_a_master_is_lost() {
 
     // The first master comes back, Ready, with what was written meanwhile.
     h1.set_connected(true);
-    h2.eventually(
-        "kubectl get node tele-h1 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
-        "True",
-        Duration::from_secs(180),
-    );
+    node_ready(h2, "tele-h1", Duration::from_secs(180));
     h1.eventually(
         "kubectl get configmap after-loss -o jsonpath={.data.lost}",
         "tele-h1",

@@ -73,15 +73,7 @@ impl Etcdctl {
             .arg("--command-timeout=10s")
             .args(args)
             .output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            anyhow::bail!(
-                "etcdctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        }
+        crate::kube::stdout_or_stderr("etcdctl", args, out)
     }
 
     /// The cluster's members.

@@ -7,6 +7,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A tool's stdout when it succeeded, else an error naming the command
+/// (`tool args...`) with its stderr.
+pub fn stdout_or_stderr(
+    tool: &str,
+    args: &[&str],
+    out: std::process::Output,
+) -> anyhow::Result<String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        anyhow::bail!(
+            "{tool} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
+}
+
 /// One object kubectl applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -37,15 +55,7 @@ impl Kubectl {
             .arg(&self.kubeconfig)
             .args(args)
             .output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            anyhow::bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        }
+        stdout_or_stderr("kubectl", args, out)
     }
 
     /// True when the API server answers /readyz.

@@ -98,6 +98,25 @@ impl HostOptions {
     }
 }
 
+/// `n` hosts `{prefix}1` ... `{prefix}n` at `10.213.0.{first}/24` and up,
+/// with `bundle` bound read-only at `/opt/hello`, booted together; returns
+/// once all run.
+pub fn boot_hosts(prefix: &str, first: u8, n: u8, bundle: &Path) -> Vec<SystemdHost> {
+    let mut hosts: Vec<SystemdHost> = (0..n)
+        .map(|i| {
+            SystemdHost::boot(
+                &format!("{prefix}{}", i + 1),
+                HostOptions::new(&format!("10.213.0.{}/24", first + i))
+                    .bind_ro(bundle, "/opt/hello"),
+            )
+        })
+        .collect();
+    for h in &mut hosts {
+        h.wait_running(Duration::from_secs(120));
+    }
+    hosts
+}
+
 /// A booted Debian 12 container with systemd as PID 1. Powered off, its
 /// network link, cgroups and files removed, on drop (also when a test panics).
 pub struct SystemdHost {

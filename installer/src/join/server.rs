@@ -349,6 +349,20 @@ impl Service {
         })
     }
 
+    /// Takes a leaving master out of etcd (`dry_run`: checks it could);
+    /// refused when etcd would lose its quorum.
+    fn leave_etcd(&self, node: &str, dry_run: bool) -> Result<(), (StatusCode, Refusal)> {
+        let cfg = NodeConfig::load(&self.state).map_err(internal)?;
+        remove_etcd_member(&self.state, &cfg, node, dry_run).map_err(|e| {
+            refuse(
+                StatusCode::CONFLICT,
+                format!("{e:#}"),
+                "bring the other masters back first, or add one",
+            )
+        })?;
+        Ok(())
+    }
+
     fn leave(&self, req: LeaveRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut nodes = admitted_nodes(&self.state);
@@ -370,26 +384,10 @@ impl Service {
         match req.step.as_str() {
             "drain" => {
                 // A master that leaves must not take the quorum with it.
-                let cfg = NodeConfig::load(&self.state).map_err(internal)?;
-                remove_etcd_member(&self.state, &cfg, &req.node_name, true).map_err(|e| {
-                    refuse(
-                        StatusCode::CONFLICT,
-                        format!("{e:#}"),
-                        "bring the other masters back first, or add one; nothing was changed",
-                    )
-                })?;
+                self.leave_etcd(&req.node_name, true)?;
                 drain(&self.state, &req.node_name).map_err(internal)?
             }
-            "etcd" => {
-                let cfg = NodeConfig::load(&self.state).map_err(internal)?;
-                remove_etcd_member(&self.state, &cfg, &req.node_name, false).map_err(|e| {
-                    refuse(
-                        StatusCode::CONFLICT,
-                        format!("{e:#}"),
-                        "bring the other masters back first, or add one",
-                    )
-                })?;
-            }
+            "etcd" => self.leave_etcd(&req.node_name, false)?,
             "forget" => {
                 forget(&self.state, &req.node_name).map_err(internal)?;
                 nodes.retain(|n| n.name != req.node_name);
