@@ -375,11 +375,13 @@ EOF",
     );
     let status = master.ok_sh("tele status || true");
     assert!(status.contains("two (incomplete): 1 of 2 node"), "{status}");
-    // ... and joins again with a new token.
+    // ... and joins again with a new token, this time with the tele binary
+    // alone: what the node runs comes from the master, checked byte by byte.
     let made = master.ok_sh("tele token create --role node --output-format json");
     let again: serde_json::Value = serde_json::from_str(&made).unwrap();
+    worker.ok_sh("mkdir -p /root/alone && cp /opt/hello/install /root/alone/tele");
     let o = worker.sh(&format!(
-        "cd /opt/hello && ./install join 10.213.0.41 --token {} --role node --autofix --timeout 300",
+        "cd /root/alone && ./tele join 10.213.0.41 --token {} --role node --autofix --timeout 300",
         again["token"].as_str().unwrap()
     ));
     assert!(
@@ -388,9 +390,33 @@ EOF",
         stdout(&o),
         stderr(&o)
     );
+    assert!(
+        stderr(&o).contains("fetched and verified"),
+        "{}",
+        stderr(&o)
+    );
+    // The node part only: the manifest, the runtime, the images; not the installer.
+    let fetched = worker.ok_sh("cd /var/lib/tele/fetched-bundle && ls");
+    assert_eq!(
+        fetched.split_whitespace().collect::<Vec<_>>(),
+        ["app.yaml", "bundle.json", "images", "runtime"],
+        "{fetched}"
+    );
+    let log = master.ok_sh("cat /var/lib/tele/logs/join-server.log");
+    assert!(
+        log.contains("tele:bundle-reader:tele-w1 fetches the bundle"),
+        "{log}"
+    );
     master.eventually(
         "kubectl get node tele-w1 --no-headers",
         " Ready ",
         Duration::from_secs(120),
+    );
+    // Its pods run from the fetched images.
+    let back = pod_ip("tele-w1");
+    master.eventually(
+        &format!("curl -sf -m 5 http://{back}:8080/"),
+        "hello from a tele bundle",
+        Duration::from_secs(60),
     );
 }

@@ -163,6 +163,16 @@ pub fn blob_entry(digest: &Digest) -> String {
     format!("{IMAGES_DIR}/{BLOBS_DIR}/{}", digest.hex())
 }
 
+/// Whether `path` (relative to the top directory) is part of what a node
+/// runs: the app manifest, the runtime and the images. A node that joins
+/// without the bundle fetches exactly these (and the blobs) from a master,
+/// which keeps them in its state directory.
+pub fn is_node_file(path: &str) -> bool {
+    path == "app.yaml"
+        || path.starts_with("runtime/")
+        || path.starts_with(&format!("{IMAGES_DIR}/"))
+}
+
 /// The hex digest of a blob named by its entry path, the inverse of [`blob_entry`].
 pub fn blob_hex_of_entry(path: &str) -> Option<&str> {
     path.strip_prefix(IMAGES_DIR)?

@@ -65,6 +65,25 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
     if !dir.join(BUNDLE_JSON).is_file() {
         return Err(not_a_bundle(dir, "the directory has no bundle.json"));
     }
+    let (seen, meta_bytes) = hash_dir(dir)?;
+    let meta = parse_meta(dir, meta_bytes)?;
+    Ok(compare(&meta, seen))
+}
+
+/// Checks the part of an extracted bundle that a node runs (see
+/// [`bundle_json::is_node_file`]): what a node that joined without the
+/// bundle fetched from a master. Every such file and every blob is checked
+/// as [`verify_dir`] does, and nothing unlisted may be there.
+pub fn verify_node_part(dir: &Path) -> Result<Verification, Error> {
+    let (seen, meta_bytes) = hash_dir(dir)?;
+    let mut meta = parse_meta(dir, meta_bytes)?;
+    meta.files.retain(|f| bundle_json::is_node_file(&f.path));
+    Ok(compare(&meta, seen))
+}
+
+/// Every regular file under `dir` hashed, by its `/`-separated path, and
+/// the bytes of its `bundle.json`.
+fn hash_dir(dir: &Path) -> Result<(Seen, Option<Vec<u8>>), Error> {
     let mut seen = Seen::new();
     let mut meta_bytes = None;
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
@@ -86,8 +105,7 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
         let mut f = File::open(p).map_err(|e| Error::io(p, e))?;
         seen.insert(rel, hash(&mut f).map_err(|e| Error::io(p, e))?);
     }
-    let meta = parse_meta(dir, meta_bytes)?;
-    Ok(compare(&meta, seen))
+    Ok((seen, meta_bytes))
 }
 
 /// Checks the bundle tarball at `path` (plain, zstd or gzip) in one pass,
@@ -205,6 +223,33 @@ mod tests {
         tar_of(&dir, &t.path().join("b.tar"));
         let v = verify(&t.path().join("b.tar")).unwrap();
         assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn the_node_part_is_what_a_node_runs_and_is_checked_as_strictly() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("shop-1.0.0");
+        bundle(&dir);
+        // A node that joined without the bundle has no `install`.
+        let mut meta = BundleMeta::read(&dir).unwrap();
+        meta.files.push(FileInfo {
+            path: "install".into(),
+            size: 3,
+            sha256: Digest::of_bytes(b"elf").hex().into(),
+        });
+        fs::write(dir.join(BUNDLE_JSON), meta.to_json()).unwrap();
+        assert_eq!(verify(&dir).unwrap().problems, ["install: missing"]);
+        let v = verify_node_part(&dir).unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!((v.files_checked, v.blobs_checked), (1, 1));
+        // Nothing else may be there, and every byte of it counts.
+        fs::create_dir_all(dir.join("runtime")).unwrap();
+        fs::write(dir.join("runtime/etcd"), "x").unwrap();
+        fs::write(dir.join("app.yaml"), "kind: Tampered\n").unwrap();
+        let v = verify_node_part(&dir).unwrap();
+        assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+        assert!(v.problems[0].starts_with("app.yaml: "), "{:?}", v.problems);
+        assert_eq!(v.problems[1], "runtime/etcd: not listed in bundle.json");
     }
 
     #[test]

@@ -49,7 +49,9 @@ pub enum Command {
     Image(ImageCommand),
     /// Install an extracted bundle on this machine (what the bundle's ./install does).
     Install(InstallBundleArgs),
-    /// Join this machine to a cluster as a master or a worker, from an extracted bundle.
+    /// Join this machine to a cluster as a master or a worker: from an
+    /// extracted bundle (--bundle), or with this binary alone, fetching what
+    /// the node runs from the master and checking it against the bundle's digests.
     Join(JoinBundleArgs),
     /// Join tokens: make, list and revoke the tokens that let nodes join.
     #[command(subcommand)]
@@ -118,12 +120,16 @@ pub struct RemoveArgs {
     pub state: StateDirArg,
 }
 
-/// `tele join ADDR --token TOKEN --bundle DIR ...`
+/// `tele join ADDR --token TOKEN [--bundle DIR] ...`
 #[derive(Debug, Args)]
 pub struct JoinBundleArgs {
-    /// The extracted bundle directory.
-    #[arg(long, default_value = ".")]
-    pub bundle: PathBuf,
+    /// The extracted bundle directory. Without it, the node fetches the
+    /// app manifest, the runtime and the images from the master (over TLS
+    /// with the pinned cluster CA and a client certificate the token gets),
+    /// verifies every byte against the bundle's digests, and keeps them in
+    /// the state directory. This tele must be the bundle's version.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub join: crate::cmd::install::JoinArgs,
 }

@@ -58,6 +58,9 @@ pub struct InstallOptions {
     pub join: Option<JoinTarget>,
     /// The manifest's flavor: how many nodes of each profile the cluster should have.
     pub flavor: Option<String>,
+    /// A join without the bundle: the part of it the node runs is fetched
+    /// from the master into the state directory (`bundle_dir` is ignored).
+    pub fetch_bundle: bool,
 }
 
 /// The cluster a node joins.
@@ -448,6 +451,103 @@ fn new_join_config(
     Ok(cfg)
 }
 
+/// Whether nothing was installed in `state` yet (at most a fetched bundle
+/// is there): a first join that preflight refuses then leaves nothing behind.
+fn is_fresh(state: &StateDir) -> bool {
+    std::fs::read_dir(state.root()).map_or(true, |d| {
+        d.flatten().all(|e| e.path() == state.fetched_bundle_dir())
+    })
+}
+
+fn parse_token(text: &str) -> Result<crate::token::Token, InstallError> {
+    text.parse()
+        .map_err(|e: crate::token::TokenError| InstallError::bad_input(e.to_string(), e.hint()))
+}
+
+/// A join without the bundle: fetches the part of it the node runs from the
+/// master (a client certificate first, given only to a node that would be
+/// admitted) into the state directory; on `--resume`, or where a join
+/// already started, uses what was fetched. Returns the options with the
+/// bundle directory set to it.
+fn fetch_bundle(
+    opts: &InstallOptions,
+    state: &StateDir,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<InstallOptions> {
+    use crate::join::{client, fetch};
+    let Some(target) = &opts.join else {
+        return Err(InstallError::bad_input(
+            "only a joining node can fetch the bundle from the cluster",
+            "run ./install from the extracted bundle",
+        )
+        .into());
+    };
+    let dir = state.fetched_bundle_dir();
+    let resolved = InstallOptions {
+        bundle_dir: dir.clone(),
+        ..opts.clone()
+    };
+    if opts.resume || state.holds_install() {
+        if !dir.join(tele_bundle::bundle_json::BUNDLE_JSON).is_file() {
+            return Err(InstallError::bad_input(
+                format!(
+                    "{} holds no bundle fetched from the cluster",
+                    state.root().display()
+                ),
+                "run the join again, without --resume, or from the extracted bundle",
+            )
+            .into());
+        }
+        return Ok(resolved);
+    }
+    let Some(text) = &target.token else {
+        return Err(InstallError::bad_input(
+            "joining a cluster needs the token a master printed",
+            "run the join command as printed: `tele join ADDR --token TOKEN --role PROFILE`",
+        )
+        .into());
+    };
+    let token = parse_token(text)?;
+    let addr = join_addr(&target.addr);
+    let refused = |e: client::JoinError| InstallError::BadInput {
+        message: e.to_string(),
+        hint: e.hint(),
+    };
+    let ca = client::fetch_ca(&addr, &token.ca_pin).map_err(refused)?;
+    let node_ip = match opts.advertise_addr {
+        Some(ip) => ip,
+        None => detect_node_ip()?,
+    };
+    let request = crate::join::JoinRequest {
+        token: token.credential(),
+        node_name: node_name(opts.node_name.as_deref())?,
+        node_ip,
+        role: opts.profile.clone(),
+    };
+    let creds = client::bundle_credentials(&addr, &ca, &request).map_err(refused)?;
+    let progress = |line: &str| reporter.note(line);
+    let (meta, done) = fetch::fetch(&addr, &ca, &creds, &dir, &progress)
+        .map_err(|e| InstallError::bad_input(e.to_string(), e.hint()))?;
+    reporter.note(&format!(
+        "fetched and verified {} files ({} MiB downloaded, {} already here)",
+        done.files,
+        done.bytes >> 20,
+        done.kept
+    ));
+    let mine = env!("CARGO_PKG_VERSION");
+    if meta.tele_version != mine {
+        return Err(InstallError::bad_input(
+            format!(
+                "this tele is version {mine}; the cluster's bundle was made by tele {}",
+                meta.tele_version
+            ),
+            "join with the cluster's own tele: copy it from a master (/usr/local/bin/tele), or use the bundle's `install`",
+        )
+        .into());
+    }
+    Ok(resolved)
+}
+
 /// Before anything is written on a joining node: the master at the join
 /// address shows the CA the token pins and would admit this node.
 fn precheck_join(cfg: &NodeConfig, token: &crate::token::Token) -> Result<(), InstallError> {
@@ -595,8 +695,21 @@ pub fn install(
         .into());
     }
     validate(opts)?;
+    let state = StateDir::new(&opts.state_dir);
+    let fresh = is_fresh(&state);
+    let fetched;
+    let opts = if opts.fetch_bundle {
+        fetched = fetch_bundle(opts, &state, reporter)?;
+        &fetched
+    } else {
+        opts
+    };
     // Nothing on the machine changes before the whole bundle checks out.
-    let v = tele_bundle::verify::verify(&opts.bundle_dir)?;
+    let v = if opts.fetch_bundle {
+        tele_bundle::verify::verify_node_part(&opts.bundle_dir)?
+    } else {
+        tele_bundle::verify::verify(&opts.bundle_dir)?
+    };
     if !v.problems.is_empty() {
         return Err(InstallError::bad_input(
             format!(
@@ -624,7 +737,6 @@ pub fn install(
         .as_deref()
         .map(crate::alerting::parse)
         .transpose()?;
-    let state = StateDir::new(&opts.state_dir);
     if opts.join.is_none() {
         choose_flavor(opts.flavor.as_deref(), &manifest)?;
     } else {
@@ -653,10 +765,7 @@ pub fn install(
                 )
                 .into());
             };
-            let token: crate::token::Token =
-                text.parse().map_err(|e: crate::token::TokenError| {
-                    InstallError::bad_input(e.to_string(), e.hint())
-                })?;
+            let token = parse_token(text)?;
             let cfg = new_join_config(opts, &manifest, target)?;
             if !state.holds_install() {
                 precheck_join(&cfg, &token)?;
@@ -665,8 +774,6 @@ pub fn install(
         }
         _ => None,
     };
-    // A first join that preflight refuses leaves nothing behind.
-    let fresh = std::fs::read_dir(state.root()).map_or(true, |mut d| d.next().is_none());
     let _lock = lock(&state)?;
     crate::interrupt::catch_signals()?;
 

@@ -334,13 +334,7 @@ pub fn pin_of_pem(pem: &str) -> Option<String> {
 /// (for `cfg.api_server`). The CA's key never leaves `master`.
 pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), PkiError> {
     let mut signer = Pki::at(master);
-    if !signer.key("ca").is_file() {
-        return Err(PkiError::Io {
-            action: "read",
-            path: signer.key("ca"),
-            source: io::Error::new(io::ErrorKind::NotFound, "this node holds no cluster CA"),
-        });
-    }
+    require_ca_key(&signer)?;
     let ca_key = load_or_generate_key(&mut signer, "ca.key")?;
     let ca = load_ca(&mut signer, &ca_key)?;
     let mut node = Pki::at(out);
@@ -361,6 +355,49 @@ pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), Pk
         write_kubeconfig(&mut node, &spec, &ca, &cfg.api_server)?;
     }
     Ok(())
+}
+
+/// Refuses to sign where the cluster CA's key is not (a worker): signing
+/// must never make a new CA.
+fn require_ca_key(signer: &Pki) -> Result<(), PkiError> {
+    if signer.key("ca").is_file() {
+        return Ok(());
+    }
+    Err(PkiError::Io {
+        action: "read",
+        path: signer.key("ca"),
+        source: io::Error::new(io::ErrorKind::NotFound, "this node holds no cluster CA"),
+    })
+}
+
+/// The group (certificate organisation) of the short-lived client
+/// certificates that let a joining node fetch the bundle from a master.
+pub const BUNDLE_READERS: &str = "tele:bundle-readers";
+/// How long such a certificate is valid.
+pub const BUNDLE_READER_VALIDITY: Duration = Duration::hours(1);
+
+/// A client certificate and its new key (PEM), issued by the cluster CA in
+/// `master` to `node` for fetching the bundle from the masters' join
+/// service: group [`BUNDLE_READERS`], valid for [`BUNDLE_READER_VALIDITY`].
+/// It grants nothing else (no role in the cluster names that group).
+pub fn issue_bundle_reader(master: &Path, node: &str) -> Result<(String, String), PkiError> {
+    let mut signer = Pki::at(master);
+    require_ca_key(&signer)?;
+    let ca_key = load_or_generate_key(&mut signer, "ca.key")?;
+    let ca = load_ca(&mut signer, &ca_key)?;
+    let spec = spec(
+        "bundle-reader",
+        &format!("tele:bundle-reader:{node}"),
+        &[BUNDLE_READERS],
+        Usage::Client,
+        vec![],
+    );
+    let key = KeyPair::generate().map_err(|source| PkiError::Issue {
+        name: spec.name.clone(),
+        source,
+    })?;
+    let cert = issue_valid_for(&spec, &key, &ca, BUNDLE_READER_VALIDITY)?;
+    Ok((cert, key.serialize_pem()))
 }
 
 /// Issues the client certificate of `spec` (a new key) and writes it as
@@ -633,6 +670,16 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair) -> Result<String, PkiError> {
 }
 
 fn issue(spec: &CertSpec, key: &KeyPair, ca: &Ca<'_>) -> Result<String, PkiError> {
+    issue_valid_for(spec, key, ca, LEAF_VALIDITY)
+}
+
+/// [`issue`] with a validity of `validity`.
+fn issue_valid_for(
+    spec: &CertSpec,
+    key: &KeyPair,
+    ca: &Ca<'_>,
+    validity: Duration,
+) -> Result<String, PkiError> {
     let err = |source| PkiError::Issue {
         name: spec.name.clone(),
         source,
@@ -671,7 +718,7 @@ fn issue(spec: &CertSpec, key: &KeyPair, ca: &Ca<'_>) -> Result<String, PkiError
     }
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - BACKDATE;
-    params.not_after = now + LEAF_VALIDITY;
+    params.not_after = now + validity;
     params.serial_number = Some(serial(key, &spec.name));
     Ok(params.signed_by(key, &ca.issuer).map_err(err)?.pem())
 }

@@ -60,6 +60,16 @@ impl StateDir {
     pub fn manifest_file(&self) -> PathBuf {
         self.root.join("app.yaml")
     }
+    /// The bundle's `bundle.json`: the digest of every file and blob a
+    /// master serves to nodes that join without the bundle.
+    pub fn bundle_meta_file(&self) -> PathBuf {
+        self.root.join("bundle.json")
+    }
+    /// On a node that joined without the bundle: the part of it the node
+    /// runs, as fetched from a master and verified.
+    pub fn fetched_bundle_dir(&self) -> PathBuf {
+        self.root.join("fetched-bundle")
+    }
     /// The token a joining node was given, until it has joined (0600).
     pub fn join_token_file(&self) -> PathBuf {
         self.root.join("join-token")

@@ -85,8 +85,8 @@ pub fn run() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(InstallCommand::Join(j)) => run_join(dir, j, &p),
-        None => run_install(dir, cli.install, None, &p),
+        Some(InstallCommand::Join(j)) => run_join(Some(dir), j, &p),
+        None => run_install(Some(dir), cli.install, None, &p),
     };
     match result {
         Ok(code) => code,
@@ -94,8 +94,8 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// `./install join ...` or `tele join ... --bundle DIR`.
-pub fn run_join(bundle: PathBuf, j: JoinArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+/// `./install join ...` or `tele join ... [--bundle DIR]` (None: fetched from the master).
+pub fn run_join(bundle: Option<PathBuf>, j: JoinArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     let target = tele_installer::install::JoinTarget {
         addr: j.addr.unwrap_or_default(),
         token: j.token,
@@ -105,7 +105,7 @@ pub fn run_join(bundle: PathBuf, j: JoinArgs, p: &Printer) -> anyhow::Result<Exi
 
 /// `tele install BUNDLE`.
 pub fn run_subcommand(a: InstallBundleArgs, p: &Printer) -> anyhow::Result<ExitCode> {
-    run_install(a.bundle, a.install, None, p)
+    run_install(Some(a.bundle), a.install, None, p)
 }
 
 struct Reporter<'a> {
@@ -153,7 +153,7 @@ impl InstallReporter for Reporter<'_> {
 }
 
 fn run_install(
-    bundle: PathBuf,
+    bundle: Option<PathBuf>,
     a: InstallArgs,
     join: Option<tele_installer::install::JoinTarget>,
     p: &Printer,
@@ -170,7 +170,8 @@ fn run_install(
         );
     }
     let opts = InstallOptions {
-        bundle_dir: bundle,
+        fetch_bundle: bundle.is_none(),
+        bundle_dir: bundle.unwrap_or_default(),
         state_dir: a.state_dir,
         advertise_addr: a.advertise_addr,
         node_name: a.node_name,
@@ -242,6 +243,12 @@ fn run_install(
     } else if let Some(cmd) = &s.join_command {
         p.out(format!(
             "\nadd a node: on it, from the extracted bundle, run (the token is valid for 24 h; `tele token create` makes more)\n  {cmd}"
+        ));
+    }
+    if s.join_command.is_some() {
+        p.out(format!(
+            "on a machine without the bundle, copy {} there and run `sudo tele join ...` with the same arguments: it fetches the rest from this cluster",
+            tele_installer::state_dir::StateDir::new(&opts.state_dir).tele().display()
         ));
     }
     let mut json = serde_json::to_value(&s)?;

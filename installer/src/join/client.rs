@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::{JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, Refusal, MAX_BODY};
+use super::{
+    BundleCredentials, JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, Refusal, MAX_BODY,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -131,6 +133,16 @@ fn post<T: serde::Serialize, R: serde::de::DeserializeOwned>(
 /// Asks whether the node would be admitted; nothing changes on either side.
 pub fn check(addr: &str, ca_pem: &str, req: &JoinRequest) -> Result<(), JoinError> {
     post::<_, serde_json::Value>(addr, ca_pem, "/v1/check", req).map(drop)
+}
+
+/// Asks for a short-lived client certificate to fetch the bundle with
+/// ([`super::fetch`]); refused as a join would be.
+pub fn bundle_credentials(
+    addr: &str,
+    ca_pem: &str,
+    req: &JoinRequest,
+) -> Result<BundleCredentials, JoinError> {
+    post(addr, ca_pem, "/v1/bundle-credentials", req)
 }
 
 /// Asks the join service at `addr` (whose CA is `ca_pem`) to admit a node.

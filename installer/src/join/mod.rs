@@ -6,6 +6,7 @@
 //! token carries, and from then on trusts that CA only.
 
 pub mod client;
+pub mod fetch;
 pub mod server;
 
 /// What a joining node asks.
@@ -67,6 +68,23 @@ pub struct NodeFile {
     pub mode: u32,
     /// Content (PEM or YAML).
     pub content: String,
+}
+
+/// A client certificate (and its key, PEM) that lets a node that would be
+/// admitted fetch the part of the bundle it runs from the masters' join
+/// service; valid for an hour.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BundleCredentials {
+    /// The certificate, signed by the cluster CA.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+}
+
+impl std::fmt::Debug for BundleCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleCredentials").finish_non_exhaustive()
+    }
 }
 
 /// Told once the node is Ready, so that the master puts the profile's labels and taints on it.

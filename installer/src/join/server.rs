@@ -2,11 +2,15 @@
 //! `POST /v1/check` (whether a node would be admitted; nothing changes),
 //! `POST /v1/join` (a token and a node: its credentials and the cluster's
 //! settings), `POST /v1/joined` (the node is Ready: its profile's labels and
-//! taints are put on it). Requests are handled one at a time; bodies are
-//! bounded; every refusal says why and what to do.
+//! taints are put on it), `POST /v1/bundle-credentials` (a token and a
+//! node: a client certificate valid for an hour) and `GET /v1/bundle/PATH`
+//! (with that certificate: the part of the bundle a node runs, for nodes
+//! that join with the tele binary alone). Requests are handled one at a
+//! time; bodies are bounded; every refusal says why and what to do.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,10 +20,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tele_bundle::bundle_json::{self, BundleMeta, BUNDLE_JSON};
 
-use super::{JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, NodeFile, Refusal, MAX_BODY};
+use super::{
+    BundleCredentials, JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, NodeFile, Refusal,
+    MAX_BODY,
+};
 use crate::durable::write_durably;
 use crate::node::NodeConfig;
+use crate::registry_server::body::{FileBody, ResponseBody};
 use crate::state_dir::StateDir;
 use crate::token::{Token, TokenStore};
 
@@ -48,7 +57,7 @@ pub fn admitted_nodes(state: &StateDir) -> Vec<AdmittedNode> {
         .unwrap_or_default()
 }
 
-fn nodes_file(state: &StateDir) -> std::path::PathBuf {
+fn nodes_file(state: &StateDir) -> PathBuf {
     state.root().join("nodes.json")
 }
 
@@ -209,6 +218,62 @@ impl Service {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.precheck(&req)?;
         Ok(serde_json::json!({ "ok": true }))
+    }
+
+    /// A short-lived client certificate for fetching the bundle, for a node
+    /// that would be admitted (nothing else changes).
+    fn bundle_credentials(
+        &self,
+        req: JoinRequest,
+    ) -> Result<serde_json::Value, (StatusCode, Refusal)> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.precheck(&req)?;
+        if !self.state.bundle_meta_file().is_file() {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "this master keeps no bundle to serve (it was installed by an older tele)",
+                "join from the extracted bundle: `./install join ...`",
+            ));
+        }
+        let (cert, key) = crate::pki::issue_bundle_reader(&self.state.pki_dir(), &req.node_name)
+            .map_err(|e| internal(e.into()))?;
+        log(&format!(
+            "bundle credentials for {} ({})",
+            req.node_name, req.node_ip
+        ));
+        serde_json::to_value(BundleCredentials { cert, key }).map_err(|e| internal(e.into()))
+    }
+
+    /// Where the master keeps the bundle file `path` (relative to the
+    /// bundle's top directory), when it is one a node runs.
+    fn bundle_file(&self, path: &str) -> Option<PathBuf> {
+        if path == BUNDLE_JSON {
+            return Some(self.state.bundle_meta_file());
+        }
+        if path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return None;
+        }
+        let meta = read_bundle_meta(&self.state.bundle_meta_file())?;
+        let listed = meta
+            .files
+            .iter()
+            .any(|f| f.path == path && bundle_json::is_node_file(path))
+            || bundle_json::blob_hex_of_entry(path)
+                .is_some_and(|hex| meta.blobs.iter().any(|b| b.digest.hex() == hex));
+        if !listed {
+            return None;
+        }
+        if path == "app.yaml" {
+            Some(self.state.manifest_file())
+        } else if let Some(rest) = path.strip_prefix("runtime/") {
+            Some(self.state.runtime_dir().join(rest))
+        } else {
+            path.strip_prefix("images/")
+                .map(|rest| self.state.images_dir().join(rest))
+        }
     }
 
     fn admit(&self, req: JoinRequest) -> Result<JoinResponse, (StatusCode, Refusal)> {
@@ -522,12 +587,15 @@ fn log(line: &str) {
     eprintln!("join: {line}");
 }
 
-type Body = Full<Bytes>;
+/// The most a `bundle.json` may weigh.
+pub const MAX_BUNDLE_JSON: u64 = 64 << 20;
+
+type Body = ResponseBody;
 
 fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(
+    let mut r = Response::new(ResponseBody::Full(Full::new(Bytes::from(
         serde_json::to_vec(value).unwrap_or_default(),
-    )));
+    ))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -580,11 +648,95 @@ where
         })
 }
 
-async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body> {
+/// Streams the bundle file `path` to a bundle reader.
+async fn bundle_file(service: &Service, path: &str, reader: Option<&str>) -> Response<Body> {
+    let Some(reader) = reader else {
+        let (status, refusal) = refuse(
+            StatusCode::FORBIDDEN,
+            "the bundle is served only to a client certificate from /v1/bundle-credentials",
+            "join with `tele join ADDR --token TOKEN`, which asks for one",
+        );
+        return json_response(status, &refusal);
+    };
+    let not_here = || {
+        let (status, refusal) = refuse(
+            StatusCode::NOT_FOUND,
+            format!("`{path}` is not a part of the bundle that nodes run"),
+            "ask for what bundle.json lists under app.yaml, runtime/ and images/",
+        );
+        json_response(status, &refusal)
+    };
+    let Some(file) = service.bundle_file(path) else {
+        return not_here();
+    };
+    let opened = async {
+        let f = tokio::fs::File::open(&file).await?;
+        let meta = f.metadata().await?;
+        Ok::<_, std::io::Error>((f, meta))
+    };
+    match opened.await {
+        Ok((f, meta)) if meta.is_file() => {
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o755;
+            let mut r = Response::new(ResponseBody::File(FileBody {
+                file: f,
+                remaining: meta.len(),
+                buffer: vec![0; crate::registry_server::CHUNK_BYTES].into_boxed_slice(),
+            }));
+            let headers = r.headers_mut();
+            headers.insert(
+                hyper::header::CONTENT_LENGTH,
+                hyper::header::HeaderValue::from(meta.len()),
+            );
+            headers.insert(
+                MODE_HEADER,
+                hyper::header::HeaderValue::from_str(&format!("{mode:o}")).expect("ascii"),
+            );
+            if path == BUNDLE_JSON {
+                log(&format!("{reader} fetches the bundle"));
+            }
+            r
+        }
+        Ok(_) => not_here(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_here(),
+        Err(e) => {
+            let (status, refusal) = internal(e.into());
+            json_response(status, &refusal)
+        }
+    }
+}
+
+/// The `bundle.json` at `path`, read to at most [`MAX_BUNDLE_JSON`] bytes.
+fn read_bundle_meta(path: &std::path::Path) -> Option<BundleMeta> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_BUNDLE_JSON + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_BUNDLE_JSON {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The permission bits (octal) of a bundle file as the master keeps it.
+pub const MODE_HEADER: &str = "x-tele-mode";
+
+async fn handle(
+    service: Arc<Service>,
+    req: Request<Incoming>,
+    reader: Option<Arc<str>>,
+) -> Response<Body> {
+    if req.method() == Method::GET {
+        if let Some(path) = req.uri().path().strip_prefix("/v1/bundle/") {
+            return bundle_file(&service, path, reader.as_deref()).await;
+        }
+    }
     let outcome = match (req.method(), req.uri().path()) {
         (&Method::GET, "/v1/ca") => {
             return match std::fs::read(service.state.pki().ca_cert()) {
-                Ok(pem) => Response::new(Full::new(Bytes::from(pem))),
+                Ok(pem) => Response::new(ResponseBody::Full(Full::new(Bytes::from(pem)))),
                 Err(e) => json_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &Refusal {
@@ -603,6 +755,9 @@ async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body>
             .await
         }
         (&Method::POST, "/v1/check") => call(service, req, Service::check).await,
+        (&Method::POST, "/v1/bundle-credentials") => {
+            call(service, req, Service::bundle_credentials).await
+        }
         (&Method::POST, "/v1/leave") => call(service, req, Service::leave).await,
         (&Method::POST, "/v1/joined") => call(service, req, Service::joined).await,
         _ => Err(refuse(
@@ -620,19 +775,21 @@ async fn handle(service: Arc<Service>, req: Request<Incoming>) -> Response<Body>
     }
 }
 
+/// The common name of a client certificate (already checked against the
+/// cluster CA by the TLS layer) when it is a bundle reader's.
+fn bundle_reader(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = cert.subject();
+    let in_group = subject
+        .iter_organization()
+        .any(|o| o.as_str().is_ok_and(|o| o == crate::pki::BUNDLE_READERS));
+    let cn = subject.iter_common_name().next()?.as_str().ok()?;
+    in_group.then(|| cn.to_string())
+}
+
 /// Serves the join service of the install in `state_dir` on `listen` until
 /// SIGTERM or SIGINT.
 pub fn run(state_dir: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
-    let state = StateDir::new(state_dir);
-    let pki = state.pki();
-    let tls = crate::registry_server::tls_acceptor(&crate::registry_server::TlsFiles {
-        cert: pki.cert("join-server"),
-        key: pki.key("join-server"),
-    })?;
-    let service = Arc::new(Service {
-        state,
-        lock: Mutex::new(()),
-    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -641,34 +798,72 @@ pub fn run(state_dir: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()
         let listener = tokio::net::TcpListener::bind(listen).await?;
         log(&format!("serving on {listen}"));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
+        let stop = async move {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    let tls = tls.clone();
-                    let service = service.clone();
-                    tokio::spawn(async move {
-                        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
-                        let svc = service_fn(move |req| {
-                            let service = service.clone();
-                            async move { Ok::<_, Infallible>(handle(service, req).await) }
-                        });
-                        let _ = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(30))
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        serve(state_dir, listener, stop).await
+    })
+}
+
+/// Serves the join service of the install in `state_dir` on `listener`
+/// until `stop` completes.
+pub async fn serve(
+    state_dir: &std::path::Path,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = StateDir::new(state_dir);
+    let pki = state.pki();
+    // Client certificates are asked for (and checked against the cluster
+    // CA) but not required: joining nodes have none until admitted.
+    let tls = crate::registry_server::tls_acceptor_with_clients(
+        &crate::registry_server::TlsFiles {
+            cert: pki.cert("join-server"),
+            key: pki.key("join-server"),
+        },
+        Some(&pki.ca_cert()),
+    )?;
+    let service = Arc::new(Service {
+        state,
+        lock: Mutex::new(()),
+    });
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let tls = tls.clone();
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
+                    let reader: Option<Arc<str>> = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| bundle_reader(certs.first()?))
+                        .map(Arc::from);
+                    let svc = service_fn(move |req| {
+                        let service = service.clone();
+                        let reader = reader.clone();
+                        async move { Ok::<_, Infallible>(handle(service, req, reader).await) }
                     });
-                }
+                    let _ = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
             }
         }
-        Ok::<(), anyhow::Error>(())
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]

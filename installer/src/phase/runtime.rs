@@ -22,8 +22,16 @@ pub struct NodeRuntime {
 /// at the end so that its presence means the copy is whole. Each file is
 /// written whole or not at all, so after a kill a file of the right size is
 /// the file: those are skipped when `resumable` (a resumed copy of the same
-/// runtime, or content-addressed blobs).
-fn copy_tree(from: &Path, to: &Path, last: &str, resumable: bool) -> anyhow::Result<()> {
+/// runtime, or content-addressed blobs). With `link`, files are hard-linked
+/// rather than copied (a bundle fetched into the state directory, already
+/// root's: the runtime is not stored twice).
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    last: &str,
+    resumable: bool,
+    link: bool,
+) -> anyhow::Result<()> {
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
         let entry = entry?;
         let rel = entry.path().strip_prefix(from)?;
@@ -39,13 +47,21 @@ fn copy_tree(from: &Path, to: &Path, last: &str, resumable: bool) -> anyhow::Res
             let same = resumable && fs::metadata(&dest).is_ok_and(|m| m.len() == meta.len());
             if !same {
                 let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o755;
-                copy_durably(entry.path(), &dest, mode)?;
+                if !(link && link_file(entry.path(), &dest)) {
+                    copy_durably(entry.path(), &dest, mode)?;
+                }
             }
         }
         // Symlinks are not followed: a bundle's runtime and images have none.
     }
     copy_durably(&from.join(last), &to.join(last), 0o644)?;
     Ok(())
+}
+
+/// Hard-links `from` as `to` (replacing it); false when that cannot be done.
+fn link_file(from: &Path, to: &Path) -> bool {
+    let _ = fs::remove_file(to);
+    fs::hard_link(from, to).is_ok()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -102,20 +118,34 @@ impl Phase for NodeRuntime {
         // A runtime copied (in part) from the same runtime.json is resumed;
         // another runtime is copied afresh. Blobs are named by their digest.
         let runtime = ctx.bundle.join("runtime");
+        let link = ctx.bundle.starts_with(st.root());
         let partial = st.runtime_dir().join(".copying");
         let same_runtime = same_file(&runtime.join("runtime.json"), &partial);
         if !same_runtime {
             copy_durably(&runtime.join("runtime.json"), &partial, 0o644)?;
         }
-        copy_tree(&runtime, &st.runtime_dir(), "runtime.json", same_runtime)?;
+        copy_tree(
+            &runtime,
+            &st.runtime_dir(),
+            "runtime.json",
+            same_runtime,
+            link,
+        )?;
         let _ = fs::remove_file(&partial);
         copy_tree(
             &ctx.bundle.join("images"),
             &st.images_dir(),
             "index.json",
             true,
+            link,
         )?;
         copy_durably(&ctx.bundle.join("app.yaml"), &st.manifest_file(), 0o644)?;
+        // What a master serves to nodes that join without the bundle.
+        copy_durably(
+            &ctx.bundle.join(tele_bundle::bundle_json::BUNDLE_JSON),
+            &st.bundle_meta_file(),
+            0o644,
+        )?;
         let me = std::env::current_exe()?;
         if !same_file(&me, &st.tele()) {
             copy_durably(&me, &st.tele(), 0o755)?;
@@ -135,6 +165,10 @@ impl Phase for NodeRuntime {
             &st.images_dir().join("index.json"),
         ) && same_file(&std::env::current_exe()?, &st.tele())
             && same_file(&ctx.bundle.join("app.yaml"), &st.manifest_file())
+            && same_file(
+                &ctx.bundle.join(tele_bundle::bundle_json::BUNDLE_JSON),
+                &st.bundle_meta_file(),
+            )
             && (ctx.bin_dir.is_none() || links_file(st).is_file()))
     }
 }
@@ -153,10 +187,10 @@ mod tests {
         fs::create_dir_all(to.join("bin")).unwrap();
         fs::write(to.join("bin/etcd"), "old.").unwrap();
         // Resuming trusts a file of the right size (it was written whole) ...
-        copy_tree(&from, &to, "runtime.json", true).unwrap();
+        copy_tree(&from, &to, "runtime.json", true, false).unwrap();
         assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "old.");
         // ... a fresh copy does not.
-        copy_tree(&from, &to, "runtime.json", false).unwrap();
+        copy_tree(&from, &to, "runtime.json", false, false).unwrap();
         assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "new!");
         assert!(same_file(
             &from.join("runtime.json"),

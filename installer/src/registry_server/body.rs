@@ -3,7 +3,7 @@
 use super::*;
 
 /// A response body: small JSON documents in memory, blobs streamed from disk.
-pub(super) enum ResponseBody {
+pub(crate) enum ResponseBody {
     Empty,
     Full(Full<Bytes>),
     File(FileBody),
@@ -11,10 +11,10 @@ pub(super) enum ResponseBody {
 
 /// A file's next `remaining` bytes, read a chunk at a time so a layer of any
 /// size costs one buffer.
-pub(super) struct FileBody {
-    pub(super) file: tokio::fs::File,
-    pub(super) remaining: u64,
-    pub(super) buffer: Box<[u8]>,
+pub(crate) struct FileBody {
+    pub(crate) file: tokio::fs::File,
+    pub(crate) remaining: u64,
+    pub(crate) buffer: Box<[u8]>,
 }
 
 impl Body for ResponseBody {

@@ -53,7 +53,7 @@ use tokio::task::JoinSet;
 /// Manifests are read whole; anything bigger is not one.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Blob bodies are sent in chunks of this size.
-const CHUNK_BYTES: usize = 256 << 10;
+pub(crate) const CHUNK_BYTES: usize = 256 << 10;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may run on after shutdown is asked for.
@@ -253,7 +253,7 @@ impl State {
 }
 
 mod api;
-mod body;
+pub(crate) mod body;
 mod index;
 
 use api::*;
@@ -262,6 +262,16 @@ use index::*;
 
 /// A TLS acceptor for a certificate and key in PEM files (also used by the join service).
 pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
+    tls_acceptor_with_clients(files, None)
+}
+
+/// [`tls_acceptor`] that also asks clients for a certificate and, when one
+/// is shown, accepts it only if `client_ca` (a PEM file) signed it. Clients
+/// without one are still served: what they may do is the server's to judge.
+pub(crate) fn tls_acceptor_with_clients(
+    files: &TlsFiles,
+    client_ca: Option<&Path>,
+) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let fail = |reason: String| RegistryError::Tls {
@@ -276,10 +286,32 @@ pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor
     }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| fail(format!("key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| fail(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| fail(format!("client CA: {e}")))?
+            {
+                roots
+                    .add(cert)
+                    .map_err(|e| fail(format!("client CA: {e}")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| fail(format!("client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| fail(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
