@@ -15,6 +15,7 @@ pub use tele_bundle::durable;
 
 pub mod alerting;
 pub mod api_proxy;
+pub mod cluster_dns;
 pub mod component;
 pub mod error;
 pub mod etcd;
