@@ -15,13 +15,14 @@ use support::systemd_host::{HostOptions, SystemdHost};
 use support::*;
 
 /// The units a single-node install runs.
-const SERVICES: [&str; 9] = [
+const SERVICES: [&str; 10] = [
     "registry",
     "etcd",
     "containerd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "cluster-dns",
     "kubelet",
     "kube-proxy",
     "health-checker",

@@ -59,6 +59,9 @@ pub enum Command {
     /// Keep the routes of the pod network between nodes (started by the installer).
     #[command(hide = true)]
     PodNetwork(StateDirArg),
+    /// Answer the cluster's DNS for the node's pods (started by the installer).
+    #[command(hide = true)]
+    ClusterDns(ClusterDnsArgs),
     /// Run a master's join service (started by the installer).
     #[command(hide = true)]
     JoinServer(JoinServerArgs),
@@ -176,6 +179,16 @@ pub struct ApiProxyArgs {
     /// This master's own API server, tried first.
     #[arg(long)]
     pub prefer: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub state: StateDirArg,
+}
+
+/// `tele cluster-dns`
+#[derive(Debug, Args)]
+pub struct ClusterDnsArgs {
+    /// Where to answer, UDP and TCP (the node's address and port 53).
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub state: StateDirArg,
 }

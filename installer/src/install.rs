@@ -421,6 +421,11 @@ fn new_config(
         role: crate::node::NodeRole::Master,
         joined: None,
         etcd_join: None,
+        cluster_dns: !manifest
+            .system_options
+            .as_ref()
+            .and_then(|o| o.dns_disabled)
+            .unwrap_or(false),
         flavor: flavor.map(|f| f.name),
     })
 }

@@ -26,6 +26,13 @@ pub struct Ports {
     /// connections to the masters' API servers.
     #[serde(default = "default_api_proxy_port")]
     pub api_proxy: u16,
+    /// The cluster DNS (UDP and TCP, on the node's address).
+    #[serde(default = "default_dns_port")]
+    pub dns: u16,
+}
+
+fn default_dns_port() -> u16 {
+    Ports::default().dns
 }
 
 fn default_join_port() -> u16 {
@@ -46,6 +53,7 @@ impl Default for Ports {
             kubelet: 10250,
             join: 6444,
             api_proxy: 6445,
+            dns: 53,
         }
     }
 }
@@ -103,6 +111,14 @@ pub struct NodeConfig {
     /// For a master that joined: how its etcd joins the masters' etcd cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_join: Option<EtcdJoin>,
+    /// The node answers the cluster's DNS for its pods (`tele cluster-dns`,
+    /// on the node's address); off when the manifest's `systemOptions.dns.disabled`.
+    #[serde(default = "on")]
+    pub cluster_dns: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// How a joining master's etcd becomes a member of the cluster's.

@@ -66,6 +66,8 @@ pub struct SystemOptions {
     pub base_image: Option<String>,
     /// `dependencies.runtimePackage`.
     pub runtime_package: Option<String>,
+    /// `dns.disabled`: no cluster DNS from tele (the vendor ships another).
+    pub dns_disabled: Option<bool>,
 }
 
 /// `systemOptions.runtime`.
@@ -129,6 +131,7 @@ const OPTION_FIELDS: &[&str] = &[
     "baseImage",
     "dependencies",
     "etcd",
+    "dns",
 ];
 
 pub(crate) fn read_providers(c: &mut Checker, node: &Node) -> Providers {
@@ -220,6 +223,11 @@ pub(crate) fn read_system_options(
         if let Some(k) = c.mapping(kubelet, &f.child("kubelet"), &["args", "hairpinMode"]) {
             options.kubelet_args = c.opt_string_list(&k, "args");
             c.opt_string(&k, "hairpinMode");
+        }
+    }
+    if let Some(dns) = f.get("dns") {
+        if let Some(d) = c.mapping(dns, &f.child("dns"), &["disabled"]) {
+            options.dns_disabled = c.opt_bool(&d, "disabled");
         }
     }
     if let Some(etcd) = f.get("etcd") {

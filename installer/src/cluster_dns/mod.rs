@@ -155,27 +155,31 @@ impl Handler {
                     .send_response(builder().build(meta, none, none, soa.iter(), none))
                     .await
             }
-            Answer::Elsewhere => match self.forward(request.as_slice(), request.metadata.id).await {
-                Some(m) => {
-                    meta.response_code = m.metadata.response_code;
-                    meta.authoritative = m.metadata.authoritative;
-                    meta.truncation = m.metadata.truncation;
-                    handle
-                        .send_response(builder().build(
-                            meta,
-                            m.answers.iter(),
-                            m.authorities.iter(),
-                            none,
-                            m.additionals.iter(),
-                        ))
-                        .await
+            Answer::Elsewhere => {
+                match self.forward(request.as_slice(), request.metadata.id).await {
+                    Some(m) => {
+                        meta.response_code = m.metadata.response_code;
+                        meta.authoritative = m.metadata.authoritative;
+                        meta.truncation = m.metadata.truncation;
+                        handle
+                            .send_response(builder().build(
+                                meta,
+                                m.answers.iter(),
+                                m.authorities.iter(),
+                                none,
+                                m.additionals.iter(),
+                            ))
+                            .await
+                    }
+                    None => {
+                        handle
+                            .send_response(
+                                builder().error_msg(&request.metadata, ResponseCode::ServFail),
+                            )
+                            .await
+                    }
                 }
-                None => {
-                    handle
-                        .send_response(builder().error_msg(&request.metadata, ResponseCode::ServFail))
-                        .await
-                }
-            },
+            }
         }
     }
 }
@@ -306,7 +310,10 @@ mod tests {
 
     /// A server on a free port of 127.0.0.1 answering from `zone`, asking
     /// `upstreams`; stops when the sender is dropped.
-    fn server(zone: Zone, upstreams: Vec<SocketAddr>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    fn server(
+        zone: Zone,
+        upstreams: Vec<SocketAddr>,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -339,13 +346,17 @@ mod tests {
         m.metadata.recursion_desired = true;
         m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let began = Instant::now();
         let mut buf = [0u8; 4096];
         // The server may still be starting.
         for _ in 0..50 {
             socket.send_to(&m.to_vec().unwrap(), server).unwrap();
-            socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             if let Ok((n, _)) = socket.recv_from(&mut buf) {
                 return (Message::from_vec(&buf[..n]).unwrap(), began.elapsed());
             }

@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use futures_util::StreamExt;
-use k8s_openapi::api::core::v1 as core;
 use ::kube::runtime::watcher::{self, Event};
 use ::kube::runtime::WatchStreamExt;
 use ::kube::{Api, Client, ResourceExt};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1 as core;
 
 use super::zone::{Endpoint, Endpoints, Port, Service, ServiceKind, Zone};
 
@@ -23,7 +23,9 @@ fn key<K: ResourceExt>(obj: &K) -> Key {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-fn ports<'a>(named: impl Iterator<Item = (Option<&'a String>, Option<&'a String>, i32)>) -> Vec<Port> {
+fn ports<'a>(
+    named: impl Iterator<Item = (Option<&'a String>, Option<&'a String>, i32)>,
+) -> Vec<Port> {
     named
         .filter_map(|(name, protocol, port)| {
             Some(Port {
@@ -72,7 +74,10 @@ pub fn service(s: &core::Service) -> Option<Service> {
 pub fn endpoints(e: &core::Endpoints) -> Endpoints {
     let mut out = Endpoints::default();
     for subset in e.subsets.iter().flatten() {
-        for (list, ready) in [(&subset.addresses, true), (&subset.not_ready_addresses, false)] {
+        for (list, ready) in [
+            (&subset.addresses, true),
+            (&subset.not_ready_addresses, false),
+        ] {
             for a in list.iter().flatten() {
                 if let Ok(ip) = a.ip.parse() {
                     out.addresses.push(Endpoint {
@@ -120,7 +125,9 @@ async fn follow<K, V>(
             Err(e) => {
                 let text = e.to_string();
                 if text != last_error {
-                    super::log(&format!("watching {what}: {text} (answers keep the last known state)"));
+                    super::log(&format!(
+                        "watching {what}: {text} (answers keep the last known state)"
+                    ));
                     last_error = text;
                 }
                 continue;

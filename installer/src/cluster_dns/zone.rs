@@ -190,7 +190,9 @@ impl Zone {
     /// The zone's SOA record, for the authority section of negative answers.
     pub fn soa(&self) -> Record {
         let ns = self.fqdn("ns.dns").unwrap_or_else(|| self.domain.clone());
-        let mbox = self.fqdn("hostmaster").unwrap_or_else(|| self.domain.clone());
+        let mbox = self
+            .fqdn("hostmaster")
+            .unwrap_or_else(|| self.domain.clone());
         record(
             &self.domain,
             RData::SOA(SOA::new(ns, mbox, 1, 7200, 1800, 86400, TTL)),
@@ -331,13 +333,12 @@ impl Zone {
         qtype: RecordType,
     ) -> Vec<Record> {
         match &s.kind {
-            ServiceKind::ExternalName(target) => match name(&format!(
-                "{}.",
-                target.trim_end_matches('.')
-            )) {
-                Some(t) => vec![record(qname, RData::CNAME(CNAME(t)))],
-                None => vec![],
-            },
+            ServiceKind::ExternalName(target) => {
+                match name(&format!("{}.", target.trim_end_matches('.'))) {
+                    Some(t) => vec![record(qname, RData::CNAME(CNAME(t)))],
+                    None => vec![],
+                }
+            }
             ServiceKind::ClusterIp(ips) if qtype != RecordType::SRV => ips
                 .iter()
                 .filter(|ip| fits(ip, qtype))
@@ -546,7 +547,11 @@ mod tests {
                 &["A 10.244.1.5", "A 10.244.2.6"],
             ),
             ("db-0.db.shop.svc.cluster.local.", A, &["A 10.244.1.5"]),
-            ("10-244-2-6.db.shop.svc.cluster.local.", A, &["A 10.244.2.6"]),
+            (
+                "10-244-2-6.db.shop.svc.cluster.local.",
+                A,
+                &["A 10.244.2.6"],
+            ),
             ("db-2.db.shop.svc.cluster.local.", A, &["NxDomain"]),
             (
                 "_pg._tcp.db.shop.svc.cluster.local.",

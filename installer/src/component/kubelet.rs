@@ -56,9 +56,15 @@ pub fn kubelet_config(cfg: &NodeConfig, pki: &Pki) -> String {
         .map(|r| format!("cgroupRoot: {r}\n"))
         .unwrap_or_default();
     format!(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {ip}\nport: {port}\nreadOnlyPort: 0\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\ntlsCertFile: {cert}\ntlsPrivateKeyFile: {key}\ncgroupDriver: cgroupfs\n{cgroup_root}failSwapOn: false\nresolvConf: /etc/resolv.conf\nclusterDomain: cluster.local\nserializeImagePulls: false\nevictionHard:\n  memory.available: 100Mi\n  nodefs.available: 2%\n  imagefs.available: 2%\n",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {ip}\nport: {port}\nreadOnlyPort: 0\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\ntlsCertFile: {cert}\ntlsPrivateKeyFile: {key}\ncgroupDriver: cgroupfs\n{cgroup_root}failSwapOn: false\nresolvConf: /etc/resolv.conf\nclusterDomain: cluster.local\n{cluster_dns}serializeImagePulls: false\nevictionHard:\n  memory.available: 100Mi\n  nodefs.available: 2%\n  imagefs.available: 2%\n",
         ip = cfg.node_ip,
         port = cfg.ports.kubelet,
+        // The node's own cluster DNS, on its address.
+        cluster_dns = if cfg.cluster_dns {
+            format!("clusterDNS:\n  - {}\n", cfg.node_ip)
+        } else {
+            String::new()
+        },
         ca = pki.ca_cert().display(),
         cert = pki.cert("kubelet-server").display(),
         key = pki.key("kubelet-server").display(),

@@ -8,6 +8,7 @@
 
 mod api_proxy;
 mod apiserver;
+mod cluster_dns;
 mod containerd;
 mod controller_manager;
 mod etcd;
@@ -160,6 +161,19 @@ pub trait Component {
 /// the pod network's routes and the health checker; masters also etcd, the
 /// control plane and the join service.
 pub fn for_node(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
+    let mut components = by_role(cfg);
+    if cfg.cluster_dns {
+        // Before the kubelet, whose pods are given it as their nameserver.
+        let at = components
+            .iter()
+            .position(|c| c.name() == "kubelet")
+            .unwrap_or(components.len());
+        components.insert(at, Box::new(cluster_dns::ClusterDns));
+    }
+    components
+}
+
+fn by_role(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
     match cfg.role {
         NodeRole::Master => vec![
             Box::new(registry::Registry),
