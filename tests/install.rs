@@ -263,6 +263,25 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     );
     assert_eq!(phases, "Running");
     app_answers(&bundle, &state);
+    // The node's cluster DNS runs under the agent too, and knows the app's Service.
+    let service_ip = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "service",
+            "hello-web",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    let node_ip = summary["nodeIp"].as_str().unwrap().to_string();
+    let lookup = ok(Command::new("busybox").args([
+        "nslookup",
+        "hello-web.default.svc.cluster.local",
+        &node_ip,
+    ]));
+    assert!(stdout(&lookup).contains(&service_ip), "{}", stdout(&lookup));
     let hook = kubectl(
         &bundle,
         &state,
