@@ -32,6 +32,21 @@ fn curl_from_pod(master: &SystemdHost, pod: &str, url: &str) -> String {
     )
 }
 
+/// A script that runs `curl URL` from pod `pod` as a program of the pod
+/// would: in its network namespace, resolving names with the pod's own
+/// resolv.conf (the node's cluster DNS and the cluster's search path).
+fn curl_by_name_from_pod(master: &SystemdHost, pod: &str, url: &str) -> String {
+    let id = master.ok_sh(&format!(
+        "kubectl get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
+    ));
+    let id = id.trim().trim_start_matches("containerd://");
+    format!(
+        "pid=$(/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}')
+         nsenter -t \"$pid\" -m cat /etc/resolv.conf > /run/pod-resolv.conf
+         nsenter -t \"$pid\" -n unshare -m sh -c 'mount --bind /run/pod-resolv.conf /etc/resolv.conf && curl -sf -m 5 {url}'"
+    )
+}
+
 /// Runs a join on the worker that must be refused: exit 1, the reason in
 /// its error, nothing written on the worker.
 fn refused(worker: &SystemdHost, args: &str, reason: &str) {
@@ -335,6 +350,44 @@ EOF",
             );
         }
     }
+
+    // By name: a pod on the worker finds, through its node's DNS, a Service
+    // whose only pod is on the master, and reaches it.
+    master.ok_sh(
+        "cat <<'EOF' | kubectl apply -f -
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: on-master}
+spec:
+  selector: {matchLabels: {app: on-master}}
+  template:
+    metadata: {labels: {app: on-master}}
+    spec:
+      nodeName: tele-m1
+      containers:
+        - name: web
+          image: example.com/hello/web:1.0.0
+---
+apiVersion: v1
+kind: Service
+metadata: {name: on-master}
+spec:
+  selector: {app: on-master}
+  ports: [{port: 80, targetPort: 8080}]
+EOF",
+    );
+    let script = curl_by_name_from_pod(&master, &pod_on("tele-w1"), "http://on-master/");
+    worker.eventually(
+        &script,
+        "hello from a tele bundle",
+        Duration::from_secs(120),
+    );
+    let script = curl_by_name_from_pod(
+        &master,
+        &pod_on("tele-w1"),
+        "http://on-master.default.svc.cluster.local/",
+    );
+    worker.eventually(&script, "hello from a tele bundle", Duration::from_secs(30));
 
     // Both sides' status tell of the join.
     let status = worker.ok_sh("tele status || true");
