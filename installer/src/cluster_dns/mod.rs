@@ -133,7 +133,10 @@ impl Handler {
         let qname: Name = q.name().clone().into();
         let (answer, soa) = {
             let zone = self.zone.read().unwrap_or_else(|e| e.into_inner());
-            (zone.answer(&qname, q.query_type()), zone.soa())
+            let answer = zone.answer(&qname, q.query_type());
+            // Negative answers carry the zone's SOA (for negative caching).
+            let soa = matches!(answer, Answer::NoData | Answer::NxDomain).then(|| zone.soa());
+            (answer, soa)
         };
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.recursion_available = true;
@@ -150,7 +153,7 @@ impl Handler {
                 if answer == Answer::NxDomain {
                     meta.response_code = ResponseCode::NXDomain;
                 }
-                let soa = [soa];
+                let soa: Vec<Record> = soa.into_iter().collect();
                 handle
                     .send_response(builder().build(meta, none, none, soa.iter(), none))
                     .await

@@ -139,6 +139,8 @@ pub struct Zone {
     pub endpoints: BTreeMap<(String, String), Endpoints>,
     /// The service and pod networks: their reverse names are the cluster's.
     networks: Vec<Net4>,
+    /// The zone's SOA record.
+    soa: Record,
 }
 
 fn name(text: &str) -> Option<Name> {
@@ -178,25 +180,35 @@ impl Zone {
     /// An empty zone for `domain` (e.g. `cluster.local`) whose reverse names
     /// in `networks` (CIDRs) are the cluster's.
     pub fn new(domain: &str, networks: &[&str]) -> Zone {
+        let domain = name(&format!("{}.", domain.trim_end_matches('.')))
+            .unwrap_or_else(|| Name::from_ascii("cluster.local.").expect("a name"));
+        let under = |relative: &str| {
+            name(&format!("{relative}.{}", domain.to_ascii())).unwrap_or_else(|| domain.clone())
+        };
+        let soa = record(
+            &domain,
+            RData::SOA(SOA::new(
+                under("ns.dns"),
+                under("hostmaster"),
+                1,
+                7200,
+                1800,
+                86400,
+                TTL,
+            )),
+        );
         Zone {
-            domain: name(&format!("{}.", domain.trim_end_matches('.')))
-                .unwrap_or_else(|| Name::from_ascii("cluster.local.").expect("a name")),
+            domain,
             services: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             networks: networks.iter().filter_map(|n| Net4::parse(n)).collect(),
+            soa,
         }
     }
 
     /// The zone's SOA record, for the authority section of negative answers.
     pub fn soa(&self) -> Record {
-        let ns = self.fqdn("ns.dns").unwrap_or_else(|| self.domain.clone());
-        let mbox = self
-            .fqdn("hostmaster")
-            .unwrap_or_else(|| self.domain.clone());
-        record(
-            &self.domain,
-            RData::SOA(SOA::new(ns, mbox, 1, 7200, 1800, 86400, TTL)),
-        )
+        self.soa.clone()
     }
 
     fn fqdn(&self, relative: &str) -> Option<Name> {
