@@ -5,7 +5,10 @@
 //! as the kubelet wrote it) for every record kind of the Kubernetes DNS
 //! specification, the search path for short names, a name outside the
 //! cluster with no upstream resolver, and answers while the API server is
-//! stopped.
+//! stopped. The StatefulSet's pods keep their data on claims of the default
+//! StorageClass (directories of the node's volumes directory) across a pod's
+//! deletion; a claim larger than the node's free space gets an event that
+//! says so; a deleted claim's data is removed.
 
 mod support;
 
@@ -60,6 +63,12 @@ spec:
         - name: db
           image: example.com/hello/web:1.0.0
           command: [/bin/httpd, -f, -p, '5432', -h, /www]
+          volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+    - metadata: {name: data}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 16Mi}}
 ---
 apiVersion: v1
 kind: Service
@@ -67,6 +76,24 @@ metadata: {name: bank, namespace: shop}
 spec:
   type: ExternalName
   externalName: api.bank.example
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: huge, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1000Ti}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog, namespace: shop}
+spec:
+  containers:
+    - name: hog
+      image: example.com/hello/busybox:1.36
+      command: [/bin/busybox, sleep, '100000']
+      volumeMounts: [{name: v, mountPath: /v}]
+  volumes: [{name: v, persistentVolumeClaim: {claimName: huge}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -78,6 +105,22 @@ spec:
       command: [/bin/busybox, sleep, '100000']
 ";
 
+/// The host pid of the main process of pod `pod`'s first container.
+fn pid_of(host: &SystemdHost, pod: &str) -> String {
+    let id = host.ok_sh(&format!(
+        "kubectl -n shop get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
+    ));
+    let id = id.trim().trim_start_matches("containerd://");
+    let pid = host
+        .ok_sh(&format!(
+            "/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}'"
+        ))
+        .trim()
+        .to_string();
+    assert!(!pid.is_empty(), "no task for pod {pod}");
+    pid
+}
+
 /// A script that runs `busybox ARGS` in every namespace of the container
 /// whose main process is `pid`: its files, its resolv.conf, its network.
 fn in_pod(pid: &str, args: &str) -> String {
@@ -85,7 +128,7 @@ fn in_pod(pid: &str, args: &str) -> String {
 }
 
 #[test]
-fn pods_resolve_every_kind_of_cluster_name_and_keep_resolving_without_the_api_server() {
+fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_claims() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = example_bundle(dir.path());
     let mut host = SystemdHost::boot(
@@ -122,15 +165,7 @@ fn pods_resolve_every_kind_of_cluster_name_and_keep_resolving_without_the_api_se
     let api_ip = field("service api -o jsonpath={.spec.clusterIP}");
     let db0 = field("pod db-0 -o jsonpath={.status.podIP}");
     let db1 = field("pod db-1 -o jsonpath={.status.podIP}");
-    let client = field("pod client -o jsonpath={.status.containerStatuses[0].containerID}");
-    let client = client.trim_start_matches("containerd://");
-    let pid = host
-        .ok_sh(&format!(
-            "/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{client}\" {{print $2}}'"
-        ))
-        .trim()
-        .to_string();
-    assert!(!pid.is_empty(), "no task for the client pod");
+    let pid = pid_of(&host, "client");
     // The kubelet gave the pod the node's DNS and the cluster's search path.
     let resolv = host.ok_sh(&in_pod(&pid, "cat /etc/resolv.conf"));
     assert!(resolv.contains("nameserver 10.213.0.71"), "{resolv}");
@@ -258,4 +293,58 @@ fn pods_resolve_every_kind_of_cluster_name_and_keep_resolving_without_the_api_se
         &later,
         Duration::from_secs(60),
     );
+
+    // Volumes: each database pod has its claim, a directory of the node's
+    // volumes directory, which outlives the pod.
+    let pv = field("pvc data-db-0 -o jsonpath={.spec.volumeName}");
+    let path = host
+        .ok_sh(&format!(
+            "kubectl get pv {pv} -o jsonpath={{.spec.local.path}}"
+        ))
+        .trim()
+        .to_string();
+    assert_eq!(path, format!("/var/lib/tele/volumes/{pv}"));
+    host.ok_sh(&in_pod(
+        &pid_of(&host, "db-0"),
+        "sh -c 'echo kept > /data/proof'",
+    ));
+    assert_eq!(host.ok_sh(&format!("cat {path}/proof")).trim(), "kept");
+    host.ok_sh("kubectl -n shop delete pod db-0 --wait=true");
+    host.eventually(
+        "kubectl -n shop get pod db-0 -o jsonpath={.status.phase}",
+        "Running",
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        host.ok_sh(&in_pod(&pid_of(&host, "db-0"), "cat /data/proof"))
+            .trim(),
+        "kept"
+    );
+    // A claim larger than the node's free space is told so, on the claim.
+    host.eventually(
+        "kubectl -n shop get events --field-selector involvedObject.name=huge -o jsonpath={.items[*].message}",
+        "the claim asks for 1000 TiB; node tele-dns1 has",
+        Duration::from_secs(60),
+    );
+    assert_eq!(field("pvc huge -o jsonpath={.status.phase}"), "Pending");
+    // A deleted claim's volume is released, and with reclaimPolicy Delete
+    // its data goes with it.
+    let pv1 = field("pvc data-db-1 -o jsonpath={.spec.volumeName}");
+    host.ok_sh("kubectl -n shop scale statefulset db --replicas=1");
+    host.eventually(
+        "kubectl -n shop get pod db-1 2>&1 || true",
+        "NotFound",
+        Duration::from_secs(120),
+    );
+    host.ok_sh("kubectl -n shop delete pvc data-db-1");
+    host.eventually(
+        &format!("kubectl get pv {pv1} 2>&1 || true"),
+        "NotFound",
+        Duration::from_secs(60),
+    );
+    assert!(!host
+        .sh(&format!("test -e /var/lib/tele/volumes/{pv1}"))
+        .status
+        .success());
+    assert!(host.sh(&format!("test -e {path}/proof")).status.success());
 }

@@ -59,6 +59,9 @@ pub enum Command {
     /// Keep the routes of the pod network between nodes (started by the installer).
     #[command(hide = true)]
     PodNetwork(StateDirArg),
+    /// Provision the node's volumes for claims of the default StorageClass (started by the installer).
+    #[command(hide = true)]
+    LocalVolumes(StateDirArg),
     /// Answer the cluster's DNS for the node's pods (started by the installer).
     #[command(hide = true)]
     ClusterDns(ClusterDnsArgs),

@@ -60,6 +60,8 @@ fn main() -> ExitCode {
             tele_installer::api_proxy::run(&a.state.state_dir, a.listen, a.prefer)
                 .map(|_| std::process::ExitCode::SUCCESS)
         }
+        Command::LocalVolumes(a) => tele_installer::local_volumes::run(&a.state_dir)
+            .map(|_| std::process::ExitCode::SUCCESS),
         Command::ClusterDns(a) => tele_installer::cluster_dns::run(&a.state.state_dir, a.listen)
             .map(|_| std::process::ExitCode::SUCCESS),
         Command::JoinServer(a) => tele_installer::join::server::run(&a.state.state_dir, a.listen)

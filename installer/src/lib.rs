@@ -26,6 +26,7 @@ pub mod interrupt;
 pub mod join;
 pub mod kube;
 pub mod leave;
+pub mod local_volumes;
 pub mod monitoring;
 pub mod monitoring_phase;
 pub mod node;

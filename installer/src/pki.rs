@@ -350,7 +350,7 @@ pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), Pk
     }
     for spec in kubeconfig_specs(cfg)
         .into_iter()
-        .filter(|s| s.name == "kubelet" || s.name == "kube-proxy")
+        .filter(|s| ["kubelet", "kube-proxy", "volumes"].contains(&s.name.as_str()))
     {
         write_kubeconfig(&mut node, &spec, &ca, &cfg.api_server)?;
     }
@@ -624,6 +624,13 @@ fn kubeconfig_specs(cfg: &PkiConfig) -> Vec<CertSpec> {
         spec(
             "kube-proxy",
             "system:kube-proxy",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+        spec(
+            "volumes",
+            crate::local_volumes::USER,
             &[],
             Usage::Client,
             vec![],

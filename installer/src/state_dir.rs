@@ -70,6 +70,10 @@ impl StateDir {
     pub fn fetched_bundle_dir(&self) -> PathBuf {
         self.root.join("fetched-bundle")
     }
+    /// The node's volumes: one directory per claim (see [`crate::local_volumes`]).
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
     /// The token a joining node was given, until it has joined (0600).
     pub fn join_token_file(&self) -> PathBuf {
         self.root.join("join-token")

@@ -16,6 +16,7 @@ mod health_checker;
 mod join_server;
 mod kube_proxy;
 mod kubelet;
+mod local_volumes;
 mod pod_network;
 mod registry;
 mod scheduler;
@@ -187,6 +188,7 @@ fn by_role(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
             Box::new(kube_proxy::KubeProxy),
             Box::new(join_server::JoinServer),
             Box::new(pod_network::PodNetwork),
+            Box::new(local_volumes::LocalVolumes),
             Box::new(health_checker::HealthChecker),
         ],
         NodeRole::Worker => vec![
@@ -196,6 +198,7 @@ fn by_role(cfg: &NodeConfig) -> Vec<Box<dyn Component>> {
             Box::new(kubelet::Kubelet),
             Box::new(kube_proxy::KubeProxy),
             Box::new(pod_network::PodNetwork),
+            Box::new(local_volumes::LocalVolumes),
             Box::new(health_checker::HealthChecker),
         ],
     }

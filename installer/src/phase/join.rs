@@ -31,7 +31,7 @@ pub fn read_token(ctx: &PhaseContext) -> anyhow::Result<Token> {
 const MASTER_FILES: [&str; 4] = ["ca.crt", "ca.key", "sa.key", "sa.pub"];
 
 /// The files a worker's components need from its PKI directory.
-const WORKER_FILES: [&str; 7] = [
+const WORKER_FILES: [&str; 8] = [
     "ca.crt",
     "kubelet-server.crt",
     "kubelet-server.key",
@@ -39,6 +39,7 @@ const WORKER_FILES: [&str; 7] = [
     "registry.key",
     "kubeconfig/kubelet.conf",
     "kubeconfig/kube-proxy.conf",
+    "kubeconfig/volumes.conf",
 ];
 
 fn expected_files(ctx: &PhaseContext) -> &'static [&'static str] {

@@ -1,5 +1,6 @@
-//! `/system`: the node's role labels and pod subnet annotation, and the
-//! default service account that pods need before they can be created.
+//! `/system`: the node's role labels and pod subnet annotation, the default
+//! StorageClass (see [`crate::local_volumes`]), and the default service
+//! account that pods need before they can be created.
 
 use std::time::Duration;
 
@@ -41,6 +42,14 @@ impl Phase for System {
             ctx.cfg.node_pod_subnet
         );
         k.run(&["annotate", "--overwrite", &node, &subnet])?;
+        // The default StorageClass and its provisioner's permissions.
+        let volumes = ctx.state.root().join("volumes.yaml");
+        crate::durable::write_durably(
+            &volumes,
+            crate::local_volumes::cluster_resources().as_bytes(),
+            0o644,
+        )?;
+        k.apply(&volumes)?;
         crate::kube::poll(
             Duration::from_secs(120),
             "the default service account",
@@ -62,6 +71,8 @@ impl Phase for System {
             .unwrap_or_default();
         Ok(ROLE_LABELS.iter().all(|l| labels.contains(l))
             && subnet == ctx.cfg.node_pod_subnet
+            && k.run(&["get", "storageclass", crate::local_volumes::STORAGE_CLASS])
+                .is_ok()
             && k.run(&["get", "serviceaccount", "default", "-n", "default"])
                 .is_ok())
     }
