@@ -64,6 +64,7 @@ pub const KUBECONFIGS: &[&str] = &[
     "scheduler",
     "kubelet",
     "kube-proxy",
+    "volumes",
 ];
 
 const CA_VALIDITY: Duration = Duration::days(3650);
