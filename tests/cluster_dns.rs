@@ -7,8 +7,10 @@
 //! cluster with no upstream resolver, and answers while the API server is
 //! stopped. The StatefulSet's pods keep their data on claims of the default
 //! StorageClass (directories of the node's volumes directory) across a pod's
-//! deletion; a claim larger than the node's free space gets an event that
-//! says so; a deleted claim's data is removed.
+//! deletion, in a volumes directory of their own (`--volumes-dir`); a claim
+//! larger than the node's free space gets an event that says so; a deleted
+//! claim's data is removed, and uninstall removes the node's volumes and
+//! nothing else of that directory.
 
 mod support;
 
@@ -136,7 +138,16 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
         HostOptions::new("10.213.0.71/24").bind_ro(&bundle, "/opt/hello"),
     );
     host.wait_running(Duration::from_secs(120));
-    let o = host.exec(&["/opt/hello/install", "--autofix", "--timeout", "300"]);
+    // The volumes on a disk of their own, beside someone else's files.
+    host.ok_sh("mkdir -p /srv/volumes && echo theirs > /srv/volumes/keep.txt");
+    let o = host.exec(&[
+        "/opt/hello/install",
+        "--autofix",
+        "--timeout",
+        "300",
+        "--volumes-dir",
+        "/srv/volumes",
+    ]);
     assert!(
         o.status.success(),
         "install:\n{}\n{}\nlogs:\n{}",
@@ -303,7 +314,7 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
         ))
         .trim()
         .to_string();
-    assert_eq!(path, format!("/var/lib/tele/volumes/{pv}"));
+    assert_eq!(path, format!("/srv/volumes/{pv}"));
     host.ok_sh(&in_pod(
         &pid_of(&host, "db-0"),
         "sh -c 'echo kept > /data/proof'",
@@ -343,8 +354,15 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
         Duration::from_secs(60),
     );
     assert!(!host
-        .sh(&format!("test -e /var/lib/tele/volumes/{pv1}"))
+        .sh(&format!("test -e /srv/volumes/{pv1}"))
         .status
         .success());
     assert!(host.sh(&format!("test -e {path}/proof")).status.success());
+
+    // Uninstall deletes the node's volumes, and nothing else of that directory.
+    let o = host.exec(&["tele", "uninstall", "--yes"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("volumes removed"), "{}", stdout(&o));
+    assert_eq!(host.ok_sh("ls /srv/volumes").trim(), "keep.txt");
+    assert_eq!(host.ok_sh("cat /srv/volumes/keep.txt").trim(), "theirs");
 }

@@ -271,6 +271,10 @@ pub struct InstallArgs {
     /// A cgroup for this node's pods (needed when several nodes share a machine).
     #[arg(long)]
     pub cgroup_root: Option<String>,
+    /// Where the node keeps the data of its volumes (claims of the default
+    /// StorageClass), one directory per claim [default: STATE_DIR/volumes].
+    #[arg(long)]
+    pub volumes_dir: Option<PathBuf>,
     /// The node profile from the manifest [default: the flavor's first, else the first].
     #[arg(long, visible_alias = "role")]
     pub profile: Option<String>,

@@ -40,6 +40,8 @@ pub struct InstallOptions {
     pub cgroup_root: Option<String>,
     /// The node registry's port.
     pub registry_port: Option<u16>,
+    /// Where the node keeps its volumes' data (default: under the state directory).
+    pub volumes_dir: Option<PathBuf>,
     /// Node profile from the manifest (default: the first).
     pub profile: Option<String>,
     /// Preflight checks to skip.
@@ -412,6 +414,7 @@ fn new_config(
             .clone()
             .unwrap_or_else(|| DEFAULT_SERVICE_CIDR.into()),
         cgroup_root: opts.cgroup_root.clone(),
+        volumes_dir: opts.volumes_dir.clone(),
         ports: Ports {
             registry: opts.registry_port.unwrap_or(Ports::default().registry),
             ..Ports::default()
@@ -618,6 +621,11 @@ fn check_resume_settings(
         "--cgroup-root",
         opts.cgroup_root.clone(),
         saved.cgroup_root.clone().unwrap_or_default(),
+    );
+    cmp(
+        "--volumes-dir",
+        opts.volumes_dir.as_ref().map(|d| d.display().to_string()),
+        saved.volumes_dir().display().to_string(),
     );
     cmp(
         "--registry-port",

@@ -357,7 +357,7 @@ pub fn run(state_dir: &Path) -> anyhow::Result<()> {
             ),
             client,
             node: cfg.node_name.clone(),
-            dir: state.volumes_dir(),
+            dir: cfg.volumes_dir(),
             told: HashSet::new(),
         };
         log(&format!(

@@ -111,6 +111,9 @@ pub struct NodeConfig {
     /// For a master that joined: how its etcd joins the masters' etcd cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_join: Option<EtcdJoin>,
+    /// Where the node keeps its volumes' data (None: `STATE_DIR/volumes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes_dir: Option<PathBuf>,
     /// The node answers the cluster's DNS for its pods (`tele cluster-dns`,
     /// on the node's address); off when the manifest's `systemOptions.dns.disabled`.
     #[serde(default = "on")]
@@ -139,6 +142,15 @@ pub struct Joined {
     pub join_addr: String,
     /// Set once the master admitted it (its certificates are in place).
     pub admitted: bool,
+}
+
+impl NodeConfig {
+    /// Where the node keeps its volumes' data: one directory per claim.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.volumes_dir
+            .clone()
+            .unwrap_or_else(|| crate::state_dir::StateDir::new(&self.state_dir).volumes_dir())
+    }
 }
 
 impl NodeConfig {

@@ -30,6 +30,8 @@ pub struct UninstallReport {
     pub iptables_chains_removed: usize,
     /// cgroups removed.
     pub cgroups_removed: usize,
+    /// Volumes removed from a volumes directory outside the state directory.
+    pub volumes_removed: usize,
     /// An earlier, interrupted uninstall was finished.
     pub finished_earlier: bool,
     /// Problems that did not stop the uninstall.
@@ -146,6 +148,25 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
 
     // Pod cgroups, deepest first.
     report.cgroups_removed = remove_cgroups(cfg.as_ref().and_then(|c| c.cgroup_root.as_deref()));
+
+    // Volumes kept outside the state directory: the claims' directories, and nothing else.
+    if let Some(dir) = cfg
+        .as_ref()
+        .map(NodeConfig::volumes_dir)
+        .filter(|d| !d.starts_with(state_dir))
+    {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("pvc-") && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                match fs::remove_dir_all(entry.path()) {
+                    Ok(()) => report.volumes_removed += 1,
+                    Err(e) => report
+                        .warnings
+                        .push(format!("cannot remove {}: {e}", entry.path().display())),
+                }
+            }
+        }
+    }
 
     crate::install::test_pause_point(&layout, "uninstall:network")?;
     // Renamed first, so that a kill while deleting leaves a name the next run finishes.

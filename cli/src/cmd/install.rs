@@ -178,6 +178,7 @@ fn run_install(
         pod_cidr: a.pod_network_cidr,
         service_cidr: a.service_cidr,
         cgroup_root: a.cgroup_root,
+        volumes_dir: a.volumes_dir,
         registry_port: a.registry_port,
         profile: a.profile,
         skip_checks: a.skip_checks,

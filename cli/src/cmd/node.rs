@@ -285,6 +285,12 @@ pub fn uninstall(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         r.cgroups_removed,
         dir.display()
     ));
+    if r.volumes_removed > 0 {
+        p.out(format!(
+            "{} volumes removed from the volumes directory",
+            r.volumes_removed
+        ));
+    }
     let mut json = serde_json::to_value(&r)?;
     json["ok"] = true.into();
     json["uninstalled"] = true.into();

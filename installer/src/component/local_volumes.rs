@@ -12,7 +12,7 @@ impl Component for LocalVolumes {
         "local-volumes"
     }
     fn write_files(&self, n: &NodeContext) -> anyhow::Result<()> {
-        std::fs::create_dir_all(n.state.volumes_dir())?;
+        std::fs::create_dir_all(n.cfg.volumes_dir())?;
         Ok(())
     }
     fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
