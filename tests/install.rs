@@ -375,6 +375,71 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     }
     let rps = influx("SHOW RETENTION POLICIES ON k8s", None);
     assert!(rps.contains("medium") && rps.contains("long"), "{rps}");
+    // InfluxDB keeps its data on a claim of the default StorageClass: its
+    // pod deleted, the new one finds the policies and the first measurement.
+    let first = |body: &str| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["results"][0]["series"][0]["values"][0][0]
+            .as_str()
+            .map(String::from)
+    };
+    let first_before = first(&influx(
+        "SELECT first(loaded) FROM br_netfilter",
+        Some("k8s"),
+    ))
+    .expect("a first measurement");
+    let claim = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "pvc",
+            "-n",
+            "monitoring",
+            "influxdb-data",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+    );
+    assert_eq!(claim, "Bound");
+    kubectl(
+        &bundle,
+        &state,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "monitoring",
+            "-l",
+            "app.kubernetes.io/name=influxdb",
+            "--wait=true",
+        ],
+    );
+    kubectl(
+        &bundle,
+        &state,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "monitoring",
+            "deployment/influxdb",
+            "--timeout=180s",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rps = influx("SHOW RETENTION POLICIES ON k8s", None);
+        let body = influx("SELECT first(loaded) FROM br_netfilter", Some("k8s"));
+        if rps.contains("long") && first(&body).as_deref() == Some(first_before.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InfluxDB lost its data with its pod: {rps} {body}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &fs::metadata(state.join("monitoring/influxdb-admin-password"))
             .unwrap()
