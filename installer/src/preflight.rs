@@ -41,6 +41,7 @@ const CHECK_NAMES: &[&str] = &[
     "ram",
     "disk-space",
     "inodes",
+    "volumes",
     "ports",
     "conflicting-services",
     "etcd-fsync",
@@ -273,6 +274,7 @@ fn run_with(
             "ram" => check_ram(cfg),
             "disk-space" => check_disk(cfg, Resource::Space),
             "inodes" => check_disk(cfg, Resource::Inodes),
+            "volumes" => check_volumes(cfg),
             "ports" => check_ports(cfg),
             "conflicting-services" => check_conflicting(cfg),
             "etcd-fsync" => check_fsync(&cfg.state_dir),
@@ -633,6 +635,95 @@ fn size(bytes: u64) -> String {
 }
 
 /// The directory itself, or the nearest parent that exists.
+/// The type of the filesystem `path` is on (the longest mount point of
+/// `mounts`, a `/proc/self/mounts`, that holds it).
+fn filesystem_of(mounts: &str, path: &Path) -> Option<String> {
+    let path = fs::canonicalize(existing_ancestor(path)).ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            // Spaces in mount points are written as \040.
+            let point = PathBuf::from(point.replace("\\040", " "));
+            path.starts_with(&point)
+                .then(|| (point.components().count(), kind.to_string()))
+        })
+        .max_by_key(|(depth, _)| *depth)
+        .map(|(_, kind)| kind)
+}
+
+/// The profile's `requirements.volumes`: each path is there (or will be
+/// made: `createIfMissing`; or may be absent: `skipIfMissing`) and on one of
+/// the filesystems it names. Their free space is the `disk-space` check's.
+fn check_volumes(cfg: &PreflightConfig) -> Outcome {
+    let volumes = cfg
+        .profile
+        .as_ref()
+        .map(|p| p.requirements.volumes.as_slice())
+        .unwrap_or_default();
+    if volumes.is_empty() {
+        return pass("the node profile names no volumes");
+    }
+    let mounts = read_to_string(&cfg.proc_root.join("self/mounts")).unwrap_or_default();
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    for v in volumes {
+        let path = Path::new(&v.path);
+        let exists = path.exists();
+        // The state directory (this one, or the default one) is the install's to make.
+        let made = v.create_if_missing == Some(true)
+            || path.starts_with(&cfg.state_dir)
+            || path.starts_with(crate::state_dir::DEFAULT_STATE_DIR);
+        if !exists && !made && v.skip_if_missing != Some(true) {
+            problems.push(format!("{} is missing", v.path));
+            fixes.push(format!(
+                "create {0} (`mkdir -p {0}`) or mount the disk meant for it there",
+                v.path
+            ));
+            continue;
+        }
+        let kind = filesystem_of(&mounts, path).unwrap_or_else(|| "unknown".into());
+        if !v.filesystems.is_empty() && !v.filesystems.contains(&kind) {
+            problems.push(format!(
+                "{} is on {kind}; the app needs {}",
+                v.path,
+                v.filesystems.join(" or ")
+            ));
+            fixes.push(format!(
+                "put {} on a {} filesystem",
+                v.path,
+                v.filesystems.join(" or ")
+            ));
+            continue;
+        }
+        found.push(match (exists, made) {
+            (true, _) => format!("{} ({kind})", v.path),
+            (false, true) => format!("{} (made by the install, on {kind})", v.path),
+            (false, false) => format!("{} (missing; not used)", v.path),
+        });
+    }
+    if problems.is_empty() {
+        pass(found.join(", "))
+    } else {
+        fail(problems.join("; "), fixes.join("; "))
+    }
+}
+
+/// Makes the profile's missing `createIfMissing` volumes (after the checks passed).
+pub fn create_volumes(profile: Option<&NodeProfile>) -> io::Result<()> {
+    for v in profile
+        .map(|p| p.requirements.volumes.as_slice())
+        .unwrap_or_default()
+    {
+        if v.create_if_missing == Some(true) && !Path::new(&v.path).exists() {
+            fs::create_dir_all(&v.path)?;
+        }
+    }
+    Ok(())
+}
+
 fn existing_ancestor(path: &Path) -> PathBuf {
     let mut current = path;
     loop {
@@ -1047,6 +1138,64 @@ mod tests {
     }
 
     #[test]
+    fn volumes_must_be_there_or_made_and_on_the_filesystems_named() {
+        let (tmp, mut cfg) = healthy();
+        let root = tmp.path();
+        let data = root.join("data");
+        fs::create_dir_all(&data).unwrap();
+        fs::create_dir_all(root.join("proc/self")).unwrap();
+        fs::write(
+            root.join("proc/self/mounts"),
+            format!(
+                "/dev/vda / ext4 rw 0 0\n/dev/vdb {} xfs rw 0 0\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let volume = |path: &Path, filesystems: &[&str], create: bool| Volume {
+            path: path.display().to_string(),
+            filesystems: filesystems.iter().map(|f| f.to_string()).collect(),
+            create_if_missing: Some(create),
+            ..Volume::default()
+        };
+        let made = root.join("data/made/here");
+        cfg.profile.as_mut().unwrap().requirements.volumes = vec![
+            volume(&data, &["xfs"], false),
+            volume(&made, &["xfs"], true),
+        ];
+        let ok = check_volumes(&cfg);
+        assert_eq!(ok.status, Status::Pass, "{}", ok.detail);
+        assert!(
+            ok.detail.contains("(made by the install, on xfs)"),
+            "{}",
+            ok.detail
+        );
+        create_volumes(cfg.profile.as_ref()).unwrap();
+        assert!(made.is_dir());
+        // Missing without createIfMissing, or on another filesystem: refused.
+        let elsewhere = root.join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        cfg.profile.as_mut().unwrap().requirements.volumes = vec![
+            volume(&root.join("absent"), &[], false),
+            volume(&elsewhere, &["xfs"], false),
+        ];
+        let bad = check_volumes(&cfg);
+        assert_eq!(bad.status, Status::Fail);
+        assert!(bad.detail.contains("absent is missing"), "{}", bad.detail);
+        assert!(
+            bad.detail.contains("is on ext4; the app needs xfs"),
+            "{}",
+            bad.detail
+        );
+        assert!(bad.fix.unwrap().contains("mkdir -p"));
+        // The state directory is the install's to make.
+        cfg.profile.as_mut().unwrap().requirements.volumes =
+            vec![volume(&cfg.state_dir.join("sub"), &[], false)];
+        let state = check_volumes(&cfg);
+        assert_eq!(state.status, Status::Pass, "{}", state.detail);
+    }
+
+    #[test]
     fn modules_built_into_the_kernel_count_as_loaded() {
         // No /proc/modules entries, no /sys/module directories: the features
         // show only through /proc/filesystems and the sysctls they add.
@@ -1304,7 +1453,7 @@ mod tests {
             err.to_string(),
             "unknown check `etcd-fsyncc` in --skip-check (valid checks: os, kernel, \
              kernel-modules, sysctl-ip-forward, sysctl-bridge-nf-call-iptables, cpu, ram, \
-             disk-space, inodes, ports, conflicting-services, etcd-fsync)"
+             disk-space, inodes, volumes, ports, conflicting-services, etcd-fsync)"
         );
     }
 

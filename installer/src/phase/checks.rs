@@ -82,6 +82,8 @@ impl Phase for Checks {
         if crate::preflight::failed(&results) {
             return Err(PreflightFailed { results }.into());
         }
+        // The profile's volumes that the install is to make.
+        crate::preflight::create_volumes(cfg.profile.as_ref())?;
         Ok(())
     }
     fn check(&self, _ctx: &PhaseContext) -> anyhow::Result<bool> {
