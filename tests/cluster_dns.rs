@@ -109,14 +109,8 @@ spec:
 
 /// The host pid of the main process of pod `pod`'s first container.
 fn pid_of(host: &SystemdHost, pod: &str) -> String {
-    let id = host.ok_sh(&format!(
-        "kubectl -n shop get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
-    ));
-    let id = id.trim().trim_start_matches("containerd://");
     let pid = host
-        .ok_sh(&format!(
-            "/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}'"
-        ))
+        .ok_sh(&host.pod_pid_command("shop", pod))
         .trim()
         .to_string();
     assert!(!pid.is_empty(), "no task for pod {pod}");

@@ -22,13 +22,10 @@ use support::*;
 /// own would. (The bundle's images hold only busybox, whose static `wget`
 /// crashes resolving an address.)
 fn curl_from_pod(master: &SystemdHost, pod: &str, url: &str) -> String {
-    let id = master.ok_sh(&format!(
-        "kubectl get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
-    ));
-    let id = id.trim().trim_start_matches("containerd://");
     format!(
-        "pid=$(/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}')
-         nsenter -t \"$pid\" -n curl -sf -m 5 {url}"
+        "pid=$({})
+         nsenter -t \"$pid\" -n curl -sf -m 5 {url}",
+        master.pod_pid_command("default", pod)
     )
 }
 
@@ -36,14 +33,11 @@ fn curl_from_pod(master: &SystemdHost, pod: &str, url: &str) -> String {
 /// would: in its network namespace, resolving names with the pod's own
 /// resolv.conf (the node's cluster DNS and the cluster's search path).
 fn curl_by_name_from_pod(master: &SystemdHost, pod: &str, url: &str) -> String {
-    let id = master.ok_sh(&format!(
-        "kubectl get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
-    ));
-    let id = id.trim().trim_start_matches("containerd://");
     format!(
-        "pid=$(/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}')
+        "pid=$({})
          nsenter -t \"$pid\" -m cat /etc/resolv.conf > /run/pod-resolv.conf
-         nsenter -t \"$pid\" -n unshare -m sh -c 'mount --bind /run/pod-resolv.conf /etc/resolv.conf && curl -sf -m 5 {url}'"
+         nsenter -t \"$pid\" -n unshare -m sh -c 'mount --bind /run/pod-resolv.conf /etc/resolv.conf && curl -sf -m 5 {url}'",
+        master.pod_pid_command("default", pod)
     )
 }
 

@@ -355,6 +355,19 @@ impl SystemdHost {
         }
     }
 
+    /// A shell command that prints the host pid of the main process of the
+    /// first container of pod `ns/pod` (found through this host's API), to
+    /// run on the pod's node.
+    pub fn pod_pid_command(&self, ns: &str, pod: &str) -> String {
+        let id = self.ok_sh(&format!(
+            "kubectl -n {ns} get pod {pod} -o jsonpath={{.status.containerStatuses[0].containerID}}"
+        ));
+        let id = id.trim().trim_start_matches("containerd://");
+        format!(
+            "/var/lib/tele/runtime/bin/ctr -a /var/lib/tele/containerd/containerd.sock -n k8s.io task ls | awk '$1 == \"{id}\" {{print $2}}'"
+        )
+    }
+
     /// Runs a shell script inside the host that must succeed; its stdout.
     pub fn ok_sh(&self, script: &str) -> String {
         let out = self.sh(script);
