@@ -1,78 +1,29 @@
-//! Cluster DNS on a real cluster: the example bundle installed on a systemd
-//! host, a namespace with a ClusterIP Service, a headless Service in front
-//! of a StatefulSet, an ExternalName Service, and a client pod. Real lookups
-//! from the client pod (busybox `nslookup`, with the pod's own resolv.conf
-//! as the kubelet wrote it) for every record kind of the Kubernetes DNS
-//! specification, the search path for short names, a name outside the
-//! cluster with no upstream resolver, and answers while the API server is
-//! stopped. The StatefulSet's pods keep their data on claims of the default
-//! StorageClass (directories of the node's volumes directory) across a pod's
-//! deletion, in a volumes directory of their own (`--volumes-dir`); a claim
-//! larger than the node's free space gets an event that says so; a deleted
-//! claim's data is removed, and uninstall removes the node's volumes and
-//! nothing else of that directory.
+//! Cluster DNS and volumes on a real cluster: the three-tier shop app of
+//! tests/fixtures/shop (web on a NodePort -> api by its full name -> a
+//! StatefulSet database by its short name, its rows on a claim) installed
+//! from its bundle on a systemd host, with a volumes directory of its own
+//! (`--volumes-dir`). The page on the NodePort shows rows that came through
+//! the chain, also after the database's pod was deleted and came back. Then
+//! an ExternalName Service and a client pod: real lookups from the client
+//! pod (busybox `nslookup`, with the pod's own resolv.conf as the kubelet
+//! wrote it) for every record kind of the Kubernetes DNS specification, the
+//! search path for short names, a name outside the cluster with no upstream
+//! resolver, and answers while the API server is stopped. A claim larger
+//! than the node's free space gets an event that says so; a deleted claim's
+//! data is removed, and uninstall removes the node's volumes and nothing
+//! else of that directory.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::example::example_bundle;
+use support::example::shop_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
 use support::*;
 
+/// What the test adds to the shop: an ExternalName Service, a claim no node
+/// can hold (and a pod that wants it), and a pod to look names up from.
 const OBJECTS: &str = "apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: api, namespace: shop}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec:
-      containers:
-        - name: web
-          image: example.com/hello/web:1.0.0
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: shop}
-spec:
-  selector: {app: api}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: shop}
-spec:
-  clusterIP: None
-  selector: {app: db}
-  ports: [{name: pg, port: 5432}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: shop}
-spec:
-  serviceName: db
-  replicas: 2
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers:
-        - name: db
-          image: example.com/hello/web:1.0.0
-          command: [/bin/httpd, -f, -p, '5432', -h, /www]
-          volumeMounts: [{name: data, mountPath: /data}]
-  volumeClaimTemplates:
-    - metadata: {name: data}
-      spec:
-        accessModes: [ReadWriteOnce]
-        resources: {requests: {storage: 16Mi}}
----
-apiVersion: v1
 kind: Service
 metadata: {name: bank, namespace: shop}
 spec:
@@ -92,7 +43,7 @@ metadata: {name: hog, namespace: shop}
 spec:
   containers:
     - name: hog
-      image: example.com/hello/busybox:1.36
+      image: example.com/hello/web:1.0.0
       command: [/bin/busybox, sleep, '100000']
       volumeMounts: [{name: v, mountPath: /v}]
   volumes: [{name: v, persistentVolumeClaim: {claimName: huge}}]
@@ -103,9 +54,12 @@ metadata: {name: client, namespace: shop}
 spec:
   containers:
     - name: client
-      image: example.com/hello/busybox:1.36
+      image: example.com/hello/web:1.0.0
       command: [/bin/busybox, sleep, '100000']
 ";
+
+/// The shop's page, through the node's NodePort.
+const SHOP_PAGE: &str = "curl -sf -m 10 http://10.213.0.71:30080/cgi-bin/shop";
 
 /// The host pid of the main process of pod `pod`'s first container.
 fn pid_of(host: &SystemdHost, pod: &str) -> String {
@@ -124,18 +78,18 @@ fn in_pod(pid: &str, args: &str) -> String {
 }
 
 #[test]
-fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_claims() {
+fn a_three_tier_app_finds_its_tiers_by_name_and_keeps_its_data_on_claims() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = example_bundle(dir.path());
+    let bundle = shop_bundle(dir.path());
     let mut host = SystemdHost::boot(
         "tele-dns1",
-        HostOptions::new("10.213.0.71/24").bind_ro(&bundle, "/opt/hello"),
+        HostOptions::new("10.213.0.71/24").bind_ro(&bundle, "/opt/shop"),
     );
     host.wait_running(Duration::from_secs(120));
     // The volumes on a disk of their own, beside someone else's files.
     host.ok_sh("mkdir -p /srv/volumes && echo theirs > /srv/volumes/keep.txt");
     let o = host.exec(&[
-        "/opt/hello/install",
+        "/opt/shop/install",
         "--autofix",
         "--timeout",
         "300",
@@ -156,10 +110,18 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
             .trim(),
         "active"
     );
+    // The shop's page, with a row that came from the database through the
+    // api: web -> api.shop.svc.cluster.local -> db.
+    let page = host.eventually(SHOP_PAGE, "order 1: 3 apples", Duration::from_secs(180));
+    assert!(page.starts_with("the shop's orders:"), "{page}");
+
+    // Two database pods (a headless Service with two addresses), and the
+    // test's own objects.
+    host.ok_sh("kubectl -n shop scale statefulset db --replicas=2");
     host.ok_sh(&format!("cat <<'EOF' | kubectl apply -f -\n{OBJECTS}EOF"));
     host.eventually(
         "kubectl -n shop get pods --field-selector status.phase=Running --no-headers | wc -l",
-        "4",
+        "5",
         Duration::from_secs(180),
     );
     let field = |what: &str| {
@@ -300,7 +262,7 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
     );
 
     // Volumes: each database pod has its claim, a directory of the node's
-    // volumes directory, which outlives the pod.
+    // volumes directory.
     let pv = field("pvc data-db-0 -o jsonpath={.spec.volumeName}");
     let path = host
         .ok_sh(&format!(
@@ -309,22 +271,6 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
         .trim()
         .to_string();
     assert_eq!(path, format!("/srv/volumes/{pv}"));
-    host.ok_sh(&in_pod(
-        &pid_of(&host, "db-0"),
-        "sh -c 'echo kept > /data/proof'",
-    ));
-    assert_eq!(host.ok_sh(&format!("cat {path}/proof")).trim(), "kept");
-    host.ok_sh("kubectl -n shop delete pod db-0 --wait=true");
-    host.eventually(
-        "kubectl -n shop get pod db-0 -o jsonpath={.status.phase}",
-        "Running",
-        Duration::from_secs(120),
-    );
-    assert_eq!(
-        host.ok_sh(&in_pod(&pid_of(&host, "db-0"), "cat /data/proof"))
-            .trim(),
-        "kept"
-    );
     // A claim larger than the node's free space is told so, on the claim.
     host.eventually(
         "kubectl -n shop get events --field-selector involvedObject.name=huge -o jsonpath={.items[*].message}",
@@ -351,7 +297,24 @@ fn pods_resolve_cluster_names_without_the_api_server_and_keep_their_data_on_clai
         .sh(&format!("test -e /srv/volumes/{pv1}"))
         .status
         .success());
-    assert!(host.sh(&format!("test -e {path}/proof")).status.success());
+
+    // The database's rows outlive its pod: a row added, the pod deleted,
+    // and the page shows the row once db-0 is back.
+    host.ok_sh(&in_pod(
+        &pid_of(&host, "db-0"),
+        "sh -c 'echo \"order 2: kept\" >> /data/orders'",
+    ));
+    assert!(host
+        .ok_sh(&format!("cat {path}/orders"))
+        .contains("order 2: kept"));
+    host.ok_sh("kubectl -n shop delete pod db-0 --wait=true");
+    host.eventually(
+        "kubectl -n shop get pod db-0 -o jsonpath={.status.phase}",
+        "Running",
+        Duration::from_secs(120),
+    );
+    let page = host.eventually(SHOP_PAGE, "order 2: kept", Duration::from_secs(120));
+    assert!(page.contains("order 1: 3 apples"), "{page}");
 
     // Uninstall deletes the node's volumes, and nothing else of that directory.
     let o = host.exec(&["tele", "uninstall", "--yes"]);

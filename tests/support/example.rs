@@ -36,8 +36,9 @@ pub fn static_installer() -> PathBuf {
     installer
 }
 
-/// The example app's bundle, its images made from busybox as scripts/example-bundle does.
-pub fn example_bundle(dir: &Path) -> PathBuf {
+/// The example app's images, made from busybox as scripts/example-bundle
+/// does, in one OCI layout under `dir`.
+fn example_images(dir: &Path) -> ImageFactory {
     let f = ImageFactory::new(dir);
     f.base("example.com/hello/busybox:1.36");
     let www = dir.join("web-src/www");
@@ -75,6 +76,38 @@ pub fn example_bundle(dir: &Path) -> PathBuf {
             "/www",
         ],
     );
+    f
+}
+
+/// `tele build` of `manifest` with the images of `layout`, the runtime and
+/// the static installer, extracted under `dir`.
+fn build_extracted(dir: &Path, manifest: &Path, layout: &Path, monitoring: bool) -> PathBuf {
+    let out = dir.join("bundle.tar");
+    let mut build = tele();
+    build
+        .env_remove("TELE_NO_RUNTIME")
+        .env_remove("TELE_NO_MONITORING")
+        .arg("build")
+        .arg(manifest)
+        .arg(format!("--image-source=oci:{}", layout.display()))
+        .arg("--runtime")
+        .arg(runtime_dir())
+        .arg("--installer")
+        .arg(static_installer())
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-o")
+        .arg(&out);
+    if !monitoring {
+        build.arg("--no-monitoring");
+    }
+    ok(&mut build);
+    extract(&out, &dir.join("x"))
+}
+
+/// The example app's bundle, its images made from busybox as scripts/example-bundle does.
+pub fn example_bundle(dir: &Path) -> PathBuf {
+    let f = example_images(dir);
     // InfluxDB for the monitoring stack, from Debian's influxdb package.
     ok(
         Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-influxdb-image"))
@@ -83,21 +116,38 @@ pub fn example_bundle(dir: &Path) -> PathBuf {
             .arg(&f.layout),
     );
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/app.yaml");
-    let installer = static_installer();
-    let out = dir.join("hello.tar");
-    ok(tele()
-        .env_remove("TELE_NO_RUNTIME")
-        .env_remove("TELE_NO_MONITORING")
-        .arg("build")
-        .arg(&manifest)
-        .arg(format!("--image-source=oci:{}", f.layout.display()))
-        .arg("--runtime")
-        .arg(runtime_dir())
-        .arg("--installer")
-        .arg(&installer)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("-o")
-        .arg(&out));
-    extract(&out, &dir.join("x"))
+    build_extracted(dir, &manifest, &f.layout, true)
+}
+
+/// The three-tier app of tests/fixtures/shop (web -> api -> db on a claim),
+/// on the example app's images, without the monitoring stack.
+pub fn shop_bundle(dir: &Path) -> PathBuf {
+    let f = example_images(dir);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/shop/app.yaml");
+    build_extracted(dir, &manifest, &f.layout, false)
+}
+
+/// What scripts/build-conformance made: e2e.test, ginkgo and the test
+/// images (`$TELE_CONFORMANCE_DIR`, else its cache).
+pub fn conformance_dir() -> PathBuf {
+    let dir = std::env::var_os("TELE_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+            home.join(".cache/tele/conformance/1.20.2")
+        });
+    assert!(
+        dir.join("done").is_file(),
+        "no conformance tests at {}: run scripts/build-conformance first (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// The bundle of tests/fixtures/conformance: Kubernetes' test images under
+/// their upstream names, the runtime, no monitoring stack.
+pub fn conformance_bundle(dir: &Path) -> PathBuf {
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/conformance/app.yaml");
+    build_extracted(dir, &manifest, &conformance_dir().join("images"), false)
 }
