@@ -33,7 +33,11 @@ impl Phase for App {
             .collect();
         let mut first = Vec::new();
         let mut rest = Vec::new();
-        for entry in walkdir::WalkDir::new(&resources).sort_by_file_name() {
+        // A bundle of images alone has no resources directory.
+        let walk = resources
+            .is_dir()
+            .then(|| walkdir::WalkDir::new(&resources).sort_by_file_name());
+        for entry in walk.into_iter().flatten() {
             let entry = entry?;
             if !entry.file_type().is_file() || hook_files.iter().any(|h| h == entry.path()) {
                 continue;
