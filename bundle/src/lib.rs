@@ -12,6 +12,8 @@
 //! - [`runtime_json`]: `runtime.json`, the Kubernetes runtime a bundle carries;
 //! - [`tarball`], [`verify`], [`inspect`]: reading a bundle as a tarball or an
 //!   extracted directory, checking every file against `bundle.json`;
+//! - [`signature`]: a vendor's ECDSA P-256 signature of `bundle.json`, as a
+//!   Sigstore bundle beside it, and the keys that make and check it;
 //! - [`durable`]: writing a file so that a crash leaves the old content or the
 //!   new (temporary file, fsync, rename, fsync of the directory), for every
 //!   file tele writes whole.
@@ -41,6 +43,7 @@ pub mod media_type;
 pub mod oci_layout;
 pub mod platform;
 pub mod runtime_json;
+pub mod signature;
 pub mod tarball;
 pub mod verify;
 

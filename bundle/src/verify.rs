@@ -19,6 +19,7 @@ use std::path::Path;
 use crate::bundle_json::{self, BundleMeta, BUNDLE_JSON};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::Error;
+use crate::signature::{PublicKey, MAX_KEY_OR_SIGNATURE_BYTES, SIGNATURE_FILE};
 use crate::tarball::{self, not_a_bundle};
 
 /// The outcome of checking a bundle.
@@ -29,8 +30,48 @@ pub struct Verification {
     pub files_checked: usize,
     /// Blobs checked against their digests.
     pub blobs_checked: usize,
-    /// Everything wrong, one line each, naming the file or blob.
+    /// Everything wrong, one line each, naming the file or blob (and the
+    /// signature, when a key was given).
     pub problems: Vec<String>,
+    /// What the bundle's signature is.
+    pub signature: SignatureStatus,
+}
+
+/// A bundle's signature, as far as it was checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum SignatureStatus {
+    /// The bundle has no signature.
+    #[default]
+    Unsigned,
+    /// Signed, not checked: no key was given.
+    NotChecked,
+    /// Signed by the key given.
+    Valid {
+        /// The key's fingerprint.
+        key: String,
+    },
+    /// Unsigned, or not signed by the key given: listed in the problems.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a bundle read gives to [`compare`]: every file's digest and size,
+/// and the bytes of `bundle.json` and of the signature.
+#[derive(Default)]
+struct Contents {
+    seen: Seen,
+    meta: Option<Vec<u8>>,
+    signature: Option<Vec<u8>>,
+}
+
+/// Reads at most [`MAX_KEY_OR_SIGNATURE_BYTES`] of a signature file.
+fn read_signature(r: &mut dyn io::Read) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.take(MAX_KEY_OR_SIGNATURE_BYTES + 1).read_to_end(&mut v)?;
+    Ok(v)
 }
 
 /// What was found in a bundle: each file's digest and size by its path
@@ -53,11 +94,56 @@ pub(crate) fn parse_meta(path: &Path, bytes: Option<Vec<u8>>) -> Result<BundleMe
 /// [`verify_tarball`]). Problems with the contents are listed in the
 /// [`Verification`]; an error means the bundle could not be read at all.
 pub fn verify(path: &Path) -> Result<Verification, Error> {
+    verify_signed(path, None)
+}
+
+/// [`verify`], and the signature checked against `key` when one is given:
+/// a bundle that is unsigned or signed by another key then has a problem.
+pub fn verify_signed(path: &Path, key: Option<&PublicKey>) -> Result<Verification, Error> {
     if path.is_dir() {
-        verify_dir(path)
+        if !path.join(BUNDLE_JSON).is_file() {
+            return Err(not_a_bundle(path, "the directory has no bundle.json"));
+        }
+        check(path, read_dir(path)?, key, false)
     } else {
-        verify_tarball(path)
+        check(path, read_tarball(path)?, key, false)
     }
+}
+
+/// Compares what was read with its bundle.json (only the node part with
+/// `node_part`) and checks the signature.
+fn check(
+    path: &Path,
+    read: Contents,
+    key: Option<&PublicKey>,
+    node_part: bool,
+) -> Result<Verification, Error> {
+    let meta_bytes = read.meta.clone();
+    let mut meta = parse_meta(path, read.meta)?;
+    if node_part {
+        meta.files.retain(|f| bundle_json::is_node_file(&f.path));
+    }
+    let mut v = compare(&meta, read.seen);
+    let meta_bytes = meta_bytes.unwrap_or_default();
+    v.signature = match (&read.signature, key) {
+        (None, None) => SignatureStatus::Unsigned,
+        (Some(_), None) => SignatureStatus::NotChecked,
+        (None, Some(_)) => SignatureStatus::Invalid {
+            reason: format!("the bundle is not signed (it has no {SIGNATURE_FILE})"),
+        },
+        (Some(sig), Some(key)) => match key.verify(&meta_bytes, sig) {
+            Ok(()) => SignatureStatus::Valid {
+                key: key.fingerprint(),
+            },
+            Err(e) => SignatureStatus::Invalid {
+                reason: e.to_string(),
+            },
+        },
+    };
+    if let SignatureStatus::Invalid { reason } = &v.signature {
+        v.problems.push(format!("signature: {reason}"));
+    }
+    Ok(v)
 }
 
 /// Checks the extracted bundle at `dir`, the directory holding `bundle.json`.
@@ -65,9 +151,7 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
     if !dir.join(BUNDLE_JSON).is_file() {
         return Err(not_a_bundle(dir, "the directory has no bundle.json"));
     }
-    let (seen, meta_bytes) = hash_dir(dir)?;
-    let meta = parse_meta(dir, meta_bytes)?;
-    Ok(compare(&meta, seen))
+    check(dir, read_dir(dir)?, None, false)
 }
 
 /// Checks the part of an extracted bundle that a node runs (see
@@ -75,17 +159,13 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
 /// bundle fetched from a master. Every such file and every blob is checked
 /// as [`verify_dir`] does, and nothing unlisted may be there.
 pub fn verify_node_part(dir: &Path) -> Result<Verification, Error> {
-    let (seen, meta_bytes) = hash_dir(dir)?;
-    let mut meta = parse_meta(dir, meta_bytes)?;
-    meta.files.retain(|f| bundle_json::is_node_file(&f.path));
-    Ok(compare(&meta, seen))
+    check(dir, read_dir(dir)?, None, true)
 }
 
 /// Every regular file under `dir` hashed, by its `/`-separated path, and
-/// the bytes of its `bundle.json`.
-fn hash_dir(dir: &Path) -> Result<(Seen, Option<Vec<u8>>), Error> {
-    let mut seen = Seen::new();
-    let mut meta_bytes = None;
+/// the bytes of its `bundle.json` and signature.
+fn read_dir(dir: &Path) -> Result<Contents, Error> {
+    let mut read = Contents::default();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| not_a_bundle(dir, e))?;
         if !entry.file_type().is_file() {
@@ -99,32 +179,41 @@ fn hash_dir(dir: &Path) -> Result<(Seen, Option<Vec<u8>>), Error> {
             .join("/");
         let p = entry.path();
         if rel == BUNDLE_JSON {
-            meta_bytes = Some(std::fs::read(p).map_err(|e| Error::io(p, e))?);
+            read.meta = Some(std::fs::read(p).map_err(|e| Error::io(p, e))?);
             continue;
         }
         let mut f = File::open(p).map_err(|e| Error::io(p, e))?;
-        seen.insert(rel, hash(&mut f).map_err(|e| Error::io(p, e))?);
+        if rel == SIGNATURE_FILE {
+            read.signature = Some(read_signature(&mut f).map_err(|e| Error::io(p, e))?);
+            continue;
+        }
+        read.seen
+            .insert(rel, hash(&mut f).map_err(|e| Error::io(p, e))?);
     }
-    Ok((seen, meta_bytes))
+    Ok(read)
 }
 
 /// Checks the bundle tarball at `path` (plain, zstd or gzip) in one pass,
 /// without extracting it.
 pub fn verify_tarball(path: &Path) -> Result<Verification, Error> {
-    let mut seen = Seen::new();
-    let mut meta_bytes = None;
+    check(path, read_tarball(path)?, None, false)
+}
+
+fn read_tarball(path: &Path) -> Result<Contents, Error> {
+    let mut read = Contents::default();
     tarball::walk(path, |rel, r, _| {
         if rel == BUNDLE_JSON {
             let mut v = Vec::new();
             r.read_to_end(&mut v)?;
-            meta_bytes = Some(v);
+            read.meta = Some(v);
+        } else if rel == SIGNATURE_FILE {
+            read.signature = Some(read_signature(r)?);
         } else {
-            seen.insert(rel.to_string(), hash(r)?);
+            read.seen.insert(rel.to_string(), hash(r)?);
         }
         Ok(())
     })?;
-    let meta = parse_meta(path, meta_bytes)?;
-    Ok(compare(&meta, seen))
+    Ok(read)
 }
 
 fn compare(meta: &BundleMeta, mut seen: Seen) -> Verification {
@@ -223,6 +312,60 @@ mod tests {
         tar_of(&dir, &t.path().join("b.tar"));
         let v = verify(&t.path().join("b.tar")).unwrap();
         assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn a_signature_is_checked_against_the_key_given() {
+        use crate::signature::SigningKey;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("shop-1.0.0");
+        bundle(&dir);
+        let vendor = SigningKey::generate();
+        let key = vendor.public_key();
+        // Unsigned: fine without a key, a problem with one.
+        let v = verify_signed(&dir, None).unwrap();
+        assert_eq!(v.signature, SignatureStatus::Unsigned);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        let v = verify_signed(&dir, Some(&key)).unwrap();
+        assert_eq!(
+            v.problems,
+            ["signature: the bundle is not signed (it has no bundle.sigstore.json)"]
+        );
+        // Signed: the signature file is no unlisted file, and the key matches.
+        let meta = fs::read(dir.join(BUNDLE_JSON)).unwrap();
+        fs::write(dir.join(SIGNATURE_FILE), vendor.sign(&meta)).unwrap();
+        let v = verify_signed(&dir, None).unwrap();
+        assert_eq!(v.signature, SignatureStatus::NotChecked);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        for path in [dir.clone(), t.path().join("b.tar")] {
+            tar_of(&dir, &t.path().join("b.tar"));
+            let v = verify_signed(&path, Some(&key)).unwrap();
+            assert!(v.problems.is_empty(), "{:?}", v.problems);
+            assert_eq!(
+                v.signature,
+                SignatureStatus::Valid {
+                    key: key.fingerprint()
+                }
+            );
+        }
+        // Another vendor's key; a bundle.json changed after signing (its
+        // files changed with it, so that only the signature tells).
+        let other = SigningKey::generate().public_key();
+        let v = verify_signed(&dir, Some(&other)).unwrap();
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("does not match the key"),
+            "{:?}",
+            v.problems
+        );
+        let mut m = BundleMeta::read(&dir).unwrap();
+        m.name = "evil".into();
+        fs::write(dir.join(BUNDLE_JSON), m.to_json()).unwrap();
+        let v = verify_signed(&dir, Some(&key)).unwrap();
+        assert_eq!(
+            v.problems,
+            ["signature: bundle.json is not what was signed: its sha256 differs from the signed digest"]
+        );
     }
 
     #[test]

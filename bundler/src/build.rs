@@ -10,6 +10,7 @@ use tele_bundle::bundle_json::{
 };
 use tele_bundle::media_type as media;
 use tele_bundle::oci_layout::{self, Descriptor, Index};
+use tele_bundle::signature::{read_key_file, SigningKey};
 use tele_manifests::{ImageRef, ImageSet, Manifest};
 
 use crate::blob_store::BlobStore;
@@ -49,6 +50,8 @@ pub struct BuildOptions {
     pub runtime: RuntimeChoice,
     /// Pack the monitoring stack (unless the manifest disables it).
     pub monitoring: bool,
+    /// The private key (PEM) that signs the bundle, if any.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// Where the bundle's Kubernetes runtime comes from.
@@ -90,6 +93,8 @@ pub struct BuildSummary {
     pub blobs_cached: usize,
     /// The Kubernetes version packed, if any.
     pub kubernetes_version: Option<String>,
+    /// The fingerprint of the key that signed the bundle, if it is signed.
+    pub signed_by: Option<String>,
 }
 
 /// One image in the summary.
@@ -145,6 +150,21 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
             opts.installer.display()
         ));
     }
+    // A bad key fails the build before any work.
+    let signer = opts
+        .sign_key
+        .as_deref()
+        .map(|path| {
+            read_key_file(path)
+                .and_then(|pem| SigningKey::from_pem(&pem))
+                .map_err(|e| {
+                    BuildError::input(
+                        format!("--sign-key {}: {e}", path.display()),
+                        "give the private key that `tele keygen` wrote (NAME.key)",
+                    )
+                })
+        })
+        .transpose()?;
     let store = BlobStore::open(&opts.cache_dir).map_err(|e| BuildError::io(&opts.cache_dir, e))?;
     let kube_runtime = load_runtime(&manifest, opts)?;
     let monitoring = monitoring_options(&manifest, opts)?;
@@ -245,6 +265,7 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         &files,
         &mut meta,
         &store,
+        signer.as_ref(),
         reporter,
     )?;
 
@@ -271,6 +292,7 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         bytes_fetched: fetched_bytes,
         blobs_cached: cached,
         kubernetes_version: kube_runtime.map(|r| r.meta.kubernetes_version),
+        signed_by: signer.map(|k| k.public_key().fingerprint()),
     })
 }
 

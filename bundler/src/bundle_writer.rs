@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use tele_bundle::bundle_json::{blob_entry, BlobInfo, BundleMeta, FileInfo, BUNDLE_JSON};
+use tele_bundle::signature::{SigningKey, SIGNATURE_FILE};
 
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
@@ -36,9 +37,11 @@ enum Entry<'a> {
     File(&'a BundleFile, u64),
     Blob(&'a BlobInfo),
     Meta,
+    Signature,
 }
 
-/// Hashes each file, completes `meta.files`, and writes the tarball to `output`.
+/// Hashes each file, completes `meta.files`, and writes the tarball to
+/// `output`, with the signature of its bundle.json when there is a `signer`.
 /// Returns the size of the tarball.
 #[allow(clippy::too_many_arguments)]
 pub fn write_bundle(
@@ -49,6 +52,7 @@ pub fn write_bundle(
     files: &[BundleFile],
     meta: &mut BundleMeta,
     store: &BlobStore,
+    signer: Option<&SigningKey>,
     reporter: &dyn Reporter,
 ) -> Result<u64, BuildError> {
     let mut sizes = Vec::with_capacity(files.len());
@@ -68,10 +72,14 @@ pub fn write_bundle(
     }
     meta.files.sort_by(|a, b| a.path.cmp(&b.path));
     let meta_json = meta.to_json();
+    let signature = signer.map(|k| k.sign(&meta_json));
 
     // Every entry with its path; parents get directory entries.
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     entries.insert(BUNDLE_JSON.into(), Entry::Meta);
+    if signature.is_some() {
+        entries.insert(SIGNATURE_FILE.into(), Entry::Signature);
+    }
     for (f, size) in files.iter().zip(&sizes) {
         entries.insert(f.path.clone(), Entry::File(f, *size));
     }
@@ -116,6 +124,9 @@ pub fn write_bundle(
             Entry::Meta => {
                 advance(meta_json.len() as u64);
                 tar.add_bytes(&full, 0o644, &meta_json)
+            }
+            Entry::Signature => {
+                tar.add_bytes(&full, 0o644, signature.as_deref().unwrap_or_default())
             }
             Entry::File(f, size) => match &f.content {
                 Content::Bytes(b) => {

@@ -42,8 +42,11 @@ pub enum Command {
     Images(ImagesArgs),
     /// Show what a bundle holds, reading the tarball without extracting it.
     Inspect(BundleArg),
-    /// Check every file and blob of a bundle (tarball or extracted directory).
-    Verify(BundleArg),
+    /// Check every file and blob of a bundle (tarball or extracted directory),
+    /// and with --key its signature.
+    Verify(VerifyArgs),
+    /// Make a key pair that signs bundles (`tele build --sign-key`).
+    Keygen(KeygenArgs),
     /// Work with container images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -319,6 +322,14 @@ pub struct InstallArgs {
     /// resources (docs/monitoring.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The vendor's public key (PEM): install only a bundle signed by it;
+    /// nothing changes otherwise [default: the key built into this
+    /// installer, if it has one].
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// Refuse a bundle that is not signed (by --key, or the built-in key).
+    #[arg(long)]
+    pub signed_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +373,29 @@ pub struct BuildArgs {
     /// extensions.monitoring.disabled).
     #[arg(long, env = "TELE_NO_MONITORING")]
     pub no_monitoring: bool,
+    /// Sign the bundle with this private key (`tele keygen` makes one): the
+    /// signature covers bundle.json, so every file and blob.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+}
+
+/// `tele verify BUNDLE [--key PUB]`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle tarball or its extracted directory.
+    pub bundle: PathBuf,
+    /// The vendor's public key (PEM): the bundle must be signed by it.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+}
+
+/// `tele keygen [--output NAME]`
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Writes NAME.key (the private key, 0600: keep it secret, it signs
+    /// bundles) and NAME.pub (the public key, for admins: `--key NAME.pub`).
+    #[arg(short, long, value_name = "NAME", default_value = "tele-signing")]
+    pub output: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Images(a) => cmd::images::run(a, &printer),
         Command::Inspect(a) => cmd::inspect::run(a, &printer),
         Command::Verify(a) => cmd::verify::run(a, &printer),
+        Command::Keygen(a) => cmd::keygen::run(a, &printer),
         Command::Image(ImageCommand::Build(a)) => cmd::image_build::run(a, &printer),
         Command::Install(a) => cmd::install::run_subcommand(a, &printer),
         Command::Plan(a) => cmd::node::plan(a, &printer),

@@ -63,6 +63,10 @@ pub struct InstallOptions {
     /// A join without the bundle: the part of it the node runs is fetched
     /// from the master into the state directory (`bundle_dir` is ignored).
     pub fetch_bundle: bool,
+    /// The vendor's public key: the bundle must be signed by it.
+    pub signing_key: Option<tele_bundle::signature::PublicKey>,
+    /// Refuse a bundle that is not signed by `signing_key` (which must be given).
+    pub signed_only: bool,
 }
 
 /// The cluster a node joins.
@@ -719,10 +723,28 @@ pub fn install(
     };
     // Nothing on the machine changes before the whole bundle checks out.
     let v = if opts.fetch_bundle {
+        // What a node fetched came from the cluster it joins, over TLS with
+        // the cluster's CA pinned by the token; the cluster's own install
+        // checked the bundle's signature.
         tele_bundle::verify::verify_node_part(&opts.bundle_dir)?
     } else {
-        tele_bundle::verify::verify(&opts.bundle_dir)?
+        if opts.signed_only && opts.signing_key.is_none() {
+            return Err(InstallError::bad_input(
+                "--signed-only needs the vendor's public key to check the signature with",
+                "give it with --key VENDOR.pub",
+            )
+            .into());
+        }
+        tele_bundle::verify::verify_signed(&opts.bundle_dir, opts.signing_key.as_ref())?
     };
+    use tele_bundle::verify::SignatureStatus;
+    if let SignatureStatus::Invalid { reason } = &v.signature {
+        return Err(InstallError::bad_input(
+            format!("the bundle's signature does not hold, nothing was changed: {reason}"),
+            "the bundle is not the one the vendor signed (or the key is not the vendor's): get the bundle and the vendor's public key again, through a channel you trust",
+        )
+        .into());
+    }
     if !v.problems.is_empty() {
         return Err(InstallError::bad_input(
             format!(
@@ -737,6 +759,18 @@ pub fn install(
         "bundle verified: {} files and {} blobs",
         v.files_checked, v.blobs_checked
     ));
+    match &v.signature {
+        SignatureStatus::Valid { key } => {
+            reporter.note(&format!("bundle signed by the vendor's key {key}"))
+        }
+        SignatureStatus::NotChecked => reporter.note(
+            "warning: the bundle is signed, but no key was given to check it with\n  hint: give the vendor's public key with --key VENDOR.pub",
+        ),
+        SignatureStatus::Unsigned if !opts.fetch_bundle => reporter.note(
+            "warning: the bundle is not signed: nothing shows who made it\n  hint: ask the vendor for a signed bundle and their public key (--key VENDOR.pub)",
+        ),
+        _ => {}
+    }
     let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
     if !opts.bundle_dir.join("runtime/runtime.json").is_file() {
         return Err(InstallError::bad_input(

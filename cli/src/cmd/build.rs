@@ -70,6 +70,7 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         installer,
         mtime: source_date_epoch()?,
         monitoring: !a.no_monitoring,
+        sign_key: a.sign_key,
         runtime: match (a.runtime, a.no_runtime) {
             (_, true) => RuntimeChoice::None,
             (Some(p), _) => RuntimeChoice::Path(p),
@@ -93,6 +94,10 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     ));
     if let Some(k) = &s.kubernetes_version {
         p.out(format!("  Kubernetes {k} runtime included"));
+    }
+    match &s.signed_by {
+        Some(key) => p.out(format!("  signed by {key}")),
+        None => p.out("  not signed (sign it with --sign-key KEY; `tele keygen` makes a key)"),
     }
     if s.blobs_fetched == 0 {
         p.out(format!(

@@ -152,6 +152,27 @@ impl InstallReporter for Reporter<'_> {
     }
 }
 
+/// The vendor's public key built into this installer (PEM), when it was
+/// compiled with `TELE_TRUSTED_KEY_FILE` set (build.rs): `./install` then installs only
+/// bundles signed by it.
+const BUILTIN_KEY: Option<&str> = {
+    let pem = include_str!(concat!(env!("OUT_DIR"), "/trusted-key.pem"));
+    if pem.is_empty() {
+        None
+    } else {
+        Some(pem)
+    }
+};
+
+fn builtin_key() -> anyhow::Result<Option<tele_bundle::signature::PublicKey>> {
+    BUILTIN_KEY
+        .map(|pem| {
+            tele_bundle::signature::PublicKey::from_pem(pem)
+                .map_err(|e| anyhow::anyhow!("the key built into this installer: {e}"))
+        })
+        .transpose()
+}
+
 fn run_install(
     bundle: Option<PathBuf>,
     a: InstallArgs,
@@ -189,6 +210,11 @@ fn run_install(
         bin_dir: (a.bin_dir.as_os_str() != "none").then_some(a.bin_dir),
         join,
         flavor: a.flavor,
+        signing_key: match &a.key {
+            Some(path) => Some(crate::cmd::verify::load_public_key(path)?),
+            None => builtin_key()?,
+        },
+        signed_only: a.signed_only || (a.key.is_none() && BUILTIN_KEY.is_some()),
     };
     let started = std::time::Instant::now();
     let reporter = Reporter {

@@ -6,6 +6,7 @@ pub mod image_build;
 pub mod images;
 pub mod inspect;
 pub mod install;
+pub mod keygen;
 pub mod node;
 pub mod token;
 pub mod verify;
