@@ -383,6 +383,45 @@ fn errors_have_the_right_status_and_code() {
 }
 
 #[test]
+fn only_the_layouts_blobs_are_served_and_links_are_never_followed() {
+    let f = fixture();
+    // A file outside the layout, linked in under its own digest, and a
+    // file dropped in that no image of index.json uses.
+    let secret = b"root:$6$secret:19000:0:99999:7:::\n";
+    let outside = f.dir.path().join("shadow");
+    std::fs::write(&outside, secret).unwrap();
+    let linked = tele_bundle::digest::Digest::of_bytes(secret).to_string();
+    std::os::unix::fs::symlink(&outside, blob_path(&f.layout, &linked)).unwrap();
+    let stray = b"not in any image";
+    let unlisted = tele_bundle::digest::Digest::of_bytes(stray).to_string();
+    std::fs::write(blob_path(&f.layout, &unlisted), stray).unwrap();
+    // A manifest of the layout replaced by a link: not followed either.
+    let top = manifest_digest(&f.layout, HUB);
+    let top_path = blob_path(&f.layout, &top);
+    let real = f.dir.path().join("manifest.json");
+    std::fs::rename(&top_path, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &top_path).unwrap();
+    let registry = serve(&f.layout, None);
+    let host = registry.addr();
+    let v2 = |path: &str| format!("http://{host}/v2/{path}");
+    for digest in [&linked, &unlisted] {
+        let reply = curl(&[&v2(&format!("example.com/t/base/blobs/{digest}"))]);
+        assert_eq!(reply.status, 404, "{digest}");
+        assert_eq!(reply.error_code(), "BLOB_UNKNOWN");
+        assert!(!reply.body.windows(6).any(|w| w == b"secret"));
+    }
+    let reply = curl(&[&v2(&format!("library/busy/manifests/{top}?ns=docker.io"))]);
+    assert_eq!(reply.status, 404);
+    // The image's own blobs are served.
+    let config = manifest(&f.layout, BASE)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = curl(&[&v2(&format!("example.com/t/base/blobs/{config}"))]);
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
 fn a_rewritten_index_is_picked_up_and_shutdown_frees_the_port() {
     let f = fixture();
     let registry = serve(&f.layout, None);

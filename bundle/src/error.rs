@@ -105,8 +105,30 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     path: &Path,
     hint: &'static str,
 ) -> Result<T, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_bounded(f, MAX_METADATA_BYTES).map_err(|e| Error::io(path, e))?;
     parse_json(path, &bytes, hint)
+}
+
+/// The most bytes read of one metadata file (bundle.json, runtime.json, an
+/// image layout's index.json): far more than any real one holds.
+pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+
+/// All of `r`, or an error once it goes past `limit` bytes.
+pub(crate) fn read_bounded(r: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut v = Vec::new();
+    r.take(limit + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB, more than any such file holds",
+                limit >> 20
+            ),
+        ));
+    }
+    Ok(v)
 }
 
 /// Parses the bytes of a JSON file of some format.

@@ -30,17 +30,29 @@ pub struct Inspection {
 pub fn inspect(path: &Path) -> Result<Inspection, Error> {
     let mut meta_bytes = None;
     let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
-    let compression = tarball::walk(path, |rel, r, size| {
+    let walked = tarball::walk(path, |rel, r, size| {
         if rel == BUNDLE_JSON {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v)?;
-            meta_bytes = Some(v);
+            meta_bytes = Some(crate::error::read_bounded(
+                r,
+                crate::error::MAX_METADATA_BYTES,
+            )?);
         } else if let Some(hex) = bundle_json::blob_hex_of_entry(rel) {
             blobs.insert(hex.to_string(), size);
         }
         Ok(())
     })?;
     let meta = parse_meta(path, meta_bytes)?;
+    let expected_top = format!("{}-{}", meta.name, meta.version);
+    if walked.top != expected_top {
+        return Err(crate::tarball::not_a_bundle(
+            path,
+            format!(
+                "its top directory is {}/, but bundle.json names the bundle {expected_top}",
+                walked.top
+            ),
+        ));
+    }
+    let compression = walked.compression;
     let unique_blob_bytes: u64 = blobs.values().sum();
     Ok(Inspection {
         bytes_saved_by_sharing: meta

@@ -1,6 +1,7 @@
 //! A bundle as one tarball: its outer compression, told by magic bytes, and
 //! its files read in one pass without extracting them.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
@@ -53,12 +54,28 @@ pub(crate) fn not_a_bundle(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// What a walk of a tarball found besides its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Walked {
+    /// The outer compression.
+    pub compression: Compression,
+    /// The name of the one top directory every entry is under.
+    pub top: String,
+}
+
 /// Calls `visit(path relative to the bundle's top directory, entry, size)`
-/// for each regular file of the tarball at `path`; returns its compression.
+/// for each regular file of the tarball at `path`.
+///
+/// The tarball must be what `tele build` writes, so that what is checked
+/// is exactly the tree `tar xf` makes of it: every entry under one top
+/// directory, only regular files and directories (no symlinks, hard links,
+/// devices or fifos), no absolute paths and no `.` or `..` components, and
+/// no path twice (`tar xf` would keep the last one). Anything else is an
+/// error that names the entry.
 pub fn walk(
     path: &Path,
     mut visit: impl FnMut(&str, &mut dyn Read, u64) -> io::Result<()>,
-) -> Result<Compression, Error> {
+) -> Result<Walked, Error> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let compression = Compression::detect(&mut file).map_err(|e| Error::io(path, e))?;
     let reader: Box<dyn Read> = match compression {
@@ -67,24 +84,64 @@ pub fn walk(
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(BufReader::new(file))),
     };
     let mut archive = tar::Archive::new(reader);
+    let mut top: Option<String> = None;
+    let mut seen: HashSet<String> = HashSet::new();
     for entry in archive.entries().map_err(|e| not_a_bundle(path, e))? {
         let mut entry = entry.map_err(|e| not_a_bundle(path, e))?;
-        if !entry.header().entry_type().is_file() {
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).escape_debug().to_string();
+        let bad = |why: &str| not_a_bundle(path, format!("entry \"{shown}\" {why}"));
+        let name = std::str::from_utf8(&raw).map_err(|_| bad("is not UTF-8"))?;
+        let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir();
+        if !is_dir && !kind.is_file() {
+            let what = match kind {
+                tar::EntryType::Symlink => "a symbolic link",
+                tar::EntryType::Link => "a hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "a device",
+                tar::EntryType::Fifo => "a fifo",
+                _ => "of a kind other than file or directory",
+            };
+            return Err(bad(&format!(
+                "is {what}: a bundle holds only files and directories"
+            )));
+        }
+        let trimmed = name.strip_suffix('/').unwrap_or(name);
+        let mut parts = trimmed.split('/');
+        let first = parts.next().unwrap_or_default();
+        if name.starts_with('/') {
+            return Err(bad("is an absolute path"));
+        }
+        if trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(bad("has an empty, `.` or `..` component"));
+        }
+        match &top {
+            None => top = Some(first.to_string()),
+            Some(t) if t != first => {
+                return Err(bad(&format!("is outside the bundle's top directory {t}/")))
+            }
+            Some(_) => {}
+        }
+        let rel = parts.collect::<Vec<_>>().join("/");
+        if rel.is_empty() && !is_dir {
+            return Err(bad("is a file where the top directory belongs"));
+        }
+        if !seen.insert(trimmed.to_string()) {
+            return Err(bad(
+                "appears twice (tar xf would keep the last one, which was not checked first)",
+            ));
+        }
+        if is_dir {
             continue;
         }
-        let name = entry
-            .path()
-            .map_err(|e| not_a_bundle(path, e))?
-            .to_string_lossy()
-            .into_owned();
-        let rel = name
-            .split_once('/')
-            .map(|(_, r)| r.to_string())
-            .unwrap_or_default();
         let size = entry.size();
         visit(&rel, &mut entry, size).map_err(|e| not_a_bundle(path, e))?;
     }
-    Ok(compression)
+    let top = top.ok_or_else(|| not_a_bundle(path, "the tarball is empty"))?;
+    Ok(Walked { compression, top })
 }
 
 #[cfg(test)]
@@ -124,18 +181,97 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap();
 
         let mut seen = vec![];
-        let c = walk(&p, |rel, r, size| {
+        let w = walk(&p, |rel, r, size| {
             let mut s = String::new();
             r.read_to_string(&mut s)?;
             seen.push((rel.to_string(), s, size));
             Ok(())
         })
         .unwrap();
-        assert_eq!(c, Compression::Gzip);
+        assert_eq!(w.compression, Compression::Gzip);
+        assert_eq!(w.top, "shop-1.0.0");
         assert_eq!(seen, [("app.yaml".to_string(), "a\n".to_string(), 2)]);
 
         std::fs::write(&p, b"\x1f\x8bnot gzip").unwrap();
         let err = walk(&p, |_, _, _| Ok(())).unwrap_err();
         assert!(matches!(err, Error::NotABundle { .. }), "{err:?}");
+    }
+
+    /// A tar of `entries` (raw name, kind, content), names written as they
+    /// are (the tar crate's own checks would refuse some of them).
+    fn raw_tar(p: &Path, entries: &[(&str, tar::EntryType, &[u8])]) {
+        let mut b = tar::Builder::new(File::create(p).unwrap());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            h.set_size(if kind.is_file() { data.len() as u64 } else { 0 });
+            if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                h.set_link_name("/etc/shadow").unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, if kind.is_file() { *data } else { &b""[..] })
+                .unwrap();
+        }
+        b.into_inner().unwrap();
+    }
+
+    #[test]
+    fn only_the_tree_tar_xf_makes_plainly_is_a_bundle() {
+        use tar::EntryType::{Block, Directory, Fifo, Link, Regular, Symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.tar");
+        let top: (&str, tar::EntryType, &[u8]) = ("shop-1.0.0/", Directory, b"");
+        let file: (&str, tar::EntryType, &[u8]) = ("shop-1.0.0/app.yaml", Regular, b"a");
+        raw_tar(&p, &[top, file]);
+        assert_eq!(walk(&p, |_, _, _| Ok(())).unwrap().top, "shop-1.0.0");
+        for (entries, want) in [
+            (
+                vec![
+                    top,
+                    ("shop-1.0.0/images/blobs/sha256/ab", Symlink, &b""[..]),
+                ],
+                "is a symbolic link",
+            ),
+            (
+                vec![top, ("shop-1.0.0/install", Link, &b""[..])],
+                "is a hard link",
+            ),
+            (
+                vec![top, ("shop-1.0.0/dev", Block, &b""[..])],
+                "is a device",
+            ),
+            (vec![top, ("shop-1.0.0/pipe", Fifo, &b""[..])], "is a fifo"),
+            (
+                vec![top, ("/etc/cron.d/x", Regular, &b"x"[..])],
+                "is an absolute path",
+            ),
+            (
+                vec![top, ("shop-1.0.0/../../x", Regular, &b"x"[..])],
+                "`..` component",
+            ),
+            (
+                vec![top, ("shop-1.0.0/./app.yaml", Regular, &b"x"[..])],
+                "`.` or `..`",
+            ),
+            (
+                vec![top, file, ("other-1.0/app.yaml", Regular, &b"x"[..])],
+                "outside the bundle's top directory shop-1.0.0/",
+            ),
+            (
+                vec![top, file, ("shop-1.0.0/app.yaml", Regular, &b"evil"[..])],
+                "appears twice",
+            ),
+            (
+                vec![("evil", Regular, &b"x"[..])],
+                "is a file where the top directory belongs",
+            ),
+            (vec![], "the tarball is empty"),
+        ] {
+            raw_tar(&p, &entries);
+            let e = walk(&p, |_, _, _| Ok(())).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }

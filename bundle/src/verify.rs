@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::bundle_json::{self, BundleMeta, BUNDLE_JSON};
 use crate::digest::{Digest, HashingWriter};
-use crate::error::Error;
+use crate::error::{read_bounded, Error, MAX_METADATA_BYTES};
 use crate::signature::{PublicKey, MAX_KEY_OR_SIGNATURE_BYTES, SIGNATURE_FILE};
 use crate::tarball::{self, not_a_bundle};
 
@@ -62,6 +62,10 @@ pub enum SignatureStatus {
 /// and the bytes of `bundle.json` and of the signature.
 #[derive(Default)]
 struct Contents {
+    /// A tarball's top directory.
+    top: Option<String>,
+    /// What is there that a bundle never holds (links, devices).
+    strays: Vec<String>,
     seen: Seen,
     meta: Option<Vec<u8>>,
     signature: Option<Vec<u8>>,
@@ -104,7 +108,7 @@ pub fn verify_signed(path: &Path, key: Option<&PublicKey>) -> Result<Verificatio
         if !path.join(BUNDLE_JSON).is_file() {
             return Err(not_a_bundle(path, "the directory has no bundle.json"));
         }
-        check(path, read_dir(path)?, key, false)
+        check(path, read_dir(path, true)?, key, false)
     } else {
         check(path, read_tarball(path)?, key, false)
     }
@@ -124,6 +128,13 @@ fn check(
         meta.files.retain(|f| bundle_json::is_node_file(&f.path));
     }
     let mut v = compare(&meta, read.seen);
+    v.problems.extend(read.strays);
+    let expected_top = format!("{}-{}", meta.name, meta.version);
+    if let Some(top) = read.top.filter(|t| *t != expected_top) {
+        v.problems.push(format!(
+            "the top directory is {top}/, bundle.json names the bundle {expected_top}"
+        ));
+    }
     let meta_bytes = meta_bytes.unwrap_or_default();
     v.signature = match (&read.signature, key) {
         (None, None) => SignatureStatus::Unsigned,
@@ -151,7 +162,7 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
     if !dir.join(BUNDLE_JSON).is_file() {
         return Err(not_a_bundle(dir, "the directory has no bundle.json"));
     }
-    check(dir, read_dir(dir)?, None, false)
+    check(dir, read_dir(dir, true)?, None, false)
 }
 
 /// Checks the part of an extracted bundle that a node runs (see
@@ -159,27 +170,56 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, Error> {
 /// bundle fetched from a master. Every such file and every blob is checked
 /// as [`verify_dir`] does, and nothing unlisted may be there.
 pub fn verify_node_part(dir: &Path) -> Result<Verification, Error> {
-    check(dir, read_dir(dir)?, None, true)
+    // The fetched bundle is tele's own, in the root-owned state directory,
+    // and the runtime phase hard-links its files into place.
+    check(dir, read_dir(dir, false)?, None, true)
 }
 
 /// Every regular file under `dir` hashed, by its `/`-separated path, and
-/// the bytes of its `bundle.json` and signature.
-fn read_dir(dir: &Path) -> Result<Contents, Error> {
+/// the bytes of its `bundle.json` and signature. Symbolic links, devices,
+/// fifos and sockets are strays (never followed), and so are files with
+/// other hard links when `no_hard_links`: `tar xf` of a bundle makes none
+/// of them.
+fn read_dir(dir: &Path, no_hard_links: bool) -> Result<Contents, Error> {
+    use std::os::unix::fs::MetadataExt as _;
     let mut read = Contents::default();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| not_a_bundle(dir, e))?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
         let rel = entry.path().strip_prefix(dir).expect("under the top");
         let rel = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if !ft.is_file() {
+            let what = if ft.is_symlink() {
+                "a symbolic link"
+            } else {
+                "a device, fifo or socket"
+            };
+            read.strays.push(format!(
+                "{rel}: {what}; a bundle holds only files and directories"
+            ));
+            continue;
+        }
+        if no_hard_links {
+            let meta = entry.metadata().map_err(|e| not_a_bundle(dir, e))?;
+            if meta.nlink() > 1 {
+                read.strays.push(format!(
+                    "{rel}: has {} hard links; a bundle's files have none (tar xf makes none)",
+                    meta.nlink()
+                ));
+                continue;
+            }
+        }
         let p = entry.path();
         if rel == BUNDLE_JSON {
-            read.meta = Some(std::fs::read(p).map_err(|e| Error::io(p, e))?);
+            let f = File::open(p).map_err(|e| Error::io(p, e))?;
+            read.meta = Some(read_bounded(f, MAX_METADATA_BYTES).map_err(|e| Error::io(p, e))?);
             continue;
         }
         let mut f = File::open(p).map_err(|e| Error::io(p, e))?;
@@ -201,11 +241,9 @@ pub fn verify_tarball(path: &Path) -> Result<Verification, Error> {
 
 fn read_tarball(path: &Path) -> Result<Contents, Error> {
     let mut read = Contents::default();
-    tarball::walk(path, |rel, r, _| {
+    let walked = tarball::walk(path, |rel, r, _| {
         if rel == BUNDLE_JSON {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v)?;
-            read.meta = Some(v);
+            read.meta = Some(read_bounded(r, MAX_METADATA_BYTES)?);
         } else if rel == SIGNATURE_FILE {
             read.signature = Some(read_signature(r)?);
         } else {
@@ -213,6 +251,7 @@ fn read_tarball(path: &Path) -> Result<Contents, Error> {
         }
         Ok(())
     })?;
+    read.top = Some(walked.top);
     Ok(read)
 }
 
@@ -365,6 +404,41 @@ mod tests {
         assert_eq!(
             v.problems,
             ["signature: bundle.json is not what was signed: its sha256 differs from the signed digest"]
+        );
+    }
+
+    #[test]
+    fn links_in_an_extracted_bundle_are_named_and_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("shop-1.0.0");
+        bundle(&dir);
+        let shadow = t.path().join("shadow");
+        fs::write(&shadow, "root:secret").unwrap();
+        let blobs = dir.join("images/blobs/sha256");
+        std::os::unix::fs::symlink(&shadow, blobs.join("aa")).unwrap();
+        fs::hard_link(&shadow, dir.join("notes")).unwrap();
+        let v = verify(&dir).unwrap();
+        assert_eq!(
+            v.problems,
+            [
+                "images/blobs/sha256/aa: a symbolic link; a bundle holds only files and directories",
+                "notes: has 2 hard links; a bundle's files have none (tar xf makes none)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tarball_whose_top_directory_is_not_the_bundles_is_a_problem() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("shop-1.0.0");
+        bundle(&dir);
+        let mut b = tar::Builder::new(File::create(t.path().join("b.tar")).unwrap());
+        b.append_dir_all("shop-2.0.0", &dir).unwrap();
+        b.into_inner().unwrap();
+        let v = verify(&t.path().join("b.tar")).unwrap();
+        assert_eq!(
+            v.problems,
+            ["the top directory is shop-2.0.0/, bundle.json names the bundle shop-1.0.0"]
         );
     }
 

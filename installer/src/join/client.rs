@@ -95,10 +95,14 @@ fn read_bounded(resp: reqwest::blocking::Response) -> std::io::Result<String> {
     Ok(body)
 }
 
-fn trusting(addr: &str, ca_pem: &str) -> Result<reqwest::blocking::Client, JoinError> {
+fn trusting(
+    addr: &str,
+    ca_pem: &str,
+    timeout: Duration,
+) -> Result<reqwest::blocking::Client, JoinError> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| unreachable(addr, e))?;
     reqwest::blocking::Client::builder()
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         // The cluster CA and nothing else.
         .tls_certs_only([ca])
         .build()
@@ -111,7 +115,17 @@ fn post<T: serde::Serialize, R: serde::de::DeserializeOwned>(
     path: &str,
     body: &T,
 ) -> Result<R, JoinError> {
-    let resp = trusting(addr, ca_pem)?
+    post_within(addr, ca_pem, path, body, TIMEOUT)
+}
+
+fn post_within<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    addr: &str,
+    ca_pem: &str,
+    path: &str,
+    body: &T,
+    timeout: Duration,
+) -> Result<R, JoinError> {
+    let resp = trusting(addr, ca_pem, timeout)?
         .post(format!("https://{addr}{path}"))
         .json(body)
         .send()
@@ -155,7 +169,12 @@ pub fn joined(addr: &str, ca_pem: &str, req: &JoinedRequest) -> Result<(), JoinE
     post::<_, serde_json::Value>(addr, ca_pem, "/v1/joined", req).map(drop)
 }
 
+/// How long one step of leaving may take: the master's drain waits up to
+/// 120 s for the node's pods to stop (their grace periods), and answers then.
+const LEAVE_STEP_TIMEOUT: Duration = Duration::from_secs(150);
+
 /// One step of leaving the cluster (see [`LeaveRequest`]).
 pub fn leave(addr: &str, ca_pem: &str, req: &LeaveRequest) -> Result<(), JoinError> {
-    post::<_, serde_json::Value>(addr, ca_pem, "/v1/leave", req).map(drop)
+    post_within::<_, serde_json::Value>(addr, ca_pem, "/v1/leave", req, LEAVE_STEP_TIMEOUT)
+        .map(drop)
 }

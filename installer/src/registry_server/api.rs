@@ -173,13 +173,12 @@ pub(super) async fn manifest(
             None => return Ok(unknown()),
         }
     };
-    let path = state.blob_path(&digest);
-    let bytes = match tokio::fs::metadata(&path).await {
-        Ok(meta) if meta.is_file() && meta.len() <= MAX_MANIFEST_BYTES => {
-            tokio::fs::read(&path).await?
-        }
-        Ok(_) => return Ok(unknown()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(unknown()),
+    if !index.blobs.contains(&digest) {
+        return Ok(unknown());
+    }
+    let bytes = match read_listed_blob(state.blob_path(&digest)).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(unknown()),
         Err(e) => return Err(e),
     };
     let Some(media_type) = manifest_media_type(&bytes, index.media_types.get(&digest)) else {
@@ -193,6 +192,32 @@ pub(super) async fn manifest(
     );
     headers.insert("Docker-Content-Digest", digest_header(&digest));
     Ok(response)
+}
+
+/// A manifest's bytes: a regular file (never through a symbolic link) of at
+/// most [`MAX_MANIFEST_BYTES`]; None when it is not such a file.
+async fn read_listed_blob(path: PathBuf) -> io::Result<Option<Vec<u8>>> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let file = match open_no_follow(&path) {
+            Ok(f) => f,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(nix::libc::ELOOP) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        if !file.metadata()?.is_file() {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)?;
+        Ok((bytes.len() as u64 <= MAX_MANIFEST_BYTES).then_some(bytes))
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 pub(super) async fn blob(
@@ -218,9 +243,23 @@ pub(super) async fn blob(
             &format!("blob `{digest}` is not in this bundle"),
         )
     };
-    let mut file = match tokio::fs::File::open(state.blob_path(&digest)).await {
+    if !state.index.current().blobs.contains(&digest) {
+        return Ok(unknown());
+    }
+    let mut file = match tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(state.blob_path(&digest))
+        .await
+    {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(unknown()),
+        // Missing, or a symbolic link (never followed).
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(nix::libc::ELOOP) =>
+        {
+            return Ok(unknown())
+        }
         Err(e) => return Err(e),
     };
     let meta = file.metadata().await?;

@@ -3,12 +3,61 @@
 
 use super::*;
 
-/// What `index.json` says: images by `registry/repository:tag`, and the
-/// media type of each top-level manifest by digest.
+/// What `index.json` says: images by `registry/repository:tag`, the media
+/// type of each top-level manifest by digest, and every blob the layout's
+/// images use (their manifests, configs and layers): only those are served.
 #[derive(Debug, Default)]
 pub(super) struct Index {
     pub(super) by_reference: HashMap<String, Digest>,
     pub(super) media_types: HashMap<Digest, String>,
+    pub(super) blobs: std::collections::HashSet<Digest>,
+}
+
+/// Opens a file of the layout for reading without following a symbolic
+/// link (a link there is refused, as `ELOOP`).
+pub(super) fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// The digests a manifest or an index (the blob `digest` of `layout`)
+/// refers to: children, config and layers. Blobs that cannot be read or
+/// parsed refer to nothing.
+fn references(layout: &Path, digest: &Digest) -> Vec<Digest> {
+    use std::io::Read as _;
+    let Ok(file) = open_no_follow(&tele_bundle::oci_layout::blob_path(layout, digest)) else {
+        return vec![];
+    };
+    let mut bytes = Vec::new();
+    if file
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .is_err()
+        || bytes.len() as u64 > MAX_MANIFEST_BYTES
+    {
+        return vec![];
+    }
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return vec![];
+    };
+    let listed = |v: &serde_json::Value| -> Vec<Digest> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["digest"].as_str()?.parse().ok())
+            .collect()
+    };
+    let mut out = listed(&doc["manifests"]);
+    out.extend(listed(&doc["layers"]));
+    out.extend(
+        doc["config"]["digest"]
+            .as_str()
+            .and_then(|d| d.parse().ok()),
+    );
+    out
 }
 
 impl Index {
@@ -34,6 +83,20 @@ impl Index {
             }
             index.media_types.insert(entry.digest, entry.media_type);
         }
+        // Every blob reachable from index.json: an index's manifests (three
+        // levels at most), each manifest's config and layers.
+        let layout = path.parent().unwrap_or(Path::new("."));
+        let mut level: Vec<Digest> = index.media_types.keys().cloned().collect();
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for d in level {
+                if index.blobs.insert(d.clone()) {
+                    next.extend(references(layout, &d));
+                }
+            }
+            level = next;
+        }
+        index.blobs.extend(level);
         Ok(index)
     }
 }
