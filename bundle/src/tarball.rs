@@ -1,10 +1,12 @@
 //! A bundle as one tarball: its outer compression, told by magic bytes, and
 //! its files read in one pass without extracting them.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
+use std::rc::Rc;
 
 use crate::error::Error;
 
@@ -54,6 +56,67 @@ pub(crate) fn not_a_bundle(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Decompressed bytes always allowed, whatever the ratio.
+const FREE_BYTES: u64 = 256 << 20;
+/// The most a compressed bundle may grow past [`FREE_BYTES`]: its layers
+/// are compressed already and its binaries shrink about fourfold, so a
+/// larger ratio is a decompression bomb.
+pub const MAX_RATIO: u64 = 50;
+/// The most bytes a compressed bundle may decompress to.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 30;
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A decompressor that stops, with an error, once its output outgrows its
+/// input by more than [`MAX_RATIO`] or reaches [`MAX_DECOMPRESSED_BYTES`].
+struct Bounded<R> {
+    inner: R,
+    read_in: Rc<Cell<u64>>,
+    produced: u64,
+}
+
+impl<R: Read> Bounded<R> {
+    fn new(inner: R, read_in: Rc<Cell<u64>>) -> Bounded<R> {
+        Bounded {
+            inner,
+            read_in,
+            produced: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.produced += n as u64;
+        let limit = FREE_BYTES.max(self.read_in.get().saturating_mul(MAX_RATIO));
+        if self.produced > limit.min(MAX_DECOMPRESSED_BYTES) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "it decompresses to more than {} ({} times its compressed size, or {} GiB): a decompression bomb, not a bundle",
+                    self.produced,
+                    MAX_RATIO,
+                    MAX_DECOMPRESSED_BYTES >> 30
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// What a walk of a tarball found besides its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Walked {
@@ -78,10 +141,21 @@ pub fn walk(
 ) -> Result<Walked, Error> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let compression = Compression::detect(&mut file).map_err(|e| Error::io(path, e))?;
+    let read_in = Rc::new(Cell::new(0u64));
+    let file = Counting {
+        inner: file,
+        count: read_in.clone(),
+    };
     let reader: Box<dyn Read> = match compression {
         Compression::None => Box::new(file),
-        Compression::Zstd => Box::new(zstd::Decoder::new(file).map_err(|e| not_a_bundle(path, e))?),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(BufReader::new(file))),
+        Compression::Zstd => Box::new(Bounded::new(
+            zstd::Decoder::new(file).map_err(|e| not_a_bundle(path, e))?,
+            read_in,
+        )),
+        Compression::Gzip => Box::new(Bounded::new(
+            flate2::read::GzDecoder::new(BufReader::new(file)),
+            read_in,
+        )),
     };
     let mut archive = tar::Archive::new(reader);
     let mut top: Option<String> = None;
@@ -273,5 +347,32 @@ mod tests {
             let e = walk(&p, |_, _, _| Ok(())).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.tar.zst");
+        let mut b = tar::Builder::new(zstd::Encoder::new(File::create(&p).unwrap(), 19).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1 << 30);
+        h.set_mode(0o644);
+        b.append_data(
+            &mut h,
+            "shop-1.0.0/bundle.json",
+            io::repeat(b' ').take(1 << 30),
+        )
+        .unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() < 1 << 20);
+        let mut read = 0u64;
+        let e = walk(&p, |_, r, _| {
+            read += io::copy(r, &mut io::sink())?;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("a decompression bomb"), "{e}");
+        assert!(read <= FREE_BYTES, "{read}");
     }
 }

@@ -156,7 +156,8 @@ fn read_source(
         Some(parent) if !parent.as_os_str().is_empty() => parent.join(rel),
         _ => rel.to_path_buf(),
     };
-    let bytes = std::fs::read(manifest.dir.join(rel)).map_err(|e| ManifestError::io(&shown, e))?;
+    let bytes = crate::source_text::read_file(&manifest.dir.join(rel))
+        .map_err(|e| ManifestError::io(&shown, e))?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Some(SourceText::new(shown, text))),
         Err(_) => {

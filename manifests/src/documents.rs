@@ -18,7 +18,7 @@ pub struct Document {
 /// Reads every document of a YAML (or JSON) file; a syntax error is reported
 /// at its `FILE:LINE:COLUMN`.
 pub fn load_documents(path: &Path) -> Result<Vec<Document>, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+    let text = crate::source_text::read_text(path).map_err(|source| ManifestError::Io {
         path: path.to_path_buf(),
         source,
     })?;

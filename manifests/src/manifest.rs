@@ -124,7 +124,7 @@ const KINDS: &[(&str, &str, ManifestKind)] = &[
 
 /// Reads and validates the manifest at `path`.
 pub fn load_manifest(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::io(path, e))?;
+    let text = crate::source_text::read_text(path).map_err(|e| ManifestError::io(path, e))?;
     parse_manifest(path, &text)
 }
 

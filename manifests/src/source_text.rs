@@ -9,6 +9,40 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Marker};
 
 use crate::diagnostic::{Diagnostic, Location};
 
+/// The deepest nesting of collections a YAML file may have.
+pub const MAX_DEPTH: usize = 100;
+/// The most nodes a YAML file may hold once its aliases are expanded.
+pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
+/// The most bytes of scalars a YAML file may hold once its aliases are expanded.
+pub const MAX_EXPANDED_BYTES: u64 = 64 << 20;
+/// The largest YAML file read (an app manifest or a resource file).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The bytes of the YAML file `path`, at most [`MAX_FILE_BYTES`].
+pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB; no manifest or resource file is",
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_file`] as UTF-8 text.
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_file(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Where a scalar came from: its location and exact byte range in the file text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
@@ -86,14 +120,100 @@ impl SourceText {
         inner
     }
 
-    /// Parses every document; a syntax error becomes a diagnostic at its position.
+    /// Parses every document; a syntax error becomes a diagnostic at its
+    /// position, and so does a text whose aliases would expand beyond
+    /// [`MAX_EXPANDED_NODES`] nodes or [`MAX_EXPANDED_BYTES`] bytes of
+    /// scalars, or that nests deeper than [`MAX_DEPTH`]: checked on the
+    /// parser's events before anything is built.
     pub fn load(&self) -> Result<Vec<MarkedYaml<'_>>, Diagnostic> {
+        self.check_bounds()?;
         MarkedYaml::load_from_str(&self.text).map_err(|error| {
             Diagnostic::new(
                 self.location(error.marker()),
                 format!("YAML syntax error: {}", error.info()),
             )
         })
+    }
+
+    /// Walks the parser's events (the parser keeps its own stack, so deep
+    /// nesting cannot overflow ours) and adds up what loading would build,
+    /// each alias counting as a copy of what its anchor holds.
+    fn check_bounds(&self) -> Result<(), Diagnostic> {
+        use saphyr_parser::{Event, Parser};
+        /// Nodes and scalar bytes.
+        #[derive(Clone, Copy, Default)]
+        struct Size {
+            nodes: u64,
+            bytes: u64,
+        }
+        impl Size {
+            fn add(&mut self, other: Size) {
+                self.nodes = self.nodes.saturating_add(other.nodes);
+                self.bytes = self.bytes.saturating_add(other.bytes);
+            }
+        }
+        let mut anchors: std::collections::HashMap<usize, Size> = Default::default();
+        // One entry per open collection: its anchor and its size so far.
+        let mut open: Vec<(usize, Size)> = vec![(0, Size::default())];
+        for item in Parser::new_from_str(&self.text) {
+            // Syntax errors are the loader's to report, with its wording.
+            let Ok((event, span)) = item else {
+                return Ok(());
+            };
+            let mut done = None;
+            match event {
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    if open.len() > MAX_DEPTH {
+                        return Err(Diagnostic::new(
+                            self.location(&span.start),
+                            format!("the YAML nests deeper than {MAX_DEPTH} levels"),
+                        ));
+                    }
+                    open.push((anchor, Size { nodes: 1, bytes: 0 }));
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    if let Some((anchor, size)) = open.pop() {
+                        done = Some((anchor, size));
+                    }
+                }
+                Event::Scalar(value, _, anchor, _) => {
+                    done = Some((
+                        anchor,
+                        Size {
+                            nodes: 1,
+                            bytes: value.len() as u64,
+                        },
+                    ));
+                }
+                Event::Alias(id) => {
+                    done = Some((0, anchors.get(&id).copied().unwrap_or_default()));
+                }
+                _ => {}
+            }
+            if let Some((anchor, size)) = done {
+                if anchor != 0 {
+                    anchors.insert(anchor, size);
+                }
+                if let Some((_, parent)) = open.last_mut() {
+                    parent.add(size);
+                }
+                let total = open.first().map(|(_, s)| *s).unwrap_or_default();
+                let all = open.iter().skip(1).fold(total, |mut t, (_, s)| {
+                    t.add(*s);
+                    t
+                });
+                if all.nodes > MAX_EXPANDED_NODES || all.bytes > MAX_EXPANDED_BYTES {
+                    return Err(Diagnostic::new(
+                        self.location(&span.start),
+                        format!(
+                            "the YAML's aliases expand to more than {MAX_EXPANDED_NODES} nodes or {} MiB of text (an alias bomb?)",
+                            MAX_EXPANDED_BYTES >> 20
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn byte(&self, char_index: usize) -> usize {
@@ -169,5 +289,55 @@ impl SourceText {
     /// Path of the file as given, for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<usize, String> {
+        let src = SourceText::new("app.yaml", text);
+        src.load().map(|d| d.len()).map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_errors_at_their_place() {
+        // Billion laughs: ten levels of ten aliases each.
+        let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = load(&bomb).unwrap_err();
+        assert!(e.starts_with("app.yaml:"), "{e}");
+        assert!(e.contains("aliases expand to more than"), "{e}");
+        // A large string repeated through aliases.
+        let big = "x".repeat(1 << 20);
+        let mut text = format!("s: &s {big}\nl: [");
+        for _ in 0..100 {
+            text.push_str("*s, ");
+        }
+        text.push_str("*s]\n");
+        let e = load(&text).unwrap_err();
+        assert!(e.contains("MiB of text"), "{e}");
+        // 20,000 nested sequences: an error, not a crash.
+        let deep = "- ".repeat(20_000) + "x\n";
+        let e = load(&deep).unwrap_err();
+        assert!(e.contains("nests deeper than 100 levels"), "{e}");
+        assert!(e.starts_with("app.yaml:1:"), "{e}");
+        let deep = "[".repeat(20_000) + &"]".repeat(20_000);
+        let e = load(&deep).unwrap_err();
+        assert!(
+            e.contains("nests deeper") || e.contains("recursion limit"),
+            "{e}"
+        );
+        // Ordinary aliases and nesting load.
+        assert_eq!(
+            load("base: &b {cpu: 1}\nnode: *b\nlist: [[[[1]]]]\n---\nkind: Other\n"),
+            Ok(2)
+        );
     }
 }
