@@ -81,6 +81,13 @@ fn bundle_holds_every_image_once_and_skopeo_reads_each() {
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = json(&o);
     assert_eq!(summary["images"].as_array().unwrap().len(), 3);
+    // The bundle and the cached blobs are readable by all.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o644);
+    for blob in fs::read_dir(f.dir.path().join("cache/blobs/sha256")).unwrap() {
+        assert_eq!(mode(&blob.unwrap().path()), 0o644);
+    }
 
     // Each blob is stored once although the busybox layer is in all three images.
     let files = tar_files(&out);

@@ -3,8 +3,16 @@
 //! A blob is written to a temporary file beside the store, its digest and size
 //! are checked, and only then is it renamed to its content address. A build
 //! killed at any moment therefore leaves at most a stray temporary file, never
-//! a partial blob under a digest name. Lookups also compare the size, so a
-//! blob truncated by something outside tele does not count as present.
+//! a partial blob under a digest name. Blobs are fsynced before the rename
+//! and are 0644, like the bundles made of them.
+//!
+//! A cached blob counts as present only once its content has been checked
+//! against its digest: at commit, or by hashing it again when the record of
+//! that check (`<cache>/checked/<hex>`: size, inode, change and modification
+//! times) no longer matches the file. Any write to the file changes its
+//! change time, which no tool can set back, so a blob altered in the cache,
+//! even to the same size, is hashed again, found bad, removed and fetched
+//! again.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -21,6 +29,30 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 pub struct BlobStore {
     blobs: PathBuf,
     tmp: PathBuf,
+    /// Records of checked blobs; None (an image layout): hash every time.
+    checked: Option<PathBuf>,
+}
+
+/// What a check of a blob file is valid for: its size, inode, and change
+/// and modification times.
+fn stamp(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    format!(
+        "{} {} {}.{} {}.{}\n",
+        meta.len(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    )
+}
+
+/// The digest of the file at `path`.
+fn hash_file(path: &Path) -> io::Result<Digest> {
+    let mut w = HashingWriter::new(io::sink());
+    io::copy(&mut File::open(path)?, &mut w)?;
+    Ok(w.finish().0)
 }
 
 /// Why a blob could not be added to the store.
@@ -54,10 +86,16 @@ impl BlobStore {
     pub fn open(cache_dir: &Path) -> io::Result<BlobStore> {
         let blobs = cache_dir.join("blobs").join("sha256");
         let tmp = cache_dir.join("tmp");
+        let checked = cache_dir.join("checked");
         fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&tmp)?;
+        fs::create_dir_all(&checked)?;
         remove_stale_temp_files(&tmp);
-        Ok(BlobStore { blobs, tmp })
+        Ok(BlobStore {
+            blobs,
+            tmp,
+            checked: Some(checked),
+        })
     }
 
     /// A store over an OCI layout's `blobs/sha256`, with temporary files kept
@@ -68,6 +106,7 @@ impl BlobStore {
         Ok(BlobStore {
             tmp: blobs.clone(),
             blobs,
+            checked: None,
         })
     }
 
@@ -76,9 +115,39 @@ impl BlobStore {
         self.blobs.join(digest.hex())
     }
 
-    /// True when the blob is present with the expected size.
+    /// True when the blob is present with the expected size and content
+    /// (see the module's documentation); a blob whose content is not what
+    /// its digest says is removed.
     pub fn has(&self, digest: &Digest, size: u64) -> bool {
-        fs::metadata(self.path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+        let path = self.path(digest);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            return false;
+        };
+        if !meta.is_file() || meta.len() != size {
+            return false;
+        }
+        let record = self.checked.as_ref().map(|c| c.join(digest.hex()));
+        if let Some(r) = &record {
+            if fs::read_to_string(r).is_ok_and(|s| s == stamp(&meta)) {
+                return true;
+            }
+        }
+        match hash_file(&path) {
+            Ok(actual) if actual == *digest => {
+                if let Some(r) = &record {
+                    let _ = fs::write(r, stamp(&meta));
+                }
+                true
+            }
+            Ok(_) => {
+                let _ = fs::remove_file(&path);
+                if let Some(r) = &record {
+                    let _ = fs::remove_file(r);
+                }
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Size of the blob when present.
@@ -99,6 +168,7 @@ impl BlobStore {
             out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
             tmp: path,
             blobs: self.blobs.clone(),
+            checked: self.checked.clone(),
         })
     }
 
@@ -120,6 +190,7 @@ pub struct BlobWriter {
     out: HashingWriter<BufWriter<File>>,
     tmp: tempfile::TempPath,
     blobs: PathBuf,
+    checked: Option<PathBuf>,
 }
 
 impl BlobWriter {
@@ -132,7 +203,7 @@ impl BlobWriter {
     /// renames it to its content address.
     pub fn commit(self, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64), IngestError> {
         let (digest, len, buf) = self.out.finish();
-        buf.into_inner().map_err(|e| e.into_error())?;
+        let file = buf.into_inner().map_err(|e| e.into_error())?;
         if let Some((want, want_len)) = expected {
             if *want != digest {
                 return Err(IngestError::DigestMismatch {
@@ -148,9 +219,16 @@ impl BlobWriter {
                 });
             }
         }
-        self.tmp
-            .persist(self.blobs.join(digest.hex()))
-            .map_err(|e| e.error)?;
+        // On disk for good, readable by all, before it counts as cached.
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        let dest = self.blobs.join(digest.hex());
+        self.tmp.persist(&dest).map_err(|e| e.error)?;
+        File::open(&self.blobs)?.sync_all()?;
+        if let Some(c) = &self.checked {
+            let _ = fs::write(c.join(digest.hex()), stamp(&file.metadata()?));
+        }
         Ok((digest, len))
     }
 }
@@ -192,6 +270,32 @@ mod tests {
         assert!(store.has(&d, 5));
         assert!(!store.has(&d, 4), "a blob of the wrong size is not present");
         assert_eq!(fs::read(store.path(&d)).unwrap(), b"layer");
+    }
+
+    #[test]
+    fn a_blob_changed_in_the_cache_is_found_out_even_at_the_same_size() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"layer").unwrap();
+        let mode = fs::metadata(store.path(&d)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert!(store.has(&d, 5));
+        // Same size, other bytes, its times set back as they were.
+        let before = fs::metadata(store.path(&d)).unwrap();
+        fs::write(store.path(&d), b"LAYER").unwrap();
+        let f = File::options().write(true).open(store.path(&d)).unwrap();
+        f.set_modified(before.modified().unwrap()).unwrap();
+        assert!(!store.has(&d, 5), "an altered blob counts as missing");
+        assert!(!store.path(&d).exists(), "and is removed");
+        // Fetched again, it is there.
+        store.put_bytes(b"layer").unwrap();
+        assert!(store.has(&d, 5));
+        // A blob put there by hand, right, is checked once and then trusted.
+        let other = Digest::of_bytes(b"config");
+        fs::write(store.path(&other), b"config").unwrap();
+        assert!(store.has(&other, 6));
+        assert!(dir.path().join("checked").join(other.hex()).is_file());
     }
 
     #[test]

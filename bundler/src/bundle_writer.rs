@@ -143,6 +143,12 @@ pub fn write_bundle(
     }
     let file = tar.finish().map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
+    // Readable by all, as a file copied to the machines should be.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_err)?;
+    }
     // On disk for good before it is called done: fsync, rename, fsync of the directory.
     tele_bundle::durable::persist(&file, tmp_path, output)
         .map_err(|e| BuildError::io(output, e))?;
