@@ -345,31 +345,41 @@ EOF",
         }
     }
 
-    // By name: a pod on the worker finds, through its node's DNS, a Service
-    // whose only pod is on the master, and reaches it.
-    master.ok_sh(
-        "cat <<'EOF' | kubectl apply -f -
+    // By name: a pod on each node finds, through its node's DNS, a Service
+    // whose only pod is on the other node, and reaches it.
+    for node in ["master", "worker"] {
+        master.ok_sh(&format!(
+            "cat <<'EOF' | kubectl apply -f -
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: on-master}
+metadata: {{name: on-{node}}}
 spec:
-  selector: {matchLabels: {app: on-master}}
+  selector: {{matchLabels: {{app: on-{node}}}}}
   template:
-    metadata: {labels: {app: on-master}}
+    metadata: {{labels: {{app: on-{node}}}}}
     spec:
-      nodeName: tele-m1
+      nodeSelector: {{kubernetes.io/hostname: tele-{n}1}}
       containers:
         - name: web
           image: example.com/hello/web:1.0.0
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: on-master}
+metadata: {{name: on-{node}}}
 spec:
-  selector: {app: on-master}
-  ports: [{port: 80, targetPort: 8080}]
+  selector: {{app: on-{node}}}
+  ports: [{{port: 80, targetPort: 8080}}]
 EOF",
+            n = &node[..1],
+        ));
+    }
+    let script = curl_by_name_from_pod(&master, &pod_on("tele-m1"), "http://on-worker/");
+    master.eventually(
+        &script,
+        "hello from a tele bundle",
+        Duration::from_secs(120),
     );
+    master.ok_sh("kubectl delete deployment on-worker --wait=true");
     let script = curl_by_name_from_pod(&master, &pod_on("tele-w1"), "http://on-master/");
     worker.eventually(
         &script,
