@@ -95,6 +95,8 @@ pub struct BuildSummary {
     pub kubernetes_version: Option<String>,
     /// The fingerprint of the key that signed the bundle, if it is signed.
     pub signed_by: Option<String>,
+    /// The app's resource and hook files packed, as paths in the bundle.
+    pub resource_files: Vec<String>,
 }
 
 /// One image in the summary.
@@ -219,6 +221,11 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
     let top = top_dir(&manifest);
     let mut meta = bundle_meta(&manifest, &images, &store, opts)?;
     let mut files = bundle_files(&manifest, &set, &images, opts)?;
+    let resource_files: Vec<String> = files
+        .iter()
+        .filter(|f| f.path.starts_with("resources/"))
+        .map(|f| f.path.clone())
+        .collect();
     if let Some(rt) = &kube_runtime {
         meta.runtime = Some(RuntimeInfo {
             name: rt.meta.name.clone(),
@@ -293,6 +300,7 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         blobs_cached: cached,
         kubernetes_version: kube_runtime.map(|r| r.meta.kubernetes_version),
         signed_by: signer.map(|k| k.public_key().fingerprint()),
+        resource_files,
     })
 }
 

@@ -198,6 +198,10 @@ impl Scan {
                 }
             };
             has_objects = true;
+            for c in crate::workload::credentials(document) {
+                self.errors
+                    .push(Diagnostic::new(src.node_location(c.node), c.message).with_hint(c.hint));
+            }
             for field in fields {
                 let context = match hook {
                     Some(name) => format!("hook {name}: {}", field.context),
@@ -540,6 +544,49 @@ mod tests {
         assert_eq!(
             d.message,
             "hook `install` job file `hooks/nope.yaml` does not exist"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn credentials_are_refused_unless_packed_on_purpose() {
+        let dir = scratch_dir("credentials");
+        let files = [
+            ("kubeconfig.yaml", "apiVersion: v1\nkind: Config\nusers:\n  - name: prod\n    user: {token: abc}\n"),
+            ("secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: aHVudGVyMg==\n"),
+            ("tls.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tls\ndata:\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    MII\n"),
+            ("meant.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: licence\n  annotations:\n    tele.dev/pack-credentials: \"true\"\nstringData:\n  key: k\n"),
+            ("empty.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: filled-at-install\ntype: Opaque\n"),
+            (".kube.yaml", "apiVersion: v1\nkind: Config\n"),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let manifest = manifest_in(&dir, "  {}\n");
+        let err = discover_images(&manifest).unwrap_err();
+        let shown: Vec<String> = err
+            .diagnostics()
+            .iter()
+            .map(|d| {
+                let file = d.location.file.file_name().unwrap().to_string_lossy();
+                format!(
+                    "{file}:{}:{}: {}",
+                    d.location.line, d.location.column, d.message
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "kubeconfig.yaml:1:1: a kubeconfig (kind: Config) holds a cluster's credentials and is never packed",
+                "secret.yaml:6:3: Secret/db holds data: credentials are not packed unless meant",
+                "tls.yaml:7:5: ConfigMap/tls holds a private key: credentials are not packed unless meant",
+            ]
+        );
+        let hint = err.diagnostics()[1].hint.clone().unwrap_or_default();
+        assert!(
+            hint.contains("annotate Secret/db with tele.dev/pack-credentials: \"true\""),
+            "{hint}"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

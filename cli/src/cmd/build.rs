@@ -95,6 +95,11 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
     if let Some(k) = &s.kubernetes_version {
         p.out(format!("  Kubernetes {k} runtime included"));
     }
+    if s.resource_files.is_empty() {
+        p.out("  no resource files (only images)");
+    } else {
+        p.out(format!("  packs {}", s.resource_files.join(", ")));
+    }
     match &s.signed_by {
         Some(key) => p.out(format!("  signed by {key}")),
         None => p.out("  not signed (sign it with --sign-key KEY; `tele keygen` makes a key)"),
