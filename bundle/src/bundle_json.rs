@@ -123,12 +123,17 @@ pub struct FileInfo {
 impl BundleMeta {
     /// Sum of every image's size: what the bundle would weigh without sharing.
     pub fn bytes_without_sharing(&self) -> u64 {
-        self.images.iter().map(|i| i.size).sum()
+        // Sizes come from the file: a crafted one must not wrap around.
+        self.images
+            .iter()
+            .fold(0u64, |t, i| t.saturating_add(i.size))
     }
 
     /// Bytes of the unique blobs.
     pub fn unique_blob_bytes(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
+        self.blobs
+            .iter()
+            .fold(0u64, |t, b| t.saturating_add(b.size))
     }
 
     /// Sizes of blobs by digest.

@@ -23,7 +23,9 @@ pub struct Inspection {
     /// Their bytes.
     pub unique_blob_bytes: u64,
     /// Bytes the images would take without sharing, minus what they take.
-    pub bytes_saved_by_sharing: u64,
+    /// None when bundle.json's image sizes add up to more than a u64
+    /// holds: no real bundle's do.
+    pub bytes_saved_by_sharing: Option<u64>,
 }
 
 /// Reads bundle.json and the blob sizes from the tarball at `path`.
@@ -53,11 +55,14 @@ pub fn inspect(path: &Path) -> Result<Inspection, Error> {
         ));
     }
     let compression = walked.compression;
-    let unique_blob_bytes: u64 = blobs.values().sum();
+    // Sizes from the tar headers: a crafted one must not wrap around.
+    let unique_blob_bytes = blobs.values().fold(0u64, |t, s| t.saturating_add(*s));
     Ok(Inspection {
         bytes_saved_by_sharing: meta
-            .bytes_without_sharing()
-            .saturating_sub(unique_blob_bytes),
+            .images
+            .iter()
+            .try_fold(0u64, |t, i| t.checked_add(i.size))
+            .map(|total| total.saturating_sub(unique_blob_bytes)),
         meta,
         compression,
         unique_blobs: blobs.len(),

@@ -17,11 +17,15 @@ pub fn linkage(path: &Path) -> &'static str {
     let phoff = u64::from_le_bytes(h[32..40].try_into().expect("8 bytes")) as usize;
     let (phentsize, phnum) = (u16_at(54), u16_at(56));
     for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        if o + 4 > h.len() {
+        // Offsets come from the file: any of them may be hostile.
+        let entry = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| Some((o, o.checked_add(4)?)));
+        let Some(kind) = entry.and_then(|(o, end)| h.get(o..end)) else {
             return "unknown";
-        }
-        if u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes")) == 3 {
+        };
+        if u32::from_le_bytes(kind.try_into().expect("4 bytes")) == 3 {
             return "dynamic";
         }
     }
@@ -38,5 +42,20 @@ mod tests {
             super::linkage(std::path::Path::new("/etc/hostname")),
             "unknown"
         );
+    }
+
+    #[test]
+    fn a_crafted_header_is_unknown_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("evil");
+        for phoff in [u64::MAX - 1, u64::MAX / 2, 1 << 40, 60] {
+            let mut h = vec![0u8; 64];
+            h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+            h[32..40].copy_from_slice(&phoff.to_le_bytes());
+            h[54..56].copy_from_slice(&0xffffu16.to_le_bytes());
+            h[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+            std::fs::write(&p, &h).unwrap();
+            assert_eq!(super::linkage(&p), "unknown", "phoff {phoff}");
+        }
     }
 }

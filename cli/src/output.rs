@@ -376,6 +376,21 @@ fn stage_name(s: Stage) -> &'static str {
 }
 
 /// Bytes in MiB/GiB for people.
+/// Text from a file tele did not write (a bundle's bundle.json, a tar
+/// entry's name) as it may be shown on a terminal: control characters,
+/// escape sequences and line breaks among them, are written escaped.
+pub fn untrusted(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }

@@ -40,7 +40,7 @@ pub fn run(a: VerifyArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &v.problems {
-        p.note(format!("error: {problem}"));
+        p.note(format!("error: {}", crate::output::untrusted(problem)));
     }
     let hint = if matches!(v.signature, SignatureStatus::Invalid { .. }) {
         "the bundle is not the one the vendor signed (or the key is not the vendor's): get both again, through a channel you trust"
