@@ -46,6 +46,11 @@ fn tree(dir: &Path) -> BTreeSet<PathBuf> {
 /// `tele ARGS` in `work`, measured by GNU time; nothing may appear in or
 /// vanish from `work`.
 fn tele_in(work: &Path, args: &[&str]) -> Outcome {
+    tele_with(work, args, &[])
+}
+
+/// [`tele_in`] with more environment.
+fn tele_with(work: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let rss = std::env::temp_dir().join(format!("tele-hostile-rss-{}-{n}", std::process::id()));
@@ -59,7 +64,8 @@ fn tele_in(work: &Path, args: &[&str]) -> Outcome {
         .env("HOME", work)
         .env("NO_COLOR", "1")
         .env("TELE_NO_RUNTIME", "true")
-        .env("TELE_NO_MONITORING", "true"));
+        .env("TELE_NO_MONITORING", "true")
+        .envs(env.iter().copied()));
     let kb: u64 = fs::read_to_string(&rss)
         .unwrap_or_default()
         .lines()
@@ -401,4 +407,75 @@ fn a_crafted_installer_is_named_not_a_panic() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The lying registry of tests/support/hostile_registry.py, stopped on drop.
+struct HostileRegistry(std::process::Child, String);
+
+impl Drop for HostileRegistry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hostile_registry() -> HostileRegistry {
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/hostile_registry.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .spawn()
+        .expect("python3 runs the hostile registry");
+    let host = format!("127.0.0.1:{port}");
+    wait_for_port(&host);
+    HostileRegistry(child, host)
+}
+
+#[test]
+fn a_registry_that_lies_or_stalls_is_given_up_on_with_bounded_memory() {
+    let registry = hostile_registry();
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let cache = t.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    for (mode, want) in [
+        (
+            "oversize",
+            "more than the 100 bytes its descriptor declares",
+        ),
+        ("stall", "the registry stalled"),
+        ("huge", "more than the 4 MiB any image manifest takes"),
+        ("garbage", "evil/garbage"),
+    ] {
+        let dir = t.path().join(format!("app-{mode}"));
+        let manifest = write_app(
+            &dir,
+            "shop",
+            &[&format!("{}/evil/{mode}:1", registry.1)],
+            &[],
+        );
+        let out = t.path().join(format!("{mode}.tar"));
+        let o = tele_with(
+            &work,
+            &[
+                "build",
+                manifest.to_str().unwrap(),
+                "--cache-dir",
+                cache,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[("TELE_REGISTRY_STALL_SECONDS", "2")],
+        );
+        assert_eq!(o.code, Some(2), "{mode}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(want),
+            "{mode}: wanted {want:?} in\n{}",
+            o.stderr
+        );
+        assert!(o.rss_mb < MAX_RSS_MB, "{mode}: {} MB", o.rss_mb);
+        assert!(!out.exists(), "{mode}: a bundle was written");
+    }
 }

@@ -108,6 +108,23 @@ fn registry_error(
     BuildError::registry(format!("failed to {what} {r}: {text}"), hint)
 }
 
+/// The most time a manifest may take, whole.
+const MANIFEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+/// The largest manifest kept (real ones are a few KiB).
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// A blob download that brings less than [`STALL_MIN_BYTES`] in a window
+/// this long has stalled: 30 s, or `TELE_REGISTRY_STALL_SECONDS`.
+fn stall_window() -> std::time::Duration {
+    let secs = std::env::var("TELE_REGISTRY_STALL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
+/// See [`stall_window`].
+const STALL_MIN_BYTES: u64 = 16 << 10;
+
 impl Registries {
     /// A client that speaks plain HTTP to loopback hosts among `hosts` and to `insecure`.
     pub fn new(hosts: &BTreeSet<String>, insecure: &[String]) -> Registries {
@@ -131,11 +148,35 @@ impl Registries {
         reference: &Reference,
         auth: &RegistryAuth,
     ) -> Result<(Vec<u8>, Digest), BuildError> {
-        let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(reference, auth, &media::ACCEPTED)
-            .await
-            .map_err(|e| registry_error(r, "fetch the manifest of", e))?;
+        let (bytes, digest) = tokio::time::timeout(
+            MANIFEST_DEADLINE,
+            self.client
+                .pull_manifest_raw(reference, auth, &media::ACCEPTED),
+        )
+        .await
+        .map_err(|_| {
+            BuildError::registry(
+                format!(
+                    "the manifest of {r} did not arrive within {} s",
+                    MANIFEST_DEADLINE.as_secs()
+                ),
+                format!(
+                    "check the connection to {}; a registry that stalls is given up on",
+                    r.registry()
+                ),
+            )
+        })?
+        .map_err(|e| registry_error(r, "fetch the manifest of", e))?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(BuildError::registry(
+                format!(
+                    "the manifest of {r} is {} bytes, more than the {} MiB any image manifest takes",
+                    bytes.len(),
+                    MAX_MANIFEST_BYTES >> 20
+                ),
+                "the registry sends wrong content; use another mirror",
+            ));
+        }
         let actual = Digest::of_bytes(&bytes);
         if digest.parse::<Digest>().is_ok_and(|d| d != actual) {
             return Err(BuildError::registry(
@@ -263,15 +304,51 @@ impl Registries {
                 .map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
             let mut stream = stream.stream;
             let mut failed = None;
-            while let Some(chunk) = stream.next().await {
+            // Progress is watched over windows of `stall`: a server that
+            // sends less than STALL_MIN_BYTES in one is given up on.
+            let stall = stall_window();
+            let mut window_start = tokio::time::Instant::now();
+            let mut window_bytes = 0u64;
+            loop {
+                let left = stall.saturating_sub(window_start.elapsed());
+                let next = tokio::time::timeout(left, stream.next()).await;
+                if window_start.elapsed() >= stall {
+                    if window_bytes < STALL_MIN_BYTES {
+                        failed = Some(format!(
+                            "the registry stalled: less than {} KiB in {} s",
+                            STALL_MIN_BYTES >> 10,
+                            stall.as_secs()
+                        ));
+                        break;
+                    }
+                    window_start = tokio::time::Instant::now();
+                    window_bytes = 0;
+                }
+                let chunk = match next {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    // Nothing in this window yet: the check above judges it.
+                    Err(_) => continue,
+                };
                 match chunk {
                     Ok(bytes) => {
+                        // Never more than the descriptor declares.
+                        if w.written() + bytes.len() as u64 > blob.size {
+                            return Err(BuildError::registry(
+                                format!(
+                                    "blob {} of {r}: the registry sent more than the {} bytes its descriptor declares; stopped there, nothing was stored",
+                                    blob.digest, blob.size
+                                ),
+                                "the registry sends wrong content; use another mirror",
+                            ));
+                        }
                         w.write_all(&bytes)
                             .map_err(|e| BuildError::io(store.path(&blob.digest), e))?;
+                        window_bytes += bytes.len() as u64;
                         progress(bytes.len() as u64);
                     }
                     Err(e) => {
-                        failed = Some(e);
+                        failed = Some(e.to_string());
                         break;
                     }
                 }

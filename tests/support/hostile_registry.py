@@ -1,0 +1,105 @@
+"""A registry that lies, for tests/hostile.rs: python3 hostile_registry.py PORT.
+
+The repository's name says how it misbehaves:
+  evil/oversize   its layer's descriptor says 100 bytes, it sends 10 MiB;
+  evil/stall      its layer trickles 50 bytes, then nothing for ten minutes;
+  evil/huge       its manifest is 8 MiB;
+  evil/garbage    its manifest is not JSON.
+"""
+import hashlib
+import http.server
+import json
+import sys
+import time
+
+CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+LAYER = b"x" * 100
+
+
+def digest(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def manifest():
+    return json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(CONFIG), "size": len(CONFIG)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest(LAYER), "size": len(LAYER)}],
+    }).encode()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status, body, ctype="application/json", length=None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/v2/":
+            return self.send(200, b"{}")
+        parts = path.split("/")
+        mode = parts[3] if len(parts) > 3 else ""
+        if "/manifests/" in path:
+            if mode == "huge":
+                body = b'{"schemaVersion":2,"pad":"' + b"a" * (8 << 20) + b'"}'
+            elif mode == "garbage":
+                body = b"\x00\xffnot a manifest"
+            else:
+                body = manifest()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Docker-Content-Digest", digest(body))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return
+        if "/blobs/" in path:
+            d = parts[-1]
+            if d == digest(CONFIG):
+                return self.send(200, CONFIG, "application/octet-stream")
+            if d == digest(LAYER):
+                if mode == "oversize":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(10 << 20))
+                    self.end_headers()
+                    try:
+                        for _ in range(160):
+                            self.wfile.write(b"y" * 65536)
+                    except OSError:
+                        pass
+                    return
+                if mode == "stall":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(LAYER)))
+                    self.end_headers()
+                    try:
+                        self.wfile.write(LAYER[:50])
+                        self.wfile.flush()
+                        time.sleep(600)
+                    except OSError:
+                        pass
+                    return
+                return self.send(200, LAYER, "application/octet-stream")
+        self.send(404, b'{"errors":[{"code":"NOT_FOUND"}]}')
+
+
+http.server.ThreadingHTTPServer.daemon_threads = True
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
