@@ -394,3 +394,41 @@ fn offline_bundle(dir: &std::path::Path, resources: &[(&str, &str)]) -> std::pat
         .arg(dir.join("c")));
     extract(&out, &dir.join("x"))
 }
+
+#[test]
+fn a_directory_is_read_as_its_app_yaml_and_a_missing_output_directory_is_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFactory::new(&dir.path().join("images"));
+    f.base("example.com/test/base:1");
+    write_app(
+        &dir.path().join("hello"),
+        "shop",
+        &["example.com/test/base:1"],
+        &[],
+    );
+    fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let build = |manifest: &str, out: &str| {
+        run(tele()
+            .current_dir(dir.path())
+            .args(["build", manifest, "-o", out, "--cache-dir", "c"])
+            .arg(format!("--image-source=oci:{}", f.layout.display())))
+    };
+    let o = build("hello", "shop.tar");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("shop.tar").is_file());
+    let o = build("empty", "other.tar");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("empty is a directory with no app.yaml in it"),
+        "{}",
+        stderr(&o)
+    );
+    let o = build("hello", "/nonexistent-tele-dir/sub/t.tar");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the directory /nonexistent-tele-dir/sub does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!std::path::Path::new("/nonexistent-tele-dir").exists());
+}

@@ -479,3 +479,34 @@ fn a_registry_that_lies_or_stalls_is_given_up_on_with_bounded_memory() {
         assert!(!out.exists(), "{mode}: a bundle was written");
     }
 }
+
+#[test]
+fn an_image_of_another_platform_is_refused_at_build_time() {
+    let registry = hostile_registry();
+    let t = tempfile::tempdir().unwrap();
+    let manifest = write_app(
+        &t.path().join("app"),
+        "shop",
+        &[&format!("{}/fine/app:1", registry.1)],
+        &[],
+    );
+    let build = |platform: &str| {
+        run(tele()
+            .arg("build")
+            .arg(&manifest)
+            .args(["--platform", platform, "--cache-dir"])
+            .arg(t.path().join("cache"))
+            .arg("-o")
+            .arg(t.path().join(format!("{}.tar", platform.replace('/', "-")))))
+    };
+    let o = build("linux/arm64");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fine/app:1 is an image for linux/amd64, not for linux/arm64"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!t.path().join("linux-arm64.tar").exists());
+    let o = build("linux/amd64");
+    assert!(o.status.success(), "{}", stderr(&o));
+}

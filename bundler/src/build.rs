@@ -112,6 +112,22 @@ pub struct ImageSummary {
     pub source: String,
 }
 
+/// The manifest `path` names: the file, or `app.yaml` in the directory.
+pub fn manifest_path(path: &Path) -> Result<PathBuf, BuildError> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let inside = path.join("app.yaml");
+    if inside.is_file() {
+        Ok(inside)
+    } else {
+        Err(BuildError::input(
+            format!("{} is a directory with no app.yaml in it", path.display()),
+            "give the app's manifest file (tele build path/to/app.yaml)",
+        ))
+    }
+}
+
 /// The bundle's top directory name: `<name>-<version>`.
 pub fn top_dir(m: &Manifest) -> String {
     format!("{}-{}", m.metadata.name, m.metadata.version)
@@ -129,7 +145,7 @@ pub fn default_output(m: &Manifest, compression: Compression) -> PathBuf {
 
 /// Builds the bundle.
 pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummary, BuildError> {
-    let manifest = tele_manifests::load_manifest(&opts.manifest)?;
+    let manifest = tele_manifests::load_manifest(&manifest_path(&opts.manifest)?)?;
     let set = tele_manifests::discover_images(&manifest)?;
     for w in &set.warnings {
         reporter.note(&format!("warning: {w}"));
@@ -213,6 +229,7 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
     let (fetched, fetched_bytes, cached) =
         runtime.block_on(fetch_all(&images, &registries, &store, reporter, jobs))?;
     drop(runtime);
+    check_platforms(&images, &store)?;
 
     let output = opts
         .output
@@ -444,6 +461,43 @@ async fn fetch_all(
         .await?;
     reporter.finish(Stage::Fetch);
     Ok((count, bytes, cached))
+}
+
+/// Every image is for the platform asked for: an image of one platform
+/// (no index to choose from) says which in its config, and a bundle for
+/// another platform would fail only at the customer.
+fn check_platforms(images: &[ResolvedImage], store: &BlobStore) -> Result<(), BuildError> {
+    use std::io::Read as _;
+    for image in images {
+        let Some(config) = image.content.first() else {
+            continue;
+        };
+        let path = store.path(&config.digest);
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&path).and_then(|f| f.take(4 << 20).read_to_end(&mut bytes));
+        if read.is_err() {
+            continue;
+        }
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let (Some(os), Some(arch)) = (doc["os"].as_str(), doc["architecture"].as_str()) else {
+            continue;
+        };
+        if os != image.platform.os || arch != image.platform.architecture {
+            return Err(BuildError::input(
+                format!(
+                    "{} is an image for {os}/{arch}, not for {}",
+                    image.reference, image.platform
+                ),
+                format!(
+                    "use an image (or a multi-platform index) with {} in it, or build for {os}/{arch} with --platform",
+                    image.platform
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn bundle_meta(

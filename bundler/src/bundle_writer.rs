@@ -103,7 +103,16 @@ pub fn write_bundle(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&out_dir).map_err(|e| BuildError::io(&out_dir, e))?;
+    if !out_dir.is_dir() {
+        return Err(BuildError::input(
+            format!(
+                "cannot write {}: the directory {} does not exist",
+                output.display(),
+                out_dir.display()
+            ),
+            "create it first, or give another path with -o",
+        ));
+    }
     let file_name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -6,7 +6,8 @@ use crate::args::ImagesArgs;
 use crate::output::Printer;
 
 pub fn run(a: ImagesArgs, p: &Printer) -> anyhow::Result<ExitCode> {
-    let manifest = tele_manifests::load_manifest(&a.manifest)?;
+    let manifest =
+        tele_manifests::load_manifest(&tele_bundler::build::manifest_path(&a.manifest)?)?;
     let set = tele_manifests::discover_images(&manifest)?;
     for w in &set.warnings {
         p.note(format!("warning: {w}"));
