@@ -289,8 +289,10 @@ pub fn run(state_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     };
     let networks = [cfg.service_cidr.as_str(), cfg.pod_cidr.as_str()];
     let zone = Arc::new(RwLock::new(Zone::new(CLUSTER_DOMAIN, &networks)));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: a question is read, answered and sent on the thread that
+    // took it, with no hand-over between threads to wait for (the tail
+    // latency of a node-local DNS is its point); the watch shares it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
