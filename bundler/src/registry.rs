@@ -89,6 +89,9 @@ fn registry_error(
             "log in to {} (docker login writes ~/.docker/config.json, or configure a credential helper) and check the repository name",
             r.registry()
         )),
+        E::DigestError(_) => Some(
+            "the registry sent content that does not match its digest: the registry, or something between it and you, altered it; try another mirror".to_string(),
+        ),
         E::ImageManifestNotFoundError(_) => Some(
             "check the image reference, or give the image locally with --image-source oci:PATH or docker-archive:PATH".to_string(),
         ),
