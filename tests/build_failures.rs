@@ -292,6 +292,23 @@ fn images_lists_each_reference_with_file_and_line() {
         "app.yaml",
     ])));
     assert_eq!(j["images"].as_array().unwrap().len(), 2);
+
+    // What build packs beyond the app: the monitoring stack's images, each
+    // saying why (the runtime's are listed in tests/runtime.rs).
+    let o = ok(tele()
+        .current_dir(manifest.parent().unwrap())
+        .env_remove("TELE_NO_MONITORING")
+        .args(["images", "app.yaml"]));
+    let text = stdout(&o);
+    assert!(
+        text.contains("/influxdb:")
+            && text.contains("    the monitoring stack (extensions.monitoring)"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("docker.io/library/nginx:latest\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -527,6 +527,24 @@ fn a_bundle_with_the_runtime_verifies_and_its_binaries_run() {
         refs.iter().any(|r| r.starts_with("registry.k8s.io/pause:")),
         "{refs:?}"
     );
+    // `tele images` lists every image the build packed, runtime's included.
+    let listed = ok(Command::new(tele)
+        .env("TELE_NO_MONITORING", "true")
+        .args(["--output-format", "json", "images"])
+        .arg(app.join("app.yaml"))
+        .arg("--runtime")
+        .arg(runtime_dir()));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut listed: Vec<&str> = listed["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut packed = refs.clone();
+    packed.sort();
+    assert_eq!(listed, packed, "tele images against what the bundle holds");
 
     let x = dir.path().join("x");
     fs::create_dir_all(&x).unwrap();

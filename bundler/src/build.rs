@@ -184,8 +184,10 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
         })
         .transpose()?;
     let store = BlobStore::open(&opts.cache_dir).map_err(|e| BuildError::io(&opts.cache_dir, e))?;
-    let kube_runtime = load_runtime(&manifest, opts)?;
-    let monitoring = monitoring_options(&manifest, opts)?;
+    let kube_runtime = runtime_path(&manifest, &opts.runtime, &opts.cache_dir)?
+        .map(|p| Runtime::load(&p, &opts.cache_dir))
+        .transpose()?;
+    let monitoring = monitoring_options(&manifest, opts.monitoring)?;
     let mut sources = opts.sources.clone();
     let mut references: BTreeSet<ImageRef> = set.images.keys().cloned().collect();
     if let Some(rt) = &kube_runtime {
@@ -324,9 +326,9 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
 /// The monitoring stack's options from the manifest, or None when it is off.
 fn monitoring_options(
     manifest: &Manifest,
-    opts: &BuildOptions,
+    wanted: bool,
 ) -> Result<Option<tele_assets::MonitoringOptions>, BuildError> {
-    if !opts.monitoring {
+    if !wanted {
         return Ok(None);
     }
     let mon =
@@ -340,24 +342,28 @@ fn monitoring_options(
 }
 
 /// The runtime chosen by `--runtime`, the manifest, or the cache.
-fn load_runtime(manifest: &Manifest, opts: &BuildOptions) -> Result<Option<Runtime>, BuildError> {
+fn runtime_path(
+    manifest: &Manifest,
+    choice: &RuntimeChoice,
+    cache_dir: &Path,
+) -> Result<Option<PathBuf>, BuildError> {
     let from_manifest = manifest
         .system_options
         .as_ref()
         .and_then(|s| s.runtime.as_ref());
-    let path = match &opts.runtime {
+    let path = match choice {
         RuntimeChoice::None => return Ok(None),
         RuntimeChoice::Path(p) => p.clone(),
         RuntimeChoice::Default => match from_manifest.and_then(|r| r.path.as_ref()) {
             Some(p) => manifest.dir.join(p),
             None => {
                 let version = from_manifest.and_then(|r| r.version.as_deref());
-                Runtime::default_path(&opts.cache_dir, version).ok_or_else(|| {
+                Runtime::default_path(cache_dir, version).ok_or_else(|| {
                     BuildError::input(
                         format!(
                             "no Kubernetes runtime{} in {}",
                             version.map(|v| format!(" {v}")).unwrap_or_default(),
-                            opts.cache_dir.join("runtime").display()
+                            cache_dir.join("runtime").display()
                         ),
                         "make one with scripts/build-runtime, give one with --runtime PATH, or pass --no-runtime for an app-only bundle",
                     )
@@ -365,7 +371,44 @@ fn load_runtime(manifest: &Manifest, opts: &BuildOptions) -> Result<Option<Runti
             }
         },
     };
-    Runtime::load(&path, &opts.cache_dir).map(Some)
+    Ok(Some(path))
+}
+
+/// Why a build packs an image that the app's resources do not name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SystemImage {
+    /// The Kubernetes runtime's own image (the pause container).
+    Runtime,
+    /// An image of the monitoring stack.
+    Monitoring,
+}
+
+/// The images a build packs beyond the app's own: the runtime's (from its
+/// runtime.json, without checking its files) and the monitoring stack's.
+pub fn system_images(
+    manifest: &Manifest,
+    runtime: &RuntimeChoice,
+    monitoring: bool,
+    cache_dir: &Path,
+) -> Result<Vec<(ImageRef, SystemImage)>, BuildError> {
+    let mut out = Vec::new();
+    if let Some(path) = runtime_path(manifest, runtime, cache_dir)? {
+        for r in Runtime::image_refs(&path, cache_dir)? {
+            out.push((r, SystemImage::Runtime));
+        }
+    }
+    if let Some(mon) = monitoring_options(manifest, monitoring)? {
+        for image in tele_assets::monitoring::images(&mon) {
+            let r = image.parse().map_err(|e| {
+                BuildError::input(
+                    format!("monitoring image `{image}`: {e}"),
+                    "fix extensions.monitoring.images in the manifest",
+                )
+            })?;
+            out.push((r, SystemImage::Monitoring));
+        }
+    }
+    Ok(out)
 }
 
 async fn resolve_one(

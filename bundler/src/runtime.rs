@@ -128,6 +128,30 @@ impl Runtime {
         })
     }
 
+    /// The system images a runtime holds, read from its runtime.json alone
+    /// (its files are not checked: that is [`Runtime::load`]'s work).
+    pub fn image_refs(path: &Path, cache_dir: &Path) -> Result<Vec<ImageRef>, BuildError> {
+        let root = if path.is_dir() {
+            path.to_path_buf()
+        } else if path.is_file() {
+            unpack_tarball(path, cache_dir)?
+        } else {
+            return Err(BuildError::input(
+                format!("runtime {} does not exist", path.display()),
+                "make one with scripts/build-runtime, or give --runtime PATH (or --no-runtime for an app-only bundle)",
+            ));
+        };
+        let meta = read_meta(&root)?;
+        check_meta(&meta, &root)?;
+        Ok(Runtime {
+            root,
+            meta,
+            sources: BTreeMap::new(),
+        }
+        .images()
+        .1)
+    }
+
     /// The runtime `scripts/build-runtime` made in the cache: `cache_dir/runtime/<version>`
     /// (a leading `v` is ignored), or the newest complete one there when `version` is
     /// `None`. Only directories holding `runtime.json` count.

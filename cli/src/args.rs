@@ -410,9 +410,21 @@ pub enum CompressionArg {
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    /// The app manifest.
+    /// The app manifest (or the directory holding app.yaml).
     #[arg(default_value = "app.yaml")]
     pub manifest: PathBuf,
+    /// Blob cache, where the default runtime is found [default: $XDG_CACHE_HOME/tele or ~/.cache/tele].
+    #[arg(long, env = "TELE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The Kubernetes runtime whose images to list (as `tele build --runtime`).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_runtime")]
+    pub runtime: Option<PathBuf>,
+    /// List no runtime images (as `tele build --no-runtime`).
+    #[arg(long, env = "TELE_NO_RUNTIME")]
+    pub no_runtime: bool,
+    /// List no monitoring images (as `tele build --no-monitoring`).
+    #[arg(long, env = "TELE_NO_MONITORING")]
+    pub no_monitoring: bool,
 }
 
 #[derive(Debug, Args)]
