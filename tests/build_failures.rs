@@ -449,3 +449,52 @@ fn a_directory_is_read_as_its_app_yaml_and_a_missing_output_directory_is_not_mad
     );
     assert!(!std::path::Path::new("/nonexistent-tele-dir").exists());
 }
+
+/// A new user's typos, caught by `tele build` against the Kubernetes 1.20
+/// schema: a misspelt kind and a misspelt field stop the build at their
+/// place with the name meant, before anything is fetched or written.
+#[test]
+fn a_misspelt_kind_or_field_stops_the_build_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let web = deployment("web", "127.0.0.1:1/web:1");
+    assert!(
+        web.contains("kind: Deployment\n") && web.contains("containers:"),
+        "{web}"
+    );
+    let broken = web
+        .replace("kind: Deployment\n", "kind: Deploymnt\n")
+        .replace("containers:", "contianers:");
+    let manifest = write_app(
+        &dir.path().join("app"),
+        "shop",
+        &[],
+        &[
+            ("k8s/web.yaml", &web.replace("containers:", "contianers:")),
+            (
+                "k8s/other.yaml",
+                &broken.replace("contianers:", "containers:"),
+            ),
+        ],
+    );
+    let o = run(tele()
+        .current_dir(manifest.parent().unwrap())
+        .arg("build")
+        .arg("app.yaml")
+        .arg("-o")
+        .arg(out.join("shop.tar")));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("k8s/other.yaml:2:7: unknown kind `Deploymnt` in `apps/v1` (Kubernetes 1.20)\n  hint: did you mean `Deployment`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown field `contianers` in `spec.template.spec`\n  hint: did you mean `containers`?")
+            && err.contains("k8s/web.yaml:"),
+        "{err}"
+    );
+    assert!(!err.contains("127.0.0.1:1"), "nothing fetched: {err}");
+    no_partial_files(&out);
+}

@@ -709,3 +709,21 @@ fn resource_mode(p: &Path) -> Result<u32, BuildError> {
         0o644
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The monitoring stack tele packs is read by the same schema as a
+    /// vendor's resources: every object fits Kubernetes 1.20.
+    #[test]
+    fn the_monitoring_stack_fits_the_kubernetes_schema() {
+        let files = tele_assets::monitoring::render(&tele_assets::MonitoringOptions::default());
+        assert!(files.len() > 3, "{files:?}");
+        for (path, text) in files {
+            let problems = tele_manifests::check_objects(Path::new(&path), &text);
+            let shown: Vec<String> = problems.iter().map(|d| d.to_string()).collect();
+            assert!(shown.is_empty(), "{path}:\n{}", shown.join("\n"));
+        }
+    }
+}

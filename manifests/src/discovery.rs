@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::diagnostic::{sort_diagnostics, Diagnostic, ManifestError};
 use crate::hooks::{inline_job_sources, HookJob};
 use crate::image_ref::ImageRef;
+use crate::kube_schema::{self, Checked, CustomKinds, Unresolved};
 use crate::manifest::Manifest;
 use crate::schema_check::{describe, is_null};
 use crate::source_text::{Origin, SourceText};
@@ -100,7 +101,16 @@ pub fn discover_images(manifest: &Manifest) -> Result<ImageSet, ManifestError> {
     let Scan {
         mut set,
         mut errors,
+        custom,
+        unresolved,
     } = scan;
+    for u in &unresolved {
+        match u.judge(&custom) {
+            Some((true, error)) => errors.push(error),
+            Some((false, warning)) => set.warnings.push(warning),
+            None => {}
+        }
+    }
     if !errors.is_empty() {
         sort_diagnostics(&mut errors);
         return Err(ManifestError::Invalid(errors));
@@ -173,6 +183,10 @@ fn read_source(
 struct Scan {
     set: ImageSet,
     errors: Vec<Diagnostic>,
+    /// Kinds defined by CustomResourceDefinitions read so far.
+    custom: CustomKinds,
+    /// Objects of kinds Kubernetes does not know, judged once all is read.
+    unresolved: Vec<Unresolved>,
 }
 
 impl Scan {
@@ -198,6 +212,14 @@ impl Scan {
                 }
             };
             has_objects = true;
+            self.custom.learn(document);
+            let mut schema_errors = Vec::new();
+            for checked in kube_schema::check(src, document) {
+                match checked {
+                    Checked::Known(found) => schema_errors.extend(found),
+                    Checked::Unknown(u) => self.unresolved.push(u),
+                }
+            }
             for c in crate::workload::credentials(document) {
                 self.errors
                     .push(Diagnostic::new(src.node_location(c.node), c.message).with_hint(c.hint));
@@ -243,6 +265,10 @@ impl Scan {
                     }
                 }
             }
+            // One message per place: an image field of the wrong type is
+            // already reported, with its container.
+            schema_errors.retain(|d| !self.errors.iter().any(|e| e.location == d.location));
+            self.errors.extend(schema_errors);
         }
         has_objects
     }
@@ -325,7 +351,7 @@ mod tests {
         expect(
             "docker.io/library/postgres:16",
             "list.json",
-            "9:83",
+            "9:146",
             "\"postgres:16\"",
             "StatefulSet/db container postgres",
         );
@@ -345,7 +371,7 @@ mod tests {
         expect(
             "localhost:5000/rs:1",
             "workloads.yml",
-            "16:56",
+            "16:90",
             "\"localhost:5000/rs:1\"",
             "ReplicaSet/rs container c",
         );
@@ -359,7 +385,7 @@ mod tests {
         expect(
             "docker.io/ds/image:1",
             "workloads.yml",
-            "26:56",
+            "26:90",
             "ds/image:1",
             "DaemonSet/ds container c",
         );
@@ -373,21 +399,21 @@ mod tests {
         expect(
             "docker.io/cron/v1:1",
             "workloads.yml",
-            "36:77",
+            "36:97",
             "cron/v1:1",
             "CronJob/cron container c",
         );
         expect(
             "docker.io/cron/v1beta1:1",
             "workloads.yml",
-            "48:22",
+            "49:22",
             "cron/v1beta1:1",
             "CronJob/legacy container c",
         );
         expect(
             "docker.io/library/tmpl:latest",
             "workloads.yml",
-            "53:49",
+            "54:49",
             "index.docker.io/tmpl",
             "PodTemplate/tmpl container c",
         );
@@ -431,7 +457,7 @@ mod tests {
         let warnings: Vec<String> = set.warnings.iter().map(|w| w.to_string()).collect();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].ends_with(
-            "web.yaml:25:1: skipped a document: the document has no `apiVersion` and `kind`"
+            "web.yaml:26:1: skipped a document: the document has no `apiVersion` and `kind`"
         ));
     }
 

@@ -42,6 +42,7 @@ mod discovery;
 mod documents;
 mod hooks;
 mod image_ref;
+mod kube_schema;
 mod manifest;
 mod node_profile;
 mod quantity;
@@ -58,6 +59,7 @@ pub use discovery::{discover_images, ImageSet, ImageUse};
 pub use documents::{load_documents, Document};
 pub use hooks::{Hook, HookJob, Hooks, HOOK_NAMES};
 pub use image_ref::{ImageRef, ImageRefError};
+pub use kube_schema::{check_objects, KUBERNETES_VERSION};
 pub use manifest::{load_manifest, parse_manifest, ImageEntry, Manifest, ManifestKind, Metadata};
 pub use node_profile::{
     Flavor, FlavorNodes, Flavors, Installer, NetworkRequirement, NodeProfile, OsRequirement,
