@@ -420,11 +420,15 @@ impl Drop for HostileRegistry {
 }
 
 fn hostile_registry() -> HostileRegistry {
-    let port = free_port();
+    hostile_registry_on(free_port(), &[])
+}
+
+fn hostile_registry_on(port: u16, options: &[&str]) -> HostileRegistry {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/hostile_registry.py");
     let child = Command::new("python3")
         .arg(script)
         .arg(port.to_string())
+        .args(options)
         .spawn()
         .expect("python3 runs the hostile registry");
     let host = format!("127.0.0.1:{port}");
@@ -448,6 +452,7 @@ fn a_registry_that_lies_or_stalls_is_given_up_on_with_bounded_memory() {
         ("stall", "the registry stalled"),
         ("huge", "more than the 4 MiB any image manifest takes"),
         ("garbage", "evil/garbage"),
+        ("trickle", "did not arrive within 3 s"),
     ] {
         let dir = t.path().join(format!("app-{mode}"));
         let manifest = write_app(
@@ -467,7 +472,10 @@ fn a_registry_that_lies_or_stalls_is_given_up_on_with_bounded_memory() {
                 "-o",
                 out.to_str().unwrap(),
             ],
-            &[("TELE_REGISTRY_STALL_SECONDS", "2")],
+            &[
+                ("TELE_REGISTRY_STALL_SECONDS", "2"),
+                ("TELE_REGISTRY_DEADLINE_SECONDS", "3"),
+            ],
         );
         assert_eq!(o.code, Some(2), "{mode}: {}", o.stderr);
         assert!(
@@ -509,4 +517,127 @@ fn an_image_of_another_platform_is_refused_at_build_time() {
     assert!(!t.path().join("linux-arm64.tar").exists());
     let o = build("linux/amd64");
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// An address of this machine that is not loopback: to tele, another host
+/// (the test servers listen on every address).
+fn other_address() -> String {
+    let o = ok(Command::new("hostname").arg("-I"));
+    stdout(&o)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no non-loopback IPv4 address on this machine: {}",
+                stdout(&o)
+            )
+        })
+        .to_string()
+}
+
+/// Credentials go to the registry itself and to a token service over HTTPS
+/// or on this machine, never to one over plain HTTP elsewhere; a blob
+/// redirected to another host is fetched without them.
+#[test]
+fn credentials_go_only_to_the_registry_and_a_token_service_it_may_name() {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let other = other_address();
+    let build = |port: u16, image: &str, name: &str| {
+        let docker = t.path().join(format!("docker-{name}"));
+        fs::create_dir_all(&docker).unwrap();
+        // "user:secret", base64 as docker login writes it.
+        let config = format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"dXNlcjpzZWNyZXQ="}}}}}}"#);
+        fs::write(docker.join("config.json"), config).unwrap();
+        let manifest = write_app(
+            &t.path().join(format!("app-{name}")),
+            "shop",
+            &[&format!("127.0.0.1:{port}/{image}:1")],
+            &[],
+        );
+        let out = t.path().join(format!("{name}.tar"));
+        let o = tele_with(
+            &work,
+            &[
+                "build",
+                manifest.to_str().unwrap(),
+                "--cache-dir",
+                t.path().join(format!("cache-{name}")).to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+        );
+        (o, out)
+    };
+    let requests = |log: &Path| fs::read_to_string(log).unwrap_or_default();
+
+    // A token service over plain HTTP on another host: refused before anything is sent.
+    let port = free_port();
+    let log = t.path().join("plain.log");
+    let _registry = hostile_registry_on(
+        port,
+        &[
+            "--realm",
+            &format!("http://{other}:{port}/token"),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let (o, out) = build(port, "fine/app", "plain");
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("127.0.0.1:{port} asks for your credentials, but its token service http://{other} is not reached over HTTPS")),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("secret") && !o.stderr.contains("dXNlcjpzZWNyZXQ"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !requests(&log).contains("/token"),
+        "credentials sent:\n{}",
+        requests(&log)
+    );
+    assert!(!out.exists());
+
+    // On this machine, the token service gets them; a blob redirected to
+    // another host is fetched there without any credentials.
+    let port = free_port();
+    let log = t.path().join("local.log");
+    let _registry = hostile_registry_on(
+        port,
+        &[
+            "--realm",
+            &format!("http://127.0.0.1:{port}/token"),
+            "--other-host",
+            &other,
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let (o, out) = build(port, "evil/redirect", "local");
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(out.is_file());
+    let seen = requests(&log);
+    assert!(seen.contains("/token Basic\n"), "{seen}");
+    assert!(
+        seen.contains("/blobs/sha256:") && seen.contains(" Bearer\n"),
+        "{seen}"
+    );
+    let elsewhere: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.starts_with("/elsewhere/"))
+        .collect();
+    assert!(!elsewhere.is_empty(), "{seen}");
+    assert!(
+        elsewhere.iter().all(|l| l.ends_with(" -")),
+        "credentials followed the redirect:\n{seen}"
+    );
 }

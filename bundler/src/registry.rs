@@ -21,6 +21,41 @@ use crate::image::{self, Blob, Origin, Platform, ResolvedImage};
 /// A registry client for one build.
 pub struct Registries {
     client: Client,
+    /// Hosts reached over plain HTTP.
+    plain: Vec<String>,
+    /// For the credentials check: no redirects, short timeouts.
+    probe: reqwest::Client,
+    /// Registries whose token service was found fit for credentials.
+    checked: tokio::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Why credentials may not go where a registry's challenge sends them, if
+/// they may not: a token service must use HTTPS, unless it is on this machine.
+pub fn realm_refusal(realm: &str) -> Option<String> {
+    match reqwest::Url::parse(realm) {
+        Err(e) => Some(format!("its token service `{realm}` is not a URL ({e})")),
+        Ok(url) if url.scheme() == "https" => None,
+        Ok(url) if url.scheme() == "http" && url.host_str().is_some_and(is_loopback) => None,
+        Ok(url) => Some(format!(
+            "its token service {}://{} is not reached over HTTPS",
+            url.scheme(),
+            url.host_str().unwrap_or("")
+        )),
+    }
+}
+
+/// The `realm` of a `Bearer` challenge (`WWW-Authenticate: Bearer realm="...",service="..."`).
+fn bearer_realm(challenge: &str) -> Option<String> {
+    let (scheme, params) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    params.split(',').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("realm")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
 }
 
 /// True for hosts that only this machine can serve (plain HTTP is allowed there).
@@ -82,8 +117,8 @@ fn registry_error(
     e: oci_client::errors::OciDistributionError,
 ) -> BuildError {
     use oci_client::errors::OciDistributionError as E;
-    let text = e.to_string();
-    let lower = text.to_lowercase();
+    let text = short(&registry_words(&e));
+    let lower = format!("{text} {e}").to_lowercase();
     let hint = match &e {
         E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Some(format!(
             "log in to {} (docker login writes ~/.docker/config.json, or configure a credential helper) and check the repository name",
@@ -111,6 +146,70 @@ fn registry_error(
     BuildError::registry(format!("failed to {what} {r}: {text}"), hint)
 }
 
+/// What the registry said, in tele's words: its error codes and messages,
+/// or the HTTP status, without the library's wrapping.
+fn registry_words(e: &oci_client::errors::OciDistributionError) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::RegistryError { envelope, .. } => {
+            let said: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|o| {
+                    // ManifestUnknown -> MANIFEST_UNKNOWN, as the specification spells it.
+                    let mut code = String::new();
+                    for (i, c) in format!("{:?}", o.code).chars().enumerate() {
+                        if i > 0 && c.is_ascii_uppercase() {
+                            code.push('_');
+                        }
+                        code.push(c.to_ascii_uppercase());
+                    }
+                    if o.message.is_empty() {
+                        code
+                    } else {
+                        format!("{code} ({})", o.message)
+                    }
+                })
+                .collect();
+            format!("the registry answered {}", said.join(", "))
+        }
+        E::ServerError { code, message, .. } => {
+            format!("the registry answered HTTP {code}: {message}")
+        }
+        E::UnauthorizedError { .. } => "the registry refused access (HTTP 401)".to_string(),
+        E::ImageManifestNotFoundError(_) => "the registry has no such image".to_string(),
+        E::RequestError(r) => {
+            // The chain of causes (connection refused, DNS, TLS), not the URL.
+            let mut words = vec![];
+            let mut source = std::error::Error::source(r);
+            while let Some(cause) = source {
+                words.push(cause.to_string());
+                source = cause.source();
+            }
+            match words.last() {
+                Some(root) if root.contains("InvalidContentType") => {
+                    "the registry does not speak HTTPS (the TLS handshake got something else: plain HTTP?)".to_string()
+                }
+                Some(root) => format!("cannot reach the registry: {root}"),
+                None => format!("cannot reach the registry: {r}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// At most 300 characters of text a registry sent, on one line.
+fn short(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(300) {
+        Some((at, _)) => format!("{}... ({} bytes in all)", &one_line[..at], text.len()),
+        None => one_line,
+    }
+}
+
 /// The most time a manifest may take, whole.
 const MANIFEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The largest manifest kept (real ones are a few KiB).
@@ -128,21 +227,85 @@ fn stall_window() -> std::time::Duration {
 /// See [`stall_window`].
 const STALL_MIN_BYTES: u64 = 16 << 10;
 
+/// How long one blob request may take in all, however steadily it trickles:
+/// 10 minutes plus 4 s per MiB (256 KiB/s on average), or
+/// `TELE_REGISTRY_DEADLINE_SECONDS`.
+fn blob_deadline(size: u64) -> std::time::Duration {
+    let secs = std::env::var("TELE_REGISTRY_DEADLINE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or_else(|| 600u64.saturating_add((size >> 20).saturating_mul(4)));
+    std::time::Duration::from_secs(secs)
+}
+
 impl Registries {
     /// A client that speaks plain HTTP to loopback hosts among `hosts` and to `insecure`.
     pub fn new(hosts: &BTreeSet<String>, insecure: &[String]) -> Registries {
         let mut plain: Vec<String> = hosts.iter().filter(|h| is_loopback(h)).cloned().collect();
         plain.extend(insecure.iter().cloned());
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain),
+            protocol: ClientProtocol::HttpsExcept(plain.clone()),
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(15)),
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..Default::default()
         };
+        let probe = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("a plain reqwest client builds");
         Registries {
             client: Client::new(config),
+            plain,
+            probe,
+            checked: tokio::sync::Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Before any credentials for `host` are used: asks the registry where it
+    /// wants them (its `/v2/` challenge) and refuses a token service that is
+    /// not reached over HTTPS (or on this machine). A `Basic` challenge keeps
+    /// them with the registry itself.
+    async fn check_token_service(&self, r: &ImageRef) -> Result<(), BuildError> {
+        let host = r.registry();
+        let mut checked = self.checked.lock().await;
+        if checked.contains(host) {
+            return Ok(());
+        }
+        let scheme = if self.plain.iter().any(|p| p == host) {
+            "http"
+        } else {
+            "https"
+        };
+        let response = self
+            .probe
+            .get(format!("{scheme}://{host}/v2/"))
+            .send()
+            .await
+            .map_err(|e| {
+                BuildError::registry(
+                    format!("cannot reach {host} to learn where its credentials go: {e}"),
+                    format!("check the connection to {host}, its name, and any proxy settings"),
+                )
+            })?;
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(realm) = bearer_realm(challenge) {
+            if let Some(why) = realm_refusal(&realm) {
+                return Err(BuildError::registry(
+                    format!("{host} asks for your credentials, but {why}: tele does not send them there"),
+                    "the registry's token service must use HTTPS; fix its auth configuration, or give the image with --image-source oci:PATH",
+                ));
+            }
+        }
+        checked.insert(host.to_string());
+        Ok(())
     }
 
     async fn manifest_bytes(
@@ -198,6 +361,9 @@ impl Registries {
         store: &BlobStore,
     ) -> Result<ResolvedImage, BuildError> {
         let auth = credentials(r.registry());
+        if !matches!(auth, RegistryAuth::Anonymous) {
+            self.check_token_service(r).await?;
+        }
         let (top_bytes, top_digest) = self.manifest_bytes(r, &to_reference(r), &auth).await?;
         if let Some(want) = r.digest() {
             if want != top_digest.to_string() {
@@ -287,10 +453,27 @@ impl Registries {
             // A ranged request for the whole blob: the store verifies the digest
             // itself, so the client need not hash it a second time.
             let length = (blob.size > 0).then_some(blob.size);
-            let stream = match self
-                .client
-                .pull_blob_stream_partial(&reference, digest.as_str(), 0, length)
+            let deadline = blob_deadline(blob.size);
+            let deadline_at = tokio::time::Instant::now() + deadline;
+            let too_late = || {
+                BuildError::registry(
+                    format!(
+                        "blob {} of {r} did not arrive within {} s; nothing was stored",
+                        blob.digest,
+                        deadline.as_secs()
+                    ),
+                    format!(
+                        "check the connection to {}; a larger TELE_REGISTRY_DEADLINE_SECONDS allows a slower one",
+                        r.registry()
+                    ),
+                )
+            };
+            let request =
+                self.client
+                    .pull_blob_stream_partial(&reference, digest.as_str(), 0, length);
+            let stream = match tokio::time::timeout_at(deadline_at, request)
                 .await
+                .map_err(|_| too_late())?
             {
                 Ok(BlobResponse::Full(s) | BlobResponse::Partial(s)) => s,
                 Err(e) => {
@@ -313,7 +496,12 @@ impl Registries {
             let mut window_start = tokio::time::Instant::now();
             let mut window_bytes = 0u64;
             loop {
-                let left = stall.saturating_sub(window_start.elapsed());
+                if tokio::time::Instant::now() >= deadline_at {
+                    return Err(too_late());
+                }
+                let left = stall
+                    .saturating_sub(window_start.elapsed())
+                    .min(deadline_at.saturating_duration_since(tokio::time::Instant::now()));
                 let next = tokio::time::timeout(left, stream.next()).await;
                 if window_start.elapsed() >= stall {
                     if window_bytes < STALL_MIN_BYTES {
@@ -379,6 +567,52 @@ impl Registries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_to_https_token_services_or_this_machine_only() {
+        assert_eq!(
+            bearer_realm(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
+            ),
+            Some("https://auth.docker.io/token".to_string())
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="registry""#), None);
+        assert_eq!(realm_refusal("https://auth.example.com/token"), None);
+        assert_eq!(realm_refusal("http://127.0.0.1:5000/token"), None);
+        assert_eq!(realm_refusal("http://localhost/token"), None);
+        assert!(realm_refusal("http://auth.example.com/token")
+            .unwrap()
+            .contains("not reached over HTTPS"));
+        assert!(realm_refusal("ftp://x/").is_some());
+        assert!(realm_refusal("not a url").is_some());
+    }
+
+    #[test]
+    fn registry_errors_read_as_what_the_registry_said() {
+        use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+        let envelope: OciEnvelope = serde_json::from_str(
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        )
+        .unwrap();
+        let e = E::RegistryError {
+            envelope,
+            url: "https://r.example.com/v2/a/manifests/1".into(),
+        };
+        assert_eq!(
+            registry_words(&e),
+            "the registry answered MANIFEST_UNKNOWN (manifest unknown)"
+        );
+        let huge = "x".repeat(50 << 20);
+        let e = E::ServerError {
+            code: 500,
+            url: "u".into(),
+            message: huge,
+        };
+        let shown = short(&registry_words(&e));
+        assert!(shown.len() < 400, "{}", shown.len());
+        assert!(shown.starts_with("the registry answered HTTP 500: xxx"));
+        assert!(shown.ends_with("bytes in all)"));
+    }
 
     #[test]
     fn loopback_hosts_are_recognised() {

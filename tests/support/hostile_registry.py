@@ -1,10 +1,18 @@
-"""A registry that lies, for tests/hostile.rs: python3 hostile_registry.py PORT.
+"""A registry that lies, for tests/hostile.rs:
+
+    python3 hostile_registry.py PORT [--realm URL] [--other-host IP] [--log FILE]
 
 The repository's name says how it misbehaves:
   evil/oversize   its layer's descriptor says 100 bytes, it sends 10 MiB;
   evil/stall      its layer trickles 50 bytes, then nothing for ten minutes;
   evil/huge       its manifest is 8 MiB;
-  evil/garbage    its manifest is not JSON.
+  evil/garbage    its manifest is not JSON;
+  evil/trickle    its 1 MiB layer comes at 32 KiB a second;
+  evil/redirect   its layer is a redirect to /elsewhere/ on --other-host (another
+                  address of this server), as storage backends do.
+With --realm, the registry wants a bearer token from that token service (this
+server answers /token itself with the token "t"); --log FILE gets one line per
+request: PATH and the scheme of its Authorization header, or "-".
 """
 import hashlib
 import http.server
@@ -14,20 +22,21 @@ import time
 
 CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
 LAYER = b"x" * 100
+BIG = b"z" * (1 << 20)
 
 
 def digest(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
-def manifest():
+def manifest(layer=LAYER):
     return json.dumps({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": digest(CONFIG), "size": len(CONFIG)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": digest(LAYER), "size": len(LAYER)}],
+                    "digest": digest(layer), "size": len(layer)}],
     }).encode()
 
 
@@ -50,6 +59,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0]
+        auth = self.headers.get("Authorization", "-")
+        if LOG:
+            with open(LOG, "a") as f:
+                f.write(f"{path} {auth.split(' ')[0]}\n")
+        if path == "/token":
+            return self.send(200, b'{"token":"t"}')
+        if path.startswith("/elsewhere/"):
+            return self.send(200, LAYER, "application/octet-stream")
+        if REALM and auth != "Bearer t":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{REALM}",service="hostile"')
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
         if path == "/v2/":
             return self.send(200, b"{}")
         parts = path.split("/")
@@ -59,6 +83,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 body = b'{"schemaVersion":2,"pad":"' + b"a" * (8 << 20) + b'"}'
             elif mode == "garbage":
                 body = b"\x00\xffnot a manifest"
+            elif mode == "trickle":
+                body = manifest(BIG)
             else:
                 body = manifest()
             self.send_response(200)
@@ -73,6 +99,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             d = parts[-1]
             if d == digest(CONFIG):
                 return self.send(200, CONFIG, "application/octet-stream")
+            if d == digest(BIG):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(BIG)))
+                self.end_headers()
+                try:
+                    for i in range(0, len(BIG), 32 << 10):
+                        self.wfile.write(BIG[i:i + (32 << 10)])
+                        self.wfile.flush()
+                        time.sleep(1)
+                except OSError:
+                    pass
+                return
             if d == digest(LAYER):
                 if mode == "oversize":
                     self.send_response(200)
@@ -97,9 +136,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     except OSError:
                         pass
                     return
+                if mode == "redirect":
+                    elsewhere = f"http://{OTHER}:{sys.argv[1]}/elsewhere/{d}"
+                    self.send_response(307)
+                    self.send_header("Location", elsewhere)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 return self.send(200, LAYER, "application/octet-stream")
         self.send(404, b'{"errors":[{"code":"NOT_FOUND"}]}')
 
 
+def option(name):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
+REALM = option("--realm")
+LOG = option("--log")
+OTHER = option("--other-host")
 http.server.ThreadingHTTPServer.daemon_threads = True
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+# A client that gives up mid-answer is what these tests expect: no tracebacks.
+http.server.ThreadingHTTPServer.handle_error = lambda *args: None
+# Every address: a test names this server by a second, non-loopback address.
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
