@@ -34,8 +34,9 @@ impl Drop for Installed {
     }
 }
 
-fn kubectl(bundle: &Path, state: &Path, args: &[&str]) -> String {
-    stdout(&ok(Command::new(bundle.join("runtime/bin/kubectl"))
+/// The kubectl the install unpacked into its state directory.
+fn kubectl(_bundle: &Path, state: &Path, args: &[&str]) -> String {
+    stdout(&ok(Command::new(state.join("runtime/bin/kubectl"))
         .arg("--kubeconfig")
         .arg(state.join("pki/kubeconfig/admin.conf"))
         .args(args)))

@@ -552,9 +552,32 @@ fn a_bundle_with_the_runtime_verifies_and_its_binaries_run() {
     let bundle = x.join("withk8s-0.1.0");
     let meta: RuntimeMeta =
         serde_json::from_slice(&fs::read(bundle.join("runtime/runtime.json")).unwrap()).unwrap();
+    // Stored compressed: each file of runtime.json as FILE.zst, a fraction of its size.
+    let (mut plain, mut packed) = (0u64, 0u64);
+    for c in &meta.components {
+        let Some(rel) = c.path.as_deref() else {
+            continue;
+        };
+        let zst = bundle.join("runtime").join(format!("{rel}.zst"));
+        assert!(
+            !bundle.join("runtime").join(rel).exists(),
+            "{rel} stored plain"
+        );
+        let out = bundle.join("runtime").join(rel);
+        let mut d = zstd::stream::read::Decoder::new(fs::File::open(&zst).unwrap()).unwrap();
+        let mut f = fs::File::create(&out).unwrap();
+        plain += std::io::copy(&mut d, &mut f).unwrap();
+        packed += fs::metadata(&zst).unwrap().len();
+        let mode = fs::metadata(&zst).unwrap().permissions();
+        fs::set_permissions(&out, mode).unwrap();
+    }
+    assert!(
+        packed * 100 < plain * 35,
+        "{packed} bytes packed of {plain}"
+    );
     assert!(check_binaries(&bundle.join("runtime"), &meta) >= 14);
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &fs::metadata(bundle.join("runtime/bin/kubelet"))
+        &fs::metadata(bundle.join("runtime/bin/kubelet.zst"))
             .unwrap()
             .permissions(),
     );

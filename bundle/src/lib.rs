@@ -41,6 +41,7 @@ pub mod error;
 pub mod inspect;
 pub mod media_type;
 pub mod oci_layout;
+pub mod packed;
 pub mod platform;
 pub mod runtime_json;
 pub mod signature;

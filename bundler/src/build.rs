@@ -50,6 +50,9 @@ pub struct BuildOptions {
     pub runtime: RuntimeChoice,
     /// Pack the monitoring stack (unless the manifest disables it).
     pub monitoring: bool,
+    /// Store the runtime's files zstd-compressed (`FILE.zst`, unpacked and
+    /// checked at install) rather than as they are.
+    pub pack_runtime: bool,
     /// The private key (PEM) that signs the bundle, if any.
     pub sign_key: Option<PathBuf>,
 }
@@ -259,7 +262,12 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
                 })
                 .collect(),
         });
-        for f in rt.files() {
+        let runtime_files = if opts.pack_runtime {
+            rt.packed_files(&opts.cache_dir)?
+        } else {
+            rt.files()
+        };
+        for f in runtime_files {
             files.push(BundleFile {
                 path: f.bundle_path,
                 content: Content::File(f.source),

@@ -194,6 +194,85 @@ impl Runtime {
         files
     }
 
+    /// The files to pack, as [`Runtime::files`], with every file component
+    /// zstd-compressed (`runtime/bin/kubelet.zst`, keeping its mode): the
+    /// installer unpacks each and checks it against runtime.json. Compressed
+    /// files are kept in `cache_dir/runtime-packed/<sha256>.<level>.zst`,
+    /// each checked (unpacked and hashed) before it is used again; the files
+    /// are compressed on every core.
+    pub fn packed_files(&self, cache_dir: &Path) -> Result<Vec<RuntimeFile>, BuildError> {
+        use tele_bundle::packed;
+        let shas: BTreeMap<&str, &str> = self
+            .meta
+            .components
+            .iter()
+            .filter_map(|c| Some((c.path.as_deref()?, c.sha256.as_deref()?)))
+            .collect();
+        let dir = cache_dir.join("runtime-packed");
+        let files = self.files();
+        let meta_path = format!("{BUNDLE_DIR}/{META_FILE}");
+        let work: Vec<(usize, &RuntimeFile, PathBuf)> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.bundle_path != meta_path)
+            .map(|(i, f)| {
+                let rel = f.bundle_path.trim_start_matches(&format!("{BUNDLE_DIR}/"));
+                let sha = shas.get(rel).copied().unwrap_or_default();
+                (i, f, dir.join(format!("{sha}.{}.zst", packed::LEVEL)))
+            })
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let results: Vec<Result<(), BuildError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Ok(());
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((_, f, cached)) = work.get(i) else {
+                                break out;
+                            };
+                            let rel = f.bundle_path.trim_start_matches(&format!("{BUNDLE_DIR}/"));
+                            let want = shas.get(rel).copied().unwrap_or_default();
+                            let fine = packed::unpacked_digest(cached)
+                                .is_ok_and(|(d, _)| d.hex() == want);
+                            if fine {
+                                continue;
+                            }
+                            match packed::pack(&f.source, cached) {
+                                Ok(d) if d.hex() == want => {}
+                                Ok(d) => {
+                                    let _ = fs::remove_file(cached);
+                                    out = Err(BuildError::input(
+                                        format!("runtime file {} changed while it was packed (sha256 {}, runtime.json says {want})", f.source.display(), d.hex()),
+                                        "rebuild the runtime with scripts/build-runtime",
+                                    ));
+                                }
+                                Err(e) => out = Err(BuildError::io(cached, e)),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a packing thread panicked"))
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let mut out = files.clone();
+        for (i, f, cached) in work {
+            out[i] = RuntimeFile {
+                bundle_path: format!("{}{}", f.bundle_path, packed::SUFFIX),
+                source: cached,
+                mode: f.mode,
+            };
+        }
+        out.sort_by(|a, b| a.bundle_path.cmp(&b.bundle_path));
+        Ok(out)
+    }
+
     /// The OCI layout holding the system images, and their references.
     pub fn images(&self) -> (PathBuf, Vec<ImageRef>) {
         let refs = self

@@ -373,6 +373,11 @@ pub struct BuildArgs {
     /// extensions.monitoring.disabled).
     #[arg(long, env = "TELE_NO_MONITORING")]
     pub no_monitoring: bool,
+    /// How the runtime's files are stored: `zstd` (about a quarter of their
+    /// size; unpacked and checked at install; compressed once per runtime and
+    /// kept in the cache) or `none` (as they are).
+    #[arg(long, value_enum, default_value_t = RuntimeCompressionArg::Zstd)]
+    pub runtime_compression: RuntimeCompressionArg,
     /// Sign the bundle with this private key (`tele keygen` makes one): the
     /// signature covers bundle.json, so every file and blob.
     #[arg(long, value_name = "KEY")]
@@ -406,6 +411,14 @@ pub enum CompressionArg {
     Zstd,
     /// gzip (level 6).
     Gzip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeCompressionArg {
+    /// Each file compressed with zstd (FILE.zst).
+    Zstd,
+    /// Each file as it is.
+    None,
 }
 
 #[derive(Debug, Args)]

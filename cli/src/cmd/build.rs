@@ -70,6 +70,7 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         installer,
         mtime: source_date_epoch()?,
         monitoring: !a.no_monitoring,
+        pack_runtime: a.runtime_compression == crate::args::RuntimeCompressionArg::Zstd,
         sign_key: a.sign_key,
         runtime: match (a.runtime, a.no_runtime) {
             (_, true) => RuntimeChoice::None,

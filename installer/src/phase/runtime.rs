@@ -58,6 +58,79 @@ fn copy_tree(
     Ok(())
 }
 
+/// Puts the runtime of `from` (a bundle's `runtime/`) into `to` (the state
+/// directory's), where the node's services run it from: each file of
+/// runtime.json unpacked from its `.zst` (or copied, from a bundle that holds
+/// it plain) and checked against the sha256 runtime.json gives, so root runs
+/// only what the runtime was built with. A file already there with that
+/// sha256 is kept (a resumed install checks, rather than trusts, what it will
+/// run). The `.zst` files are kept beside (hard-linked when the bundle is
+/// root's): a master serves them to joining nodes. runtime.json comes last,
+/// so its presence means the runtime is whole.
+fn install_runtime(from: &Path, to: &Path, link: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tele_bundle::packed::{self, SUFFIX};
+    let meta = tele_bundle::runtime_json::RuntimeMeta::read(from)?;
+    let here = |p: &Path| fs::canonicalize(p).ok();
+    let same_dir = here(from).is_some() && here(from) == here(to);
+    for c in &meta.components {
+        let (Some(rel), Some(want)) = (c.path.as_deref(), c.sha256.as_deref()) else {
+            continue;
+        };
+        let dest = to.join(rel);
+        let packed_src = from.join(format!("{rel}{SUFFIX}"));
+        let plain_src = from.join(rel);
+        let source = if packed_src.is_file() {
+            &packed_src
+        } else {
+            &plain_src
+        };
+        let mode = fs::metadata(source)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o755)
+            .with_context(|| {
+                format!(
+                    "the bundle's runtime has no {rel} (component `{}`): the bundle is incomplete; run `tele verify` on it",
+                    c.name
+                )
+            })?;
+        if packed_src.is_file() && !same_dir {
+            let packed_dest = to.join(format!("{rel}{SUFFIX}"));
+            let there = fs::metadata(&packed_dest)
+                .is_ok_and(|m| Some(m.len()) == fs::metadata(&packed_src).ok().map(|s| s.len()));
+            if !(there || link && link_file(&packed_src, &packed_dest)) {
+                copy_durably(&packed_src, &packed_dest, mode)?;
+            }
+        }
+        if sha256_of(&dest).as_deref() == Some(want) {
+            continue;
+        }
+        if source == &packed_src {
+            packed::unpack(&packed_src, &dest, want, mode)
+                .with_context(|| format!("unpacking the runtime's {rel}"))?;
+        } else {
+            copy_durably(&plain_src, &dest, mode)?;
+            let got = sha256_of(&dest).unwrap_or_default();
+            if got != want {
+                let _ = fs::remove_file(&dest);
+                anyhow::bail!(
+                    "the runtime's {rel} has sha256 {got}, runtime.json says {want}: the bundle was altered; run `tele verify` on it"
+                );
+            }
+        }
+    }
+    copy_durably(&from.join("runtime.json"), &to.join("runtime.json"), 0o644)?;
+    Ok(())
+}
+
+/// The sha256 (hex) of a file's content, if it can be read.
+fn sha256_of(path: &Path) -> Option<String> {
+    let f = fs::File::open(path).ok()?;
+    let (d, _) =
+        tele_bundle::digest::Digest::of_reader(std::io::BufReader::with_capacity(1 << 20, f))
+            .ok()?;
+    Some(d.hex().to_string())
+}
+
 /// Hard-links `from` as `to` (replacing it); false when that cannot be done.
 fn link_file(from: &Path, to: &Path) -> bool {
     let _ = fs::remove_file(to);
@@ -115,23 +188,9 @@ impl Phase for NodeRuntime {
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
         let st = ctx.state;
-        // A runtime copied (in part) from the same runtime.json is resumed;
-        // another runtime is copied afresh. Blobs are named by their digest.
-        let runtime = ctx.bundle.join("runtime");
+        // Blobs are named by their digest: a resumed copy keeps those there.
         let link = ctx.bundle.starts_with(st.root());
-        let partial = st.runtime_dir().join(".copying");
-        let same_runtime = same_file(&runtime.join("runtime.json"), &partial);
-        if !same_runtime {
-            copy_durably(&runtime.join("runtime.json"), &partial, 0o644)?;
-        }
-        copy_tree(
-            &runtime,
-            &st.runtime_dir(),
-            "runtime.json",
-            same_runtime,
-            link,
-        )?;
-        let _ = fs::remove_file(&partial);
+        install_runtime(&ctx.bundle.join("runtime"), &st.runtime_dir(), link)?;
         copy_tree(
             &ctx.bundle.join("images"),
             &st.images_dir(),
@@ -176,6 +235,80 @@ impl Phase for NodeRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bundle's runtime with `kubelet` packed and `etcd` plain.
+    fn bundle_runtime(dir: &Path) -> (PathBuf, String) {
+        use tele_bundle::digest::Digest;
+        let from = dir.join("bundle/runtime");
+        fs::create_dir_all(from.join("bin")).unwrap();
+        let kubelet = b"kubelet ".repeat(1000);
+        fs::write(dir.join("kubelet"), &kubelet).unwrap();
+        tele_bundle::packed::pack(&dir.join("kubelet"), &from.join("bin/kubelet.zst")).unwrap();
+        crate::durable::set_mode(&from.join("bin/kubelet.zst"), 0o755).unwrap();
+        fs::write(from.join("bin/etcd"), b"etcd").unwrap();
+        let k = Digest::of_bytes(&kubelet);
+        let meta = serde_json::json!({
+            "apiVersion": "runtime.tele.dev/v1", "name": "t", "kubernetesVersion": "1.20.2",
+            "platform": "linux/amd64",
+            "components": [
+                {"name": "kubelet", "version": "v1.20.2", "path": "bin/kubelet", "sha256": k.hex(), "runsOn": "all"},
+                {"name": "etcd", "version": "3.4", "path": "bin/etcd", "sha256": Digest::of_bytes(b"etcd").hex(), "runsOn": "controlPlane"},
+            ]
+        });
+        fs::write(
+            from.join("runtime.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
+        (from, k.hex().to_string())
+    }
+
+    #[test]
+    fn the_runtime_is_unpacked_checked_and_kept_packed_for_joining_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, _) = bundle_runtime(dir.path());
+        let to = dir.path().join("state/runtime");
+        install_runtime(&from, &to, false).unwrap();
+        assert_eq!(
+            fs::read(to.join("bin/kubelet")).unwrap(),
+            b"kubelet ".repeat(1000)
+        );
+        let mode = |p: &Path| {
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).unwrap().permissions()) & 0o777
+        };
+        assert_eq!(mode(&to.join("bin/kubelet")), 0o755);
+        assert!(to.join("bin/kubelet.zst").is_file());
+        assert_eq!(fs::read(to.join("bin/etcd")).unwrap(), b"etcd");
+        assert!(same_file(
+            &from.join("runtime.json"),
+            &to.join("runtime.json")
+        ));
+
+        // A file changed in the state directory is unpacked again on resume.
+        fs::write(to.join("bin/kubelet"), b"not kubelet").unwrap();
+        install_runtime(&from, &to, false).unwrap();
+        assert_eq!(
+            fs::read(to.join("bin/kubelet")).unwrap(),
+            b"kubelet ".repeat(1000)
+        );
+
+        // A plain file altered in the bundle is refused, and not left to run.
+        fs::write(from.join("bin/etcd"), b"evil").unwrap();
+        fs::remove_file(to.join("bin/etcd")).unwrap();
+        let e = install_runtime(&from, &to, false).unwrap_err();
+        assert!(e.to_string().contains("the bundle was altered"), "{e}");
+        assert!(!to.join("bin/etcd").exists());
+
+        // A packed file that unpacks to something else is refused too.
+        let other = dir.path().join("other");
+        fs::write(&other, b"other").unwrap();
+        tele_bundle::packed::pack(&other, &from.join("bin/kubelet.zst")).unwrap();
+        fs::write(from.join("bin/etcd"), b"etcd").unwrap();
+        fs::remove_file(to.join("bin/kubelet")).unwrap();
+        let e = install_runtime(&from, &to, false).unwrap_err();
+        assert!(format!("{e:#}").contains("runtime.json says"), "{e:#}");
+        assert!(!to.join("bin/kubelet").exists());
+    }
 
     #[test]
     fn a_copy_is_resumed_only_for_the_same_runtime() {
