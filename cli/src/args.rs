@@ -362,17 +362,8 @@ pub struct BuildArgs {
     /// The binary to pack as the bundle's `install` [default: this tele].
     #[arg(long, value_name = "PATH")]
     pub installer: Option<PathBuf>,
-    /// The Kubernetes runtime to pack (a directory or tarball with runtime.json)
-    /// [default: the manifest's systemOptions.runtime, else the newest in CACHE_DIR/runtime].
-    #[arg(long, value_name = "PATH", conflicts_with = "no_runtime")]
-    pub runtime: Option<PathBuf>,
-    /// Pack no Kubernetes: an app-only bundle for an existing cluster.
-    #[arg(long, env = "TELE_NO_RUNTIME")]
-    pub no_runtime: bool,
-    /// Leave the monitoring stack out (the manifest can also disable it:
-    /// extensions.monitoring.disabled).
-    #[arg(long, env = "TELE_NO_MONITORING")]
-    pub no_monitoring: bool,
+    #[command(flatten)]
+    pub parts: SystemParts,
     /// How the runtime's files are stored: `zstd` (about a quarter of their
     /// size; unpacked and checked at install; compressed once per runtime and
     /// kept in the cache) or `none` (as they are).
@@ -429,15 +420,37 @@ pub struct ImagesArgs {
     /// Blob cache, where the default runtime is found [default: $XDG_CACHE_HOME/tele or ~/.cache/tele].
     #[arg(long, env = "TELE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// The Kubernetes runtime whose images to list (as `tele build --runtime`).
+    #[command(flatten)]
+    pub parts: SystemParts,
+}
+
+/// What a bundle holds beside the app: the Kubernetes runtime and the
+/// monitoring stack (`tele build` packs them, `tele images` lists their images).
+#[derive(Debug, Args)]
+pub struct SystemParts {
+    /// The Kubernetes runtime (a directory or tarball with runtime.json)
+    /// [default: the manifest's systemOptions.runtime, else the newest in CACHE_DIR/runtime].
     #[arg(long, value_name = "PATH", conflicts_with = "no_runtime")]
     pub runtime: Option<PathBuf>,
-    /// List no runtime images (as `tele build --no-runtime`).
+    /// No Kubernetes: an app-only bundle for an existing cluster.
     #[arg(long, env = "TELE_NO_RUNTIME")]
     pub no_runtime: bool,
-    /// List no monitoring images (as `tele build --no-monitoring`).
+    /// No monitoring stack (the manifest can also disable it:
+    /// extensions.monitoring.disabled).
     #[arg(long, env = "TELE_NO_MONITORING")]
     pub no_monitoring: bool,
+}
+
+impl SystemParts {
+    /// The runtime chosen.
+    pub fn runtime_choice(&self) -> tele_bundler::build::RuntimeChoice {
+        use tele_bundler::build::RuntimeChoice;
+        match (&self.runtime, self.no_runtime) {
+            (_, true) => RuntimeChoice::None,
+            (Some(p), _) => RuntimeChoice::Path(p.clone()),
+            (None, false) => RuntimeChoice::Default,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use tele_bundler::build::{build, BuildOptions, RuntimeChoice};
+use tele_bundler::build::{build, BuildOptions};
 use tele_bundler::image::Platform;
 use tele_bundler::local_source::LocalSource;
 use tele_bundler::tar_writer::Compression;
@@ -69,14 +69,10 @@ pub fn run(a: BuildArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         },
         installer,
         mtime: source_date_epoch()?,
-        monitoring: !a.no_monitoring,
+        monitoring: !a.parts.no_monitoring,
         pack_runtime: a.runtime_compression == crate::args::RuntimeCompressionArg::Zstd,
         sign_key: a.sign_key,
-        runtime: match (a.runtime, a.no_runtime) {
-            (_, true) => RuntimeChoice::None,
-            (Some(p), _) => RuntimeChoice::Path(p),
-            (None, false) => RuntimeChoice::Default,
-        },
+        runtime: a.parts.runtime_choice(),
     };
     let reporter = p.reporter();
     let s = build(&opts, &reporter)?;

@@ -34,13 +34,9 @@ pub fn run(a: ImagesArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         }
         json.push(serde_json::json!({"reference": image.to_string(), "uses": where_}));
     }
-    let runtime = match (a.runtime, a.no_runtime) {
-        (_, true) => RuntimeChoice::None,
-        (Some(path), _) => RuntimeChoice::Path(path),
-        (None, false) => RuntimeChoice::Default,
-    };
+    let runtime = a.parts.runtime_choice();
     let cache_dir = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let monitoring = !a.no_monitoring;
+    let monitoring = !a.parts.no_monitoring;
     let system = match system_images(&manifest, &runtime, monitoring, &cache_dir) {
         // No runtime in the cache yet: the app's images are still worth listing.
         Err(e) if runtime == RuntimeChoice::Default => {

@@ -68,57 +68,87 @@ fn copy_tree(
 /// root's): a master serves them to joining nodes. runtime.json comes last,
 /// so its presence means the runtime is whole.
 fn install_runtime(from: &Path, to: &Path, link: bool) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use tele_bundle::packed::{self, SUFFIX};
     let meta = tele_bundle::runtime_json::RuntimeMeta::read(from)?;
     let here = |p: &Path| fs::canonicalize(p).ok();
     let same_dir = here(from).is_some() && here(from) == here(to);
-    for c in &meta.components {
-        let (Some(rel), Some(want)) = (c.path.as_deref(), c.sha256.as_deref()) else {
-            continue;
-        };
-        let dest = to.join(rel);
-        let packed_src = from.join(format!("{rel}{SUFFIX}"));
-        let plain_src = from.join(rel);
-        let source = if packed_src.is_file() {
-            &packed_src
-        } else {
-            &plain_src
-        };
-        let mode = fs::metadata(source)
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o755)
-            .with_context(|| {
-                format!(
-                    "the bundle's runtime has no {rel} (component `{}`): the bundle is incomplete; run `tele verify` on it",
-                    c.name
-                )
-            })?;
-        if packed_src.is_file() && !same_dir {
-            let packed_dest = to.join(format!("{rel}{SUFFIX}"));
-            let there = fs::metadata(&packed_dest)
-                .is_ok_and(|m| Some(m.len()) == fs::metadata(&packed_src).ok().map(|s| s.len()));
-            if !(there || link && link_file(&packed_src, &packed_dest)) {
-                copy_durably(&packed_src, &packed_dest, mode)?;
-            }
-        }
-        if sha256_of(&dest).as_deref() == Some(want) {
-            continue;
-        }
-        if source == &packed_src {
-            packed::unpack(&packed_src, &dest, want, mode)
-                .with_context(|| format!("unpacking the runtime's {rel}"))?;
-        } else {
-            copy_durably(&plain_src, &dest, mode)?;
-            let got = sha256_of(&dest).unwrap_or_default();
-            if got != want {
-                let _ = fs::remove_file(&dest);
-                anyhow::bail!(
-                    "the runtime's {rel} has sha256 {got}, runtime.json says {want}: the bundle was altered; run `tele verify` on it"
-                );
-            }
+    let files: Vec<(&str, &str, &str)> = meta
+        .components
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.path.as_deref()?, c.sha256.as_deref()?)))
+        .collect();
+    // The files are unpacked (and hashed) on every core.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((name, rel, want)) = files.get(i) else {
+                        return Ok(());
+                    };
+                    install_file(from, to, link, same_dir, (name, rel, want))?;
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an unpacking thread panicked"))
+            .collect::<anyhow::Result<Vec<()>>>()
+    })?;
+    copy_durably(&from.join("runtime.json"), &to.join("runtime.json"), 0o644)?;
+    Ok(())
+}
+
+/// One file of the runtime: component `name`, at `rel`, with sha256 `want`.
+fn install_file(
+    from: &Path,
+    to: &Path,
+    link: bool,
+    same_dir: bool,
+    (name, rel, want): (&str, &str, &str),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tele_bundle::packed::{self, SUFFIX};
+    let dest = to.join(rel);
+    let packed_src = from.join(format!("{rel}{SUFFIX}"));
+    let plain_src = from.join(rel);
+    let source = if packed_src.is_file() {
+        &packed_src
+    } else {
+        &plain_src
+    };
+    let mode = fs::metadata(source)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o755)
+        .with_context(|| {
+            format!(
+                "the bundle's runtime has no {rel} (component `{name}`): the bundle is incomplete; run `tele verify` on it"
+            )
+        })?;
+    if packed_src.is_file() && !same_dir {
+        let packed_dest = to.join(format!("{rel}{SUFFIX}"));
+        let there = fs::metadata(&packed_dest)
+            .is_ok_and(|m| Some(m.len()) == fs::metadata(&packed_src).ok().map(|s| s.len()));
+        if !(there || link && link_file(&packed_src, &packed_dest)) {
+            copy_durably(&packed_src, &packed_dest, mode)?;
         }
     }
-    copy_durably(&from.join("runtime.json"), &to.join("runtime.json"), 0o644)?;
+    if sha256_of(&dest).as_deref() == Some(want) {
+        return Ok(());
+    }
+    if source == &packed_src {
+        packed::unpack(&packed_src, &dest, want, mode)
+            .with_context(|| format!("unpacking the runtime's {rel}"))?;
+    } else {
+        copy_durably(&plain_src, &dest, mode)?;
+        let got = sha256_of(&dest).unwrap_or_default();
+        if got != want {
+            let _ = fs::remove_file(&dest);
+            anyhow::bail!(
+                "the runtime's {rel} has sha256 {got}, runtime.json says {want}: the bundle was altered; run `tele verify` on it"
+            );
+        }
+    }
     Ok(())
 }
 
