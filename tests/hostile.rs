@@ -453,6 +453,11 @@ fn a_registry_that_lies_or_stalls_is_given_up_on_with_bounded_memory() {
         ("huge", "more than the 4 MiB any image manifest takes"),
         ("garbage", "evil/garbage"),
         ("trickle", "did not arrive within 3 s"),
+        (
+            "vast",
+            "more than the 4 MiB any image manifest takes; stopped reading there",
+        ),
+        ("noisy", "the registry answered HTTP 500: aaaa"),
     ] {
         let dir = t.path().join(format!("app-{mode}"));
         let manifest = write_app(

@@ -25,6 +25,9 @@ pub struct Registries {
     plain: Vec<String>,
     /// For the credentials check: no redirects, short timeouts.
     probe: reqwest::Client,
+    /// For manifests, read with a bound (redirects followed; credentials are
+    /// dropped on a redirect to another host).
+    http: reqwest::Client,
     /// Registries whose token service was found fit for credentials.
     checked: tokio::sync::Mutex<BTreeSet<String>>,
 }
@@ -212,8 +215,10 @@ fn short(text: &str) -> String {
 
 /// The most time a manifest may take, whole.
 const MANIFEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
-/// The largest manifest kept (real ones are a few KiB).
+/// The largest manifest read (real ones are a few KiB).
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The most of an error answer read (its error codes come first).
+const MAX_ERROR_BYTES: u64 = 64 << 10;
 /// A blob download that brings less than [`STALL_MIN_BYTES`] in a window
 /// this long has stalled: 30 s, or `TELE_REGISTRY_STALL_SECONDS`.
 fn stall_window() -> std::time::Duration {
@@ -257,10 +262,16 @@ impl Registries {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("a plain reqwest client builds");
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("a plain reqwest client builds");
         Registries {
             client: Client::new(config),
             plain,
             probe,
+            http,
             checked: tokio::sync::Mutex::new(BTreeSet::new()),
         }
     }
@@ -316,8 +327,7 @@ impl Registries {
     ) -> Result<(Vec<u8>, Digest), BuildError> {
         let (bytes, digest) = tokio::time::timeout(
             MANIFEST_DEADLINE,
-            self.client
-                .pull_manifest_raw(reference, auth, &media::ACCEPTED),
+            self.pull_manifest_bounded(r, reference, auth),
         )
         .await
         .map_err(|_| {
@@ -331,18 +341,7 @@ impl Registries {
                     r.registry()
                 ),
             )
-        })?
-        .map_err(|e| registry_error(r, "fetch the manifest of", e))?;
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(BuildError::registry(
-                format!(
-                    "the manifest of {r} is {} bytes, more than the {} MiB any image manifest takes",
-                    bytes.len(),
-                    MAX_MANIFEST_BYTES >> 20
-                ),
-                "the registry sends wrong content; use another mirror",
-            ));
-        }
+        })??;
         let actual = Digest::of_bytes(&bytes);
         if digest.parse::<Digest>().is_ok_and(|d| d != actual) {
             return Err(BuildError::registry(
@@ -350,7 +349,108 @@ impl Registries {
                 "the registry or something between it and you altered the manifest; try again or use another mirror",
             ));
         }
-        Ok((bytes.to_vec(), actual))
+        if let Some(want) = reference.digest() {
+            if want != actual.to_string() {
+                return Err(BuildError::registry(
+                    format!("the manifest the registry sent for {r} is {actual}, not the {want} asked for"),
+                    "the registry or something between it and you altered the manifest; use another mirror",
+                ));
+            }
+        }
+        Ok((bytes, actual))
+    }
+
+    /// Fetches a manifest, reading at most [`MAX_MANIFEST_BYTES`] of it (and
+    /// [`MAX_ERROR_BYTES`] of an error answer) however much the registry
+    /// sends; oci-client is asked only for the token. Returns the body and
+    /// the digest the registry gave (empty when none).
+    async fn pull_manifest_bounded(
+        &self,
+        r: &ImageRef,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<(Vec<u8>, String), BuildError> {
+        use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+        let fail = |e| registry_error(r, "fetch the manifest of", e);
+        let token = self
+            .client
+            .auth(reference, auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(fail)?;
+        let host = reference.resolve_registry();
+        let scheme = if self.plain.iter().any(|p| p == host) {
+            "http"
+        } else {
+            "https"
+        };
+        let target = reference.digest().or(reference.tag()).unwrap_or("latest");
+        let url = format!(
+            "{scheme}://{host}/v2/{}/manifests/{target}",
+            reference.repository()
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, media::ACCEPTED.join(", "));
+        request = match (&token, auth) {
+            (Some(t), _) => request.bearer_auth(t),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            _ => request,
+        };
+        let mut response = request.send().await.map_err(|e| fail(E::RequestError(e)))?;
+        let status = response.status();
+        let digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let limit = if status.is_success() {
+            MAX_MANIFEST_BYTES
+        } else {
+            MAX_ERROR_BYTES
+        };
+        let mut body = Vec::new();
+        let mut over = false;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fail(E::RequestError(e)))?
+        {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                over = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let e = match (
+                status.as_u16(),
+                serde_json::from_slice::<OciEnvelope>(&body),
+            ) {
+                (401, _) => E::UnauthorizedError { url },
+                (_, Ok(envelope)) if !envelope.errors.is_empty() => {
+                    E::RegistryError { envelope, url }
+                }
+                (404, _) => E::ImageManifestNotFoundError(url),
+                (code, _) => E::ServerError {
+                    code,
+                    url,
+                    message: String::from_utf8_lossy(&body).into_owned(),
+                },
+            };
+            return Err(fail(e));
+        }
+        if over {
+            return Err(BuildError::registry(
+                format!(
+                    "the manifest of {r} is more than the {} MiB any image manifest takes; stopped reading there",
+                    MAX_MANIFEST_BYTES >> 20
+                ),
+                "the registry sends wrong content; use another mirror",
+            ));
+        }
+        Ok((body, digest))
     }
 
     /// Resolves `r` to the blobs of its `platform` image; the manifests go into `store`.

@@ -8,6 +8,8 @@ The repository's name says how it misbehaves:
   evil/huge       its manifest is 8 MiB;
   evil/garbage    its manifest is not JSON;
   evil/trickle    its 1 MiB layer comes at 32 KiB a second;
+  evil/vast       its manifest is 1 GiB, sent as fast as it is read;
+  evil/noisy      its manifest is an HTTP 500 with a 1 GiB body;
   evil/redirect   its layer is a redirect to /elsewhere/ on --other-host (another
                   address of this server), as storage backends do.
 With --realm, the registry wants a bearer token from that token service (this
@@ -78,6 +80,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, b"{}")
         parts = path.split("/")
         mode = parts[3] if len(parts) > 3 else ""
+        if "/manifests/" in path and mode in ("vast", "noisy"):
+            self.send_response(200 if mode == "vast" else 500)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            try:
+                chunk = b"a" * (1 << 20)
+                for _ in range(1024):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+            return
         if "/manifests/" in path:
             if mode == "huge":
                 body = b'{"schemaVersion":2,"pad":"' + b"a" * (8 << 20) + b'"}'
