@@ -64,10 +64,10 @@ fn copy_tree(
 /// it plain) and checked against the sha256 runtime.json gives, so root runs
 /// only what the runtime was built with. A file already there with that
 /// sha256 is kept (a resumed install checks, rather than trusts, what it will
-/// run). The `.zst` files are kept beside (hard-linked where they can be): a
-/// master serves them to joining nodes. runtime.json comes last,
+/// run). The `.zst` files are kept beside (hard-linked when the bundle is in
+/// the state directory): a master serves them to joining nodes. runtime.json comes last,
 /// so its presence means the runtime is whole.
-fn install_runtime(from: &Path, to: &Path) -> anyhow::Result<()> {
+fn install_runtime(from: &Path, to: &Path, link: bool) -> anyhow::Result<()> {
     let meta = tele_bundle::runtime_json::RuntimeMeta::read(from)?;
     let here = |p: &Path| fs::canonicalize(p).ok();
     let same_dir = here(from).is_some() && here(from) == here(to);
@@ -87,7 +87,7 @@ fn install_runtime(from: &Path, to: &Path) -> anyhow::Result<()> {
                     let Some((name, rel, want)) = files.get(i) else {
                         return Ok(());
                     };
-                    install_file(from, to, same_dir, (name, rel, want))?;
+                    install_file(from, to, link, same_dir, (name, rel, want))?;
                 })
             })
             .collect();
@@ -104,6 +104,7 @@ fn install_runtime(from: &Path, to: &Path) -> anyhow::Result<()> {
 fn install_file(
     from: &Path,
     to: &Path,
+    link: bool,
     same_dir: bool,
     (name, rel, want): (&str, &str, &str),
 ) -> anyhow::Result<()> {
@@ -128,10 +129,10 @@ fn install_file(
         let packed_dest = to.join(format!("{rel}{SUFFIX}"));
         let there = fs::metadata(&packed_dest)
             .is_ok_and(|m| Some(m.len()) == fs::metadata(&packed_src).ok().map(|s| s.len()));
-        // Hard-linked even from a bundle that is not root's: nothing here runs
-        // it, and a joining node checks it against bundle.json (kept in the
-        // state directory) before it unpacks it. A copy where links cannot be.
-        if !(there || link_file(&packed_src, &packed_dest)) {
+        // Linked only from a bundle in the state directory (fetched by a
+        // joining node, root's); the admin's extracted bundle must keep its
+        // files unlinked (`tele verify` refuses hard links, as tar makes none).
+        if !(there || link && link_file(&packed_src, &packed_dest)) {
             copy_durably(&packed_src, &packed_dest, mode)?;
         }
     }
@@ -222,7 +223,7 @@ impl Phase for NodeRuntime {
         let st = ctx.state;
         // Blobs are named by their digest: a resumed copy keeps those there.
         let link = ctx.bundle.starts_with(st.root());
-        install_runtime(&ctx.bundle.join("runtime"), &st.runtime_dir())?;
+        install_runtime(&ctx.bundle.join("runtime"), &st.runtime_dir(), link)?;
         copy_tree(
             &ctx.bundle.join("images"),
             &st.images_dir(),
@@ -300,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (from, _) = bundle_runtime(dir.path());
         let to = dir.path().join("state/runtime");
-        install_runtime(&from, &to).unwrap();
+        install_runtime(&from, &to, false).unwrap();
         assert_eq!(
             fs::read(to.join("bin/kubelet")).unwrap(),
             b"kubelet ".repeat(1000)
@@ -318,7 +319,7 @@ mod tests {
 
         // A file changed in the state directory is unpacked again on resume.
         fs::write(to.join("bin/kubelet"), b"not kubelet").unwrap();
-        install_runtime(&from, &to).unwrap();
+        install_runtime(&from, &to, false).unwrap();
         assert_eq!(
             fs::read(to.join("bin/kubelet")).unwrap(),
             b"kubelet ".repeat(1000)
@@ -327,7 +328,7 @@ mod tests {
         // A plain file altered in the bundle is refused, and not left to run.
         fs::write(from.join("bin/etcd"), b"evil").unwrap();
         fs::remove_file(to.join("bin/etcd")).unwrap();
-        let e = install_runtime(&from, &to).unwrap_err();
+        let e = install_runtime(&from, &to, false).unwrap_err();
         assert!(e.to_string().contains("the bundle was altered"), "{e}");
         assert!(!to.join("bin/etcd").exists());
 
@@ -337,7 +338,7 @@ mod tests {
         tele_bundle::packed::pack(&other, &from.join("bin/kubelet.zst")).unwrap();
         fs::write(from.join("bin/etcd"), b"etcd").unwrap();
         fs::remove_file(to.join("bin/kubelet")).unwrap();
-        let e = install_runtime(&from, &to).unwrap_err();
+        let e = install_runtime(&from, &to, false).unwrap_err();
         assert!(format!("{e:#}").contains("runtime.json says"), "{e:#}");
         assert!(!to.join("bin/kubelet").exists());
     }
