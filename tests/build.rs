@@ -145,16 +145,33 @@ fn bundle_holds_every_image_once_and_skopeo_reads_each() {
             a["io.containerd.image.name"]
         );
     }
-    // app.yaml pins its images by digest; resources are as given.
+    // app.yaml and the resources pin their images by digest, the digests the
+    // bundle holds; the rest of each resource file is as given.
     let pinned = fs::read_to_string(bundle.join("app.yaml")).unwrap();
     assert!(
         pinned.contains(&format!("{}@sha256:", f.refs[0])),
         "{pinned}"
     );
-    assert_eq!(
-        fs::read(bundle.join("resources/resources/web.yaml")).unwrap(),
-        fs::read(manifest.parent().unwrap().join("resources/web.yaml")).unwrap()
-    );
+    let given = fs::read_to_string(manifest.parent().unwrap().join("resources/web.yaml")).unwrap();
+    let packed = fs::read_to_string(bundle.join("resources/resources/web.yaml")).unwrap();
+    let mut unpinned = packed.clone();
+    for entry in index["manifests"].as_array().unwrap() {
+        let digest = entry["digest"].as_str().unwrap();
+        unpinned = unpinned.replace(&format!("@{digest}"), "");
+    }
+    assert_eq!(unpinned, given, "only the image fields change");
+    assert!(packed.contains("@sha256:") && packed != given, "{packed}");
+    let listed: Vec<String> = given
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .map(|i| i.trim_matches('"').to_string())
+        .collect();
+    for image in listed {
+        assert!(
+            packed.contains(&format!("{image}@sha256:")),
+            "{image} is not pinned:\n{packed}"
+        );
+    }
     let install = bundle.join("install");
     assert!(
         std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&install).unwrap().permissions())

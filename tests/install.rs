@@ -295,7 +295,8 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         ],
     );
     assert_eq!(hook, "1", "the install hook ran to completion");
-    // Images came from the bundle through the mirror: the pod spec still names the original reference.
+    // Images came from the bundle through the mirror: the pod spec names the
+    // original reference, pinned to the digest the bundle holds.
     let image = kubectl(
         &bundle,
         &state,
@@ -307,7 +308,26 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
             "jsonpath={.spec.template.spec.containers[0].image}",
         ],
     );
-    assert_eq!(image, "example.com/hello/web:1.0.0");
+    assert!(
+        image.starts_with("example.com/hello/web:1.0.0@sha256:"),
+        "{image}"
+    );
+    let index = fs::read_to_string(bundle.join("images/index.json")).unwrap();
+    assert!(index.contains(image.split('@').nth(1).unwrap()), "{image}");
+    let influxdb = kubectl(
+        &bundle,
+        &state,
+        &[
+            "get",
+            "deployment",
+            "-n",
+            "monitoring",
+            "influxdb",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert!(influxdb.contains("@sha256:"), "{influxdb}");
     // Private keys are 0600; no insecure flag anywhere in the configuration.
     for key in ["ca.key", "apiserver.key", "sa.key", "kubeconfig/admin.conf"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -334,6 +354,55 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         !services.contains(&bundle.display().to_string()),
         "{services}"
     );
+    // So a user who owns the extracted bundle and rewrites a binary in it
+    // changes nothing root runs: the kubelet, restarted, is still the one
+    // runtime.json names.
+    let kubelet_zst = bundle.join("runtime/bin/kubelet.zst");
+    let saved_zst = dir.path().join("kubelet.zst.orig");
+    fs::copy(&kubelet_zst, &saved_zst).unwrap();
+    ok(Command::new("chown").args(["-R", "nobody"]).arg(&bundle));
+    ok(Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "printf '#!/bin/sh\\necho owned\\n' | zstd -q -f -o {}",
+            kubelet_zst.display()
+        )));
+    ok(Command::new("pkill").args(["-x", "kubelet"]));
+    let runtime_meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("runtime/runtime.json")).unwrap()).unwrap();
+    let kubelet_sha = runtime_meta["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kubelet")
+        .unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let kubelet_exe = loop {
+        let pid = stdout(&run(Command::new("pgrep").args(["-x", "kubelet"])));
+        if let Some(exe) = pid
+            .lines()
+            .next()
+            .and_then(|p| fs::read_link(format!("/proc/{}/exe", p.trim())).ok())
+        {
+            break exe;
+        }
+        assert!(Instant::now() < deadline, "the kubelet was not restarted");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(kubelet_exe, state.join("runtime/bin/kubelet"));
+    let sha = stdout(&ok(Command::new("sha256sum").arg(&kubelet_exe)));
+    assert!(sha.starts_with(&kubelet_sha), "{sha}");
+    fs::copy(&saved_zst, &kubelet_zst).unwrap();
+    ok(Command::new("chown").args(["-R", "root"]).arg(&bundle));
     // The monitoring stack: InfluxDB runs in the cluster and receives the
     // node health checker's measurements (every 10 s) from the agent.
     let monitoring: serde_json::Value =
@@ -612,12 +681,33 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "resume with a changed setting is refused:\n{}",
         stderr(&o)
     );
+    // What the node runs, changed in the state directory, is checked and put
+    // right by --resume: a runtime binary and an image blob.
+    let kubectl_bin = state.join("runtime/bin/kubectl");
+    let kubectl_sha = stdout(&ok(Command::new("sha256sum").arg(&kubectl_bin)));
+    fs::write(&kubectl_bin, "#!/bin/sh\necho owned\n").unwrap();
+    let blob = fs::read_dir(state.join("images/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let blob_bytes = fs::read(&blob).unwrap();
+    fs::write(&blob, vec![b'x'; blob_bytes.len()]).unwrap();
     let o = install(&bundle, &state, &["--resume"]);
     assert!(
         o.status.success(),
         "resume failed:\n{}\n{}",
         stderr(&o),
         stdout(&o)
+    );
+    assert_eq!(
+        stdout(&ok(Command::new("sha256sum").arg(&kubectl_bin))),
+        kubectl_sha
+    );
+    assert!(
+        fs::read(&blob).unwrap() == blob_bytes,
+        "the blob was not put right"
     );
     app_answers(&bundle, &state);
 

@@ -516,21 +516,14 @@ fn containerd_pulls_through_the_tls_mirror_without_rewriting() {
     ]);
     assert_eq!(v2.status, 200);
 
+    // The node's own hosts.toml, as the installer writes it.
     let hosts = f.dir.path().join("hosts");
     for upstream in ["example.com", "docker.io"] {
         let dir = hosts.join(upstream);
         fs::create_dir_all(&dir).unwrap();
-        let server = if upstream == "docker.io" {
-            "https://registry-1.docker.io".to_string()
-        } else {
-            format!("https://{upstream}")
-        };
         fs::write(
             dir.join("hosts.toml"),
-            format!(
-                "server = \"{server}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
-                pki.ca.display()
-            ),
+            tele_installer::component::hosts_toml(upstream, &mirror, &pki.ca),
         )
         .unwrap();
     }
@@ -590,6 +583,43 @@ fn containerd_pulls_through_the_tls_mirror_without_rewriting() {
         support::stderr(&refused).contains("certificate"),
         "{}",
         support::stderr(&refused)
+    );
+
+    // An image the bundle lacks is never fetched from its own registry: a
+    // listener in the upstream's place sees no connection. (The same pull
+    // with the upstream as `server`, containerd's default, reaches it.)
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("127.0.0.1:{}", upstream.local_addr().unwrap().port());
+    upstream.set_nonblocking(true).unwrap();
+    let reached = |hosts_toml: String| {
+        let dir = f.dir.path().join(format!("fallback-{}", hosts_toml.len()));
+        fs::create_dir_all(dir.join(&host)).unwrap();
+        fs::write(dir.join(&host).join("hosts.toml"), hosts_toml).unwrap();
+        let o = run(containerd
+            .ctr()
+            .args(["images", "pull", "--hosts-dir"])
+            .arg(&dir)
+            .arg(format!("{host}/t/app:2")));
+        assert!(!o.status.success(), "pulled an image the bundle lacks");
+        let mut connections = 0;
+        while upstream.accept().is_ok() {
+            connections += 1;
+        }
+        connections
+    };
+    assert_eq!(
+        reached(tele_installer::component::hosts_toml(
+            &host, &mirror, &pki.ca
+        )),
+        0,
+        "containerd fell back to the upstream registry"
+    );
+    assert!(
+        reached(format!(
+            "server = \"https://{host}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+            pki.ca.display()
+        )) > 0,
+        "the control case: with the upstream as server, containerd does try it"
     );
 }
 

@@ -49,6 +49,35 @@ pub fn copy_durably(from: &Path, to: &Path, mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copies `from` to `to` like [`copy_durably`], only if the content copied
+/// has sha256 `want` (hex): the check is of the bytes written, so a source
+/// changed after an earlier check cannot slip through. On a mismatch `to` is
+/// left untouched and the error says both digests.
+pub fn copy_checked(from: &Path, to: &Path, mode: u32, want: &str) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let mut src = std::io::BufReader::with_capacity(1 << 20, fs::File::open(from)?);
+    let mut w = crate::digest::HashingWriter::new(tmp.as_file());
+    std::io::copy(&mut src, &mut w)?;
+    let (got, _, dst) = w.finish();
+    if got.hex() != want {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} has sha256 {}, expected {want}",
+                from.display(),
+                got.hex()
+            ),
+        ));
+    }
+    dst.set_permissions(fs::Permissions::from_mode(mode))?;
+    dst.sync_all()?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
 /// Moves a finished temporary file to `dest` for good: fsync of its
 /// content, rename, fsync of the directory.
 pub fn persist(file: &fs::File, tmp: tempfile::TempPath, dest: &Path) -> std::io::Result<()> {

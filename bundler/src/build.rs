@@ -284,9 +284,10 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
                 .collect(),
         );
         for (path, content) in tele_assets::monitoring::render(mon) {
+            let pinned = pin_monitoring(&path, &content, &images)?;
             files.push(BundleFile {
                 path: format!("monitoring/{path}"),
-                content: Content::Bytes(content.into_bytes()),
+                content: Content::Bytes(pinned.into_bytes()),
                 mode: 0o644,
             });
         }
@@ -626,6 +627,14 @@ pub fn layout_index(images: &[ResolvedImage]) -> Vec<u8> {
 
 /// The manifest text with each of its own image fields pinned by digest.
 pub fn pinned_manifest(manifest: &Manifest, set: &ImageSet, images: &[ResolvedImage]) -> String {
+    pin_images(&manifest.path, &manifest.text, set, images)
+}
+
+/// `text` (the file `path`) with each image field the scan found in it
+/// pinned by digest (`REPO:TAG@sha256:...`, the tag kept for readability):
+/// what the node runs is then exactly what the bundle holds and its
+/// signature covers, whatever a registry's tags say.
+pub fn pin_images(path: &Path, text: &str, set: &ImageSet, images: &[ResolvedImage]) -> String {
     let digests: BTreeMap<&ImageRef, &ResolvedImage> =
         images.iter().map(|i| (&i.reference, i)).collect();
     let mut edits = Vec::new();
@@ -635,14 +644,14 @@ pub fn pinned_manifest(manifest: &Manifest, set: &ImageSet, images: &[ResolvedIm
         };
         let pinned = r.with_digest(&image.top.digest.to_string()).to_string();
         for u in uses {
-            if u.origin.location.file != manifest.path {
+            if u.origin.location.file != path {
                 continue;
             }
             let span = u.origin.span.clone();
-            let Some(text) = manifest.text.get(span.clone()) else {
+            let Some(raw) = text.get(span.clone()) else {
                 continue;
             };
-            let bare = text.trim_matches(|c| c == '"' || c == '\'');
+            let bare = raw.trim_matches(|c| c == '"' || c == '\'');
             // Only rewrite a span that really holds this image's reference.
             if bare.parse::<ImageRef>().is_ok_and(|p| p == *r) {
                 edits.push((span, pinned.clone()));
@@ -651,11 +660,45 @@ pub fn pinned_manifest(manifest: &Manifest, set: &ImageSet, images: &[ResolvedIm
     }
     edits.sort_by_key(|(s, _)| std::cmp::Reverse(s.start));
     edits.dedup_by_key(|(s, _)| s.start);
-    let mut text = manifest.text.clone();
+    let mut text = text.to_string();
     for (span, pinned) in edits {
         text.replace_range(span, &pinned);
     }
     text
+}
+
+/// The monitoring stack's file `text` (rendered by tele, one `image: REF`
+/// per container) with each image pinned by digest; an error names an
+/// image left unpinned, which would be a defect of the stack's templates.
+fn pin_monitoring(path: &str, text: &str, images: &[ResolvedImage]) -> Result<String, BuildError> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let Some((indent, value)) = body.split_once("image: ") else {
+            out.push_str(line);
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        let image = value
+            .parse::<ImageRef>()
+            .ok()
+            .and_then(|r| images.iter().find(|i| i.reference == r))
+            .ok_or_else(|| {
+                BuildError::input(
+                    format!("monitoring/{path}: image `{value}` is not among the bundle's images"),
+                    "this is a defect of tele's monitoring stack; please report it",
+                )
+            })?;
+        let pinned = image
+            .reference
+            .with_digest(&image.top.digest.to_string())
+            .to_string();
+        out.push_str(&format!("{indent}image: {pinned}"));
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 fn bundle_files(
@@ -699,9 +742,15 @@ fn bundle_files(
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
+        let text = std::fs::read_to_string(&src).map_err(|e| BuildError::io(&src, e))?;
+        let pinned = pin_images(&src, &text, set, images);
         files.push(BundleFile {
             path: format!("resources/{rel}"),
-            content: Content::File(src),
+            content: if pinned == text {
+                Content::File(src)
+            } else {
+                Content::Bytes(pinned.into_bytes())
+            },
             mode,
         });
     }

@@ -662,25 +662,84 @@ pub struct StateLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
-/// Takes the state directory's lock, or says who holds it.
+/// Takes the state directory's lock, or says which process holds it. The
+/// holder writes its PID and command line into the lock file; the lock
+/// itself is the kernel's (flock), so it goes with the process, however it ends.
 pub fn lock(state: &StateDir) -> anyhow::Result<StateLock> {
+    use std::io::{Seek as _, Write as _};
     std::fs::create_dir_all(state.root())?;
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(state.lock_file())?;
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(StateLock { _lock: l }),
+        Ok(mut l) => {
+            let me = format!(
+                "{}\n{}\n",
+                std::process::id(),
+                crate::procfs::cmdline(std::process::id() as i32)
+                    .map(|c| command_words(&c))
+                    .unwrap_or_default()
+            );
+            l.set_len(0)?;
+            l.rewind()?;
+            l.write_all(me.as_bytes())?;
+            Ok(StateLock { _lock: l })
+        }
+        Err((_, errno)) if errno != nix::errno::Errno::EWOULDBLOCK => Err(anyhow::anyhow!(
+            "cannot lock {}: {errno}",
+            state.lock_file().display()
+        )),
         Err(_) => Err(InstallError::bad_input(
             format!(
-                "another install or uninstall is running on {}",
-                state.root().display()
+                "another install or uninstall is running on {}{}",
+                state.root().display(),
+                lock_holder(state)
+                    .map(|h| format!(": process {h}"))
+                    .unwrap_or_default()
             ),
             "wait for it to finish (see `tele plan`), then try again",
         )
         .into()),
     }
+}
+
+/// The program and its subcommand words, up to the first flag: what names
+/// the operation without the values of flags (a join token among them).
+fn command_words(argv: &[String]) -> String {
+    argv.iter()
+        .take_while(|a| !a.starts_with('-'))
+        .take(4)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `PID (COMMAND)` of the process that wrote the lock file, read with a bound.
+fn lock_holder(state: &StateDir) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(state.lock_file())
+        .ok()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    let cmd: String = lines
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    Some(if cmd.is_empty() {
+        pid.to_string()
+    } else {
+        format!("{pid} (`{cmd}`)")
+    })
 }
 
 /// Stops here when a test asked to (`TELE_TEST_PAUSE_AT=POINT`), so that it
@@ -945,6 +1004,16 @@ pub fn install(
         manager: manager.as_ref(),
         reporter,
     };
+    let runtime_done = phases.iter().any(|p| {
+        p.id().ends_with("/runtime")
+            && plan
+                .find(&p.id())
+                .is_some_and(|r| r.state == PhaseState::Completed)
+    });
+    if opts.resume && runtime_done {
+        crate::phase::runtime::recheck(&ctx)?;
+        reporter.note("the runtime and images in the state directory checked");
+    }
     if let Err(e) = run_plan(&mut plan, &phases, &ctx) {
         if fresh && joining && matches!(e.downcast_ref(), Some(InstallError::Preflight { .. })) {
             let _ = std::fs::remove_dir_all(state.root());

@@ -3,6 +3,12 @@
 //! units), the pods' processes (through their shims), mounts under the state
 //! directory and the pods' network namespaces, the CNI bridge, the KUBE-* and
 //! CNI-* iptables chains, the pods' cgroups, and finally the state directory.
+//!
+//! Only this install's: another node on the same machine (its own state
+//! directory, network namespace and `--cgroup-root`) keeps its pods' network
+//! namespaces, cgroups and CNI results. The bridge and the iptables chains
+//! are those of the network namespace the uninstall runs in, which is the
+//! node's own.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -97,7 +103,12 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     // children (the containers' init processes, which takes their PID
     // namespaces down), then the shims.
     let sock = layout.containerd_sock().display().to_string();
-    for pid in processes_with_arg(&sock) {
+    let shims = processes_with_arg(&sock);
+    // This install's pods' network namespaces: those its shims' pods are in,
+    // and those its CNI allocations name (after an interrupted uninstall the
+    // pods are gone, their namespaces not yet).
+    let own = OwnPods::find(&layout, &shims);
+    for pid in shims {
         for child in children_of(pid) {
             let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
             report.processes_killed += 1;
@@ -117,6 +128,7 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
         let s = m.display().to_string();
         if (s.starts_with("/run/netns/cni-") || s.starts_with("/var/run/netns/cni-"))
             && !netns.contains(&m)
+            && own.holds_netns(&m)
         {
             netns.push(m);
         }
@@ -144,7 +156,7 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     report.iptables_chains_removed = remove_iptables_chains(&mut report.warnings);
 
     // What the kubelet and the CNI library keep outside the state directory.
-    remove_fixed_path_leftovers();
+    remove_fixed_path_leftovers(&own.containers);
 
     // Pod cgroups, deepest first.
     report.cgroups_removed = remove_cgroups(cfg.as_ref().and_then(|c| c.cgroup_root.as_deref()));
@@ -189,29 +201,120 @@ pub fn uninstall(state_dir: &Path) -> anyhow::Result<UninstallReport> {
     Ok(report)
 }
 
-/// Files that Kubernetes 1.20 and libcni write at fixed paths, whatever the
-/// state directory: the kubelet's device-plugin socket, and the CNI result
-/// cache of this install's network (`tele`) and of its pods' loopbacks.
-fn remove_fixed_path_leftovers() {
-    let plugins = Path::new("/var/lib/kubelet/device-plugins");
-    for f in ["kubelet.sock", "DEPRECATION"] {
-        let _ = fs::remove_file(plugins.join(f));
+/// Where libcni keeps the result of each network attachment, whatever the
+/// state directory: `<network>-<container>-<interface>`.
+const CNI_RESULTS: &str = "/var/lib/cni/results";
+
+/// The pods of this install, told apart from those of another install on the
+/// same machine (another state directory, network namespace and cgroup root).
+#[derive(Debug, Default)]
+struct OwnPods {
+    /// Container ids of this install's pod sandboxes (from its own IP allocations).
+    containers: Vec<String>,
+    /// Their network namespaces, by path (from libcni's results).
+    netns_paths: Vec<PathBuf>,
+    /// Their network namespaces, by inode (from the processes of this
+    /// install's shims).
+    netns_inodes: Vec<u64>,
+}
+
+impl OwnPods {
+    fn find(state: &StateDir, shims: &[i32]) -> OwnPods {
+        let mut own = OwnPods::default();
+        // host-local keeps one file per address, named by it, holding the
+        // container id: the allocations under this state directory are this
+        // install's pods.
+        for entry in walkdir::WalkDir::new(state.cni_ipam())
+            .max_depth(2)
+            .into_iter()
+            .flatten()
+        {
+            let named_by_ip = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok());
+            if !(named_by_ip && entry.file_type().is_file()) {
+                continue;
+            }
+            let Some(id) = fs::read_to_string(entry.path()).ok().and_then(|t| {
+                t.lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+                    .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()))
+            }) else {
+                continue;
+            };
+            own.netns_paths.extend(cni_sandboxes(
+                &Path::new(CNI_RESULTS).join(format!("tele-{id}-eth0")),
+            ));
+            own.containers.push(id);
+        }
+        for shim in shims {
+            for child in children_of(*shim) {
+                if let Ok(m) = fs::metadata(format!("/proc/{child}/ns/net")) {
+                    own.netns_inodes
+                        .push(std::os::unix::fs::MetadataExt::ino(&m));
+                }
+            }
+        }
+        own
     }
-    let results = Path::new("/var/lib/cni/results");
-    let ours: Vec<String> = fs::read_dir(results)
+
+    /// True when the network namespace mounted at `path` is one of this install's pods'.
+    fn holds_netns(&self, path: &Path) -> bool {
+        let alias = |p: &Path| {
+            p.strip_prefix("/var")
+                .map(|r| Path::new("/").join(r))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        self.netns_paths.iter().any(|n| alias(n) == alias(path))
+            || fs::metadata(path).is_ok_and(|m| {
+                self.netns_inodes
+                    .contains(&std::os::unix::fs::MetadataExt::ino(&m))
+            })
+    }
+}
+
+/// The network namespaces (`sandbox` of the interfaces) that a libcni result
+/// file names; read with a bound, nothing when it is not one.
+fn cni_sandboxes(file: &Path) -> Vec<PathBuf> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    let read = fs::File::open(file).and_then(|f| f.take(1 << 20).read_to_end(&mut text));
+    let Ok(v) = read
+        .map_err(|_| ())
+        .and_then(|_| serde_json::from_slice::<serde_json::Value>(&text).map_err(|_| ()))
+    else {
+        return Vec::new();
+    };
+    v["result"]["interfaces"]
+        .as_array()
         .into_iter()
         .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("tele-")
-                .and_then(|r| r.strip_suffix("-eth0"))
-                .map(String::from)
-        })
-        .collect();
-    for id in ours {
+        .filter_map(|i| i["sandbox"].as_str())
+        .filter(|s| s.starts_with("/var/run/netns/") || s.starts_with("/run/netns/"))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Files that Kubernetes 1.20 and libcni write at fixed paths, whatever the
+/// state directory: the CNI result cache of this install's pods (`containers`,
+/// their network `tele` and their loopbacks), and the kubelet's
+/// device-plugin socket, unless another kubelet on the machine uses it.
+fn remove_fixed_path_leftovers(containers: &[String]) {
+    let results = Path::new(CNI_RESULTS);
+    for id in containers {
         let _ = fs::remove_file(results.join(format!("tele-{id}-eth0")));
         let _ = fs::remove_file(results.join(format!("cni-loopback-{id}-lo")));
+    }
+    let plugins = Path::new("/var/lib/kubelet/device-plugins");
+    let other_kubelet = crate::procfs::pids()
+        .into_iter()
+        .any(|p| crate::procfs::Procfs::host().comm(p) == "kubelet" && crate::procfs::is_alive(p));
+    if !other_kubelet {
+        for f in ["kubelet.sock", "DEPRECATION"] {
+            let _ = fs::remove_file(plugins.join(f));
+        }
     }
     // Directories left empty go too (remove_dir refuses a non-empty one).
     for d in [
@@ -344,14 +447,21 @@ fn remove_cgroups(cgroup_root: Option<&str>) -> usize {
     let mut removed = 0;
     let base = Path::new("/sys/fs/cgroup");
     let mut roots: Vec<PathBuf> = Vec::new();
-    for entry in fs::read_dir(base).into_iter().flatten().flatten() {
-        let dir = entry.path();
-        match cgroup_root {
-            Some(r) => roots.push(dir.join(r.trim_start_matches('/'))),
-            None => roots.push(dir.join("kubepods")),
+    // The kubelet's pods live under its cgroup root (`kubepods` under it):
+    // a root of this install's own is removed whole; the machine's default
+    // one (no --cgroup-root) only below `kubepods`. Under cgroup v1 in every
+    // controller's hierarchy, under v2 in the one tree.
+    let own = match cgroup_root {
+        Some(r) => PathBuf::from(r.trim_start_matches('/')),
+        None => PathBuf::from("kubepods"),
+    };
+    if base.join("cgroup.controllers").exists() {
+        roots.push(base.join(&own));
+    } else {
+        for entry in fs::read_dir(base).into_iter().flatten().flatten() {
+            roots.push(entry.path().join(&own));
         }
     }
-    roots.push(base.join("kubepods"));
     for root in roots {
         if !root.is_dir() {
             continue;

@@ -22,10 +22,15 @@ impl Component for Containerd {
             0o644,
         )?;
         let ca = n.pki.ca_cert();
+        let registry = format!(
+            "https://{}:{}",
+            fmt_host(n.cfg.node_ip),
+            n.cfg.ports.registry
+        );
         for host in crate::node::image_hosts(n.state.root())? {
             write_if_changed(
                 &n.state.certs_d().join(&host).join("hosts.toml"),
-                hosts_toml(&host, &n.cfg, &ca).as_bytes(),
+                hosts_toml(&host, &registry, &ca).as_bytes(),
                 0o644,
             )?;
         }
@@ -99,18 +104,13 @@ state = "{cstate}"
 }
 
 /// `hosts.toml` sending pulls for `host` to the node's registry, over TLS
-/// checked against the cluster CA. The upstream `server` is only reached if
-/// the mirror lacks an image.
-pub fn hosts_toml(host: &str, cfg: &NodeConfig, ca: &std::path::Path) -> String {
-    let upstream = if host == "docker.io" {
-        "https://registry-1.docker.io".to_string()
-    } else {
-        format!("https://{host}")
-    };
+/// (`registry`, its URL) checked against the cluster CA, and nowhere else: `server`, which
+/// containerd tries when the mirrors fail, is the node's registry too, never
+/// `host` itself, so a node with internet access cannot run an image that
+/// is not the bundle's.
+pub fn hosts_toml(host: &str, registry: &str, ca: &std::path::Path) -> String {
     format!(
-        "# Written by tele: images of {host} come from the bundle.\nserver = \"{upstream}\"\n\n[host.\"https://{ip}:{port}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
-        ip = fmt_host(cfg.node_ip),
-        port = cfg.ports.registry,
+        "# Written by tele: images of {host} come from the bundle, through the node's registry only.\nserver = \"{registry}\"\nca = \"{ca}\"\ncapabilities = [\"pull\", \"resolve\"]\n\n[host.\"{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
         ca = ca.display(),
     )
 }

@@ -18,24 +18,20 @@ pub struct NodeRuntime {
     pub after: String,
 }
 
-/// Copies `from` to `to` (a tree), file by file; `last` (relative) is copied
-/// at the end so that its presence means the copy is whole. Each file is
-/// written whole or not at all, so after a kill a file of the right size is
-/// the file: those are skipped when `resumable` (a resumed copy of the same
-/// runtime, or content-addressed blobs). With `link`, files are hard-linked
-/// rather than copied (a bundle fetched into the state directory, already
-/// root's: the runtime is not stored twice).
-fn copy_tree(
-    from: &Path,
-    to: &Path,
-    last: &str,
-    resumable: bool,
-    link: bool,
-) -> anyhow::Result<()> {
+/// Copies the image layout `from` (a bundle's `images/`) to `to` (the state
+/// directory's), file by file, each blob only if its content has the digest
+/// it is named by, checked on the bytes written (an image changed in the
+/// bundle after it was verified is refused, not served). A blob already there
+/// with its digest is kept (a resumed copy checks, rather than trusts, it).
+/// `index.json` comes last, so its presence means the copy is whole. With
+/// `link`, blobs are hard-linked rather than copied (a bundle fetched into the
+/// state directory, already root's: images are not stored twice), and checked.
+fn copy_images(from: &Path, to: &Path, link: bool) -> anyhow::Result<()> {
+    const LAST: &str = "index.json";
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
         let entry = entry?;
         let rel = entry.path().strip_prefix(from)?;
-        if rel.as_os_str().is_empty() || rel == Path::new(last) {
+        if rel.as_os_str().is_empty() || rel == Path::new(LAST) {
             continue;
         }
         let dest = to.join(rel);
@@ -43,18 +39,33 @@ fn copy_tree(
         if ft.is_dir() {
             fs::create_dir_all(&dest)?;
         } else if ft.is_file() {
-            let meta = entry.metadata()?;
-            let same = resumable && fs::metadata(&dest).is_ok_and(|m| m.len() == meta.len());
-            if !same {
-                let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o755;
-                if !(link && link_file(entry.path(), &dest)) {
-                    copy_durably(entry.path(), &dest, mode)?;
-                }
+            let blob = rel.parent() == Some(Path::new("blobs/sha256"));
+            let Some(want) = blob
+                .then(|| rel.file_name().and_then(|n| n.to_str()))
+                .flatten()
+            else {
+                copy_durably(entry.path(), &dest, 0o644)?;
+                continue;
+            };
+            if sha256_of(&dest).as_deref() == Some(want) {
+                continue;
             }
+            if link && link_file(entry.path(), &dest) {
+                if sha256_of(&dest).as_deref() == Some(want) {
+                    continue;
+                }
+                let _ = fs::remove_file(&dest);
+            }
+            crate::durable::copy_checked(entry.path(), &dest, 0o644, want).map_err(|e| {
+                anyhow::anyhow!(
+                    "the bundle's image blob {} is not what its name says ({e}): the bundle was altered after it was verified; run `tele verify` on it",
+                    rel.display()
+                )
+            })?;
         }
-        // Symlinks are not followed: a bundle's runtime and images have none.
+        // Symlinks are not followed: a bundle's images have none.
     }
-    copy_durably(&from.join(last), &to.join(last), 0o644)?;
+    copy_durably(&from.join(LAST), &to.join(LAST), 0o644)?;
     Ok(())
 }
 
@@ -209,6 +220,17 @@ fn link_tools(ctx: &PhaseContext, bin_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// On `--resume`, what the node's services will run is checked again (and
+/// put right from the verified bundle where it differs): every runtime file
+/// against runtime.json's sha256, every image blob against its digest.
+pub fn recheck(ctx: &PhaseContext) -> anyhow::Result<()> {
+    let st = ctx.state;
+    let link = ctx.bundle.starts_with(st.root());
+    install_runtime(&ctx.bundle.join("runtime"), &st.runtime_dir(), link)?;
+    copy_images(&ctx.bundle.join("images"), &st.images_dir(), link)?;
+    Ok(())
+}
+
 impl Phase for NodeRuntime {
     fn id(&self) -> String {
         format!("/nodes/{}/runtime", self.node)
@@ -221,16 +243,9 @@ impl Phase for NodeRuntime {
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
         let st = ctx.state;
-        // Blobs are named by their digest: a resumed copy keeps those there.
         let link = ctx.bundle.starts_with(st.root());
         install_runtime(&ctx.bundle.join("runtime"), &st.runtime_dir(), link)?;
-        copy_tree(
-            &ctx.bundle.join("images"),
-            &st.images_dir(),
-            "index.json",
-            true,
-            link,
-        )?;
+        copy_images(&ctx.bundle.join("images"), &st.images_dir(), link)?;
         copy_durably(&ctx.bundle.join("app.yaml"), &st.manifest_file(), 0o644)?;
         // What a master serves to nodes that join without the bundle.
         copy_durably(
@@ -344,23 +359,33 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_is_resumed_only_for_the_same_runtime() {
+    fn image_blobs_are_copied_only_with_the_digest_they_are_named_by() {
         let dir = tempfile::tempdir().unwrap();
         let (from, to) = (dir.path().join("from"), dir.path().join("to"));
-        fs::create_dir_all(from.join("bin")).unwrap();
-        fs::write(from.join("bin/etcd"), "new!").unwrap();
-        fs::write(from.join("runtime.json"), "{}").unwrap();
-        fs::create_dir_all(to.join("bin")).unwrap();
-        fs::write(to.join("bin/etcd"), "old.").unwrap();
-        // Resuming trusts a file of the right size (it was written whole) ...
-        copy_tree(&from, &to, "runtime.json", true, false).unwrap();
-        assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "old.");
-        // ... a fresh copy does not.
-        copy_tree(&from, &to, "runtime.json", false, false).unwrap();
-        assert_eq!(fs::read_to_string(to.join("bin/etcd")).unwrap(), "new!");
-        assert!(same_file(
-            &from.join("runtime.json"),
-            &to.join("runtime.json")
-        ));
+        let blobs = from.join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        let layer = b"a layer".to_vec();
+        let hex = tele_bundle::digest::Digest::of_bytes(&layer)
+            .hex()
+            .to_string();
+        fs::write(blobs.join(&hex), &layer).unwrap();
+        fs::write(from.join("oci-layout"), "{}").unwrap();
+        fs::write(from.join("index.json"), "{}").unwrap();
+        copy_images(&from, &to, false).unwrap();
+        assert_eq!(fs::read(to.join("blobs/sha256").join(&hex)).unwrap(), layer);
+        assert!(to.join("index.json").is_file());
+
+        // A blob there with the wrong content (same size) is replaced on resume.
+        fs::write(to.join("blobs/sha256").join(&hex), b"A LAYER").unwrap();
+        copy_images(&from, &to, false).unwrap();
+        assert_eq!(fs::read(to.join("blobs/sha256").join(&hex)).unwrap(), layer);
+
+        // A blob changed in the bundle after its check is refused, not copied.
+        fs::remove_dir_all(&to).unwrap();
+        fs::write(blobs.join(&hex), b"b layer").unwrap();
+        let e = copy_images(&from, &to, false).unwrap_err();
+        assert!(e.to_string().contains("not what its name says"), "{e}");
+        assert!(!to.join("blobs/sha256").join(&hex).exists());
+        assert!(!to.join("index.json").exists());
     }
 }
