@@ -558,8 +558,9 @@ fn checker_cost() {
 
 /// A real etcd with tele's PKI: the etcd check logs in with a client
 /// certificate, the clock is compared with etcd's `Date`, and the node check
-/// reads the admin kubeconfig's embedded credentials (pointed at etcd here:
-/// there is no API server in this test, so the node is reported missing).
+/// reads the admin kubeconfig's embedded credentials (pointed at etcd here,
+/// there being no API server in this test: etcd's certificate is not the
+/// cluster CA's, so the node is reported unreachable).
 #[test]
 fn etcd_and_kubeconfig_probes() {
     let etcd_bin = [
@@ -600,7 +601,7 @@ fn etcd_and_kubeconfig_probes() {
             format!("--initial-cluster=node1={peer_url}"),
             format!("--cert-file={}", s(pki.cert("etcd-server"))),
             format!("--key-file={}", s(pki.key("etcd-server"))),
-            format!("--trusted-ca-file={}", s(pki.ca_cert())),
+            format!("--trusted-ca-file={}", s(pki.etcd_ca_cert())),
             "--client-cert-auth=true".into(),
         ])
         .stdin(Stdio::null())
@@ -620,9 +621,9 @@ fn etcd_and_kubeconfig_probes() {
     let mut cfg = HealthConfig::new(&state, "node1");
     cfg.etcd = Some(health::EtcdProbe {
         endpoint: client_url,
-        ca: pki.ca_cert(),
-        cert: pki.cert("apiserver-etcd-client"),
-        key: pki.key("apiserver-etcd-client"),
+        ca: pki.etcd_ca_cert(),
+        cert: pki.cert("etcd-healthcheck-client"),
+        key: pki.key("etcd-healthcheck-client"),
     });
     cfg.kubeconfig = Some(pki.kubeconfig("admin"));
     let mut results = Vec::new();
@@ -636,9 +637,11 @@ fn etcd_and_kubeconfig_probes() {
     let drift = get("time_drift");
     assert!(drift.ok, "{drift:?}");
     assert_eq!(drift.fields["drift_ms"], FieldValue::Int(0));
+    // etcd's certificate is from etcd's CA, which the kubeconfig does not
+    // trust: the check reached it and refused it.
     let node = get("node_ready");
     assert!(!node.ok);
-    assert!(node.detail.contains("404"), "{node:?}");
+    assert!(node.detail.contains("certificate"), "{node:?}");
 
     // A client certificate from another CA is refused: the probe fails.
     let other = tele_installer::pki::ensure(
@@ -661,4 +664,17 @@ fn etcd_and_kubeconfig_probes() {
         .find(|r| r.name == "etcd")
         .unwrap();
     assert!(!etcd.ok, "{etcd:?}");
+    // So is one of this cluster's own CA, however much it may do in the
+    // cluster (the API server's kubelet client is in system:masters): etcd
+    // trusts its own CA only.
+    for name in ["apiserver-kubelet-client", "front-proxy-client"] {
+        let mut other_ca = cfg.clone();
+        other_ca.etcd.as_mut().unwrap().cert = pki.cert(name);
+        other_ca.etcd.as_mut().unwrap().key = pki.key(name);
+        let etcd = health::run_checks(&other_ca)
+            .into_iter()
+            .find(|r| r.name == "etcd")
+            .unwrap();
+        assert!(!etcd.ok, "{name} opened etcd: {etcd:?}");
+    }
 }

@@ -329,7 +329,14 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     );
     assert!(influxdb.contains("@sha256:"), "{influxdb}");
     // Private keys are 0600; no insecure flag anywhere in the configuration.
-    for key in ["ca.key", "apiserver.key", "sa.key", "kubeconfig/admin.conf"] {
+    for key in [
+        "ca.key",
+        "etcd-ca.key",
+        "apiserver.key",
+        "sa.key",
+        "kubeconfig/admin.conf",
+        "encryption.yaml",
+    ] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &fs::metadata(state.join("pki").join(key))
                 .unwrap()
@@ -337,6 +344,61 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         );
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
+    // Secrets are encrypted in etcd, and etcd lets in its own CA's clients
+    // only: the API server's etcd certificate reads the ciphertext, the
+    // cluster CA's most powerful client certificate (system:masters) is
+    // refused at the handshake.
+    let etcd_get = |cert: &str| {
+        run(Command::new(state.join("runtime/bin/etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                "https://127.0.0.1:2379",
+                "--dial-timeout",
+                "5s",
+            ])
+            .arg("--cacert")
+            .arg(state.join("pki/etcd-ca.crt"))
+            .arg("--cert")
+            .arg(state.join(format!("pki/{cert}.crt")))
+            .arg("--key")
+            .arg(state.join(format!("pki/{cert}.key")))
+            .args([
+                "get",
+                "/registry/secrets/monitoring/influxdb-auth",
+                "--print-value-only",
+            ]))
+    };
+    let secret = etcd_get("apiserver-etcd-client");
+    assert!(secret.status.success(), "{}", stderr(&secret));
+    assert!(
+        secret.stdout.starts_with(b"k8s:enc:aescbc:v1:key1:"),
+        "a Secret is stored in the clear: {:?}",
+        String::from_utf8_lossy(&secret.stdout[..secret.stdout.len().min(40)])
+    );
+    let password = fs::read_to_string(state.join("monitoring/influxdb-admin-password")).unwrap();
+    assert!(!String::from_utf8_lossy(&secret.stdout).contains(password.trim()));
+    let refused = etcd_get("apiserver-kubelet-client");
+    assert!(
+        !refused.status.success(),
+        "a cluster-CA certificate opened etcd"
+    );
+    // The API server's audit log records who did what (metadata only).
+    let audit_log = state.join("logs/audit/audit.log");
+    let audit = fs::read_to_string(&audit_log).unwrap();
+    assert!(
+        audit.contains("\"resource\":\"secrets\"") && audit.contains("\"verb\":\"create\""),
+        "{}",
+        &audit[..audit.len().min(2000)]
+    );
+    assert!(
+        !audit.contains(password.trim()),
+        "a password in the audit log"
+    );
+    let denied = run(Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
+        .arg(&audit_log));
+    assert!(!denied.status.success(), "others can read the audit log");
     let services = fs::read_to_string(state.join("agent/services.json")).unwrap();
     assert!(
         !services.contains("insecure-skip-tls-verify")

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{ok, run, stdout, Containerd, ImageFactory};
-use tele_installer::registry_server::{start, RegistryConfig, RegistryHandle, TlsFiles};
+use tele_installer::registry_server::{
+    start, RegistryConfig, RegistryHandle, TlsFiles, DEFAULT_MAX_CONNECTIONS,
+};
 
 const BASE: &str = "example.com/t/base:1";
 const APP: &str = "example.com/t/app:2";
@@ -34,10 +36,17 @@ fn fixture() -> Fixture {
 }
 
 fn serve(layout: &Path, tls: Option<TlsFiles>) -> RegistryHandle {
+    serve_for(layout, tls, None)
+}
+
+/// [`serve`], letting in only clients with a certificate `client_ca` signed.
+fn serve_for(layout: &Path, tls: Option<TlsFiles>, client_ca: Option<&Path>) -> RegistryHandle {
     start(RegistryConfig {
         layout: layout.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         tls,
+        client_ca: client_ca.map(Path::to_path_buf),
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     })
     .expect("the registry starts")
 }
@@ -456,6 +465,8 @@ fn bad_configuration_is_refused_at_start() {
         layout: dir.path().to_path_buf(),
         listen,
         tls: None,
+        client_ca: None,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     })
     .unwrap_err();
     assert!(error.to_string().contains("index.json"), "{error}");
@@ -465,6 +476,8 @@ fn bad_configuration_is_refused_at_start() {
         layout: dir.path().to_path_buf(),
         listen,
         tls: None,
+        client_ca: None,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     })
     .unwrap_err();
     assert!(
@@ -481,6 +494,8 @@ fn bad_configuration_is_refused_at_start() {
             cert: dir.path().join("cert.pem"),
             key: dir.path().join("key.pem"),
         }),
+        client_ca: None,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     })
     .unwrap_err();
     assert!(error.to_string().contains("TLS"), "{error}");
@@ -490,6 +505,8 @@ fn bad_configuration_is_refused_at_start() {
         layout: dir.path().to_path_buf(),
         listen: taken.local_addr().unwrap(),
         tls: None,
+        client_ca: None,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     })
     .unwrap_err();
     assert!(error.to_string().contains("failed to listen"), "{error}");
@@ -499,22 +516,37 @@ fn bad_configuration_is_refused_at_start() {
 fn containerd_pulls_through_the_tls_mirror_without_rewriting() {
     let f = fixture();
     let pki = Pki::create(&f.dir.path().join("pki"));
-    let registry = serve(
+    let registry = serve_for(
         &f.layout,
         Some(TlsFiles {
             cert: pki.cert.clone(),
             key: pki.key.clone(),
         }),
+        Some(&pki.ca),
     );
     let mirror = format!("https://127.0.0.1:{}", registry.addr().port());
 
-    // curl trusts it through the CA alone, no insecure flag.
+    // curl trusts it through the CA alone, no insecure flag; it is let in
+    // with a client certificate of that CA, and only with one.
     let v2 = curl(&[
         "--cacert",
         pki.ca.to_str().unwrap(),
+        "--cert",
+        pki.client_cert.to_str().unwrap(),
+        "--key",
+        pki.client_key.to_str().unwrap(),
         &format!("{mirror}/v2/"),
     ]);
     assert_eq!(v2.status, 200);
+    let anonymous = run(Command::new("curl")
+        .args(["-s", "-m", "5", "--cacert"])
+        .arg(&pki.ca)
+        .arg(format!("{mirror}/v2/")));
+    assert!(
+        !anonymous.status.success(),
+        "served a client without a certificate"
+    );
+    let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
 
     // The node's own hosts.toml, as the installer writes it.
     let hosts = f.dir.path().join("hosts");
@@ -523,7 +555,7 @@ fn containerd_pulls_through_the_tls_mirror_without_rewriting() {
         fs::create_dir_all(&dir).unwrap();
         fs::write(
             dir.join("hosts.toml"),
-            tele_installer::component::hosts_toml(upstream, &mirror, &pki.ca),
+            tele_installer::component::hosts_toml(upstream, &mirror, &pki.ca, client),
         )
         .unwrap();
     }
@@ -609,15 +641,17 @@ fn containerd_pulls_through_the_tls_mirror_without_rewriting() {
     };
     assert_eq!(
         reached(tele_installer::component::hosts_toml(
-            &host, &mirror, &pki.ca
+            &host, &mirror, &pki.ca, client
         )),
         0,
         "containerd fell back to the upstream registry"
     );
     assert!(
         reached(format!(
-            "server = \"https://{host}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
-            pki.ca.display()
+            "server = \"https://{host}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n  client = [[\"{}\", \"{}\"]]\n",
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
         )) > 0,
         "the control case: with the upstream as server, containerd does try it"
     );
@@ -628,6 +662,8 @@ struct Pki {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 impl Pki {
@@ -658,22 +694,201 @@ impl Pki {
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
         )
         .unwrap();
+        fs::write(
+            p("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
         ok(Command::new("openssl")
-            .args(["x509", "-req", "-days", "2", "-set_serial", "2"])
-            .arg("-in")
-            .arg(p("server.csr"))
-            .arg("-CA")
-            .arg(p("ca.pem"))
-            .arg("-CAkey")
-            .arg(p("ca.key"))
-            .arg("-extfile")
-            .arg(p("server.ext"))
+            .args(["req", "-nodes"])
+            .args(ec)
+            .args(["-subj", "/CN=tele-test-client"])
+            .arg("-keyout")
+            .arg(p("client.key"))
             .arg("-out")
-            .arg(p("server.pem")));
+            .arg(p("client.csr")));
+        for (name, serial) in [("server", "2"), ("client", "3")] {
+            ok(Command::new("openssl")
+                .args(["x509", "-req", "-days", "2", "-set_serial", serial])
+                .arg("-in")
+                .arg(p(&format!("{name}.csr")))
+                .arg("-CA")
+                .arg(p("ca.pem"))
+                .arg("-CAkey")
+                .arg(p("ca.key"))
+                .arg("-extfile")
+                .arg(p(&format!("{name}.ext")))
+                .arg("-out")
+                .arg(p(&format!("{name}.pem"))));
+        }
         Pki {
             ca: p("ca.pem"),
             cert: p("server.pem"),
             key: p("server.key"),
+            client_cert: p("client.pem"),
+            client_key: p("client.key"),
         }
     }
 }
+
+/// `tele registry serve` as the node runs it (TLS, client certificates of
+/// the cluster CA required) under a flood of 2,000 clients that connect and
+/// send nothing: its memory stays under 100 MB, the node's containerd (its
+/// client certificate) is still served, and a client without one is not.
+#[test]
+fn a_flood_of_idle_clients_is_bounded_and_only_the_nodes_client_is_served() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let f = fixture();
+    let pki = tele_installer::pki::ensure(
+        &f.dir.path().join("pki"),
+        &tele_installer::pki::PkiConfig {
+            node_name: "node1".into(),
+            node_ips: vec!["127.0.0.1".parse().unwrap()],
+            hostnames: vec![],
+            service_cidr: "10.100.0.0/16".into(),
+            cluster_domain: "cluster.local".into(),
+            api_server: "https://127.0.0.1:6443".into(),
+        },
+    )
+    .unwrap();
+    let port = support::free_port();
+    let mut server = support::tele()
+        .args(["registry", "serve", "--layout"])
+        .arg(&f.layout)
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg("--tls-cert")
+        .arg(pki.cert("registry"))
+        .arg("--tls-key")
+        .arg(pki.key("registry"))
+        .arg("--client-ca")
+        .arg(pki.ca_cert())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = server.id();
+    let _server = Kill(&mut server);
+    support::wait_for_port(&format!("127.0.0.1:{port}"));
+    let url = format!("https://127.0.0.1:{port}/v2/");
+    let get = |with_cert: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5"])
+            .args(["--retry", "30", "--retry-delay", "1", "--retry-all-errors"])
+            .arg("--cacert")
+            .arg(pki.ca_cert());
+        if with_cert {
+            c.arg("--cert")
+                .arg(pki.cert("registry-client"))
+                .arg("--key")
+                .arg(pki.key("registry-client"));
+        } else {
+            c.args(["--retry", "0"]);
+        }
+        run(c.arg(&url))
+    };
+    assert_eq!(stdout(&get(true)), "200");
+
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(8192), hard).unwrap();
+    let idle: Vec<std::net::TcpStream> = (0..2000)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(idle.len() >= 1900, "only {} connections made", idle.len());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let peak = kb("VmHWM:");
+    assert!(
+        peak < 100 * 1024,
+        "the registry took {peak} kB under the flood"
+    );
+    // The node's client gets in (retrying while the idle ones time out).
+    assert_eq!(stdout(&get(true)), "200");
+    let anonymous = get(false);
+    assert_ne!(
+        stdout(&anonymous),
+        "200",
+        "served a client without a certificate"
+    );
+    drop(idle);
+
+    // 2,000 of its own clients, each asking for the biggest blob and never
+    // reading the answer.
+    let biggest = fs::read_dir(f.layout.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let mut stallers = Command::new("python3")
+        .arg("-c")
+        .arg(STALLED_DOWNLOADS)
+        .arg(port.to_string())
+        .arg(pki.ca_cert())
+        .arg(pki.cert("registry-client"))
+        .arg(pki.key("registry-client"))
+        .arg(format!("/v2/t/base/blobs/sha256:{biggest}?ns=example.com"))
+        .arg("2000")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(stallers.stdout.as_mut().unwrap()),
+        &mut held,
+    )
+    .unwrap();
+    let held: usize = held.trim().parse().unwrap();
+    assert!(held > 50, "only {held} downloads were started");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    let _ = stallers.kill();
+    let _ = stallers.wait();
+    assert!(
+        peak < 100 * 1024,
+        "{held} stalled downloads took the registry to {peak} kB"
+    );
+}
+
+/// Opens N TLS connections with a client certificate, sends a GET for PATH
+/// on each and never reads; prints how many got that far, then waits.
+/// Arguments: PORT CA CERT KEY PATH N.
+const STALLED_DOWNLOADS: &str = r#"
+import socket, ssl, sys
+port, ca, cert, key, path, n = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+held = []
+for _ in range(int(n)):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        t = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        t.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+        held.append(t)
+    except (OSError, ssl.SSLError):
+        pass
+print(len(held), flush=True)
+sys.stdin.read()
+"#;

@@ -19,7 +19,7 @@ use support::systemd_host::{boot_hosts, SystemdHost};
 use support::*;
 
 const ETCDCTL: &str = "/var/lib/tele/runtime/bin/etcdctl --endpoints https://127.0.0.1:2379 \
-    --cacert /var/lib/tele/pki/ca.crt --cert /var/lib/tele/pki/apiserver-etcd-client.crt \
+    --cacert /var/lib/tele/pki/etcd-ca.crt --cert /var/lib/tele/pki/apiserver-etcd-client.crt \
     --key /var/lib/tele/pki/apiserver-etcd-client.key";
 
 fn logs(host: &SystemdHost) -> String {

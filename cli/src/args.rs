@@ -242,6 +242,12 @@ pub struct RegistryServeArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (PEM); with TLS only.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Connections served at once; more are closed as they come.
+    #[arg(long, default_value_t = tele_installer::registry_server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// `tele install BUNDLE_DIR ...`

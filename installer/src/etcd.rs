@@ -51,7 +51,7 @@ impl Etcdctl {
         Ok(Etcdctl {
             bin,
             endpoints,
-            ca: pki.ca_cert(),
+            ca: pki.etcd_ca_cert(),
             cert: pki.cert("apiserver-etcd-client"),
             key: pki.key("apiserver-etcd-client"),
         })

@@ -1,6 +1,9 @@
-//! The cluster's PKI: one CA, the serving and client certificates of every
-//! component, the service-account key pair and the component kubeconfigs,
-//! all under one directory of the state directory.
+//! The cluster's PKI: the cluster CA, the serving and client certificates of
+//! every component, the service-account key pair and the component
+//! kubeconfigs, all under one directory of the state directory. etcd has a CA
+//! of its own, whose only clients are the API servers and the health checker:
+//! no certificate the cluster CA signs (a kubelet's, kube-proxy's, an approved
+//! CSR's) opens etcd. The key that encrypts Secrets in etcd is kept here too.
 //!
 //! [`ensure`] is idempotent so the PKI phase can be rerun after a crash or
 //! on `--resume`: it keeps the CA and every private key it finds, and
@@ -17,6 +20,8 @@
 //! | file | mode |
 //! |------|------|
 //! | `ca.crt`, `ca.key` | 0644, 0600 |
+//! | `etcd-ca.crt`, `etcd-ca.key` (signs [`ETCD_LEAF_CERTS`] only) | 0644, 0600 |
+//! | `encryption.yaml` (the API server's EncryptionConfiguration: Secrets in etcd under AES-CBC, a key made at install) | 0600 |
 //! | `<name>.crt`, `<name>.key` for each of [`LEAF_CERTS`] | 0644, 0600 |
 //! | `sa.key` (private, for `--service-account-signing-key-file`), `sa.pub` (for `--service-account-key-file`) | 0600, 0644 |
 //! | `kubeconfig/<name>.conf` for each of [`KUBECONFIGS`] (they hold keys) | 0600 |
@@ -41,6 +46,16 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 /// Common name of the cluster CA.
 pub const CA_COMMON_NAME: &str = "tele-cluster-ca";
+/// Common name of etcd's CA.
+pub const ETCD_CA_COMMON_NAME: &str = "tele-etcd-ca";
+
+/// The leaf certificates that etcd's CA signs: etcd's own (serving and
+/// peer) and its only clients'.
+pub const ETCD_LEAF_CERTS: &[&str] = &[
+    "etcd-server",
+    "apiserver-etcd-client",
+    "etcd-healthcheck-client",
+];
 
 /// Names of the leaf certificates written as `<name>.crt` / `<name>.key`.
 ///
@@ -51,9 +66,11 @@ pub const LEAF_CERTS: &[&str] = &[
     "etcd-server",
     "apiserver",
     "apiserver-etcd-client",
+    "etcd-healthcheck-client",
     "apiserver-kubelet-client",
     "kubelet-server",
     "registry",
+    "registry-client",
     "front-proxy-client",
 ];
 
@@ -117,6 +134,17 @@ impl Pki {
         self.dir.join("ca.crt")
     }
 
+    /// etcd's CA certificate (`etcd-ca.crt`): what etcd trusts, and what
+    /// its clients check etcd against.
+    pub fn etcd_ca_cert(&self) -> PathBuf {
+        self.dir.join("etcd-ca.crt")
+    }
+
+    /// The API server's encryption configuration (`encryption.yaml`, 0600).
+    pub fn encryption_config(&self) -> PathBuf {
+        self.dir.join(ENCRYPTION_CONFIG)
+    }
+
     /// The certificate of `name` (`ca` or one of [`LEAF_CERTS`]).
     pub fn cert(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.crt"))
@@ -157,7 +185,15 @@ impl Pki {
 /// True when every file [`ensure`] writes is there (their content is
 /// checked by `ensure` itself).
 pub fn is_complete(pki: &Pki) -> bool {
-    let mut files = vec![pki.ca_cert(), pki.key("ca"), pki.sa_key(), pki.sa_pub()];
+    let mut files = vec![
+        pki.ca_cert(),
+        pki.key("ca"),
+        pki.etcd_ca_cert(),
+        pki.key("etcd-ca"),
+        pki.encryption_config(),
+        pki.sa_key(),
+        pki.sa_pub(),
+    ];
     for n in LEAF_CERTS {
         files.push(pki.cert(n));
         files.push(pki.key(n));
@@ -252,9 +288,30 @@ pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
 
     let ca_key = load_or_generate_key(&mut pki, "ca.key")?;
     let ca = load_ca(&mut pki, &ca_key)?;
+    let etcd_ca_key = load_or_generate_key(&mut pki, "etcd-ca.key")?;
+    let etcd_ca = load_named_ca(&mut pki, &etcd_ca_key, "etcd-ca", ETCD_CA_COMMON_NAME)?;
 
     for spec in leaf_specs(cfg, service_ip) {
-        ensure_leaf(&mut pki, &spec, &ca)?;
+        let signer = if ETCD_LEAF_CERTS.contains(&spec.name.as_str()) {
+            &etcd_ca
+        } else {
+            &ca
+        };
+        ensure_leaf(&mut pki, &spec, signer)?;
+    }
+    if !pki.encryption_config().is_file() {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| PkiError::Io {
+            action: "make a key for",
+            path: pki.encryption_config(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        write_file(
+            &mut pki,
+            ENCRYPTION_CONFIG,
+            encryption_config(&BASE64.encode(secret)).as_bytes(),
+            0o600,
+        )?;
     }
 
     let sa_key = load_or_generate_key(&mut pki, "sa.key")?;
@@ -331,7 +388,7 @@ pub fn pin_of_pem(pem: &str) -> Option<String> {
 
 /// The credentials of a worker node, issued by the cluster CA in `master`
 /// into `out`: `ca.crt`, the kubelet's serving certificate, the node
-/// registry's certificate, and the kubelet's and kube-proxy's kubeconfigs
+/// registry's certificate and its client's (containerd's), and the kubelet's and kube-proxy's kubeconfigs
 /// (for `cfg.api_server`). The CA's key never leaves `master`.
 pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), PkiError> {
     let mut signer = Pki::at(master);
@@ -345,7 +402,7 @@ pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), Pk
     let service_ip = first_service_ip(&cfg.service_cidr)?;
     for spec in leaf_specs(cfg, service_ip)
         .into_iter()
-        .filter(|s| s.name == "kubelet-server" || s.name == "registry")
+        .filter(|s| ["kubelet-server", "registry", "registry-client"].contains(&s.name.as_str()))
     {
         ensure_leaf(&mut node, &spec, &ca)?;
     }
@@ -423,12 +480,34 @@ fn write_kubeconfig(
     )
 }
 
+/// The file name of the API server's encryption configuration.
+const ENCRYPTION_CONFIG: &str = "encryption.yaml";
+
+/// The API server's EncryptionConfiguration: Secrets written with AES-CBC
+/// under `key` (base64 of 32 random bytes); `identity` last so Secrets
+/// written before encryption was on can still be read.
+fn encryption_config(key: &str) -> String {
+    format!(
+        "# Written by tele at install: the key that encrypts Secrets in etcd. Keep it secret.\napiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: {key}\n      - identity: {{}}\n"
+    )
+}
+
 /// The cluster CA (made if missing) as a signer.
 fn load_ca<'a>(pki: &mut Pki, ca_key: &'a KeyPair) -> Result<Ca<'a>, PkiError> {
-    let pem = ensure_ca_cert(pki, ca_key)?;
+    load_named_ca(pki, ca_key, "ca", CA_COMMON_NAME)
+}
+
+/// The CA `<name>.crt` (made if missing, with common name `cn`) as a signer.
+fn load_named_ca<'a>(
+    pki: &mut Pki,
+    ca_key: &'a KeyPair,
+    name: &str,
+    cn: &str,
+) -> Result<Ca<'a>, PkiError> {
+    let pem = ensure_ca_cert(pki, ca_key, name, cn)?;
     let ski = subject_key_id(&pem).unwrap_or_default();
     let issuer = Issuer::from_ca_cert_pem(&pem, ca_key).map_err(|source| PkiError::Issue {
-        name: "ca".to_string(),
+        name: name.to_string(),
         source,
     })?;
     Ok(Ca { issuer, ski, pem })
@@ -567,6 +646,13 @@ fn leaf_specs(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
             vec![],
         ),
         spec(
+            "etcd-healthcheck-client",
+            "tele-health-checker",
+            &[],
+            Usage::Client,
+            vec![],
+        ),
+        spec(
             "apiserver-kubelet-client",
             "kube-apiserver-kubelet-client",
             &["system:masters"],
@@ -586,6 +672,14 @@ fn leaf_specs(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
             &[],
             Usage::Server,
             local_server,
+        ),
+        // The node's containerd, the only client the node's registry lets in.
+        spec(
+            "registry-client",
+            "tele-registry-client",
+            &[],
+            Usage::Client,
+            vec![],
         ),
         spec(
             "front-proxy-client",
@@ -639,9 +733,10 @@ fn kubeconfig_specs(cfg: &PkiConfig) -> Vec<CertSpec> {
     ]
 }
 
-/// Returns the CA certificate PEM, reusing `ca.crt` when it belongs to `key`.
-fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair) -> Result<String, PkiError> {
-    if let Some(pem) = read_optional(&pki.ca_cert())? {
+/// Returns the CA certificate PEM, reusing `<name>.crt` when it belongs to `key`.
+fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair, name: &str, cn: &str) -> Result<String, PkiError> {
+    let file = format!("{name}.crt");
+    if let Some(pem) = read_optional(&pki.dir.join(&file))? {
         let usable = parse_pem(&pem).is_some_and(|der| {
             x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
                 cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
@@ -656,9 +751,7 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair) -> Result<String, PkiError> {
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name.push(DnType::CommonName, cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -667,13 +760,13 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair) -> Result<String, PkiError> {
     ];
     params.not_before = now - BACKDATE;
     params.not_after = now + CA_VALIDITY;
-    params.serial_number = Some(serial(key, "ca"));
+    params.serial_number = Some(serial(key, name));
     let cert = params.self_signed(key).map_err(|source| PkiError::Issue {
-        name: "ca".to_string(),
+        name: name.to_string(),
         source,
     })?;
     let pem = cert.pem();
-    write_file(pki, "ca.crt", pem.as_bytes(), 0o644)?;
+    write_file(pki, &file, pem.as_bytes(), 0o644)?;
     Ok(pem)
 }
 
@@ -1093,13 +1186,30 @@ mod tests {
         assert!(ok, "{out}");
         assert!(out.contains("Subject: CN = tele-cluster-ca"), "{out}");
         assert!(out.contains("CA:TRUE"), "{out}");
+        let etcd_ca = pki.etcd_ca_cert();
+        let (ok, out) = run(
+            "openssl",
+            &["x509", "-noout", "-subject", "-in", path_str(&etcd_ca)],
+        );
+        assert!(ok && out.contains("CN = tele-etcd-ca"), "{out}");
+        // Each leaf verifies against its own CA and not against the other.
         for name in LEAF_CERTS {
             let cert = pki.cert(name);
+            let (own, other) = if ETCD_LEAF_CERTS.contains(name) {
+                (&etcd_ca, &ca)
+            } else {
+                (&ca, &etcd_ca)
+            };
             let (ok, out) = run(
                 "openssl",
-                &["verify", "-CAfile", path_str(&ca), path_str(&cert)],
+                &["verify", "-CAfile", path_str(own), path_str(&cert)],
             );
             assert!(ok && out.contains(": OK"), "{name}: {out}");
+            let (ok, out) = run(
+                "openssl",
+                &["verify", "-CAfile", path_str(other), path_str(&cert)],
+            );
+            assert!(!ok, "{name} verifies against the other CA: {out}");
         }
         let text = |name: &str| {
             let (ok, out) = run(
@@ -1289,7 +1399,7 @@ mod tests {
                 "verify",
                 "-CAfile",
                 path_str(&pki.ca_cert()),
-                path_str(&pki.cert("etcd-server")),
+                path_str(&pki.cert("apiserver")),
             ],
         );
         assert!(ok, "{out}");
@@ -1303,7 +1413,9 @@ mod tests {
         fs::remove_file(pki.key("ca")).unwrap();
         let again = ensure(&dir, &config()).unwrap();
         for name in LEAF_CERTS {
-            assert!(again.written.contains(&format!("{name}.crt")), "{name}");
+            // etcd's CA and what it signed are not the cluster CA's.
+            let reissued = again.written.contains(&format!("{name}.crt"));
+            assert_eq!(reissued, !ETCD_LEAF_CERTS.contains(name), "{name}");
         }
         for name in KUBECONFIGS {
             assert!(again.written.contains(&format!("kubeconfig/{name}.conf")));
@@ -1444,7 +1556,7 @@ mod tests {
         let peer_url = format!("https://127.0.0.1:{peer}");
         let cert = pki.cert("etcd-server");
         let key = pki.key("etcd-server");
-        let ca = pki.ca_cert();
+        let ca = pki.etcd_ca_cert();
         let log = fs::File::create(tmp.path().join("etcd.log")).unwrap();
         let etcd = Command::new("/usr/bin/etcd")
             .args(["--name", "t", "--data-dir"])
@@ -1466,14 +1578,14 @@ mod tests {
             .unwrap();
         let _etcd = KillOnDrop(etcd);
 
-        let etcdctl = |with_client_cert: bool| {
+        let etcdctl = |client_cert: Option<&str>| {
             let mut cmd = Command::new("etcdctl");
             cmd.env("ETCDCTL_API", "3")
                 .args(["--endpoints", &client_url, "--cacert", path_str(&ca)])
                 .args(["--dial-timeout", "2s", "--command-timeout", "3s"]);
-            if with_client_cert {
-                let cert = pki.cert("apiserver-etcd-client");
-                let key = pki.key("apiserver-etcd-client");
+            if let Some(name) = client_cert {
+                let cert = pki.cert(name);
+                let key = pki.key(name);
                 cmd.args(["--cert", path_str(&cert), "--key", path_str(&key)]);
             }
             let out = cmd.args(["endpoint", "health"]).output().unwrap();
@@ -1487,7 +1599,7 @@ mod tests {
         let start = Instant::now();
         let mut last = String::new();
         loop {
-            let (ok, out) = etcdctl(true);
+            let (ok, out) = etcdctl(Some("apiserver-etcd-client"));
             if ok {
                 assert!(out.contains("is healthy"), "{out}");
                 break;
@@ -1500,7 +1612,13 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         let _ = last;
-        let (ok, out) = etcdctl(false);
+        let (ok, out) = etcdctl(Some("etcd-healthcheck-client"));
+        assert!(ok, "the health checker's certificate: {out}");
+        let (ok, out) = etcdctl(None);
         assert!(!ok, "etcd accepted a client without a certificate: {out}");
+        // A client certificate of the cluster CA, however privileged in the
+        // cluster, is not one of etcd's.
+        let (ok, out) = etcdctl(Some("apiserver-kubelet-client"));
+        assert!(!ok, "etcd accepted a cluster-CA certificate: {out}");
     }
 }

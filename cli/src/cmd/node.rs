@@ -373,6 +373,8 @@ pub fn registry_serve(a: RegistryServeArgs) -> anyhow::Result<ExitCode> {
         layout: a.layout,
         listen: a.listen,
         tls,
+        client_ca: a.client_ca,
+        max_connections: a.max_connections,
     })?;
     Ok(ExitCode::SUCCESS)
 }

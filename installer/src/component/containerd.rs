@@ -4,7 +4,7 @@
 
 use super::{Component, NodeContext, Probe};
 use crate::durable::write_if_changed;
-use crate::node::{fmt_host, NodeConfig};
+use crate::node::NodeConfig;
 use crate::service::ServiceSpec;
 use crate::state_dir::StateDir;
 
@@ -22,15 +22,12 @@ impl Component for Containerd {
             0o644,
         )?;
         let ca = n.pki.ca_cert();
-        let registry = format!(
-            "https://{}:{}",
-            fmt_host(n.cfg.node_ip),
-            n.cfg.ports.registry
-        );
+        let registry = format!("https://{}", super::registry::registry_addr(n));
+        let client = (n.pki.cert("registry-client"), n.pki.key("registry-client"));
         for host in crate::node::image_hosts(n.state.root())? {
             write_if_changed(
                 &n.state.certs_d().join(&host).join("hosts.toml"),
-                hosts_toml(&host, &registry, &ca).as_bytes(),
+                hosts_toml(&host, &registry, &ca, Some((&client.0, &client.1))).as_bytes(),
                 0o644,
             )?;
         }
@@ -104,13 +101,28 @@ state = "{cstate}"
 }
 
 /// `hosts.toml` sending pulls for `host` to the node's registry, over TLS
-/// (`registry`, its URL) checked against the cluster CA, and nowhere else: `server`, which
+/// (`registry`, its URL) checked against the cluster CA, with `client`'s
+/// certificate and key when given, and nowhere else: `server`, which
 /// containerd tries when the mirrors fail, is the node's registry too, never
 /// `host` itself, so a node with internet access cannot run an image that
 /// is not the bundle's.
-pub fn hosts_toml(host: &str, registry: &str, ca: &std::path::Path) -> String {
+pub fn hosts_toml(
+    host: &str,
+    registry: &str,
+    ca: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> String {
+    let client = client
+        .map(|(cert, key)| {
+            format!(
+                "client = [[\"{}\", \"{}\"]]\n",
+                cert.display(),
+                key.display()
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "# Written by tele: images of {host} come from the bundle, through the node's registry only.\nserver = \"{registry}\"\nca = \"{ca}\"\ncapabilities = [\"pull\", \"resolve\"]\n\n[host.\"{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
+        "# Written by tele: images of {host} come from the bundle, through the node's registry only.\nserver = \"{registry}\"\nca = \"{ca}\"\n{client}capabilities = [\"pull\", \"resolve\"]\n\n[host.\"{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n  {client}",
         ca = ca.display(),
     )
 }

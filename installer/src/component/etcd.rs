@@ -21,7 +21,9 @@ impl Component for Etcd {
     fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
         let host = n.host();
         let p = &n.cfg.ports;
-        let ca = n.pki.ca_cert();
+        // etcd's own CA: only the API servers' and the health checker's
+        // client certificates (and the masters' peers) are let in.
+        let ca = n.pki.etcd_ca_cert();
         Ok(ServiceSpec::new("etcd", n.bin("etcd")?)
             .flag("name", &n.cfg.node_name)
             .path_flag("data-dir", &n.state.etcd_data())

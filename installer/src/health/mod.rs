@@ -93,8 +93,8 @@ impl HealthConfig {
     }
 
     /// Every check, for the install in `state_dir` (from its `install.json`
-    /// and the installer's layout): etcd with the API server's etcd client
-    /// certificate, containerd's socket, the kubelet's healthz, the node
+    /// and the installer's layout): etcd with the health checker's own etcd
+    /// client certificate, containerd's socket, the kubelet's healthz, the node
     /// through the admin kubeconfig; disks of the state directory and `/`.
     pub fn for_install(state_dir: &Path) -> anyhow::Result<HealthConfig> {
         let layout = crate::state_dir::StateDir::new(state_dir);
@@ -104,9 +104,9 @@ impl HealthConfig {
         // Only masters run etcd.
         cfg.etcd = (node.role == crate::node::NodeRole::Master).then(|| EtcdProbe {
             endpoint: format!("https://127.0.0.1:{}", node.ports.etcd_client),
-            ca: pki.ca_cert(),
-            cert: pki.cert("apiserver-etcd-client"),
-            key: pki.key("apiserver-etcd-client"),
+            ca: pki.etcd_ca_cert(),
+            cert: pki.cert("etcd-healthcheck-client"),
+            key: pki.key("etcd-healthcheck-client"),
         });
         cfg.containerd_sock = Some(layout.containerd_sock());
         cfg.kubelet_healthz = Some("http://127.0.0.1:10248/healthz".into());

@@ -364,7 +364,8 @@ impl Service {
 
     /// Adds a joining master to etcd as a learner (one at a time: while
     /// another is joining, the refusal asks it to retry) and puts the
-    /// cluster CA and the service-account keys in `out` for it.
+    /// cluster CA, etcd's CA, the Secrets' encryption key and the
+    /// service-account keys in `out` for it.
     fn add_etcd_member(
         &self,
         cfg: &NodeConfig,
@@ -402,6 +403,9 @@ impl Service {
         for (from, to, mode) in [
             (pki.ca_cert(), "ca.crt", 0o644),
             (pki.key("ca"), "ca.key", 0o600),
+            (pki.etcd_ca_cert(), "etcd-ca.crt", 0o644),
+            (pki.key("etcd-ca"), "etcd-ca.key", 0o600),
+            (pki.encryption_config(), "encryption.yaml", 0o600),
             (pki.sa_key(), "sa.key", 0o600),
             (pki.sa_pub(), "sa.pub", 0o644),
         ] {

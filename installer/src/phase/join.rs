@@ -26,17 +26,28 @@ pub fn read_token(ctx: &PhaseContext) -> anyhow::Result<Token> {
     Ok(text.parse()?)
 }
 
-/// The files a master gets: from the cluster CA and the service-account
-/// keys it makes its own certificates (`/configure`).
-const MASTER_FILES: [&str; 4] = ["ca.crt", "ca.key", "sa.key", "sa.pub"];
+/// The files a master gets: from the cluster CA, etcd's CA and the
+/// service-account keys it makes its own certificates (`/configure`); the
+/// key that encrypts Secrets in etcd, shared by every API server.
+const MASTER_FILES: [&str; 7] = [
+    "ca.crt",
+    "ca.key",
+    "etcd-ca.crt",
+    "etcd-ca.key",
+    "encryption.yaml",
+    "sa.key",
+    "sa.pub",
+];
 
 /// The files a worker's components need from its PKI directory.
-const WORKER_FILES: [&str; 8] = [
+const WORKER_FILES: [&str; 10] = [
     "ca.crt",
     "kubelet-server.crt",
     "kubelet-server.key",
     "registry.crt",
     "registry.key",
+    "registry-client.crt",
+    "registry-client.key",
     "kubeconfig/kubelet.conf",
     "kubeconfig/kube-proxy.conf",
     "kubeconfig/volumes.conf",
@@ -95,7 +106,7 @@ impl Phase for Join {
                 "the join service sent an unexpected file `{}`",
                 f.path
             );
-            let mode = if f.path.ends_with(".key") {
+            let mode = if f.path.ends_with(".key") || f.path == "encryption.yaml" {
                 0o600
             } else {
                 f.mode & 0o644

@@ -18,6 +18,8 @@
 //!     layout: "/opt/bundle/images".into(),
 //!     listen: "127.0.0.1:0".parse().unwrap(),
 //!     tls: None,
+//!     client_ca: None,
+//!     max_connections: 256,
 //! })
 //! .unwrap();
 //! println!("serving on {}", handle.addr());
@@ -25,6 +27,12 @@
 //! ```
 //!
 //! Set `TELE_REGISTRY_ACCESS_LOG=1` for one line per request on stderr.
+//!
+//! Bounded: at most `max_connections` connections at once (more are closed
+//! as they come, so a flood of idle clients cannot hold the memory of
+//! thousands), a TLS handshake must end within 10 s and a request's headers
+//! arrive within 30 s. With a client CA, only clients with a certificate it
+//! signed get past the handshake (the node's containerd).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -54,7 +62,9 @@ use tokio::task::JoinSet;
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Blob bodies are sent in chunks of this size.
 pub(crate) const CHUNK_BYTES: usize = 256 << 10;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may run on after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +81,10 @@ pub struct RegistryConfig {
     pub listen: SocketAddr,
     /// Serve HTTPS with these files; plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// With TLS: require a client certificate signed by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 /// The server's certificate and key, both PEM.
@@ -179,7 +193,15 @@ impl Drop for RegistryHandle {
 /// thread with its own tokio runtime.
 pub fn start(config: RegistryConfig) -> Result<RegistryHandle, RegistryError> {
     let index = IndexCache::load(&config.layout)?;
-    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|files| match &config.client_ca {
+            Some(ca) => tls_acceptor_requiring_clients(files, ca),
+            None => tls_acceptor(files),
+        })
+        .transpose()?;
+    let max_connections = config.max_connections.max(1);
     let bind_error = |source| RegistryError::Bind {
         addr: config.listen,
         source,
@@ -206,7 +228,7 @@ pub fn start(config: RegistryConfig) -> Result<RegistryHandle, RegistryError> {
     let thread = std::thread::Builder::new()
         .name("tele-registry".into())
         .spawn(move || {
-            runtime.block_on(serve(listener, tls, state, stopped));
+            runtime.block_on(serve(listener, tls, state, stopped, max_connections));
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(RegistryError::Runtime)?;
@@ -265,12 +287,30 @@ pub(crate) fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor
     tls_acceptor_with_clients(files, None)
 }
 
+/// [`tls_acceptor`] that lets in only clients with a certificate that
+/// `client_ca` (a PEM file) signed.
+pub(crate) fn tls_acceptor_requiring_clients(
+    files: &TlsFiles,
+    client_ca: &Path,
+) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
+    tls_acceptor_for(files, Some((client_ca, true)))
+}
+
 /// [`tls_acceptor`] that also asks clients for a certificate and, when one
 /// is shown, accepts it only if `client_ca` (a PEM file) signed it. Clients
 /// without one are still served: what they may do is the server's to judge.
 pub(crate) fn tls_acceptor_with_clients(
     files: &TlsFiles,
     client_ca: Option<&Path>,
+) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
+    tls_acceptor_for(files, client_ca.map(|ca| (ca, false)))
+}
+
+/// The acceptor; `clients`: the CA client certificates are checked against,
+/// and whether one is required.
+fn tls_acceptor_for(
+    files: &TlsFiles,
+    clients: Option<(&Path, bool)>,
 ) -> Result<tokio_rustls::TlsAcceptor, RegistryError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -289,9 +329,9 @@ pub(crate) fn tls_acceptor_with_clients(
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(e.to_string()))?;
-    let builder = match client_ca {
+    let builder = match clients {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
+        Some((ca, required)) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_file_iter(ca)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -304,8 +344,12 @@ pub(crate) fn tls_acceptor_with_clients(
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
-            .allow_unauthenticated()
+            );
+            let verifier = if required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            }
             .build()
             .map_err(|e| fail(format!("client CA: {e}")))?;
             builder.with_client_cert_verifier(verifier)
@@ -323,6 +367,7 @@ async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
     mut stopped: watch::Receiver<bool>,
+    max_connections: usize,
 ) {
     let mut connections = JoinSet::new();
     let for_connections = stopped.clone();
@@ -330,6 +375,9 @@ async fn serve(
         tokio::select! {
             _ = stopped.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => match accepted {
+                // Full: closed at once, so idle clients cannot pile up;
+                // a real client retries and gets in as others finish.
+                Ok(_) if connections.len() >= max_connections => {}
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     connections.spawn(connection(stream, tls.clone(), state.clone(), for_connections.clone()));
