@@ -678,3 +678,43 @@ fn etcd_and_kubeconfig_probes() {
         assert!(!etcd.ok, "{name} opened etcd: {etcd:?}");
     }
 }
+
+/// The health checker rotates the services' logs every round: a log past
+/// its bound is kept as `NAME.log.1` and starts again empty.
+#[test]
+fn the_checker_rotates_the_services_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("kubelet.log"), vec![b'k'; (2 << 20) + 10]).unwrap();
+    std::fs::write(logs.join("etcd.log"), b"short\n").unwrap();
+    let mut cfg = HealthConfig::new(tmp.path(), "node1");
+    cfg.interval = Duration::from_millis(50);
+    cfg.logs = Some((
+        logs.clone(),
+        tele_installer::log_rotation::LogLimits {
+            max_mb: 1,
+            files: 3,
+        },
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || health::run_loop(cfg, stop))
+    };
+    wait_for("kubelet.log rotated", Duration::from_secs(10), || {
+        logs.join("kubelet.log.1").is_file()
+    });
+    stop.store(true, Ordering::Relaxed);
+    looping.join().unwrap();
+    assert_eq!(
+        std::fs::metadata(logs.join("kubelet.log")).unwrap().len(),
+        0
+    );
+    assert_eq!(
+        std::fs::metadata(logs.join("kubelet.log.1")).unwrap().len(),
+        (2 << 20) + 10
+    );
+    assert_eq!(std::fs::read(logs.join("etcd.log")).unwrap(), b"short\n");
+    assert!(!logs.join("etcd.log.1").exists());
+}

@@ -11,6 +11,7 @@
 mod support;
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -225,7 +226,18 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "kind: smtp\nspec:\n  host: mail.example.com\n  port: 587\n  from: k8s@example.com\n  to: [ops@example.com]\n---\nkind: alerttarget\nspec:\n  url: https://hooks.example.com/k8s\n",
     )
     .unwrap();
-    let o = install(&bundle, &state, &["--config", alerts.to_str().unwrap()]);
+    let o = install(
+        &bundle,
+        &state,
+        &[
+            "--config",
+            alerts.to_str().unwrap(),
+            "--log-max-size",
+            "1",
+            "--log-max-files",
+            "2",
+        ],
+    );
     assert!(
         o.status.success(),
         "install failed:\n{}\n{}",
@@ -416,6 +428,21 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         !services.contains(&bundle.display().to_string()),
         "{services}"
     );
+    // The health checker rotates a service log past --log-max-size (1 MiB
+    // here): grown by 2 MiB, it is kept as .1 and starts again.
+    let registry_log = state.join("logs/registry.log");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&registry_log)
+        .unwrap()
+        .write_all(&vec![b'#'; 2 << 20])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.join("logs/registry.log.1").is_file() {
+        assert!(Instant::now() < deadline, "registry.log was not rotated");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(fs::metadata(&registry_log).unwrap().len() < 1 << 20);
     // So a user who owns the extracted bundle and rewrites a binary in it
     // changes nothing root runs: the kubelet, restarted, is still the one
     // runtime.json names.

@@ -284,6 +284,13 @@ pub struct InstallArgs {
     /// StorageClass), one directory per claim [default: STATE_DIR/volumes].
     #[arg(long)]
     pub volumes_dir: Option<PathBuf>,
+    /// Rotate a service's log (STATE_DIR/logs/NAME.log) when it grows past
+    /// this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_max_size: u64,
+    /// Rotated files kept per service log.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_files: u32,
     /// The node profile from the manifest [default: the flavor's first, else the first].
     #[arg(long, visible_alias = "role")]
     pub profile: Option<String>,

@@ -42,6 +42,8 @@ pub struct InstallOptions {
     pub registry_port: Option<u16>,
     /// Where the node keeps its volumes' data (default: under the state directory).
     pub volumes_dir: Option<PathBuf>,
+    /// How the services' logs are rotated.
+    pub log_limits: crate::log_rotation::LogLimits,
     /// Node profile from the manifest (default: the first).
     pub profile: Option<String>,
     /// Preflight checks to skip.
@@ -434,6 +436,7 @@ fn new_config(
             .and_then(|o| o.dns_disabled)
             .unwrap_or(false),
         flavor: flavor.map(|f| f.name),
+        logs: opts.log_limits,
     })
 }
 

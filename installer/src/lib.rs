@@ -27,6 +27,7 @@ pub mod join;
 pub mod kube;
 pub mod leave;
 pub mod local_volumes;
+pub mod log_rotation;
 pub mod monitoring;
 pub mod monitoring_phase;
 pub mod node;

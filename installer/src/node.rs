@@ -118,6 +118,9 @@ pub struct NodeConfig {
     /// on the node's address); off when the manifest's `systemOptions.dns.disabled`.
     #[serde(default = "on")]
     pub cluster_dns: bool,
+    /// How the services' logs are rotated.
+    #[serde(default)]
+    pub logs: crate::log_rotation::LogLimits,
 }
 
 fn on() -> bool {

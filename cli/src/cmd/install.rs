@@ -200,6 +200,10 @@ fn run_install(
         service_cidr: a.service_cidr,
         cgroup_root: a.cgroup_root,
         volumes_dir: a.volumes_dir,
+        log_limits: tele_installer::log_rotation::LogLimits {
+            max_mb: a.log_max_size,
+            files: a.log_max_files,
+        },
         registry_port: a.registry_port,
         profile: a.profile,
         skip_checks: a.skip_checks,

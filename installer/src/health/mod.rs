@@ -72,6 +72,8 @@ pub struct HealthConfig {
     pub disk_paths: Vec<PathBuf>,
     /// Bound of the on-disk buffer; past it the oldest points are dropped.
     pub buffer_max_bytes: u64,
+    /// The services' logs directory, rotated every round by these limits.
+    pub logs: Option<(PathBuf, crate::log_rotation::LogLimits)>,
 }
 
 impl HealthConfig {
@@ -89,6 +91,7 @@ impl HealthConfig {
             kubectl: None,
             disk_paths: vec![state_dir.to_path_buf()],
             buffer_max_bytes: DEFAULT_BUFFER_BYTES,
+            logs: None,
         }
     }
 
@@ -108,6 +111,7 @@ impl HealthConfig {
             cert: pki.cert("etcd-healthcheck-client"),
             key: pki.key("etcd-healthcheck-client"),
         });
+        cfg.logs = Some((layout.logs_dir(), node.logs));
         cfg.containerd_sock = Some(layout.containerd_sock());
         cfg.kubelet_healthz = Some("http://127.0.0.1:10248/healthz".into());
         cfg.kubeconfig = Some(pki.node_kubeconfig());
@@ -376,6 +380,18 @@ impl Checker {
     }
 
     fn round(&mut self) {
+        if let Some((dir, limits)) = &self.cfg.logs {
+            match crate::log_rotation::rotate(dir, *limits) {
+                Ok(rotated) if !rotated.is_empty() => {
+                    self.log.warn(&format!("rotated {}", rotated.join(", ")))
+                }
+                Ok(_) => {}
+                Err(e) => self.log.warn(&format!(
+                    "failed to rotate the logs in `{}`: {e}",
+                    dir.display()
+                )),
+            }
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
