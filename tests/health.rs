@@ -7,6 +7,8 @@
 //! `checker_cost` (ignored; run it alone with `--ignored --nocapture`)
 //! measures the checker's memory and CPU at the real 10 s interval.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -574,18 +576,10 @@ fn etcd_and_kubeconfig_probes() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let (client_port, peer_port) = (free_port(), free_port());
-    let pki = tele_installer::pki::ensure(
+    let pki = support::loopback_pki(
         &state.join("pki"),
-        &tele_installer::pki::PkiConfig {
-            node_name: "node1".into(),
-            node_ips: vec!["127.0.0.1".parse().unwrap()],
-            hostnames: vec![],
-            service_cidr: "10.100.0.0/16".into(),
-            cluster_domain: "cluster.local".into(),
-            api_server: format!("https://127.0.0.1:{client_port}"),
-        },
-    )
-    .unwrap();
+        &format!("https://127.0.0.1:{client_port}"),
+    );
     let s = |p: PathBuf| p.display().to_string();
     let client_url = format!("https://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -609,14 +603,7 @@ fn etcd_and_kubeconfig_probes() {
         .stderr(log)
         .spawn()
         .unwrap();
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _etcd = Kill(child);
+    let _etcd = support::KillOnDrop(child);
 
     let mut cfg = HealthConfig::new(&state, "node1");
     cfg.etcd = Some(health::EtcdProbe {

@@ -774,7 +774,10 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     // right by --resume: a runtime binary and an image blob.
     let kubectl_bin = state.join("runtime/bin/kubectl");
     let kubectl_sha = stdout(&ok(Command::new("sha256sum").arg(&kubectl_bin)));
-    fs::write(&kubectl_bin, "#!/bin/sh\necho owned\n").unwrap();
+    // Replaced whole (a running kubectl would refuse a write in place).
+    let swapped = state.join("runtime/bin/.kubectl.swapped");
+    fs::write(&swapped, "#!/bin/sh\necho owned\n").unwrap();
+    fs::rename(&swapped, &kubectl_bin).unwrap();
     let blob = fs::read_dir(state.join("images/blobs/sha256"))
         .unwrap()
         .flatten()

@@ -739,20 +739,9 @@ impl Pki {
 fn a_flood_of_idle_clients_is_bounded_and_only_the_nodes_client_is_served() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let f = fixture();
-    let pki = tele_installer::pki::ensure(
-        &f.dir.path().join("pki"),
-        &tele_installer::pki::PkiConfig {
-            node_name: "node1".into(),
-            node_ips: vec!["127.0.0.1".parse().unwrap()],
-            hostnames: vec![],
-            service_cidr: "10.100.0.0/16".into(),
-            cluster_domain: "cluster.local".into(),
-            api_server: "https://127.0.0.1:6443".into(),
-        },
-    )
-    .unwrap();
+    let pki = support::loopback_pki(&f.dir.path().join("pki"), "https://127.0.0.1:6443");
     let port = support::free_port();
-    let mut server = support::tele()
+    let server = support::tele()
         .args(["registry", "serve", "--layout"])
         .arg(&f.layout)
         .arg(format!("--listen=127.0.0.1:{port}"))
@@ -764,15 +753,8 @@ fn a_flood_of_idle_clients_is_bounded_and_only_the_nodes_client_is_served() {
         .arg(pki.ca_cert())
         .spawn()
         .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let pid = server.id();
-    let _server = Kill(&mut server);
+    let _server = support::KillOnDrop(server);
     support::wait_for_port(&format!("127.0.0.1:{port}"));
     let url = format!("https://127.0.0.1:{port}/v2/");
     let get = |with_cert: bool| {

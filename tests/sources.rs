@@ -398,7 +398,7 @@ fn plain_http_only_for_loopback_and_insecure_registries() {
         ),
     )
     .unwrap();
-    let mut registry = Command::new("nsenter")
+    let registry = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{}", host.name))
         .arg("docker-registry")
         .arg("serve")
@@ -407,14 +407,7 @@ fn plain_http_only_for_loopback_and_insecure_registries() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _kill = Kill(&mut registry);
+    let _kill = support::KillOnDrop(registry);
     wait_for_port(&addr);
     let r = format!("{addr}/t/base:1");
     ok(Command::new("skopeo")

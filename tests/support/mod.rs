@@ -409,3 +409,30 @@ impl Drop for Containerd {
         }
     }
 }
+
+/// A child process killed and reaped when this is dropped, however the test ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The PKI the installer makes, in `dir`, for a node named `node1` at
+/// 127.0.0.1 whose API server is `api_server`.
+pub fn loopback_pki(dir: &Path, api_server: &str) -> tele_installer::pki::Pki {
+    tele_installer::pki::ensure(
+        dir,
+        &tele_installer::pki::PkiConfig {
+            node_name: "node1".into(),
+            node_ips: vec!["127.0.0.1".parse().unwrap()],
+            hostnames: vec![],
+            service_cidr: "10.100.0.0/16".into(),
+            cluster_domain: "cluster.local".into(),
+            api_server: api_server.into(),
+        },
+    )
+    .unwrap()
+}
