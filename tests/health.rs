@@ -631,18 +631,7 @@ fn etcd_and_kubeconfig_probes() {
     assert!(node.detail.contains("certificate"), "{node:?}");
 
     // A client certificate from another CA is refused: the probe fails.
-    let other = tele_installer::pki::ensure(
-        &tmp.path().join("other-pki"),
-        &tele_installer::pki::PkiConfig {
-            node_name: "node1".into(),
-            node_ips: vec!["127.0.0.1".parse().unwrap()],
-            hostnames: vec![],
-            service_cidr: "10.100.0.0/16".into(),
-            cluster_domain: "cluster.local".into(),
-            api_server: "https://127.0.0.1:1".into(),
-        },
-    )
-    .unwrap();
+    let other = support::loopback_pki(&tmp.path().join("other-pki"), "https://127.0.0.1:1");
     let mut bad = cfg.clone();
     bad.etcd.as_mut().unwrap().cert = other.cert("apiserver-etcd-client");
     bad.etcd.as_mut().unwrap().key = other.key("apiserver-etcd-client");

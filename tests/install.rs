@@ -19,22 +19,6 @@ use std::time::{Duration, Instant};
 use support::example::{example_bundle, runtime_dir};
 use support::*;
 
-/// Uninstalls on drop, so a failing test leaves the machine clean too.
-struct Installed {
-    state: PathBuf,
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        if self.state.exists() {
-            let _ = tele()
-                .args(["uninstall", "--yes", "--state-dir"])
-                .arg(&self.state)
-                .output();
-        }
-    }
-}
-
 /// The kubectl the install unpacked into its state directory.
 fn kubectl(_bundle: &Path, state: &Path, args: &[&str]) -> String {
     stdout(&ok(Command::new(state.join("runtime/bin/kubectl"))

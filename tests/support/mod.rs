@@ -410,6 +410,23 @@ impl Drop for Containerd {
     }
 }
 
+/// Uninstalls the install in `state` on drop, so a failing test leaves the
+/// machine clean too.
+pub struct Installed {
+    pub state: PathBuf,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if self.state.exists() {
+            let _ = tele()
+                .args(["uninstall", "--yes", "--state-dir"])
+                .arg(&self.state)
+                .output();
+        }
+    }
+}
+
 /// A child process killed and reaped when this is dropped, however the test ends.
 pub struct KillOnDrop(pub Child);
 
