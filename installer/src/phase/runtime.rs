@@ -220,9 +220,10 @@ fn link_tools(ctx: &PhaseContext, bin_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On `--resume`, what the node's services will run is checked again (and
-/// put right from the verified bundle where it differs): every runtime file
-/// against runtime.json's sha256, every image blob against its digest.
+/// Puts what the node's services run into the state directory from the
+/// verified bundle, checked: every runtime file against runtime.json's
+/// sha256, every image blob against its digest; what is already there and
+/// checks out is kept. The phase's first step, and run again on `--resume`.
 pub fn recheck(ctx: &PhaseContext) -> anyhow::Result<()> {
     let st = ctx.state;
     let link = ctx.bundle.starts_with(st.root());
@@ -243,9 +244,7 @@ impl Phase for NodeRuntime {
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
         let st = ctx.state;
-        let link = ctx.bundle.starts_with(st.root());
-        install_runtime(&ctx.bundle.join("runtime"), &st.runtime_dir(), link)?;
-        copy_images(&ctx.bundle.join("images"), &st.images_dir(), link)?;
+        recheck(ctx)?;
         copy_durably(&ctx.bundle.join("app.yaml"), &st.manifest_file(), 0o644)?;
         // What a master serves to nodes that join without the bundle.
         copy_durably(
