@@ -26,10 +26,14 @@ const TELEGRAF_YAML: &str = include_str!("../monitoring/telegraf.yaml");
 const KAPACITOR_YAML: &str = include_str!("../monitoring/kapacitor.yaml");
 const GRAFANA_YAML: &str = include_str!("../monitoring/grafana.yaml");
 
-const ALERTS: [(&str, &str); 10] = [
+const ALERTS: [(&str, &str); 11] = [
     (
         "br-netfilter",
         include_str!("../monitoring/alerts/br-netfilter.tick"),
+    ),
+    (
+        "certificates",
+        include_str!("../monitoring/alerts/certificates.tick"),
     ),
     (
         "etcd-down",

@@ -304,6 +304,7 @@ fn alert_thresholds_match_the_golden_list() {
     expect("inodes", &[("warnAt", "90.0"), ("critAt", "95.0")]);
     expect("pod-cpu-share", &[("maxShare", "0.8")]);
     expect("br-netfilter", &[("silence", "5m")]);
+    expect("certificates", &[("warnDays", "30.0"), ("critDays", "7.0")]);
 }
 
 #[test]
@@ -320,6 +321,7 @@ fn every_alert_is_well_formed_and_goes_to_both_handlers() {
         "ip-forward",
         "node-not-ready",
         "pod-cpu-share",
+        "certificates",
     ] {
         assert!(names.contains(&name), "no {name} alert");
     }

@@ -91,6 +91,10 @@ pub enum Command {
     /// Manage an installed cluster's resources (where alerts go).
     #[command(subcommand)]
     Resource(ResourceCommand),
+    /// The node's certificates: when each expires, and renewing them now.
+    /// Each node renews its own at two thirds of their life by itself.
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
     /// Run the node agent that supervises the services (started by the installer).
     #[command(hide = true)]
     Agent(StateDirArg),
@@ -209,6 +213,27 @@ pub struct JoinServerArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CertificatesCommand {
+    /// List the node's certificates and kubeconfigs, soonest expiry first.
+    List(StateDirArg),
+    /// Renew every certificate and kubeconfig of this node now and restart,
+    /// one at a time, the services that use them (pods keep running).
+    Renew(CertificatesRenewArgs),
+}
+
+/// `tele certificates renew`
+#[derive(Debug, Args)]
+pub struct CertificatesRenewArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// On a master: how long the certificates it issues are valid from now
+    /// on (`365d`, `12h`, `30m`), this renewal's included; workers renewing
+    /// through it get the same.
+    #[arg(long, value_name = "DURATION", value_parser = parse_short_validity)]
+    pub validity: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ResourceCommand {
     /// Add or replace `kind: smtp` / `kind: alerttarget` resources and apply them.
     Create(ResourceCreateArgs),
@@ -291,6 +316,11 @@ pub struct InstallArgs {
     /// Rotated files kept per service log.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub log_max_files: u32,
+    /// How long the cluster's certificates and kubeconfigs are valid
+    /// (`365d`, `30d`, `12h`; at least 1h): each node renews its own at two
+    /// thirds of it and restarts what uses them [default: 365d].
+    #[arg(long, value_name = "DURATION", value_parser = parse_validity)]
+    pub cert_validity: Option<std::time::Duration>,
     /// The node profile from the manifest [default: the flavor's first, else the first].
     #[arg(long, visible_alias = "role")]
     pub profile: Option<String>,
@@ -503,4 +533,77 @@ pub struct ImageBuildArgs {
     /// Platform recorded in the image config.
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
+}
+
+/// A certificate validity at install: at least an hour, so that the
+/// install itself (during which nothing is renewed) ends well within it.
+fn parse_validity(text: &str) -> Result<std::time::Duration, String> {
+    validity_at_least(text, 3600, "1h")
+}
+
+/// A certificate validity for `tele certificates renew`: at least three
+/// minutes, so that a renewal and the restarts it causes fit in the last
+/// third of it.
+fn parse_short_validity(text: &str) -> Result<std::time::Duration, String> {
+    validity_at_least(text, 180, "3m")
+}
+
+/// A certificate validity: a number and a unit (`d`, `h`, `m` or `s`), at
+/// least `min_secs` and at most ten years (the CA's own validity).
+fn validity_at_least(text: &str, min_secs: u64, min: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_secs: u64 = match unit {
+        "d" => 86_400,
+        "h" => 3600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err("give a number and a unit: d, h, m or s (e.g. 365d)".into()),
+    };
+    let secs = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_secs))
+        .ok_or("give a number and a unit: d, h, m or s (e.g. 365d)")?;
+    if !(min_secs..=3650 * 86_400).contains(&secs) {
+        return Err(format!("must be at least {min} and at most 3650d"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod validity_tests {
+    #[test]
+    fn validities_take_a_unit_and_stay_in_bounds() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_validity("365d"),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+        assert_eq!(super::parse_validity("2h"), Ok(Duration::from_secs(7200)));
+        assert!(super::parse_validity("30m").is_err());
+        assert_eq!(
+            super::parse_short_validity("3m"),
+            Ok(Duration::from_secs(180))
+        );
+        assert_eq!(
+            super::parse_short_validity("200s"),
+            Ok(Duration::from_secs(200))
+        );
+        for bad in [
+            "",
+            "d",
+            "10",
+            "5x",
+            "-3d",
+            "179s",
+            "2m",
+            "3651d",
+            "99999999999999999999d",
+        ] {
+            assert!(super::parse_short_validity(bad).is_err(), "{bad}");
+        }
+    }
 }

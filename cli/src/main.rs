@@ -17,7 +17,9 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::args::{Cli, Command, ImageCommand, RegistryCommand, ResourceCommand};
+use crate::args::{
+    CertificatesCommand, Cli, Command, ImageCommand, RegistryCommand, ResourceCommand,
+};
 use crate::output::Printer;
 
 fn main() -> ExitCode {
@@ -48,6 +50,12 @@ fn main() -> ExitCode {
         Command::Leave(a) => cmd::node::leave(a, &printer),
         Command::Remove(a) => cmd::node::remove(a, &printer),
         Command::Resource(ResourceCommand::Create(a)) => cmd::node::resource_create(a, &printer),
+        Command::Certificates(CertificatesCommand::List(a)) => {
+            cmd::node::certificates_list(a, &printer)
+        }
+        Command::Certificates(CertificatesCommand::Renew(a)) => {
+            cmd::node::certificates_renew(a, &printer)
+        }
         Command::Agent(a) => {
             tele_installer::service::agent::run_agent(&a.state_dir).map(|_| ExitCode::SUCCESS)
         }

@@ -44,6 +44,8 @@ pub struct InstallOptions {
     pub volumes_dir: Option<PathBuf>,
     /// How the services' logs are rotated.
     pub log_limits: crate::log_rotation::LogLimits,
+    /// How long leaf certificates are valid (None: a year).
+    pub cert_validity: Option<Duration>,
     /// Node profile from the manifest (default: the first).
     pub profile: Option<String>,
     /// Preflight checks to skip.
@@ -437,6 +439,12 @@ fn new_config(
             .unwrap_or(false),
         flavor: flavor.map(|f| f.name),
         logs: opts.log_limits,
+        cert_validity_secs: opts.cert_validity.map_or(
+            crate::pki::DEFAULT_LEAF_VALIDITY
+                .whole_seconds()
+                .unsigned_abs(),
+            |d| d.as_secs(),
+        ),
     })
 }
 

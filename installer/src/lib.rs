@@ -38,6 +38,7 @@ pub mod pod_network;
 pub mod preflight;
 pub mod procfs;
 pub mod registry_server;
+pub mod renew;
 pub mod reporter;
 pub mod service;
 pub mod state_dir;

@@ -121,6 +121,16 @@ pub struct NodeConfig {
     /// How the services' logs are rotated.
     #[serde(default)]
     pub logs: crate::log_rotation::LogLimits,
+    /// How long the cluster's leaf certificates and kubeconfigs are valid,
+    /// in seconds; they are renewed at two thirds of it.
+    #[serde(default = "default_cert_validity")]
+    pub cert_validity_secs: u64,
+}
+
+fn default_cert_validity() -> u64 {
+    crate::pki::DEFAULT_LEAF_VALIDITY
+        .whole_seconds()
+        .unsigned_abs()
 }
 
 fn on() -> bool {
@@ -166,6 +176,41 @@ impl NodeConfig {
     /// This master's own API server, `ADDR:PORT`.
     pub fn own_api_server(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.node_ip, self.ports.api)
+    }
+
+    /// How long leaf certificates are valid.
+    pub fn cert_validity(&self) -> time::Duration {
+        time::Duration::seconds(i64::try_from(self.cert_validity_secs).unwrap_or(i64::MAX))
+    }
+
+    /// What this master's certificates must name: the node's name and
+    /// address and the machine's hostname.
+    pub fn pki_config(&self) -> anyhow::Result<crate::pki::PkiConfig> {
+        let hostname = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+        Ok(crate::pki::PkiConfig {
+            node_name: self.node_name.clone(),
+            node_ips: vec![self.node_ip],
+            hostnames: vec![hostname],
+            service_cidr: self.service_cidr.clone(),
+            cluster_domain: "cluster.local".into(),
+            api_server: self.api_server(),
+            leaf_validity: self.cert_validity(),
+        })
+    }
+
+    /// What the certificates this master issues to the worker `name` at
+    /// `ip` must name; the worker reaches the API through its own local
+    /// endpoint, on the same port as this node's.
+    pub fn worker_pki_config(&self, name: &str, ip: IpAddr) -> crate::pki::PkiConfig {
+        crate::pki::PkiConfig {
+            node_name: name.to_string(),
+            node_ips: vec![ip],
+            hostnames: vec![],
+            service_cidr: self.service_cidr.clone(),
+            cluster_domain: "cluster.local".into(),
+            api_server: self.api_server(),
+            leaf_validity: self.cert_validity(),
+        }
     }
 }
 

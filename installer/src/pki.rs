@@ -85,10 +85,13 @@ pub const KUBECONFIGS: &[&str] = &[
 ];
 
 const CA_VALIDITY: Duration = Duration::days(3650);
-const LEAF_VALIDITY: Duration = Duration::days(365);
-/// Certificates with less than this left are reissued.
-const RENEW_BEFORE: Duration = Duration::days(30);
-/// Backdating covers clocks that differ a little between nodes.
+/// How long leaf certificates and kubeconfigs are valid unless the install
+/// says otherwise (`--cert-validity`).
+pub const DEFAULT_LEAF_VALIDITY: Duration = Duration::days(365);
+/// A CA certificate with less than this left is remade from its key.
+const CA_RENEW_BEFORE: Duration = Duration::days(30);
+/// Backdating covers clocks that differ a little between nodes: an hour, or
+/// a twentieth of a short validity.
 const BACKDATE: Duration = Duration::hours(1);
 const KUBECONFIG_CLUSTER: &str = "tele";
 
@@ -108,6 +111,9 @@ pub struct PkiConfig {
     pub cluster_domain: String,
     /// The API server URL written into kubeconfigs, e.g. `https://10.0.0.5:6443`.
     pub api_server: String,
+    /// How long the leaf certificates and kubeconfigs it issues are valid;
+    /// each is reissued once a third of its life is left.
+    pub leaf_validity: Duration,
 }
 
 /// The PKI on disk, as left by [`ensure`].
@@ -278,6 +284,16 @@ pub fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
 /// Creates what is missing under `dir` and reissues certificates that no
 /// longer match `cfg`; see the module docs for the layout and rules.
 pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
+    ensure_with(dir, cfg, false)
+}
+
+/// [`ensure`], but every leaf certificate and kubeconfig is issued anew
+/// (for the keys it keeps), whatever time it has left.
+pub fn reissue(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
+    ensure_with(dir, cfg, true)
+}
+
+fn ensure_with(dir: &Path, cfg: &PkiConfig, reissue: bool) -> Result<Pki, PkiError> {
     let mut pki = Pki {
         dir: dir.to_path_buf(),
         written: Vec::new(),
@@ -297,7 +313,7 @@ pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
         } else {
             &ca
         };
-        ensure_leaf(&mut pki, &spec, signer)?;
+        ensure_leaf(&mut pki, &spec, signer, reissue)?;
     }
     if !pki.encryption_config().is_file() {
         let mut secret = [0u8; 32];
@@ -323,9 +339,10 @@ pub fn ensure(dir: &Path, cfg: &PkiConfig) -> Result<Pki, PkiError> {
     for spec in kubeconfig_specs(cfg) {
         let file = format!("kubeconfig/{}.conf", spec.name);
         let existing = read_optional(&dir.join(&file))?;
-        let current = existing
-            .as_deref()
-            .is_some_and(|text| kubeconfig_is_current(text, &spec, &ca, &cfg.api_server));
+        let current = !reissue
+            && existing
+                .as_deref()
+                .is_some_and(|text| kubeconfig_is_current(text, &spec, &ca, &cfg.api_server));
         if !current {
             write_kubeconfig(&mut pki, &spec, &ca, &cfg.api_server)?;
         }
@@ -355,7 +372,7 @@ pub fn ensure_service_cert(
         Usage::Server,
         sans.iter().map(|s| San::from_name(s)).collect(),
     );
-    ensure_leaf(&mut pki, &spec, &ca)?;
+    ensure_leaf(&mut pki, &spec, &ca, false)?;
     Ok((pki.cert(name), pki.key(name)))
 }
 
@@ -404,7 +421,7 @@ pub fn issue_worker(master: &Path, out: &Path, cfg: &PkiConfig) -> Result<(), Pk
         .into_iter()
         .filter(|s| ["kubelet-server", "registry", "registry-client"].contains(&s.name.as_str()))
     {
-        ensure_leaf(&mut node, &spec, &ca)?;
+        ensure_leaf(&mut node, &spec, &ca, false)?;
     }
     for spec in kubeconfig_specs(cfg)
         .into_iter()
@@ -456,6 +473,91 @@ pub fn issue_bundle_reader(master: &Path, node: &str) -> Result<(String, String)
     })?;
     let cert = issue_valid_for(&spec, &key, &ca, BUNDLE_READER_VALIDITY)?;
     Ok((cert, key.serialize_pem()))
+}
+
+/// When one certificate of a PKI directory expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The file, relative to the PKI directory (`apiserver.crt`,
+    /// `kubeconfig/admin.conf`).
+    pub file: String,
+    /// Its notBefore and notAfter, seconds since the epoch.
+    pub not_before: i64,
+    /// See `not_before`.
+    pub not_after: i64,
+}
+
+impl Expiry {
+    /// Seconds left at `now` (negative once expired).
+    pub fn seconds_left(&self, now: i64) -> i64 {
+        self.not_after - now
+    }
+}
+
+/// The expiry of every certificate in `dir`: the CAs and leaves (`*.crt`)
+/// and the client certificates of `kubeconfig/*.conf`, sorted by file.
+/// Files that do not parse are left out (each file is read with a bound).
+pub fn expiries(dir: &Path) -> Vec<Expiry> {
+    use std::io::Read as _;
+    let read = |path: &Path| -> Option<String> {
+        let mut text = String::new();
+        fs::File::open(path)
+            .ok()?
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    };
+    let of_pem = |file: String, pem: &str| -> Option<Expiry> {
+        let der = parse_pem(pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        Some(Expiry {
+            file,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    };
+    let mut out = Vec::new();
+    let list = |sub: &str, ext: &str| -> Vec<(String, PathBuf)> {
+        let mut files: Vec<(String, PathBuf)> = fs::read_dir(dir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                name.ends_with(ext).then(|| {
+                    let rel = if sub.is_empty() {
+                        name
+                    } else {
+                        format!("{sub}/{name}")
+                    };
+                    (rel, e.path())
+                })
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    for (rel, path) in list("", ".crt") {
+        if let Some(e) = read(&path).and_then(|pem| of_pem(rel, &pem)) {
+            out.push(e);
+        }
+    }
+    for (rel, path) in list("kubeconfig", ".conf") {
+        let cert = read(&path).and_then(|text| {
+            let data = text.lines().find_map(|line| {
+                line.trim_start()
+                    .strip_prefix("client-certificate-data: ")
+                    .map(str::trim)
+            })?;
+            String::from_utf8(BASE64.decode(data).ok()?).ok()
+        });
+        if let Some(e) = cert.and_then(|pem| of_pem(rel, &pem)) {
+            out.push(e);
+        }
+    }
+    out
 }
 
 /// Issues the client certificate of `spec` (a new key) and writes it as
@@ -513,14 +615,15 @@ fn load_named_ca<'a>(
     Ok(Ca { issuer, ski, pem })
 }
 
-/// Keeps `<name>.crt` when it still matches `spec` and `ca`, else issues it anew
-/// for the kept (or a new) key.
-fn ensure_leaf(pki: &mut Pki, spec: &CertSpec, ca: &Ca<'_>) -> Result<(), PkiError> {
+/// Keeps `<name>.crt` when it still matches `spec` and `ca` (and `reissue`
+/// is false), else issues it anew for the kept (or a new) key.
+fn ensure_leaf(pki: &mut Pki, spec: &CertSpec, ca: &Ca<'_>, reissue: bool) -> Result<(), PkiError> {
     let key = load_or_generate_key(pki, &format!("{}.key", spec.name))?;
     let cert_file = format!("{}.crt", spec.name);
-    let current = read_optional(&pki.dir.join(&cert_file))?
-        .as_deref()
-        .is_some_and(|pem| cert_is_current(pem, &spec.identity, &ca.ski, &key));
+    let current = !reissue
+        && read_optional(&pki.dir.join(&cert_file))?
+            .as_deref()
+            .is_some_and(|pem| cert_is_current(pem, &spec.identity, &ca.ski, &key));
     if !current {
         let pem = issue(spec, &key, ca)?;
         write_file(pki, &cert_file, pem.as_bytes(), 0o644)?;
@@ -575,6 +678,14 @@ struct Identity {
 struct CertSpec {
     name: String,
     identity: Identity,
+    validity: Duration,
+}
+
+impl CertSpec {
+    fn valid_for(mut self, validity: Duration) -> CertSpec {
+        self.validity = validity;
+        self
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -599,10 +710,18 @@ fn spec(name: &str, cn: &str, orgs: &[&str], usage: Usage, sans: Vec<San>) -> Ce
             server_auth,
             client_auth,
         },
+        validity: DEFAULT_LEAF_VALIDITY,
     }
 }
 
 fn leaf_specs(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
+    leaf_identities(cfg, service_ip)
+        .into_iter()
+        .map(|s| s.valid_for(cfg.leaf_validity))
+        .collect()
+}
+
+fn leaf_identities(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
     let node_ips = || cfg.node_ips.iter().copied().map(San::Ip);
     let node_name = || San::from_name(&cfg.node_name);
     let hostnames = || cfg.hostnames.iter().map(|h| San::from_name(h));
@@ -692,6 +811,13 @@ fn leaf_specs(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
 }
 
 fn kubeconfig_specs(cfg: &PkiConfig) -> Vec<CertSpec> {
+    kubeconfig_identities(cfg)
+        .into_iter()
+        .map(|s| s.valid_for(cfg.leaf_validity))
+        .collect()
+}
+
+fn kubeconfig_identities(cfg: &PkiConfig) -> Vec<CertSpec> {
     let node = format!("system:node:{}", cfg.node_name);
     vec![
         spec(
@@ -741,7 +867,9 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair, name: &str, cn: &str) -> Result<
             x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
                 cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
                     && cert.is_ca()
-                    && has_time_left(&cert)
+                    && cert.validity().not_after.timestamp()
+                        - OffsetDateTime::now_utc().unix_timestamp()
+                        > CA_RENEW_BEFORE.whole_seconds()
             })
         });
         if usable {
@@ -771,7 +899,7 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair, name: &str, cn: &str) -> Result<
 }
 
 fn issue(spec: &CertSpec, key: &KeyPair, ca: &Ca<'_>) -> Result<String, PkiError> {
-    issue_valid_for(spec, key, ca, LEAF_VALIDITY)
+    issue_valid_for(spec, key, ca, spec.validity)
 }
 
 /// [`issue`] with a validity of `validity`.
@@ -818,7 +946,7 @@ fn issue_valid_for(
             .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     params.use_authority_key_identifier_extension = true;
-    params.not_before = now - BACKDATE;
+    params.not_before = now - BACKDATE.min(validity / 20);
     params.not_after = now + validity;
     params.serial_number = Some(serial(key, &spec.name));
     Ok(params.signed_by(key, &ca.issuer).map_err(err)?.pem())
@@ -857,9 +985,13 @@ fn cert_is_current(pem: &str, wanted: &Identity, ca_ski: &[u8], key: &KeyPair) -
         && identity_of(&cert).as_ref() == Some(wanted)
 }
 
+/// True while more than a third of the certificate's life is left: a leaf
+/// is reissued at two thirds of its life at the latest.
 fn has_time_left(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
-    let left = cert.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
-    left > RENEW_BEFORE.whole_seconds()
+    let validity = cert.validity();
+    let life = validity.not_after.timestamp() - validity.not_before.timestamp();
+    let left = validity.not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
+    left > life / 3
 }
 
 fn identity_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Identity> {
@@ -1081,6 +1213,7 @@ mod tests {
             service_cidr: "10.100.0.0/16".to_string(),
             cluster_domain: "cluster.local".to_string(),
             api_server: "https://10.0.0.5:6443".to_string(),
+            leaf_validity: DEFAULT_LEAF_VALIDITY,
         }
     }
 
@@ -1318,6 +1451,56 @@ mod tests {
         fs::set_permissions(pki.key("registry"), Permissions::from_mode(0o644)).unwrap();
         ensure(&dir, &config()).unwrap();
         assert_eq!(mode(&pki.key("registry")), 0o600);
+    }
+
+    #[test]
+    fn leaves_are_reissued_at_two_thirds_of_their_life_and_the_ca_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let mut cfg = config();
+        cfg.leaf_validity = Duration::seconds(6);
+        ensure(&dir, &cfg).unwrap();
+        let first = expiries(&dir);
+        let apiserver = first.iter().find(|e| e.file == "apiserver.crt").unwrap();
+        // Backdated by a twentieth of the validity, not by an hour.
+        assert_eq!(apiserver.not_after - apiserver.not_before, 6);
+        assert!(first.iter().any(|e| e.file == "kubeconfig/admin.conf"));
+        assert!(first.iter().any(|e| e.file == "ca.crt"));
+
+        // With more than a third of their life left, nothing is reissued.
+        assert_eq!(ensure(&dir, &cfg).unwrap().written, Vec::<String>::new());
+        // Past two thirds of it, every leaf and kubeconfig is, and the CAs,
+        // the keys of the leaves and the service-account keys are kept.
+        std::thread::sleep(std::time::Duration::from_millis(4200));
+        let keys: Vec<Vec<u8>> = ["ca.key", "apiserver.key", "sa.key", "ca.crt"]
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect();
+        let renewed = ensure(&dir, &cfg).unwrap().written;
+        let mut expected: Vec<String> = LEAF_CERTS.iter().map(|n| format!("{n}.crt")).collect();
+        expected.extend(KUBECONFIGS.iter().map(|n| format!("kubeconfig/{n}.conf")));
+        let mut got = renewed.clone();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        let kept: Vec<Vec<u8>> = ["ca.key", "apiserver.key", "sa.key", "ca.crt"]
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect();
+        assert_eq!(keys, kept);
+        let later = expiries(&dir);
+        let renewed_api = later.iter().find(|e| e.file == "apiserver.crt").unwrap();
+        assert!(renewed_api.not_after > apiserver.not_after);
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&dir.join("ca.crt")),
+                path_str(&dir.join("apiserver.crt")),
+            ],
+        );
+        assert!(ok, "{out}");
     }
 
     #[test]

@@ -449,6 +449,7 @@ pub fn loopback_pki(dir: &Path, api_server: &str) -> tele_installer::pki::Pki {
             service_cidr: "10.100.0.0/16".into(),
             cluster_domain: "cluster.local".into(),
             api_server: api_server.into(),
+            leaf_validity: tele_installer::pki::DEFAULT_LEAF_VALIDITY,
         },
     )
     .unwrap()

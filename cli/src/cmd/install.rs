@@ -204,6 +204,7 @@ fn run_install(
             max_mb: a.log_max_size,
             files: a.log_max_files,
         },
+        cert_validity: a.cert_validity,
         registry_port: a.registry_port,
         profile: a.profile,
         skip_checks: a.skip_checks,

@@ -10,7 +10,9 @@ use tele_installer::plan::{Plan, PlanPhase};
 use tele_installer::service::ServiceState;
 use tele_installer::uninstall::Target;
 
-use crate::args::{RegistryServeArgs, ResourceCreateArgs, StateDirArg, UninstallArgs};
+use crate::args::{
+    CertificatesRenewArgs, RegistryServeArgs, ResourceCreateArgs, StateDirArg, UninstallArgs,
+};
 use crate::output::{colour_verdicts, paint, style, Printer, EXIT_INPUT};
 
 pub fn plan(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
@@ -376,5 +378,81 @@ pub fn registry_serve(a: RegistryServeArgs) -> anyhow::Result<ExitCode> {
         client_ca: a.client_ca,
         max_connections: a.max_connections,
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tele certificates list`: each certificate and kubeconfig of the node,
+/// soonest expiry first.
+pub fn certificates_list(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
+    let pki = tele_installer::state_dir::StateDir::new(&a.state_dir).pki_dir();
+    let mut expiries = tele_installer::pki::expiries(&pki);
+    if expiries.is_empty() {
+        anyhow::bail!(
+            "no certificates in {}\nhint: give the install's --state-dir",
+            pki.display()
+        );
+    }
+    expiries.sort_by_key(|e| e.not_after);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    p.out(format!(
+        "{:<34} {:<22} {:>10}",
+        "FILE", "EXPIRES (UTC)", "DAYS LEFT"
+    ));
+    let mut rows = Vec::new();
+    for e in &expiries {
+        let expires = time::OffsetDateTime::from_unix_timestamp(e.not_after)
+            .map(|t| {
+                format!(
+                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                )
+            })
+            .unwrap_or_default();
+        let days = e.seconds_left(now) as f64 / 86_400.0;
+        p.out(format!("{:<34} {:<22} {:>10.2}", e.file, expires, days));
+        rows.push(serde_json::json!({
+            "file": e.file,
+            "notBefore": e.not_before,
+            "notAfter": e.not_after,
+            "daysLeft": days,
+        }));
+    }
+    p.json(&serde_json::json!({ "certificates": rows }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tele certificates renew`: every certificate of the node anew, now.
+pub fn certificates_renew(a: CertificatesRenewArgs, p: &Printer) -> anyhow::Result<ExitCode> {
+    let state = tele_installer::state_dir::StateDir::new(&a.state.state_dir);
+    if !state.config_file().is_file() {
+        anyhow::bail!(
+            "no install in {}\nhint: give the install's --state-dir",
+            state.root().display()
+        );
+    }
+    let _lock = tele_installer::install::lock(&state)?;
+    let r = tele_installer::renew::renew(
+        &state,
+        tele_installer::renew::RenewOptions {
+            all: true,
+            validity_secs: a.validity.map(|d| d.as_secs()),
+        },
+    )?;
+    p.out(format!("renewed {} files", r.renewed.len()));
+    if !r.restarted.is_empty() {
+        p.out(format!("restarted {}", r.restarted.join(", ")));
+    }
+    p.json(&serde_json::json!({
+        "ok": true,
+        "renewed": r.renewed,
+        "restarted": r.restarted,
+    }));
     Ok(ExitCode::SUCCESS)
 }

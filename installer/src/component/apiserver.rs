@@ -65,6 +65,15 @@ impl Component for ApiServer {
         crate::durable::set_mode(&audit_dir(n), 0o700)?;
         Ok(())
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![
+            n.pki.ca_cert(),
+            n.pki.etcd_ca_cert(),
+            n.pki.cert("apiserver"),
+            n.pki.cert("apiserver-etcd-client"),
+            n.pki.cert("apiserver-kubelet-client"),
+        ]
+    }
     fn probe(&self, n: &NodeContext) -> Probe {
         Probe::Tcp((n.cfg.node_ip, n.cfg.ports.api).into())
     }

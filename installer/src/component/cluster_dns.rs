@@ -17,6 +17,9 @@ impl Component for ClusterDns {
             .arg(n.state.root().display().to_string())
             .flag("listen", format!("{}:{}", n.host(), n.cfg.ports.dns)))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.kubeconfig("kube-proxy")]
+    }
     fn probe(&self, n: &NodeContext) -> Probe {
         Probe::Tcp((n.cfg.node_ip, n.cfg.ports.dns).into())
     }

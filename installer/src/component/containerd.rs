@@ -46,6 +46,9 @@ impl Component for Containerd {
             // The shims keep the pods running across containerd's restarts.
             .keep_children())
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.ca_cert(), n.pki.cert("registry-client")]
+    }
     fn probe(&self, n: &NodeContext) -> Probe {
         Probe::Unix(n.state.containerd_sock())
     }

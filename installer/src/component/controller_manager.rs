@@ -31,6 +31,9 @@ impl Component for ControllerManager {
                 .flag("profiling", false),
         )
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.ca_cert(), n.pki.kubeconfig("controller-manager")]
+    }
     fn probe(&self, _n: &NodeContext) -> Probe {
         Probe::Tcp(([127, 0, 0, 1], 10257).into())
     }

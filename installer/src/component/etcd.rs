@@ -67,6 +67,9 @@ impl Component for Etcd {
             .path_flag("peer-trusted-ca-file", &ca)
             .flag("peer-client-cert-auth", true))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.etcd_ca_cert(), n.pki.cert("etcd-server")]
+    }
     fn probe(&self, n: &NodeContext) -> Probe {
         match &n.cfg.etcd_join {
             Some(j) => Probe::EtcdVoter {

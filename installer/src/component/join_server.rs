@@ -23,6 +23,9 @@ impl Component for JoinServer {
             .flag("listen", format!("{}:{}", n.host(), n.cfg.ports.join))
             .env("PATH", n.path_env()?))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.ca_cert(), n.pki.cert("join-server")]
+    }
     fn probe(&self, n: &NodeContext) -> Probe {
         Probe::Tcp((n.cfg.node_ip, n.cfg.ports.join).into())
     }

@@ -20,6 +20,9 @@ impl Component for KubeProxy {
             .flag("metrics-bind-address", "127.0.0.1:10249")
             .flag("healthz-bind-address", "127.0.0.1:10256"))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.kubeconfig("kube-proxy")]
+    }
     fn probe(&self, _n: &NodeContext) -> Probe {
         Probe::Tcp(([127, 0, 0, 1], 10256).into())
     }

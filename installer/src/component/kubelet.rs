@@ -43,6 +43,13 @@ impl Component for Kubelet {
             )
             .env("PATH", n.path_env()?))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![
+            n.pki.ca_cert(),
+            n.pki.cert("kubelet-server"),
+            n.pki.kubeconfig("kubelet"),
+        ]
+    }
     fn probe(&self, _n: &NodeContext) -> Probe {
         Probe::HttpOk("http://127.0.0.1:10248/healthz".into())
     }

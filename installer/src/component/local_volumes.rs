@@ -21,6 +21,9 @@ impl Component for LocalVolumes {
             .arg("--state-dir")
             .arg(n.state.root().display().to_string()))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.kubeconfig("volumes")]
+    }
     fn probe(&self, _n: &NodeContext) -> Probe {
         Probe::Running
     }

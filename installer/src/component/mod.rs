@@ -153,6 +153,11 @@ pub trait Component {
     }
     /// The service that runs it.
     fn service(&self, node: &NodeContext) -> anyhow::Result<ServiceSpec>;
+    /// The certificates and kubeconfigs it reads when it starts (and never
+    /// again): when one of them is renewed, the service is restarted.
+    fn credentials(&self, _node: &NodeContext) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// How to tell it is ready.
     fn probe(&self, node: &NodeContext) -> Probe;
 }
@@ -271,7 +276,8 @@ pub fn start_all(
     Ok(())
 }
 
-fn start_one(
+/// Starts `c` (after `after`) and waits, at most `limit`, until it is ready.
+pub(crate) fn start_one(
     c: &dyn Component,
     node: &NodeContext,
     manager: &dyn ServiceManager,
@@ -285,7 +291,7 @@ fn start_one(
         source,
     };
     c.write_files(node).map_err(wrap)?;
-    let spec = c.service(node).map_err(wrap)?;
+    let spec = service_of(c, node).map_err(wrap)?;
     let restarts_before = manager.state(name).restarts();
     manager.start(&spec, after).map_err(wrap)?;
     let probe = c.probe(node);
@@ -326,6 +332,33 @@ fn start_one(
         crate::interrupt::check().map_err(wrap)?;
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The service of `c`, which names a digest of the credentials it reads
+/// (`TELE_CREDENTIALS`): a renewed certificate changes the service, so
+/// starting it again restarts it, under systemd and the agent alike.
+pub fn service_of(c: &dyn Component, node: &NodeContext) -> anyhow::Result<ServiceSpec> {
+    let spec = c.service(node)?;
+    Ok(match credentials_digest(c, node) {
+        Some(digest) => spec.env("TELE_CREDENTIALS", digest),
+        None => spec,
+    })
+}
+
+/// A digest of the credentials `c` reads when it starts (None when it reads none).
+pub fn credentials_digest(c: &dyn Component, node: &NodeContext) -> Option<String> {
+    use sha2::Digest as _;
+    let files = c.credentials(node);
+    if files.is_empty() {
+        return None;
+    }
+    let mut hash = sha2::Sha256::new();
+    for f in files {
+        // A missing file hashes as empty: the service then fails on it by itself.
+        hash.update(std::fs::read(&f).unwrap_or_default());
+        hash.update([0]);
+    }
+    Some(hex::encode(&hash.finalize()[..8]))
 }
 
 /// True when every component runs and passes its probe.

@@ -22,6 +22,9 @@ impl Component for Registry {
             .path_flag("tls-key", &n.pki.key("registry"))
             .path_flag("client-ca", &n.pki.ca_cert()))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.ca_cert(), n.pki.cert("registry")]
+    }
     fn probe(&self, n: &NodeContext) -> Probe {
         Probe::Tcp(registry_addr(n))
     }

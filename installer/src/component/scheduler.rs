@@ -20,6 +20,9 @@ impl Component for Scheduler {
             .flag("leader-elect", true)
             .flag("profiling", false))
     }
+    fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
+        vec![n.pki.kubeconfig("scheduler")]
+    }
     fn probe(&self, _n: &NodeContext) -> Probe {
         Probe::Tcp(([127, 0, 0, 1], 10259).into())
     }

@@ -43,6 +43,45 @@ struct ServerDate {
     answered_ms: i64,
 }
 
+/// Days under which a certificate's expiry fails the check (and the
+/// default alert fires).
+pub const CERT_WARN_DAYS: f64 = 30.0;
+
+/// The `certificates` check: the soonest expiry in `pki_dir` (`days_left`),
+/// failing under [`CERT_WARN_DAYS`] or when the last renewal failed.
+pub fn certificates(pki_dir: &Path, renewal_error: Option<String>) -> CheckResult {
+    let now = unix_ms() as f64 / 1000.0;
+    let expiries = crate::pki::expiries(pki_dir);
+    let Some(first) = expiries.iter().min_by_key(|e| e.not_after) else {
+        return result(
+            "certificates",
+            false,
+            format!("no certificate in `{}`", pki_dir.display()),
+            vec![],
+        );
+    };
+    let days_left = (first.not_after as f64 - now) / 86_400.0;
+    let ok = days_left >= CERT_WARN_DAYS && renewal_error.is_none();
+    let mut detail = format!(
+        "{} certificates; the first to expire is {}, in {:.1} days",
+        expiries.len(),
+        first.file,
+        days_left
+    );
+    if let Some(e) = &renewal_error {
+        detail = format!("{e}; {detail}");
+    }
+    result(
+        "certificates",
+        ok,
+        detail,
+        vec![
+            ("days_left", FieldValue::Float(days_left)),
+            ("renewal_failed", renewal_error.is_some().into()),
+        ],
+    )
+}
+
 fn result(name: &str, ok: bool, detail: String, fields: Vec<(&str, FieldValue)>) -> CheckResult {
     CheckResult {
         name: name.into(),
@@ -136,6 +175,12 @@ impl Probes {
             etcd: None,
             api: None,
         }
+    }
+
+    /// Makes the next round build its clients anew (their certificates
+    /// were renewed).
+    pub fn invalidate(&mut self) {
+        self.built = None;
     }
 
     /// (Re)builds the clients when they are old or failed to build.

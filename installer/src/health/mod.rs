@@ -74,6 +74,10 @@ pub struct HealthConfig {
     pub buffer_max_bytes: u64,
     /// The services' logs directory, rotated every round by these limits.
     pub logs: Option<(PathBuf, crate::log_rotation::LogLimits)>,
+    /// The PKI directory whose certificates' expiry is reported.
+    pub pki_dir: Option<PathBuf>,
+    /// Renew the install's certificates when due ([`crate::renew`]).
+    pub renew_certificates: bool,
 }
 
 impl HealthConfig {
@@ -92,6 +96,8 @@ impl HealthConfig {
             disk_paths: vec![state_dir.to_path_buf()],
             buffer_max_bytes: DEFAULT_BUFFER_BYTES,
             logs: None,
+            pki_dir: None,
+            renew_certificates: false,
         }
     }
 
@@ -112,6 +118,8 @@ impl HealthConfig {
             key: pki.key("etcd-healthcheck-client"),
         });
         cfg.logs = Some((layout.logs_dir(), node.logs));
+        cfg.pki_dir = Some(layout.pki_dir());
+        cfg.renew_certificates = true;
         cfg.containerd_sock = Some(layout.containerd_sock());
         cfg.kubelet_healthz = Some("http://127.0.0.1:10248/healthz".into());
         cfg.kubeconfig = Some(pki.node_kubeconfig());
@@ -379,6 +387,36 @@ impl Checker {
         }
     }
 
+    /// Renews the certificates when due; the error of a failed renewal.
+    fn renew(&mut self) -> Result<(), String> {
+        if !self.cfg.renew_certificates {
+            return Ok(());
+        }
+        let state = crate::state_dir::StateDir::new(&self.cfg.state_dir);
+        match crate::renew::renew_if_due(&state) {
+            Ok(None) => Ok(()),
+            Ok(Some(r)) => {
+                self.log.warn(&format!(
+                    "renewed {}; restarted {}",
+                    r.renewed.join(", "),
+                    if r.restarted.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        r.restarted.join(", ")
+                    }
+                ));
+                // Its own clients hold the old certificates.
+                self.probes.invalidate();
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("renewing the certificates failed: {e:#}");
+                self.log.warn(&msg);
+                Err(msg)
+            }
+        }
+    }
+
     fn round(&mut self) {
         if let Some((dir, limits)) = &self.cfg.logs {
             match crate::log_rotation::rotate(dir, *limits) {
@@ -392,11 +430,15 @@ impl Checker {
                 )),
             }
         }
+        let renewal = self.renew();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let time_ns = now.as_nanos() as i128;
-        let results = self.probes.run(&self.cfg);
+        let mut results = self.probes.run(&self.cfg);
+        if let Some(dir) = &self.cfg.pki_dir {
+            results.push(checks::certificates(dir, renewal.err()));
+        }
         let latest = Latest {
             node: self.cfg.node_name.clone(),
             time_ns: now.as_nanos() as u64,

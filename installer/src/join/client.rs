@@ -95,18 +95,24 @@ fn read_bounded(resp: reqwest::blocking::Response) -> std::io::Result<String> {
     Ok(body)
 }
 
-fn trusting(
+/// A client that trusts the cluster CA and nothing else, presenting
+/// `identity` (certificate and key, PEM) when given.
+fn trusting_as(
     addr: &str,
     ca_pem: &str,
     timeout: Duration,
+    identity: Option<&str>,
 ) -> Result<reqwest::blocking::Client, JoinError> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| unreachable(addr, e))?;
-    reqwest::blocking::Client::builder()
+    let mut builder = reqwest::blocking::Client::builder()
         .timeout(timeout)
-        // The cluster CA and nothing else.
-        .tls_certs_only([ca])
-        .build()
-        .map_err(|e| unreachable(addr, e))
+        .tls_certs_only([ca]);
+    if let Some(pem) = identity {
+        builder = builder.identity(
+            reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| unreachable(addr, e))?,
+        );
+    }
+    builder.build().map_err(|e| unreachable(addr, e))
 }
 
 fn post<T: serde::Serialize, R: serde::de::DeserializeOwned>(
@@ -125,7 +131,18 @@ fn post_within<T: serde::Serialize, R: serde::de::DeserializeOwned>(
     body: &T,
     timeout: Duration,
 ) -> Result<R, JoinError> {
-    let resp = trusting(addr, ca_pem, timeout)?
+    post_as(addr, ca_pem, path, body, timeout, None)
+}
+
+fn post_as<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    addr: &str,
+    ca_pem: &str,
+    path: &str,
+    body: &T,
+    timeout: Duration,
+    identity: Option<&str>,
+) -> Result<R, JoinError> {
+    let resp = trusting_as(addr, ca_pem, timeout, identity)?
         .post(format!("https://{addr}{path}"))
         .json(body)
         .send()
@@ -142,6 +159,17 @@ fn post_within<T: serde::Serialize, R: serde::de::DeserializeOwned>(
         });
         Err(JoinError::Refused(refusal))
     }
+}
+
+/// Asks the master for a worker's certificates anew, with the kubelet's
+/// client certificate and key (`identity`, PEM).
+pub fn renew(
+    addr: &str,
+    ca_pem: &str,
+    identity: &str,
+    req: &super::RenewRequest,
+) -> Result<super::RenewResponse, JoinError> {
+    post_as(addr, ca_pem, "/v1/renew", req, TIMEOUT, Some(identity))
 }
 
 /// Asks whether the node would be admitted; nothing changes on either side.

@@ -44,6 +44,9 @@ pub struct JoinResponse {
     pub files: Vec<NodeFile>,
     /// What the node shows when it leaves (the master keeps only a hash).
     pub leave_secret: String,
+    /// How long the cluster's leaf certificates are valid, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_validity_secs: Option<u64>,
 }
 
 /// A node leaving: first `drain` (its pods evicted), then, once its
@@ -68,6 +71,23 @@ pub struct NodeFile {
     pub mode: u32,
     /// Content (PEM or YAML).
     pub content: String,
+}
+
+/// A worker asking for its certificates anew (`/v1/renew`), with its
+/// kubelet's client certificate.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewRequest {
+    /// The node's name; it must be the one its certificate names.
+    pub node_name: String,
+}
+
+/// A worker's renewed certificates and kubeconfigs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewResponse {
+    /// Paths relative to its PKI directory, as at its admission.
+    pub files: Vec<NodeFile>,
 }
 
 /// A client certificate (and its key, PEM) that lets a node that would be

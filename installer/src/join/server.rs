@@ -24,7 +24,7 @@ use tele_bundle::bundle_json::{self, BundleMeta, BUNDLE_JSON};
 
 use super::{
     BundleCredentials, JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, NodeFile, Refusal,
-    MAX_BODY,
+    RenewRequest, RenewResponse, MAX_BODY,
 };
 use crate::durable::write_durably;
 use crate::node::NodeConfig;
@@ -47,6 +47,31 @@ pub struct AdmittedNode {
     /// SHA-256 (hex) of the secret it shows when it leaves.
     #[serde(default)]
     pub leave_secret_sha256: String,
+}
+
+/// The files under `dir` (hidden ones left out), as sent to a node.
+fn node_files(dir: &std::path::Path) -> anyhow::Result<Vec<NodeFile>> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry?;
+        if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("under dir")
+            .display()
+            .to_string();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&entry.metadata()?.permissions()) & 0o777;
+        files.push(NodeFile {
+            path: rel,
+            mode,
+            content: std::fs::read_to_string(entry.path())?,
+        });
+    }
+    Ok(files)
 }
 
 /// The nodes admitted through this master (`STATE/nodes.json`).
@@ -287,15 +312,7 @@ impl Service {
             crate::pki::issue_worker(
                 &self.state.pki_dir(),
                 work.path(),
-                &crate::pki::PkiConfig {
-                    node_name: req.node_name.clone(),
-                    node_ips: vec![req.node_ip],
-                    hostnames: vec![],
-                    service_cidr: cfg.service_cidr.clone(),
-                    cluster_domain: "cluster.local".into(),
-                    // The node's local API endpoint.
-                    api_server: cfg.api_server(),
-                },
+                &cfg.worker_pki_config(&req.node_name, req.node_ip),
             )
             .map_err(|e| internal(e.into()))?;
             None
@@ -305,32 +322,7 @@ impl Service {
             api_servers.push(cfg.own_api_server());
         }
         api_servers.sort();
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(work.path()).sort_by_file_name() {
-            let entry = entry.map_err(|e| internal(e.into()))?;
-            if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.')
-            {
-                continue;
-            }
-            let rel = entry
-                .path()
-                .strip_prefix(work.path())
-                .expect("under work")
-                .display()
-                .to_string();
-            let mode = std::os::unix::fs::PermissionsExt::mode(
-                &entry
-                    .metadata()
-                    .map_err(|e| internal(e.into()))?
-                    .permissions(),
-            ) & 0o777;
-            let content = std::fs::read_to_string(entry.path()).map_err(|e| internal(e.into()))?;
-            files.push(NodeFile {
-                path: rel,
-                mode,
-                content,
-            });
-        }
+        let files = node_files(work.path()).map_err(internal)?;
         let leave_secret = crate::token::random_hex(16).map_err(internal)?;
         nodes.retain(|n| n.name != req.node_name);
         {
@@ -359,7 +351,56 @@ impl Service {
             service_cidr: cfg.service_cidr.clone(),
             files,
             leave_secret,
+            cert_validity_secs: Some(cfg.cert_validity_secs),
         })
+    }
+
+    /// Renews the certificates and kubeconfigs of the worker `node`, whose
+    /// kubelet certificate the request came with: the same files as at its
+    /// admission, for the name and address it was admitted with.
+    fn renew(
+        &self,
+        node: Option<&str>,
+        req: RenewRequest,
+    ) -> Result<RenewResponse, (StatusCode, Refusal)> {
+        let Some(node) = node.filter(|n| *n == req.node_name) else {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "renewing {}'s certificates needs that node's kubelet client certificate",
+                    req.node_name
+                ),
+                "a node whose certificates expired must leave and join again",
+            ));
+        };
+        let cfg = NodeConfig::load(&self.state).map_err(internal)?;
+        let admitted = admitted_nodes(&self.state)
+            .into_iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::NOT_FOUND,
+                    format!("{node} was not admitted through this master"),
+                    "renew through the master the node joined through",
+                )
+            })?;
+        if is_master(&self.profile(admitted.role.as_deref())?) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!("{node} is a master: it renews its certificates itself"),
+                "",
+            ));
+        }
+        let work = tempfile::tempdir_in(self.state.root()).map_err(|e| internal(e.into()))?;
+        crate::pki::issue_worker(
+            &self.state.pki_dir(),
+            work.path(),
+            &cfg.worker_pki_config(node, admitted.ip),
+        )
+        .map_err(|e| internal(e.into()))?;
+        let files = node_files(work.path()).map_err(internal)?;
+        log(&format!("renewed the certificates of {node}"));
+        Ok(RenewResponse { files })
     }
 
     /// Adds a joining master to etcd as a learner (one at a time: while
@@ -731,6 +772,7 @@ async fn handle(
     service: Arc<Service>,
     req: Request<Incoming>,
     reader: Option<Arc<str>>,
+    node: Option<Arc<str>>,
 ) -> Response<Body> {
     if req.method() == Method::GET {
         if let Some(path) = req.uri().path().strip_prefix("/v1/bundle/") {
@@ -764,6 +806,13 @@ async fn handle(
         }
         (&Method::POST, "/v1/leave") => call(service, req, Service::leave).await,
         (&Method::POST, "/v1/joined") => call(service, req, Service::joined).await,
+        (&Method::POST, "/v1/renew") => {
+            call(service, req, move |s, r: RenewRequest| {
+                s.renew(node.as_deref(), r)
+                    .map(|v| serde_json::to_value(v).unwrap_or_default())
+            })
+            .await
+        }
         _ => Err(refuse(
             StatusCode::NOT_FOUND,
             "no such endpoint",
@@ -789,6 +838,20 @@ fn bundle_reader(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String>
         .any(|o| o.as_str().is_ok_and(|o| o == crate::pki::BUNDLE_READERS));
     let cn = subject.iter_common_name().next()?.as_str().ok()?;
     in_group.then(|| cn.to_string())
+}
+
+/// The node a client certificate (already checked against the cluster CA by
+/// the TLS layer) speaks for: a kubelet's, `system:node:NAME` in the group
+/// `system:nodes`.
+fn node_identity(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = cert.subject();
+    let in_group = subject
+        .iter_organization()
+        .any(|o| o.as_str().is_ok_and(|o| o == "system:nodes"));
+    let cn = subject.iter_common_name().next()?.as_str().ok()?;
+    let name = cn.strip_prefix("system:node:")?;
+    in_group.then(|| name.to_string())
 }
 
 /// Serves the join service of the install in `state_dir` on `listen` until
@@ -847,16 +910,14 @@ pub async fn serve(
                 let service = service.clone();
                 tokio::spawn(async move {
                     let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
-                    let reader: Option<Arc<str>> = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|certs| bundle_reader(certs.first()?))
-                        .map(Arc::from);
+                    let peer = stream.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    let reader: Option<Arc<str>> = peer.and_then(bundle_reader).map(Arc::from);
+                    let node: Option<Arc<str>> = peer.and_then(node_identity).map(Arc::from);
                     let svc = service_fn(move |req| {
                         let service = service.clone();
                         let reader = reader.clone();
-                        async move { Ok::<_, Infallible>(handle(service, req, reader).await) }
+                        let node = node.clone();
+                        async move { Ok::<_, Infallible>(handle(service, req, reader, node).await) }
                     });
                     let _ = http1::Builder::new()
                         .timer(TokioTimer::new())

@@ -40,7 +40,7 @@ const MASTER_FILES: [&str; 7] = [
 ];
 
 /// The files a worker's components need from its PKI directory.
-const WORKER_FILES: [&str; 10] = [
+pub(crate) const WORKER_FILES: [&str; 10] = [
     "ca.crt",
     "kubelet-server.crt",
     "kubelet-server.key",
@@ -58,6 +58,34 @@ fn expected_files(ctx: &PhaseContext) -> &'static [&'static str] {
         crate::node::NodeRole::Master => &MASTER_FILES,
         crate::node::NodeRole::Worker => &WORKER_FILES,
     }
+}
+
+/// Writes the credentials a master sent into the PKI directory `pki`
+/// (keys and the encryption key 0600, the rest at most 0644), refusing any
+/// file not in `expected`; returns the files whose content changed.
+pub(crate) fn write_node_files(
+    pki: &std::path::Path,
+    files: &[crate::join::NodeFile],
+    expected: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    if let Some(f) = files.iter().find(|f| !expected.contains(&f.path.as_str())) {
+        anyhow::bail!("the join service sent an unexpected file `{}`", f.path);
+    }
+    let mut changed = Vec::new();
+    for f in files {
+        let path = pki.join(&f.path);
+        if std::fs::read(&path).is_ok_and(|old| old == f.content.as_bytes()) {
+            continue;
+        }
+        let mode = if f.path.ends_with(".key") || f.path == "encryption.yaml" {
+            0o600
+        } else {
+            f.mode & 0o644
+        };
+        write_durably(&path, f.content.as_bytes(), mode)?;
+        changed.push(f.path.clone());
+    }
+    Ok(changed)
 }
 
 /// How long a master waits while another master joins the etcd cluster.
@@ -98,21 +126,7 @@ impl Phase for Join {
                 other => break other?,
             }
         };
-        let pki = ctx.state.pki_dir();
-        let expected = expected_files(ctx);
-        for f in &resp.files {
-            anyhow::ensure!(
-                expected.contains(&f.path.as_str()),
-                "the join service sent an unexpected file `{}`",
-                f.path
-            );
-            let mode = if f.path.ends_with(".key") || f.path == "encryption.yaml" {
-                0o600
-            } else {
-                f.mode & 0o644
-            };
-            write_durably(&pki.join(&f.path), f.content.as_bytes(), mode)?;
-        }
+        write_node_files(&ctx.state.pki_dir(), &resp.files, expected_files(ctx))?;
         anyhow::ensure!(
             !resp.api_servers.is_empty(),
             "the join service named no API server"
@@ -128,6 +142,9 @@ impl Phase for Join {
         cfg.node_pod_subnet = resp.node_pod_subnet;
         cfg.service_cidr = resp.service_cidr;
         cfg.etcd_join = resp.etcd;
+        if let Some(secs) = resp.cert_validity_secs {
+            cfg.cert_validity_secs = secs;
+        }
         anyhow::ensure!(
             cfg.role == crate::node::NodeRole::Worker || cfg.etcd_join.is_some(),
             "the join service admitted this master without an etcd membership"

@@ -1,0 +1,247 @@
+//! Certificates that renew themselves, on a real node run by the tele
+//! agent. Once installed, the node's certificates are renewed with a
+//! validity of three minutes (`tele certificates renew --validity 3m`) so
+//! that time runs about 120,000 times faster than with the default year: the health checker must renew every certificate and kubeconfig at
+//! two thirds of its life and restart what uses it, several times over,
+//! while the cluster keeps working: the API answers the renewed admin
+//! kubeconfig, the node stays Ready, the app's pods keep running (same
+//! UIDs, no restarts) and answer, and no certificate in use has expired
+//! although the first ones did long ago.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::example::example_bundle;
+use support::*;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// kubectl with the admin kubeconfig as it is on disk now; None on failure.
+fn kubectl(state: &Path, args: &[&str]) -> Option<String> {
+    let o = run(Command::new(state.join("runtime/bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(state.join("pki/kubeconfig/admin.conf"))
+        .args(["--request-timeout", "10s"])
+        .args(args));
+    o.status.success().then(|| stdout(&o))
+}
+
+/// Retries `f` for up to two minutes: a renewal may be restarting the API
+/// server at the moment of asking.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 2 minutes");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The app's pods: `name uid restarts`, sorted.
+fn app_pods(state: &Path) -> Vec<String> {
+    let text = eventually("listing the app's pods", || {
+        kubectl(
+            state,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=hello-web",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[*].restartCount}{\"\\n\"}{end}",
+            ],
+        )
+    });
+    let mut pods: Vec<String> = text.lines().map(String::from).collect();
+    pods.sort();
+    pods
+}
+
+fn apiserver_not_after(state: &Path) -> Option<i64> {
+    tele_installer::pki::expiries(&state.join("pki"))
+        .into_iter()
+        .find(|e| e.file == "apiserver.crt")
+        .map(|e| e.not_after)
+}
+
+#[test]
+fn certificates_renew_at_two_thirds_of_their_life_and_the_cluster_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = example_bundle(dir.path());
+    let state = dir.path().join("state");
+    let _guard = Installed {
+        state: state.clone(),
+    };
+    // A validity the install itself might outlast is refused before anything changes.
+    let o = run(Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--cert-validity", "30m"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at least 1h"), "{}", stderr(&o));
+    assert!(!state.exists());
+
+    ok(Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--autofix", "--timeout", "300", "--output-format", "json"])
+        .args(["--bin-dir", "none", "--cert-validity", "400d"])
+        .env_remove("TELE_TEST_PAUSE_AT")
+        .env("NO_COLOR", "1"));
+    let list = stdout(&ok(tele()
+        .args(["certificates", "list", "--state-dir"])
+        .arg(&state)));
+    let api_line = list
+        .lines()
+        .find(|l| l.starts_with("apiserver.crt "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(api_line.trim_end().ends_with("400.00"), "{list}");
+
+    // From now on every certificate is valid for three minutes.
+    let o = ok(tele()
+        .args(["certificates", "renew", "--validity", "3m", "--state-dir"])
+        .arg(&state));
+    assert!(
+        stdout(&o).contains("restarted registry, etcd, containerd, kube-apiserver"),
+        "{}",
+        stdout(&o)
+    );
+
+    let pki = state.join("pki");
+    let first = tele_installer::pki::expiries(&pki);
+    let first_api = apiserver_not_after(&state).unwrap();
+    let first_kubelet = first
+        .iter()
+        .find(|e| e.file == "kubeconfig/kubelet.conf")
+        .unwrap()
+        .not_after;
+    let pods_before = app_pods(&state);
+    assert!(!pods_before.is_empty());
+
+    // Three renewals, and well past the first certificates' expiry.
+    let mut seen = BTreeSet::from([first_api]);
+    let deadline = Instant::now() + Duration::from_secs(720);
+    while seen.len() < 4 || now() < first_api + 30 {
+        assert!(
+            Instant::now() < deadline,
+            "{} renewals of apiserver.crt in 12 minutes; the health checker's log:\n{}",
+            seen.len() - 1,
+            fs::read_to_string(state.join("logs/health-checker.log")).unwrap_or_default()
+        );
+        if let Some(t) = apiserver_not_after(&state) {
+            seen.insert(t);
+        }
+        // The API answers throughout, give or take a restart.
+        eventually("the API server to answer", || {
+            kubectl(&state, &["get", "--raw", "/readyz"])
+        });
+        std::thread::sleep(Duration::from_secs(5));
+    }
+
+    // Every certificate and kubeconfig was renewed and none in use has expired.
+    let later = tele_installer::pki::expiries(&pki);
+    let t = now();
+    for e in &later {
+        assert!(e.not_after > t, "{} expired", e.file);
+    }
+    let kubelet = later
+        .iter()
+        .find(|e| e.file == "kubeconfig/kubelet.conf")
+        .unwrap();
+    assert!(kubelet.not_after > first_kubelet + 180, "{kubelet:?}");
+    let etcd = later.iter().find(|e| e.file == "etcd-server.crt").unwrap();
+    assert!(etcd.not_after > first_api + 180, "{etcd:?}");
+    // Each renewal took place at two thirds of the life at the latest.
+    let renewals: Vec<i64> = seen.iter().copied().collect();
+    for w in renewals.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            (110..=145).contains(&gap),
+            "renewed {gap} s after the one before"
+        );
+    }
+
+    // The node is Ready, the app's pods never restarted, and it answers.
+    eventually("the node to be Ready", || {
+        kubectl(
+            &state,
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+        .filter(|s| s == "True")
+    });
+    assert_eq!(app_pods(&state), pods_before);
+    let ip = eventually("the app's Service", || {
+        kubectl(
+            &state,
+            &[
+                "get",
+                "service",
+                "hello-web",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        )
+    });
+    eventually("the app to answer", || {
+        let o = run(Command::new("curl").args(["-sf", "-m", "5", &format!("http://{ip}/")]));
+        stdout(&o)
+            .contains("hello from a tele bundle")
+            .then_some(())
+    });
+    // A new pod can still be scheduled and run (kubelet, scheduler and
+    // controller manager all work with their renewed credentials).
+    eventually("scaling the app", || {
+        kubectl(&state, &["scale", "deployment/hello-web", "--replicas=2"])
+    });
+    eventually("the second replica to be ready", || {
+        kubectl(
+            &state,
+            &[
+                "get",
+                "deployment/hello-web",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+        )
+        .filter(|s| s == "2")
+    });
+
+    // The health checker reports the soonest expiry and that renewal works.
+    let latest: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("health/latest.json")).unwrap()).unwrap();
+    let certs = latest["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "certificates")
+        .unwrap_or_else(|| panic!("no certificates check: {latest}"));
+    let days = certs["fields"]["days_left"].as_f64().unwrap();
+    assert!(days > 0.0 && days < 0.003, "{certs}");
+    assert_eq!(certs["fields"]["renewal_failed"], false, "{certs}");
+    // Under 30 days left: the check fails, as the default alert does.
+    assert_eq!(certs["ok"], false, "{certs}");
+    let log = fs::read_to_string(state.join("logs/health-checker.log")).unwrap();
+    assert!(
+        log.matches("restarted registry, etcd, containerd, kube-apiserver")
+            .count()
+            >= 3,
+        "{log}"
+    );
+}
