@@ -160,7 +160,7 @@ fn netns_mounts() -> Vec<String> {
 fn refused_by_lock(o: &Output, state: &Path, pid: u32) {
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(o), stderr(o));
     let want = format!(
-        "another install or uninstall is running on {}: process {pid}",
+        "another install, uninstall or certificate renewal is running on {}: process {pid}",
         state.display()
     );
     assert!(stderr(o).contains(&want), "{}", stderr(o));

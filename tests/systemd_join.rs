@@ -408,6 +408,63 @@ EOF",
     );
     assert!(status.contains("used by tele-w1"), "{status}");
 
+    // Certificates renew themselves on both nodes, under systemd: the master
+    // from its CAs, the worker through the master's join service with its
+    // kubelet's certificate. With a validity of three minutes (set on the
+    // master, taken by the worker's forced renewal) both are due within two.
+    let out = master.ok_sh("tele certificates renew --validity 3m");
+    assert!(
+        out.contains("restarted registry, etcd, containerd, kube-apiserver"),
+        "{out}"
+    );
+    let out = worker.ok_sh("tele certificates renew");
+    assert!(out.contains("restarted registry, containerd"), "{out}");
+    assert!(out.contains("kubelet"), "{out}");
+    let o = worker.sh("tele certificates renew --validity 1h");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("issued by the master it joined through"),
+        "{}",
+        stderr(&o)
+    );
+    for (host, file) in [
+        (&worker, "kubeconfig/kubelet.conf"),
+        (&worker, "registry-client.crt"),
+        (&master, "apiserver.crt"),
+    ] {
+        let line = host.ok_sh(&format!("tele certificates list | grep '^{file} '"));
+        assert!(line.contains(" 0.00"), "{line}");
+        host.ok_sh(&format!(
+            "tele certificates list | grep '^{file} ' > /tmp/before-renewal"
+        ));
+        host.eventually(
+            &format!(
+                "tele certificates list | grep '^{file} ' | cmp -s - /tmp/before-renewal || echo renewed"
+            ),
+            "renewed",
+            Duration::from_secs(200),
+        );
+    }
+    // Through the renewals: the worker Ready, pods on both nodes served.
+    master.eventually(
+        "kubectl get node tele-w1 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
+        "True",
+        Duration::from_secs(120),
+    );
+    for host in [&master, &worker] {
+        for _ in 0..4 {
+            host.eventually("curl -sf -m 5 http://$(kubectl get service everywhere -o jsonpath={.spec.clusterIP})/",
+                "hello from a tele bundle",
+                Duration::from_secs(120),
+            );
+        }
+    }
+    // Back to a year for the rest of the test.
+    master.ok_sh("tele certificates renew --validity 365d");
+    worker.ok_sh("tele certificates renew");
+    let line = worker.ok_sh("tele certificates list | grep '^kubeconfig/kubelet.conf '");
+    assert!(line.contains(" 365.00"), "{line}");
+
     // Taking nodes out: the master is not removed; unknown nodes are named.
     let o = master.sh("tele remove tele-m1");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

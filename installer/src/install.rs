@@ -673,10 +673,32 @@ pub struct StateLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
+/// How long an operation waits for the health checker to finish renewing
+/// the node's certificates.
+const RENEWAL_WAIT: Duration = Duration::from_secs(300);
+
 /// Takes the state directory's lock, or says which process holds it. The
 /// holder writes its PID and command line into the lock file; the lock
-/// itself is the kernel's (flock), so it goes with the process, however it ends.
+/// itself is the kernel's (flock), so it goes with the process, however it
+/// ends. While the health checker holds it (renewing certificates, which
+/// ends by itself), this waits for it.
 pub fn lock(state: &StateDir) -> anyhow::Result<StateLock> {
+    let deadline = std::time::Instant::now() + RENEWAL_WAIT;
+    loop {
+        match try_lock(state) {
+            Err(_)
+                if std::time::Instant::now() < deadline
+                    && lock_holder(state).is_some_and(|h| h.contains("health-check")) =>
+            {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`lock`] without waiting.
+pub(crate) fn try_lock(state: &StateDir) -> anyhow::Result<StateLock> {
     use std::io::{Seek as _, Write as _};
     std::fs::create_dir_all(state.root())?;
     let f = std::fs::OpenOptions::new()
@@ -705,7 +727,7 @@ pub fn lock(state: &StateDir) -> anyhow::Result<StateLock> {
         )),
         Err(_) => Err(InstallError::bad_input(
             format!(
-                "another install or uninstall is running on {}{}",
+                "another install, uninstall or certificate renewal is running on {}{}",
                 state.root().display(),
                 lock_holder(state)
                     .map(|h| format!(": process {h}"))

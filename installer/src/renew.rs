@@ -64,7 +64,7 @@ pub fn renew_if_due(state: &StateDir) -> anyhow::Result<Option<Renewal>> {
     if !is_due(&state.pki_dir()) {
         return Ok(None);
     }
-    let Ok(_lock) = crate::install::lock(state) else {
+    let Ok(_lock) = crate::install::try_lock(state) else {
         return Ok(None);
     };
     renew(state, RenewOptions::default()).map(Some)
