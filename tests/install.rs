@@ -361,7 +361,7 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
             .arg(state.join(format!("pki/{cert}.key")))
             .args([
                 "get",
-                "/registry/secrets/monitoring/influxdb-auth",
+                "/registry/secrets/monitoring/influxdb-telegraf",
                 "--print-value-only",
             ]))
     };
@@ -372,7 +372,7 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         "a Secret is stored in the clear: {:?}",
         String::from_utf8_lossy(&secret.stdout[..secret.stdout.len().min(40)])
     );
-    let password = fs::read_to_string(state.join("monitoring/influxdb-admin-password")).unwrap();
+    let password = fs::read_to_string(state.join("monitoring/influxdb-telegraf-password")).unwrap();
     assert!(!String::from_utf8_lossy(&secret.stdout).contains(password.trim()));
     let refused = etcd_get("apiserver-kubelet-client");
     assert!(
@@ -583,12 +583,39 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &fs::metadata(state.join("monitoring/influxdb-admin-password"))
-            .unwrap()
-            .permissions(),
+    // Every password is its own, kept 0600; the admin's never reaches the cluster.
+    let mut seen = std::collections::BTreeSet::new();
+    for name in [
+        "influxdb-admin",
+        "influxdb-node",
+        "influxdb-telegraf",
+        "influxdb-grafana",
+        "influxdb-kapacitor",
+        "grafana-admin",
+    ] {
+        let file = state.join(format!("monitoring/{name}-password"));
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&file).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+        assert!(
+            seen.insert(fs::read_to_string(&file).unwrap()),
+            "{name} shares a password"
+        );
+    }
+    let secrets = kubectl(
+        &bundle,
+        &state,
+        &["get", "secrets", "-n", "monitoring", "-o", "name"],
     );
-    assert_eq!(mode & 0o777, 0o600);
+    assert!(!secrets.contains("influxdb-auth"), "{secrets}");
+    for s in [
+        "influxdb-telegraf",
+        "influxdb-grafana",
+        "influxdb-kapacitor",
+        "grafana-admin",
+    ] {
+        assert!(secrets.contains(&format!("secret/{s}")), "{secrets}");
+    }
     // The alert destinations are kept (0600); this example runs no Kapacitor.
     let saved = state.join("monitoring/alerting.json");
     let mode =

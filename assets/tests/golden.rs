@@ -459,3 +459,44 @@ fn check_tickscript(name: &str, script: &str) {
         }
     }
 }
+
+#[test]
+fn each_component_reads_influxdb_with_its_own_user() {
+    let secrets_of = |yaml: &str| -> Vec<String> {
+        let mut names: Vec<String> = yaml
+            .lines()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0].trim() == "secretKeyRef:")
+            .filter_map(|w| w[1].trim().strip_prefix("name: ").map(String::from))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let telegraf = include_str!("../monitoring/telegraf.yaml");
+    let grafana = include_str!("../monitoring/grafana.yaml");
+    let kapacitor = include_str!("../monitoring/kapacitor.yaml");
+    let influxdb = include_str!("../monitoring/influxdb.yaml");
+    assert_eq!(secrets_of(telegraf), ["influxdb-telegraf"]);
+    assert_eq!(secrets_of(grafana), ["grafana-admin", "influxdb-grafana"]);
+    assert_eq!(secrets_of(kapacitor), ["influxdb-kapacitor"]);
+    assert_eq!(secrets_of(influxdb), Vec::<String>::new());
+    // Kapacitor's user may only read: it makes no subscription itself.
+    assert!(kapacitor.contains("disable-subscriptions = true"));
+    // Telegraf reads the host as nobody, without capabilities, read-only.
+    for line in [
+        "runAsUser: 65534",
+        "runAsNonRoot: true",
+        "allowPrivilegeEscalation: false",
+        "readOnlyRootFilesystem: true",
+        "drop: [\"ALL\"]",
+    ] {
+        assert!(telegraf.contains(line), "telegraf: no {line}");
+    }
+    assert!(!telegraf.contains("privileged: true"));
+    let hostfs = telegraf.split("- name: hostfs\n").nth(1).unwrap();
+    assert!(hostfs
+        .trim_start()
+        .starts_with("mountPath: /hostfs\n              readOnly: true"));
+}

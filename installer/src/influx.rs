@@ -178,10 +178,12 @@ impl InfluxClient {
         if let Some(db) = db {
             params.push(("db", db));
         }
+        // Statements that change things go in a POST's form body: they may
+        // hold a password, which must not reach InfluxDB's access log.
         let req = if is_read_only(q) {
             self.http.get(&url).query(&params)
         } else {
-            self.http.post(&url).query(&params)
+            self.http.post(&url).form(&params)
         };
         let resp = self.send("/query", req)?;
         let status = resp.status();
@@ -202,7 +204,7 @@ impl InfluxClient {
         };
         if let Some(err) = json.get("error").and_then(|e| e.as_str()) {
             return Err(InfluxError::Statement {
-                statement: q.to_string(),
+                statement: redact_passwords(q),
                 error: err.to_string(),
             });
         }
@@ -223,8 +225,8 @@ impl InfluxClient {
             if let Some(err) = r.get("error").and_then(|e| e.as_str()) {
                 let id = r.get("statement_id").and_then(|i| i.as_u64());
                 let statement = match id.and_then(|i| statements.get(i as usize)) {
-                    Some(s) if statements.len() > 1 => s.to_string(),
-                    _ => q.trim().to_string(),
+                    Some(s) if statements.len() > 1 => redact_passwords(s),
+                    _ => redact_passwords(q.trim()),
                 };
                 return Err(InfluxError::Statement {
                     statement,
@@ -303,6 +305,42 @@ fn split_statements(q: &str) -> Vec<&str> {
 
 /// True when every statement only reads (`SELECT` without `INTO`, `SHOW`),
 /// which InfluxDB accepts over GET; everything else must be POSTed.
+/// `q` with the string after every `PASSWORD` (as in `CREATE USER ... WITH
+/// PASSWORD '...'` and `SET PASSWORD FOR ... = '...'`) replaced by
+/// `[redacted]`: what an error may quote.
+pub fn redact_passwords(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    let mut rest = q;
+    while let Some(at) = rest.to_ascii_uppercase().find("PASSWORD") {
+        let (before, after) = rest.split_at(at + "PASSWORD".len());
+        out.push_str(before);
+        let Some(open) = after.find('\'') else {
+            rest = after;
+            break;
+        };
+        out.push_str(&after[..=open]);
+        // The quoted string ends at the first quote not escaped by a backslash.
+        let body = &after[open + 1..];
+        let mut end = body.len();
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '\'' => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str("[redacted]");
+        rest = &body[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn is_read_only(q: &str) -> bool {
     split_statements(q).iter().all(|s| {
         let upper = s.to_ascii_uppercase();
@@ -445,6 +483,83 @@ impl Point {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a client sends for a statement that sets a password: the
+    /// request line and headers, then the body.
+    fn sent_for(q: &str) -> (String, String) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            let answer = r#"{"results":[{"statement_id":0}]}"#;
+            write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+            (head, String::from_utf8(body).unwrap())
+        });
+        let client = InfluxClient::new(InfluxConfig {
+            url,
+            username: None,
+            password: None,
+            ca_cert: None,
+        })
+        .unwrap();
+        client.query(None, q).unwrap();
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn a_password_goes_in_the_body_never_in_the_url() {
+        let (head, body) = sent_for("CREATE USER \"u\" WITH PASSWORD 'pw-7d1e'");
+        let request_line = head.lines().next().unwrap();
+        assert_eq!(request_line, "POST /query HTTP/1.1");
+        assert!(!head.contains("pw-7d1e"), "{head}");
+        assert!(body.contains("pw-7d1e"), "{body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-www-form-urlencoded"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_statements() {
+        assert_eq!(
+            redact_passwords(
+                "CREATE USER \"a\" WITH PASSWORD 's3cr\\'et'; GRANT READ ON \"k8s\" TO \"a\""
+            ),
+            "CREATE USER \"a\" WITH PASSWORD '[redacted]'; GRANT READ ON \"k8s\" TO \"a\""
+        );
+        assert_eq!(
+            redact_passwords("set password for \"b\" = 'x'; set password for \"c\" = 'y'"),
+            "set password for \"b\" = '[redacted]'; set password for \"c\" = '[redacted]'"
+        );
+        assert_eq!(redact_passwords("SHOW USERS"), "SHOW USERS");
+        assert_eq!(
+            redact_passwords("PASSWORD 'unterminated"),
+            "PASSWORD '[redacted]"
+        );
+    }
 
     #[test]
     fn escapes_line_protocol() {

@@ -369,15 +369,134 @@ pub fn configure_alert_handlers(
     Ok(())
 }
 
-/// The Secret `influxdb-auth` (keys `username`, `password`) the stack's
-/// pods log in to InfluxDB with; created by the installer before the stack
-/// is applied, never part of the bundle.
-pub fn influxdb_auth_secret(username: &str, password: &str) -> serde_json::Value {
+/// What an InfluxDB user of the stack may do on [`DATABASE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Query only.
+    Read,
+    /// Write points only.
+    Write,
+}
+
+impl Access {
+    fn keyword(self) -> &'static str {
+        match self {
+            Access::Read => "READ",
+            Access::Write => "WRITE",
+        }
+    }
+}
+
+/// A user of the monitoring stack in InfluxDB, with the Secret that holds
+/// its credentials in the `monitoring` namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackUser {
+    /// The InfluxDB user.
+    pub name: &'static str,
+    /// Its only privilege, on [`DATABASE`].
+    pub access: Access,
+    /// The Secret (`username`, `password`) its pods read; None for the
+    /// node health checkers, which run outside the cluster.
+    pub secret: Option<&'static str>,
+}
+
+/// Each reader and writer has its own user with only what it needs:
+/// Telegraf and the node health checkers write, Grafana and Kapacitor read
+/// (Kapacitor gets its stream from a subscription the installer makes as
+/// admin). The admin is the installer's alone.
+pub const STACK_USERS: [StackUser; 4] = [
+    StackUser {
+        name: "tele-node",
+        access: Access::Write,
+        secret: None,
+    },
+    StackUser {
+        name: "telegraf",
+        access: Access::Write,
+        secret: Some("influxdb-telegraf"),
+    },
+    StackUser {
+        name: "grafana",
+        access: Access::Read,
+        secret: Some("influxdb-grafana"),
+    },
+    StackUser {
+        name: "kapacitor",
+        access: Access::Read,
+        secret: Some("influxdb-kapacitor"),
+    },
+];
+
+/// Makes `name` a non-admin user of InfluxDB with `password` and exactly
+/// `access` on [`DATABASE`] (any other privilege it had is revoked). Run
+/// as the admin; idempotent.
+pub fn ensure_user(
+    admin: &InfluxClient,
+    name: &str,
+    password: &str,
+    access: Access,
+) -> Result<(), anyhow::Error> {
+    let users = admin.query(None, "SHOW USERS")?;
+    let exists = users["results"][0]["series"][0]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|row| row[0].as_str() == Some(name));
+    let user = quote_ident(name);
+    let set = if exists {
+        format!("SET PASSWORD FOR {user} = {}", quote_string(password))
+    } else {
+        format!(
+            "CREATE USER {user} WITH PASSWORD {}",
+            quote_string(password)
+        )
+    };
+    admin
+        .query(None, &set)
+        .with_context(|| format!("failed to set up the InfluxDB user `{name}`"))?;
+    let db = quote_ident(DATABASE);
+    admin
+        .query(
+            None,
+            &format!(
+                "REVOKE ALL PRIVILEGES FROM {user}; REVOKE ALL ON {db} FROM {user}; GRANT {} ON {db} TO {user}",
+                access.keyword()
+            ),
+        )
+        .with_context(|| format!("failed to grant the InfluxDB user `{name}` its privilege"))?;
+    Ok(())
+}
+
+/// The subscription that streams what is written to `k8s.raw` to Kapacitor
+/// at `kapacitor_url`, made (again) by the admin: Kapacitor's own user may
+/// only read, and InfluxDB lets only an admin subscribe.
+pub fn subscribe_kapacitor(admin: &InfluxClient, kapacitor_url: &str) -> Result<(), anyhow::Error> {
+    let db = quote_ident(DATABASE);
+    let _ = admin.query(
+        None,
+        &format!("DROP SUBSCRIPTION \"kapacitor\" ON {db}.\"raw\""),
+    );
+    admin
+        .query(
+            None,
+            &format!(
+                "CREATE SUBSCRIPTION \"kapacitor\" ON {db}.\"raw\" DESTINATIONS ALL {}",
+                quote_string(kapacitor_url)
+            ),
+        )
+        .context("failed to subscribe Kapacitor to InfluxDB")?;
+    Ok(())
+}
+
+/// A Secret `name` (keys `username`, `password`) in the `monitoring`
+/// namespace, for a pod of the stack; created by the installer before the
+/// stack is applied, never part of the bundle.
+pub fn credentials_secret(name: &str, username: &str, password: &str) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": "influxdb-auth",
+            "name": name,
             "namespace": tele_assets::NAMESPACE,
             "labels": {"app.kubernetes.io/part-of": "tele-monitoring"},
         },

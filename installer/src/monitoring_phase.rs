@@ -3,6 +3,12 @@
 //! policies and rollups created, the default alerts loaded into Kapacitor, and
 //! `monitoring.json` written so that the agent's node health checker sends its
 //! measurements to InfluxDB.
+//!
+//! Every password is made here (32 random characters, kept 0600 in
+//! `STATE/monitoring/`) and reaches the cluster only as a Secret: the
+//! InfluxDB admin's stays with the installer; each user of
+//! [`crate::monitoring::STACK_USERS`] gets its own, and Grafana's admin
+//! another (`grafana-admin-password`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +26,17 @@ const DATA_BASE: &str = "/var/lib/tele-monitoring";
 /// The user the node checkers write with (WRITE on the database only).
 const NODE_USER: &str = "tele-node";
 const ADMIN_USER: &str = "admin";
+/// Grafana's own admin (its web UI), not an InfluxDB user.
+const GRAFANA_ADMIN: &str = "admin";
+
+/// Where the password of the InfluxDB user `name` is kept.
+fn user_password_file(secrets: &Path, name: &str) -> PathBuf {
+    if name == NODE_USER {
+        secrets.join("influxdb-node-password")
+    } else {
+        secrets.join(format!("influxdb-{name}-password"))
+    }
+}
 
 /// A password of 32 random alphanumerics, kept in `path` (0600); made once.
 fn password(path: &Path) -> anyhow::Result<String> {
@@ -73,8 +90,13 @@ pub fn install_monitoring(
     let dir = bundle.join("monitoring");
     let secrets = state.monitoring_dir();
     let admin_password = password(&secrets.join("influxdb-admin-password"))?;
-    let node_password_file = secrets.join("influxdb-node-password");
-    let node_password = password(&node_password_file)?;
+    let node_password_file = user_password_file(&secrets, NODE_USER);
+    let grafana_admin_file = secrets.join("grafana-admin-password");
+    password(&grafana_admin_file)?;
+    let mut users = Vec::new();
+    for u in crate::monitoring::STACK_USERS {
+        users.push((u, password(&user_password_file(&secrets, u.name))?));
+    }
 
     // The namespace, then the credentials the stack reads, then the stack.
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
@@ -114,22 +136,31 @@ pub fn install_monitoring(
     let first_file = work.join("00-namespace-services.yaml");
     write_durably(&first_file, first.join("---\n").as_bytes(), 0o600)?;
     k.apply(&first_file)?;
-    let admin_password_file = secrets.join("influxdb-admin-password");
-    let auth = k.run(&[
-        "create",
-        "secret",
-        "generic",
-        "influxdb-auth",
-        "-n",
-        ns,
-        &format!("--from-literal=username={ADMIN_USER}"),
-        &format!("--from-file=password={}", admin_password_file.display()),
-        "--dry-run=client",
-        "-o",
-        "yaml",
-    ])?;
+    // Each pod's own credentials (the passwords go by file, never on a
+    // command line); the InfluxDB admin's stay here.
+    let mut secrets_yaml = Vec::new();
+    let mut credentials = vec![("grafana-admin", GRAFANA_ADMIN, grafana_admin_file.clone())];
+    for (u, _) in &users {
+        if let Some(secret) = u.secret {
+            credentials.push((secret, u.name, user_password_file(&secrets, u.name)));
+        }
+    }
+    for (secret, user, file) in &credentials {
+        secrets_yaml.push(k.run(&[
+            "create",
+            "secret",
+            "generic",
+            secret,
+            "-n",
+            ns,
+            &format!("--from-literal=username={user}"),
+            &format!("--from-file=password={}", file.display()),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])?);
+    }
     let influx_ip = cluster_ip(k, "influxdb");
-    let mut secrets_yaml = vec![auth];
     if let Some(ip) = &influx_ip {
         let sans: Vec<String> = vec![
             format!("influxdb.{ns}.svc"),
@@ -180,12 +211,12 @@ pub fn install_monitoring(
         })?;
         crate::monitoring::setup_influxdb(&admin, ADMIN_USER, &admin_password)?;
         let db = crate::monitoring::DATABASE;
-        let _ = admin.query(None, &format!("DROP USER \"{NODE_USER}\""));
-        admin.query(
-            None,
-            &format!("CREATE USER \"{NODE_USER}\" WITH PASSWORD '{node_password}'"),
-        )?;
-        admin.query(None, &format!("GRANT WRITE ON \"{db}\" TO \"{NODE_USER}\""))?;
+        for (u, password) in &users {
+            crate::monitoring::ensure_user(&admin, u.name, password, u.access)?;
+        }
+        if let Some(ip) = cluster_ip(k, "kapacitor") {
+            crate::monitoring::subscribe_kapacitor(&admin, &format!("http://{ip}:9092"))?;
+        }
         let target = MonitoringTarget {
             url: url.clone(),
             database: db.into(),
@@ -220,7 +251,11 @@ pub fn install_monitoring(
         told.push("alert destinations saved; Kapacitor is not part of this install, so no alerts are sent".into());
     }
     if let Some(ip) = cluster_ip(k, "grafana") {
-        told.push(format!("Grafana: http://{ip}:3000 (from another machine: kubectl -n {ns} port-forward svc/grafana 3000)"));
+        told.push(format!(
+            "Grafana: http://{ip}:3000 (from another machine: kubectl -n {ns} port-forward svc/grafana 3000); \
+             user {GRAFANA_ADMIN}, its password in {}",
+            grafana_admin_file.display()
+        ));
     }
     Ok(if told.is_empty() {
         "monitoring: no services".into()
