@@ -223,6 +223,44 @@ fn certificates_renew_at_two_thirds_of_their_life_and_the_cluster_keeps_working(
         .filter(|s| s == "2")
     });
 
+    // InfluxDB serves its renewed certificate (the Secret replaced, its pod
+    // restarted on it), which the cluster CA verifies.
+    let influx = later.iter().find(|e| e.file == "influxdb.crt").unwrap();
+    assert!(influx.not_after > first_api, "{influx:?}");
+    let influx_ip = eventually("InfluxDB's Service", || {
+        kubectl(
+            &state,
+            &[
+                "get",
+                "service",
+                "influxdb",
+                "-n",
+                "monitoring",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        )
+    });
+    eventually("InfluxDB to serve a current certificate", || {
+        let current = tele_installer::pki::expiries(&pki)
+            .into_iter()
+            .find(|e| e.file == "influxdb.crt")?
+            .not_after;
+        let served = run(Command::new("sh").arg("-c").arg(format!(
+            "openssl s_client -connect {influx_ip}:8086 -CAfile {} -verify_return_error </dev/null 2>/dev/null \
+             | openssl x509 -noout -enddate -dateopt iso_8601",
+            pki.join("ca.crt").display()
+        )));
+        let end = stdout(&served);
+        let end = end.trim().strip_prefix("notAfter=")?;
+        let t = time::OffsetDateTime::parse(
+            &end.replace(' ', "T"),
+            &time::format_description::well_known::Iso8601::DEFAULT,
+        )
+        .ok()?;
+        (t.unix_timestamp() == current && t.unix_timestamp() > now()).then_some(())
+    });
+
     // The health checker reports the soonest expiry and that renewal works.
     let latest: serde_json::Value =
         serde_json::from_slice(&fs::read(state.join("health/latest.json")).unwrap()).unwrap();

@@ -79,6 +79,77 @@ pub fn kapacitor_url(state_dir: &Path) -> anyhow::Result<Option<String>> {
     Ok(cluster_ip(&k, "kapacitor").map(|ip| format!("http://{ip}:9092")))
 }
 
+/// InfluxDB's serving certificate, from the cluster CA, for its Service's
+/// names and address `ip` (kept while current), as the Secret
+/// `influxdb-tls`'s YAML; and whether the certificate was (re)issued.
+fn influxdb_tls(
+    state: &StateDir,
+    k: &Kubectl,
+    ip: &str,
+    validity: time::Duration,
+    reissue: bool,
+) -> anyhow::Result<(String, bool)> {
+    let ns = tele_assets::monitoring::NAMESPACE;
+    let sans: Vec<String> = vec![
+        format!("influxdb.{ns}.svc"),
+        "influxdb".into(),
+        format!("influxdb.{ns}"),
+        format!("influxdb.{ns}.svc.cluster.local"),
+        ip.to_string(),
+    ];
+    let (cert, key, issued) =
+        crate::pki::ensure_service_cert(&state.pki_dir(), "influxdb", &sans, validity, reissue)?;
+    let yaml = k.run(&[
+        "create",
+        "secret",
+        "tls",
+        "influxdb-tls",
+        "-n",
+        ns,
+        &format!("--cert={}", cert.display()),
+        &format!("--key={}", key.display()),
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ])?;
+    Ok((yaml, issued))
+}
+
+/// Renews InfluxDB's serving certificate when due, or at once with
+/// `reissue` (on the master that installed the stack): the Secret
+/// `influxdb-tls` is replaced and InfluxDB restarted on it (its data is on
+/// its claim). True when it was renewed.
+pub fn renew_influxdb_cert(
+    cfg: &NodeConfig,
+    state: &StateDir,
+    reissue: bool,
+) -> anyhow::Result<bool> {
+    if !state.pki().cert("influxdb").is_file() {
+        return Ok(false);
+    }
+    let k = crate::phase::kubectl(state)?;
+    let Some(ip) = cluster_ip(&k, "influxdb") else {
+        return Ok(false);
+    };
+    let (yaml, issued) = influxdb_tls(state, &k, &ip, cfg.cert_validity(), reissue)?;
+    if issued {
+        let file = state
+            .app_work_dir()
+            .join("monitoring")
+            .join("influxdb-tls.yaml");
+        write_durably(&file, yaml.as_bytes(), 0o600)?;
+        k.apply(&file)?;
+        k.run(&[
+            "rollout",
+            "restart",
+            "deployment/influxdb",
+            "-n",
+            tele_assets::monitoring::NAMESPACE,
+        ])?;
+    }
+    Ok(issued)
+}
+
 /// Runs the phase; returns what to tell the user (where Grafana is).
 pub fn install_monitoring(
     cfg: &NodeConfig,
@@ -162,27 +233,7 @@ pub fn install_monitoring(
     }
     let influx_ip = cluster_ip(k, "influxdb");
     if let Some(ip) = &influx_ip {
-        let sans: Vec<String> = vec![
-            format!("influxdb.{ns}.svc"),
-            "influxdb".into(),
-            format!("influxdb.{ns}"),
-            format!("influxdb.{ns}.svc.cluster.local"),
-            ip.clone(),
-        ];
-        let (cert, key) = crate::pki::ensure_service_cert(&state.pki_dir(), "influxdb", &sans)?;
-        secrets_yaml.push(k.run(&[
-            "create",
-            "secret",
-            "tls",
-            "influxdb-tls",
-            "-n",
-            ns,
-            &format!("--cert={}", cert.display()),
-            &format!("--key={}", key.display()),
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ])?);
+        secrets_yaml.push(influxdb_tls(state, k, ip, cfg.cert_validity(), false)?.0);
     }
     let secret_file = work.join("secrets.yaml");
     write_durably(&secret_file, secrets_yaml.join("---\n").as_bytes(), 0o600)?;

@@ -351,13 +351,17 @@ fn ensure_with(dir: &Path, cfg: &PkiConfig, reissue: bool) -> Result<Pki, PkiErr
 }
 
 /// A serving certificate `<name>.crt`/`<name>.key` for an in-cluster
-/// service, signed by the cluster CA that [`ensure`] made in `dir`; kept when
-/// it still names exactly `sans`. Returns the certificate and key paths.
+/// service, signed by the cluster CA that [`ensure`] made in `dir`, valid
+/// for `validity`; kept when it still names exactly `sans` and has more than
+/// a third of its life left (and `reissue` is false). Returns the
+/// certificate and key paths, and whether the certificate was (re)issued.
 pub fn ensure_service_cert(
     dir: &Path,
     name: &str,
     sans: &[String],
-) -> Result<(PathBuf, PathBuf), PkiError> {
+    validity: Duration,
+    reissue: bool,
+) -> Result<(PathBuf, PathBuf, bool), PkiError> {
     let mut pki = Pki {
         dir: dir.to_path_buf(),
         written: Vec::new(),
@@ -371,9 +375,11 @@ pub fn ensure_service_cert(
         &[],
         Usage::Server,
         sans.iter().map(|s| San::from_name(s)).collect(),
-    );
-    ensure_leaf(&mut pki, &spec, &ca, false)?;
-    Ok((pki.cert(name), pki.key(name)))
+    )
+    .valid_for(validity);
+    ensure_leaf(&mut pki, &spec, &ca, reissue)?;
+    let issued = pki.written.iter().any(|f| *f == format!("{name}.crt"));
+    Ok((pki.cert(name), pki.key(name), issued))
 }
 
 /// The pin of the cluster CA in `pki`: `sha256:<hex>` of its
@@ -1258,7 +1264,9 @@ mod tests {
             "influxdb.monitoring.svc".to_string(),
             "10.100.3.4".to_string(),
         ];
-        let (cert, key) = ensure_service_cert(&dir, "influxdb", &sans).unwrap();
+        let (cert, key, issued) =
+            ensure_service_cert(&dir, "influxdb", &sans, DEFAULT_LEAF_VALIDITY, false).unwrap();
+        assert!(issued);
         let (ok, out) = run(
             "openssl",
             &[
@@ -1280,7 +1288,9 @@ mod tests {
         assert!(text.contains("TLS Web Server Authentication"), "{text}");
         assert_eq!(mode(&key), 0o600);
         let before = snapshot(&dir);
-        ensure_service_cert(&dir, "influxdb", &sans).unwrap();
+        let (_, _, issued) =
+            ensure_service_cert(&dir, "influxdb", &sans, DEFAULT_LEAF_VALIDITY, false).unwrap();
+        assert!(!issued);
         assert_eq!(
             before,
             snapshot(&dir),

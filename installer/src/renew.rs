@@ -92,10 +92,6 @@ pub fn renew(state: &StateDir, opts: RenewOptions) -> anyhow::Result<Renewal> {
     }
     let node = NodeContext::new(cfg.clone(), state.clone())?;
     let components = component::for_node(&cfg);
-    let before: Vec<Option<String>> = components
-        .iter()
-        .map(|c| component::credentials_digest(c.as_ref(), &node))
-        .collect();
     let renewed = if master && opts.all {
         crate::pki::reissue(&state.pki_dir(), &cfg.pki_config()?)?.written
     } else if master {
@@ -107,11 +103,17 @@ pub fn renew(state: &StateDir, opts: RenewOptions) -> anyhow::Result<Renewal> {
     for c in &components {
         c.write_files(&node)?;
     }
+    // Every service whose credentials differ from those it was started
+    // with, whenever they were renewed (a renewal cut short by a crash is
+    // completed here).
     let manager = crate::service::for_host(state);
     let mut restarted = Vec::new();
     let mut previous = None;
-    for (c, before) in components.iter().zip(before) {
-        if component::credentials_digest(c.as_ref(), &node) != before {
+    for c in &components {
+        let spec = component::service_of(c.as_ref(), &node)?;
+        let stale = component::credentials_digest(c.as_ref(), &node).is_some()
+            && !manager.is_current(&spec, previous);
+        if stale {
             component::start_one(
                 c.as_ref(),
                 &node,
@@ -123,6 +125,10 @@ pub fn renew(state: &StateDir, opts: RenewOptions) -> anyhow::Result<Renewal> {
             restarted.push(c.name().to_string());
         }
         previous = Some(c.name());
+    }
+    let mut renewed = renewed;
+    if master && crate::monitoring_phase::renew_influxdb_cert(&cfg, state, opts.all)? {
+        renewed.push("influxdb.crt".into());
     }
     Ok(Renewal { renewed, restarted })
 }

@@ -12,7 +12,13 @@ impl Component for JoinServer {
     }
     fn write_files(&self, n: &NodeContext) -> anyhow::Result<()> {
         let sans: Vec<String> = vec![n.cfg.node_ip.to_string(), n.cfg.node_name.clone()];
-        crate::pki::ensure_service_cert(&n.state.pki_dir(), "join-server", &sans)?;
+        crate::pki::ensure_service_cert(
+            &n.state.pki_dir(),
+            "join-server",
+            &sans,
+            n.cfg.cert_validity(),
+            false,
+        )?;
         Ok(())
     }
     fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {

@@ -441,6 +441,9 @@ mod tests {
             self.running.borrow_mut().push(spec.name.clone());
             Ok(())
         }
+        fn is_current(&self, spec: &ServiceSpec, _after: Option<&str>) -> bool {
+            self.running.borrow().contains(&spec.name)
+        }
         fn stop(&self, name: &str) -> anyhow::Result<()> {
             self.calls.borrow_mut().push(format!("stop {name}"));
             self.running.borrow_mut().retain(|n| n != name);

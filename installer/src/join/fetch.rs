@@ -343,8 +343,14 @@ mod tests {
     /// A master's state directory: its PKI, settings, a token, and its copy
     /// of the bundle's node part. Returns the token.
     fn master(state: &StateDir) -> crate::token::Token {
-        crate::pki::ensure_service_cert(&state.pki_dir(), "join-server", &["127.0.0.1".into()])
-            .unwrap();
+        crate::pki::ensure_service_cert(
+            &state.pki_dir(),
+            "join-server",
+            &["127.0.0.1".into()],
+            crate::pki::DEFAULT_LEAF_VALIDITY,
+            false,
+        )
+        .unwrap();
         let cfg: crate::node::NodeConfig = serde_json::from_value(serde_json::json!({
             "bundleDir": "/b", "stateDir": state.root(), "nodeName": "m1", "nodeIp": "192.0.2.1",
             "podCidr": "10.244.0.0/16", "nodePodSubnet": "10.244.0.0/24",

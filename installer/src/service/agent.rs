@@ -190,6 +190,10 @@ impl ServiceManager for Agent {
         self.apply(list.generation)
     }
 
+    fn is_current(&self, spec: &ServiceSpec, _after: Option<&str>) -> bool {
+        ServiceList::load(&self.state).is_ok_and(|l| l.services.iter().any(|s| s == spec))
+    }
+
     fn stop(&self, name: &str) -> anyhow::Result<()> {
         let mut list = ServiceList::load(&self.state)?;
         let Some(pos) = list.services.iter().position(|s| s.name == name) else {

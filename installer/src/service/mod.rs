@@ -128,6 +128,9 @@ pub trait ServiceManager {
     fn start(&self, spec: &ServiceSpec, after: Option<&str>) -> anyhow::Result<()>;
     /// Stops `name` and removes it; safe in any state, also when absent.
     fn stop(&self, name: &str) -> anyhow::Result<()>;
+    /// True when `spec` (after `after`) is the service as installed, so
+    /// that [`ServiceManager::start`] would leave a running one alone.
+    fn is_current(&self, spec: &ServiceSpec, after: Option<&str>) -> bool;
     /// Where `name` stands.
     fn state(&self, name: &str) -> ServiceState;
     /// The services installed for this state directory, in start order.

@@ -93,6 +93,11 @@ impl ServiceManager for Systemd {
         Ok(())
     }
 
+    fn is_current(&self, spec: &ServiceSpec, after: Option<&str>) -> bool {
+        std::fs::read(self.unit_path(&spec.name))
+            .is_ok_and(|u| u == render_unit(&self.state, spec, after).as_bytes())
+    }
+
     fn stop(&self, name: &str) -> anyhow::Result<()> {
         let path = self.unit_path(name);
         let unit = unit_name(name);
