@@ -551,14 +551,7 @@ pub fn expiries(dir: &Path) -> Vec<Expiry> {
         }
     }
     for (rel, path) in list("kubeconfig", ".conf") {
-        let cert = read(&path).and_then(|text| {
-            let data = text.lines().find_map(|line| {
-                line.trim_start()
-                    .strip_prefix("client-certificate-data: ")
-                    .map(str::trim)
-            })?;
-            String::from_utf8(BASE64.decode(data).ok()?).ok()
-        });
+        let cert = read(&path).and_then(|text| kubeconfig_data(&text, "client-certificate-data"));
         if let Some(e) = cert.and_then(|pem| of_pem(rel, &pem)) {
             out.push(e);
         }
@@ -1106,19 +1099,27 @@ preferences: {{}}
     )
 }
 
+/// The value of the first `NAME: value` line of a kubeconfig written by
+/// [`render_kubeconfig`].
+fn kubeconfig_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|line| line.trim_start().strip_prefix(name)?.strip_prefix(": "))
+        .map(str::trim)
+}
+
+/// The base64 field `name` (`client-certificate-data`, `client-key-data`,
+/// `certificate-authority-data`) of a kubeconfig written by
+/// [`render_kubeconfig`], decoded (PEM).
+pub fn kubeconfig_data(text: &str, name: &str) -> Option<String> {
+    let data = BASE64.decode(kubeconfig_field(text, name)?).ok()?;
+    String::from_utf8(data).ok()
+}
+
 /// Whether a kubeconfig written by [`render_kubeconfig`] still fits: same
 /// server and CA, and a current client certificate for its embedded key.
 fn kubeconfig_is_current(text: &str, spec: &CertSpec, ca: &Ca<'_>, server: &str) -> bool {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.trim_start().strip_prefix(name)?.strip_prefix(": "))
-            .map(str::trim)
-    };
-    let decode = |name: &str| {
-        let data = BASE64.decode(field(name)?).ok()?;
-        String::from_utf8(data).ok()
-    };
-    let server_ok = field("server")
+    let decode = |name: &str| kubeconfig_data(text, name);
+    let server_ok = kubeconfig_field(text, "server")
         .and_then(|s| serde_json::from_str::<String>(s).ok())
         .is_some_and(|s| s == server);
     let ca_ok = decode("certificate-authority-data").as_deref() == Some(ca.pem.as_str());

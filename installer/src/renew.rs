@@ -166,22 +166,34 @@ fn renew_worker(state: &StateDir, cfg: &NodeConfig) -> anyhow::Result<Vec<String
 
 /// The client certificate and key (PEM) embedded in a kubeconfig.
 fn kubeconfig_identity(text: &str) -> Option<String> {
-    use base64::Engine as _;
-    let field = |name: &str| {
-        let data = text.lines().find_map(|line| {
-            line.trim_start()
-                .strip_prefix(name)?
-                .strip_prefix(": ")
-                .map(str::trim)
-        })?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .ok()?;
-        String::from_utf8(bytes).ok()
-    };
+    let field = |name: &str| crate::pki::kubeconfig_data(text, name);
     Some(format!(
         "{}\n{}",
         field("client-certificate-data")?,
         field("client-key-data")?
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_kubeconfigs_embedded_certificate_and_key_make_a_client_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = crate::pki::PkiConfig {
+            node_name: "w1".into(),
+            node_ips: vec!["10.0.0.9".parse().unwrap()],
+            hostnames: vec![],
+            service_cidr: "10.100.0.0/16".into(),
+            cluster_domain: "cluster.local".into(),
+            api_server: "https://127.0.0.1:6445".into(),
+            leaf_validity: crate::pki::DEFAULT_LEAF_VALIDITY,
+        };
+        let pki = crate::pki::ensure(tmp.path(), &cfg).unwrap();
+        let text = std::fs::read_to_string(pki.kubeconfig("kubelet")).unwrap();
+        let pem = super::kubeconfig_identity(&text).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        assert!(pem.contains("PRIVATE KEY-----"));
+        reqwest::Identity::from_pem(pem.as_bytes()).unwrap();
+        assert_eq!(super::kubeconfig_identity("apiVersion: v1\n"), None);
+    }
 }
