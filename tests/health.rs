@@ -630,6 +630,23 @@ fn etcd_and_kubeconfig_probes() {
     assert!(!node.ok);
     assert!(node.detail.contains("certificate"), "{node:?}");
 
+    // With etcd's access control on, where the checker's certificate has
+    // no user (it reads no key), the check still passes.
+    tele_installer::etcd::Etcdctl::with_files(
+        etcd_bin.with_file_name("etcdctl"),
+        vec![cfg.etcd.as_ref().unwrap().endpoint.clone()],
+        pki.etcd_ca_cert(),
+        pki.cert("apiserver-etcd-client"),
+        pki.key("apiserver-etcd-client"),
+    )
+    .enable_auth()
+    .unwrap();
+    let etcd = health::run_checks(&cfg)
+        .into_iter()
+        .find(|r| r.name == "etcd")
+        .unwrap();
+    assert!(etcd.ok, "{etcd:?}");
+
     // A client certificate from another CA is refused: the probe fails.
     let other = support::loopback_pki(&tmp.path().join("other-pki"), "https://127.0.0.1:1");
     let mut bad = cfg.clone();

@@ -379,6 +379,14 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         !refused.status.success(),
         "a cluster-CA certificate opened etcd"
     );
+    // etcd's access control is on: the health checker's certificate, one
+    // of etcd's own CA, reads no key (its check of /health is in status).
+    let checker = etcd_get("etcd-healthcheck-client");
+    assert!(
+        !checker.status.success() && stderr(&checker).contains("etcdserver:"),
+        "the health checker's certificate read a Secret from etcd: {}",
+        stderr(&checker)
+    );
     // The API server's audit log records who did what (metadata only).
     let audit_log = state.join("logs/audit/audit.log");
     let audit = fs::read_to_string(&audit_log).unwrap();

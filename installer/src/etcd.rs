@@ -15,6 +15,11 @@ use crate::state_dir::StateDir;
 #[error("etcd takes no new member now: {0}")]
 pub struct Busy(pub String);
 
+/// etcd users with the root role: `root` (etcd wants it before it turns
+/// access control on; it has no password, so no one can log in as it) and
+/// the common name of the API servers' client certificate.
+pub const ROOT_USERS: [&str; 2] = ["root", crate::pki::APISERVER_ETCD_CLIENT_CN];
+
 /// One member as `etcdctl member list` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -57,6 +62,23 @@ impl Etcdctl {
         })
     }
 
+    /// `etcdctl` at `bin` with the given CA and client certificate.
+    pub fn with_files(
+        bin: PathBuf,
+        endpoints: Vec<String>,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Etcdctl {
+        Etcdctl {
+            bin,
+            endpoints,
+            ca,
+            cert,
+            key,
+        }
+    }
+
     /// `etcdctl` against this master's own etcd.
     pub fn local(state: &StateDir, client_port: u16) -> anyhow::Result<Etcdctl> {
         Etcdctl::new(state, vec![format!("https://127.0.0.1:{client_port}")])
@@ -74,6 +96,23 @@ impl Etcdctl {
             .args(args)
             .output()?;
         crate::kube::stdout_or_stderr("etcdctl", args, out)
+    }
+
+    /// Turns on etcd's access control, once, on the first master. A client
+    /// certificate's common name is its user there: the API servers' (also
+    /// tele's own etcdctl) gets the root role, every other name none, so
+    /// the health checker's certificate reaches `/health` and no key.
+    /// Safe to repeat: existing users are kept, and enabling what is
+    /// enabled is a no-op in etcd.
+    pub fn enable_auth(&self) -> anyhow::Result<()> {
+        for user in ROOT_USERS {
+            if self.run(&["user", "get", user]).is_err() {
+                self.run(&["user", "add", user, "--no-password"])?;
+            }
+            self.run(&["user", "grant-role", user, "root"])?;
+        }
+        self.run(&["auth", "enable"])?;
+        Ok(())
     }
 
     /// The cluster's members.

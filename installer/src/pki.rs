@@ -48,6 +48,9 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 pub const CA_COMMON_NAME: &str = "tele-cluster-ca";
 /// Common name of etcd's CA.
 pub const ETCD_CA_COMMON_NAME: &str = "tele-etcd-ca";
+/// The common name of the API servers' etcd client certificate: their user
+/// in etcd, the one with the root role.
+pub const APISERVER_ETCD_CLIENT_CN: &str = "kube-apiserver-etcd-client";
 
 /// The leaf certificates that etcd's CA signs: etcd's own (serving and
 /// peer) and its only clients'.
@@ -758,7 +761,7 @@ fn leaf_identities(cfg: &PkiConfig, service_ip: IpAddr) -> Vec<CertSpec> {
         spec("apiserver", "kube-apiserver", &[], Usage::Server, apiserver),
         spec(
             "apiserver-etcd-client",
-            "kube-apiserver-etcd-client",
+            APISERVER_ETCD_CLIENT_CN,
             &[],
             Usage::Client,
             vec![],
@@ -1773,7 +1776,7 @@ mod tests {
             .unwrap();
         let _etcd = KillOnDrop(etcd);
 
-        let etcdctl = |client_cert: Option<&str>| {
+        let etcdctl_args = |client_cert: Option<&str>, args: &[&str]| {
             let mut cmd = Command::new("etcdctl");
             cmd.env("ETCDCTL_API", "3")
                 .args(["--endpoints", &client_url, "--cacert", path_str(&ca)])
@@ -1783,7 +1786,7 @@ mod tests {
                 let key = pki.key(name);
                 cmd.args(["--cert", path_str(&cert), "--key", path_str(&key)]);
             }
-            let out = cmd.args(["endpoint", "health"]).output().unwrap();
+            let out = cmd.args(args).output().unwrap();
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -1791,6 +1794,8 @@ mod tests {
             );
             (out.status.success(), text)
         };
+        let etcdctl =
+            |client_cert: Option<&str>| etcdctl_args(client_cert, &["endpoint", "health"]);
         let start = Instant::now();
         let mut last = String::new();
         loop {
@@ -1815,5 +1820,38 @@ mod tests {
         // cluster, is not one of etcd's.
         let (ok, out) = etcdctl(Some("apiserver-kubelet-client"));
         assert!(!ok, "etcd accepted a cluster-CA certificate: {out}");
+
+        // With access control on (twice: it is idempotent), the API
+        // servers' certificate reads and writes; the health checker's
+        // reaches the health endpoint and no key.
+        let ctl = crate::etcd::Etcdctl::with_files(
+            "etcdctl".into(),
+            vec![client_url.clone()],
+            ca.clone(),
+            pki.cert("apiserver-etcd-client"),
+            pki.key("apiserver-etcd-client"),
+        );
+        ctl.enable_auth().unwrap();
+        ctl.enable_auth().unwrap();
+        let api = Some("apiserver-etcd-client");
+        let (ok, out) = etcdctl_args(api, &["put", "/registry/secrets/x", "v"]);
+        assert!(ok, "{out}");
+        let (ok, out) = etcdctl_args(api, &["get", "/registry/secrets/x", "--print-value-only"]);
+        assert!(ok && out.trim() == "v", "{out}");
+        // It has no user in etcd: whatever it asks is refused.
+        let refused = |ok: bool, out: &str| {
+            !ok && (out.contains("user name not found") || out.contains("permission denied"))
+        };
+        let checker = Some("etcd-healthcheck-client");
+        let (ok, out) = etcdctl(checker);
+        assert!(ok, "the health checker lost /health: {out}");
+        let (ok, out) = etcdctl_args(checker, &["get", "/registry/secrets/x"]);
+        assert!(refused(ok, &out), "{out}");
+        let (ok, out) = etcdctl_args(checker, &["put", "/registry/secrets/x", "w"]);
+        assert!(refused(ok, &out), "{out}");
+        let (ok, out) = etcdctl_args(checker, &["user", "add", "x", "--no-password"]);
+        assert!(refused(ok, &out), "{out}");
+        let (ok, out) = etcdctl_args(api, &["get", "/registry/secrets/x", "--print-value-only"]);
+        assert!(ok && out.trim() == "v", "{out}");
     }
 }

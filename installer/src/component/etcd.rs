@@ -1,7 +1,10 @@
 //! etcd, the cluster's store: TLS for clients and peers, client
 //! certificates required. The first master starts a new cluster; a master
 //! that joins starts as the learner the join service added
-//! ([`crate::etcd`]) and is ready once promoted to a voting member.
+//! ([`crate::etcd`]) and is ready once promoted to a voting member. The
+//! first master turns etcd's access control on before the API server
+//! starts: only the API servers' certificate has a role (root); the health
+//! checker's reaches `/health` and no key.
 
 use super::{Component, NodeContext, Probe};
 use crate::service::ServiceSpec;
@@ -22,7 +25,8 @@ impl Component for Etcd {
         let host = n.host();
         let p = &n.cfg.ports;
         // etcd's own CA: only the API servers' and the health checker's
-        // client certificates (and the masters' peers) are let in.
+        // client certificates (and the masters' peers) are let in, and of
+        // those only the API servers' may read or write.
         let ca = n.pki.etcd_ca_cert();
         Ok(ServiceSpec::new("etcd", n.bin("etcd")?)
             .flag("name", &n.cfg.node_name)
@@ -78,7 +82,10 @@ impl Component for Etcd {
                 endpoints: j.endpoints.clone(),
                 peer_url: format!("https://{}:{}", n.host(), n.cfg.ports.etcd_peer),
             },
-            None => Probe::Tcp(([127, 0, 0, 1], n.cfg.ports.etcd_client).into()),
+            None => Probe::EtcdAuthorized {
+                state_dir: n.state.root().to_path_buf(),
+                client_port: n.cfg.ports.etcd_client,
+            },
         }
     }
 }

@@ -96,6 +96,14 @@ pub enum Probe {
     HttpOk(String),
     /// The process has kept running for a second.
     Running,
+    /// The first master's etcd answers on 127.0.0.1 and its access control
+    /// is on ([`crate::etcd::Etcdctl::enable_auth`]).
+    EtcdAuthorized {
+        /// The state directory (for etcdctl and its certificates).
+        state_dir: PathBuf,
+        /// The local client port.
+        client_port: u16,
+    },
     /// A joining master's etcd is a voting member: it answers on
     /// 127.0.0.1 and is promoted from learner (through `endpoints`) once it
     /// has caught up with the leader.
@@ -123,6 +131,16 @@ impl Probe {
                 .and_then(|c| c.get(url).send().ok())
                 .is_some_and(|r| r.status().is_success()),
             Probe::Running => true,
+            Probe::EtcdAuthorized {
+                state_dir,
+                client_port,
+            } => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], *client_port));
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+                    && crate::etcd::Etcdctl::local(&StateDir::new(state_dir), *client_port)
+                        .and_then(|ctl| ctl.enable_auth())
+                        .is_ok()
+            }
             Probe::EtcdVoter {
                 state_dir,
                 client_port,
