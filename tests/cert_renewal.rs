@@ -5,8 +5,9 @@
 //! two thirds of its life and restart what uses it, several times over,
 //! while the cluster keeps working: the API answers the renewed admin
 //! kubeconfig, the node stays Ready, the app's pods keep running (same
-//! UIDs, no restarts) and answer, and no certificate in use has expired
-//! although the first ones did long ago.
+//! UIDs, no restarts) and answer, the kubelet rotates its own client
+//! certificate through the controller manager, and no certificate in use
+//! has expired although the first ones did long ago.
 
 mod support;
 
@@ -172,6 +173,72 @@ fn certificates_renew_at_two_thirds_of_their_life_and_the_cluster_keeps_working(
             "renewed {gap} s after the one before"
         );
     }
+
+    // The kubelet rotated its own client certificate, several times: each
+    // request approved by the controller manager and signed, each
+    // certificate kept in its directory.
+    let csrs: serde_json::Value = serde_json::from_str(&eventually("the CSRs", || {
+        kubectl(&state, &["get", "csr", "-o", "json"])
+    }))
+    .unwrap();
+    let issued = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+                && c["spec"]["username"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("system:node:"))
+                && c["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Approved"))
+                && c["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    let kubelet_log = || {
+        let log = fs::read_to_string(state.join("logs/kubelet.log")).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("ertificate")
+                    || l.contains("otat")
+                    || l.contains("csr")
+                    || l.contains("CSR")
+                    || l.contains("deadline")
+            })
+            .collect();
+        let files: Vec<String> = fs::read_dir(pki.join("kubelet"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        format!(
+            "files {files:?}; the kubelet's log on certificates:\n{}",
+            lines[lines.len().saturating_sub(80)..].join("\n")
+        )
+    };
+    assert!(
+        issued >= 1,
+        "{issued} kubelet client certificates issued: {csrs}\n{}",
+        kubelet_log()
+    );
+    let rotated = fs::read_dir(pki.join("kubelet"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("kubelet-client-2") && name.ends_with(".pem")
+        })
+        .count();
+    assert!(
+        rotated >= 2,
+        "{rotated} certificates in the kubelet's directory; {}",
+        kubelet_log()
+    );
 
     // The node is Ready, the app's pods never restarted, and it answers.
     eventually("the node to be Ready", || {

@@ -3,8 +3,11 @@
 //! systemd_host.rs), with the example bundle bound in read-only. Every
 //! service is an enabled, active unit; the health checker's measurements
 //! reach InfluxDB; `tele status` is right; the app answers over its Service.
-//! After a reboot the cluster and the app come back with nothing run by
-//! hand, and `tele uninstall` leaves the host's files as they were.
+//! The host plays an Azure VM (a metadata stand-in at 169.254.169.254 in
+//! its network namespace): the install finds it there by itself and status
+//! shows the VM. After a reboot the cluster and the app come back with
+//! nothing run by hand, and `tele uninstall` leaves the host's files as
+//! they were.
 
 mod support;
 
@@ -53,6 +56,31 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
         HostOptions::new("10.213.0.21/24").bind_ro(&bundle, "/opt/hello"),
     );
     host.wait_running(Duration::from_secs(120));
+    // The host is an Azure VM: the metadata service's link-local address
+    // is the test's own stand-in, in the host's network namespace, so the
+    // install finds it as it would on Azure, with no setting.
+    host.ok_sh("ip addr add 169.254.169.254/32 dev lo");
+    let mut in_host = std::process::Command::new("nsenter");
+    in_host.args(["-t", &host.pid1().unwrap().to_string(), "-n", "python3"]);
+    let (_imds, _) = imds_in(
+        in_host,
+        &[
+            "--cloud",
+            "azure",
+            "--listen",
+            "169.254.169.254:80",
+            "--hostname",
+            "tele-sd1",
+            "--region",
+            "westeurope",
+            "--zone",
+            "1",
+            "--instance-type",
+            "Standard_D4s_v3",
+            "--instance-id",
+            "5c3f2c8e-0e4f-4b5e-9d51-3b7a2f0d8e11",
+        ],
+    );
     let before = host.ok_sh(SNAPSHOT);
 
     // The admin's command, as documented: defaults for everything.
@@ -94,6 +122,12 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
     // tele and kubectl are on the PATH; status sees the units and the health checker's round.
     let status = host.eventually("tele status", "node health (", Duration::from_secs(60));
     assert!(status.contains("managed by systemd"), "{status}");
+    assert!(
+        status.contains(
+            "provider:  azure, region westeurope (1), instance 5c3f2c8e-0e4f-4b5e-9d51-3b7a2f0d8e11 (Standard_D4s_v3)"
+        ),
+        "{status}"
+    );
     for s in SERVICES {
         assert!(
             status

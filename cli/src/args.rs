@@ -293,9 +293,21 @@ pub struct InstallArgs {
     /// This node's address [default: the address of the default route's interface].
     #[arg(long)]
     pub advertise_addr: Option<std::net::IpAddr>,
-    /// This node's name [default: the hostname].
+    /// This node's name [default: the cloud's name for the machine on AWS
+    /// (its private DNS name) and Azure (its computer name), else the
+    /// hostname].
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Where the node runs: aws, azure or onprem [default: found out from
+    /// the clouds' instance metadata services, onprem when neither answers
+    /// within about a second].
+    #[arg(long, value_name = "PROVIDER")]
+    pub cloud_provider: Option<tele_installer::cloud::Provider>,
+    /// On a cloud, the cluster's name: the cloud's resources it may use
+    /// (subnets, security groups) and those it makes (load balancers) carry
+    /// the tag kubernetes.io/cluster/NAME [default: the app's name].
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
     /// The pod network [default: 10.244.0.0/16].
     #[arg(long)]
     pub pod_network_cidr: Option<String>,

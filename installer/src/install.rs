@@ -71,6 +71,11 @@ pub struct InstallOptions {
     pub signing_key: Option<tele_bundle::signature::PublicKey>,
     /// Refuse a bundle that is not signed by `signing_key` (which must be given).
     pub signed_only: bool,
+    /// Where the node runs (None: found out from the clouds' metadata services).
+    pub cloud_provider: Option<crate::cloud::Provider>,
+    /// The cluster's name on a cloud: what its provider uses and makes is
+    /// tagged `kubernetes.io/cluster/NAME` (None: the app's name).
+    pub cluster_name: Option<String>,
 }
 
 /// The cluster a node joins.
@@ -317,6 +322,21 @@ pub fn validate(opts: &InstallOptions) -> anyhow::Result<()> {
     if let Some(n) = &opts.node_name {
         node_name(Some(n))?;
     }
+    if let Some(c) = &opts.cluster_name {
+        let ok = !c.is_empty()
+            && c.len() <= 63
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            && !c.starts_with('-')
+            && !c.ends_with('-');
+        if !ok {
+            return Err(InstallError::bad_input(
+                format!("--cluster-name `{c}` is not a DNS label"),
+                "give up to 63 lower-case letters, digits and '-', like --cluster-name shop-prod",
+            )
+            .into());
+        }
+    }
     if let Some(r) = &opts.cgroup_root {
         if !r.starts_with('/') || r.contains("..") {
             return Err(InstallError::bad_input(
@@ -367,9 +387,25 @@ fn choose_flavor(
         })
 }
 
+/// Where the node runs ([`crate::cloud::locate`]), from the flags, the
+/// manifest and the environment.
+fn locate(
+    opts: &InstallOptions,
+    manifest: &tele_manifests::Manifest,
+) -> Result<Option<crate::cloud::Instance>, InstallError> {
+    crate::cloud::locate(
+        opts.cloud_provider,
+        &manifest.providers,
+        &crate::cloud::Endpoints::from_env(),
+    )
+}
+
+/// A new node's settings; `located` is where it runs when that was found
+/// out already (else it is found out here).
 fn new_config(
     opts: &InstallOptions,
     manifest: &tele_manifests::Manifest,
+    located: Option<Option<crate::cloud::Instance>>,
 ) -> anyhow::Result<NodeConfig> {
     // A new cluster's first node takes its flavor's first profile unless told.
     let flavor = if opts.join.is_none() {
@@ -406,6 +442,15 @@ fn new_config(
         Some(ip) => ip,
         None => detect_node_ip()?,
     };
+    let cloud = match located {
+        Some(c) => c,
+        None => locate(opts, manifest)?,
+    };
+    // On a cloud the node is named as the cloud names the machine.
+    let name = opts
+        .node_name
+        .as_deref()
+        .or(cloud.as_ref().map(|c| c.hostname.as_str()));
     let pod_cidr = opts
         .pod_cidr
         .clone()
@@ -413,7 +458,7 @@ fn new_config(
     Ok(NodeConfig {
         bundle_dir: std::fs::canonicalize(&opts.bundle_dir)?,
         state_dir: opts.state_dir.clone(),
-        node_name: node_name(opts.node_name.as_deref())?,
+        node_name: node_name(name)?,
         node_ip,
         node_pod_subnet: first_subnet(&pod_cidr)?,
         pod_cidr,
@@ -445,6 +490,14 @@ fn new_config(
                 .unsigned_abs(),
             |d| d.as_secs(),
         ),
+        cloud_settings: cloud.as_ref().filter(|c| c.provider == "aws").map(|_| {
+            crate::cloud::Settings::aws_from_env(
+                opts.cluster_name
+                    .as_deref()
+                    .unwrap_or(&manifest.metadata.name),
+            )
+        }),
+        cloud,
     })
 }
 
@@ -456,7 +509,7 @@ fn new_join_config(
     manifest: &tele_manifests::Manifest,
     target: &JoinTarget,
 ) -> anyhow::Result<NodeConfig> {
-    let mut cfg = new_config(opts, manifest)?;
+    let mut cfg = new_config(opts, manifest, None)?;
     let master = cfg
         .profile
         .as_ref()
@@ -621,6 +674,14 @@ fn check_resume_settings(
             .map(|n| node_name(Some(n)))
             .transpose()?,
         saved.node_name.clone(),
+    );
+    cmp(
+        "--cloud-provider",
+        opts.cloud_provider.map(|p| p.to_string()),
+        saved
+            .cloud
+            .as_ref()
+            .map_or_else(|| "onprem".to_string(), |c| c.provider.clone()),
     );
     cmp(
         "--pod-network-cidr",
@@ -913,6 +974,13 @@ pub fn install(
         }
         _ => None,
     };
+    // Where a new cluster's first node runs, found out before anything is
+    // written (a refusal leaves no state directory behind).
+    let located = if fresh && join.is_none() && !opts.resume {
+        Some(locate(opts, &manifest)?)
+    } else {
+        None
+    };
     let _lock = lock(&state)?;
     crate::interrupt::catch_signals()?;
 
@@ -938,7 +1006,7 @@ pub fn install(
         Some(plan) if plan.only_started(&["/checks"]) => {
             let cfg = match &join {
                 Some((cfg, _)) => cfg.clone(),
-                None => new_config(opts, &manifest)?,
+                None => new_config(opts, &manifest, located.clone())?,
             };
             cfg.save(&state)?;
             cfg
@@ -964,7 +1032,7 @@ pub fn install(
         None => {
             let cfg = match &join {
                 Some((cfg, _)) => cfg.clone(),
-                None => new_config(opts, &manifest)?,
+                None => new_config(opts, &manifest, located)?,
             };
             cfg.save(&state)?;
             cfg

@@ -15,6 +15,7 @@ pub use tele_bundle::durable;
 
 pub mod alerting;
 pub mod api_proxy;
+pub mod cloud;
 pub mod cluster_dns;
 pub mod component;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod install;
 pub mod interrupt;
 pub mod join;
 pub mod kube;
+pub mod kubelet_client;
 pub mod leave;
 pub mod local_volumes;
 pub mod log_rotation;

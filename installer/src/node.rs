@@ -125,6 +125,12 @@ pub struct NodeConfig {
     /// in seconds; they are renewed at two thirds of it.
     #[serde(default = "default_cert_validity")]
     pub cert_validity_secs: u64,
+    /// The cloud machine the node runs on (None: on premises).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::cloud::Instance>,
+    /// How its Kubernetes components use the cloud (on AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_settings: Option<crate::cloud::Settings>,
 }
 
 fn default_cert_validity() -> u64 {

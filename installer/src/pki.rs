@@ -164,6 +164,19 @@ impl Pki {
         self.dir.join(format!("{name}.key"))
     }
 
+    /// The kubelet's own certificate directory (its `--cert-dir`), where
+    /// it keeps the client certificates it rotates
+    /// ([`crate::kubelet_client`]).
+    pub fn kubelet_cert_dir(&self) -> PathBuf {
+        self.dir.join(KUBELET_CERT_DIR)
+    }
+
+    /// The kubelet's current client certificate and key (a link the
+    /// kubelet moves on each rotation).
+    pub fn kubelet_client_current(&self) -> PathBuf {
+        self.dir.join(KUBELET_CLIENT_CURRENT)
+    }
+
     /// The kubeconfig of `name` (one of [`KUBECONFIGS`]).
     pub fn kubeconfig(&self, name: &str) -> PathBuf {
         self.dir.join("kubeconfig").join(format!("{name}.conf"))
@@ -503,9 +516,27 @@ impl Expiry {
     }
 }
 
-/// The expiry of every certificate in `dir`: the CAs and leaves (`*.crt`)
-/// and the client certificates of `kubeconfig/*.conf`, sorted by file.
-/// Files that do not parse are left out (each file is read with a bound).
+/// The kubelet's certificate directory, relative to the PKI directory.
+pub const KUBELET_CERT_DIR: &str = "kubelet";
+/// The client certificate the kubelet uses (a symlink it moves on each
+/// rotation), relative to the PKI directory.
+pub const KUBELET_CLIENT_CURRENT: &str = "kubelet/kubelet-client-current.pem";
+
+/// The expiry of the first certificate in `pem`, reported as `file`.
+pub fn pem_expiry(file: String, pem: &str) -> Option<Expiry> {
+    let der = parse_pem(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(Expiry {
+        file,
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+/// The expiry of every certificate in `dir`: the CAs and leaves (`*.crt`),
+/// the client certificates of `kubeconfig/*.conf` and the kubelet's current
+/// client certificate, sorted by file. Files that do not parse are left
+/// out (each file is read with a bound).
 pub fn expiries(dir: &Path) -> Vec<Expiry> {
     use std::io::Read as _;
     let read = |path: &Path| -> Option<String> {
@@ -517,15 +548,7 @@ pub fn expiries(dir: &Path) -> Vec<Expiry> {
             .ok()?;
         Some(text)
     };
-    let of_pem = |file: String, pem: &str| -> Option<Expiry> {
-        let der = parse_pem(pem)?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-        Some(Expiry {
-            file,
-            not_before: cert.validity().not_before.timestamp(),
-            not_after: cert.validity().not_after.timestamp(),
-        })
-    };
+    let of_pem = pem_expiry;
     let mut out = Vec::new();
     let list = |sub: &str, ext: &str| -> Vec<(String, PathBuf)> {
         let mut files: Vec<(String, PathBuf)> = fs::read_dir(dir.join(sub))
@@ -558,6 +581,10 @@ pub fn expiries(dir: &Path) -> Vec<Expiry> {
         if let Some(e) = cert.and_then(|pem| of_pem(rel, &pem)) {
             out.push(e);
         }
+    }
+    let current = KUBELET_CLIENT_CURRENT.to_string();
+    if let Some(e) = read(&dir.join(&current)).and_then(|pem| of_pem(current, &pem)) {
+        out.push(e);
     }
     out
 }

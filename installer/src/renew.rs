@@ -31,21 +31,27 @@ pub struct Renewal {
     pub restarted: Vec<String>,
 }
 
-fn now() -> i64 {
+/// Seconds since the epoch.
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// True when one of the leaf certificates or kubeconfigs in `pki_dir` has
-/// a third of its life or less left. The CAs are not counted: a master
+/// a third of its life or less left, or the kubelet's own client
+/// certificate is past the point where it should have rotated it
+/// ([`crate::kubelet_client::is_due`]). The CAs are not counted: a master
 /// remakes a CA certificate from its key in its last 30 days.
 pub fn is_due(pki_dir: &std::path::Path) -> bool {
     let now = now();
     crate::pki::expiries(pki_dir)
         .iter()
-        .filter(|e| !matches!(e.file.as_str(), "ca.crt" | "etcd-ca.crt"))
-        .any(|e| e.seconds_left(now) <= (e.not_after - e.not_before) / 3)
+        .any(|e| match e.file.as_str() {
+            "ca.crt" | "etcd-ca.crt" => false,
+            crate::pki::KUBELET_CLIENT_CURRENT => crate::kubelet_client::is_due(e, now),
+            _ => e.seconds_left(now) <= (e.not_after - e.not_before) / 3,
+        })
 }
 
 /// What `tele certificates renew` asks for.
@@ -99,7 +105,13 @@ pub fn renew(state: &StateDir, opts: RenewOptions) -> anyhow::Result<Renewal> {
     } else {
         renew_worker(state, &cfg)?
     };
-    // Certificates a component makes for itself (the join service's).
+    // After a reissue of everything, the kubelet starts again on its
+    // kubeconfig's new client certificate too.
+    if opts.all {
+        crate::kubelet_client::seed(&state.pki(), now(), true)?;
+    }
+    // Certificates a component makes for itself (the join service's), and
+    // the kubelet's client certificate when its own rotation failed.
     for c in &components {
         c.write_files(&node)?;
     }

@@ -127,6 +127,10 @@ impl StateDir {
     pub fn kube_config_dir(&self) -> PathBuf {
         self.root.join("kubernetes")
     }
+    /// The Kubernetes cloud provider's configuration (on a cloud).
+    pub fn cloud_config(&self) -> PathBuf {
+        self.kube_config_dir().join("cloud.conf")
+    }
     /// The kubelet's configuration file.
     pub fn kubelet_config(&self) -> PathBuf {
         self.kube_config_dir().join("kubelet.yaml")

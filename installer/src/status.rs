@@ -39,6 +39,11 @@ pub struct Status {
     /// On a node that joined: the master it joined through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub joined_through: Option<String>,
+    /// Where the node runs: `aws`, `azure` or `onprem`.
+    pub provider: String,
+    /// The cloud machine it runs on (None: on premises).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::cloud::Instance>,
     /// On a master: the join tokens.
     pub tokens: Vec<crate::token::TokenRecord>,
     /// On a master: the cluster against its flavor.
@@ -215,6 +220,11 @@ pub fn status(state_dir: &Path) -> anyhow::Result<Status> {
         node: node_status,
         nodes,
         joined_through: cfg.joined.as_ref().map(|j| j.join_addr.clone()),
+        provider: cfg
+            .cloud
+            .as_ref()
+            .map_or_else(|| "onprem".to_string(), |c| c.provider.clone()),
+        cloud: cfg.cloud.clone(),
         tokens: crate::token::TokenStore::new(&state)
             .list()
             .unwrap_or_default(),

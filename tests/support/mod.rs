@@ -454,3 +454,34 @@ pub fn loopback_pki(dir: &Path, api_server: &str) -> tele_installer::pki::Pki {
     )
     .unwrap()
 }
+
+/// The instance metadata stand-in of tests/support/imds.py, started with
+/// `args` (`--cloud aws|azure`, `--stall`, `--listen HOST:PORT`, values),
+/// and the port it serves on; stopped when the handle is dropped. `cmd`
+/// runs it (`python3` directly, or inside a network namespace).
+pub fn imds_in(mut cmd: Command, args: &[&str]) -> (KillOnDrop, u16) {
+    use std::io::BufRead as _;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/imds.py");
+    let mut child = cmd
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs the metadata stand-in");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the metadata stand-in did not start: {line:?}"));
+    (KillOnDrop(child), port)
+}
+
+/// [`imds_in`] on this machine's loopback.
+pub fn imds(args: &[&str]) -> (KillOnDrop, String) {
+    let (child, port) = imds_in(Command::new("python3"), args);
+    (child, format!("http://127.0.0.1:{port}"))
+}

@@ -220,6 +220,8 @@ fn run_install(
             None => builtin_key()?,
         },
         signed_only: a.signed_only || (a.key.is_none() && BUILTIN_KEY.is_some()),
+        cloud_provider: a.cloud_provider,
+        cluster_name: a.cluster_name,
     };
     let started = std::time::Instant::now();
     let reporter = Reporter {

@@ -89,6 +89,10 @@ pub fn status(a: StateDirArg, p: &Printer) -> anyhow::Result<ExitCode> {
         Some((name, ready)) => p.out(format!("node:      {name} Ready={ready}")),
         None => p.out("node:      unknown (the API server does not answer)"),
     }
+    match &s.cloud {
+        Some(c) => p.out(format!("provider:  {c}")),
+        None => p.out(format!("provider:  {}", s.provider)),
+    }
     if let Some(master) = &s.joined_through {
         p.out(format!("joined:    through {master}"));
     }

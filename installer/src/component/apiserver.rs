@@ -12,50 +12,52 @@ impl Component for ApiServer {
     }
     fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
         let pki = &n.pki;
-        Ok(ServiceSpec::new("kube-apiserver", n.bin("kube-apiserver")?)
-            .flag("advertise-address", n.cfg.node_ip)
-            .flag("bind-address", "0.0.0.0")
-            .flag("secure-port", n.cfg.ports.api)
-            .flag("insecure-port", 0)
-            .flag("allow-privileged", true)
-            .flag("anonymous-auth", false)
-            .flag("authorization-mode", "Node,RBAC")
-            .flag("enable-admission-plugins", "NodeRestriction")
-            .path_flag("client-ca-file", &pki.ca_cert())
-            .path_flag("tls-cert-file", &pki.cert("apiserver"))
-            .path_flag("tls-private-key-file", &pki.key("apiserver"))
-            .flag(
-                "etcd-servers",
-                format!("https://127.0.0.1:{}", n.cfg.ports.etcd_client),
-            )
-            .path_flag("etcd-cafile", &pki.etcd_ca_cert())
-            .path_flag("etcd-certfile", &pki.cert("apiserver-etcd-client"))
-            .path_flag("etcd-keyfile", &pki.key("apiserver-etcd-client"))
-            .path_flag(
-                "kubelet-client-certificate",
-                &pki.cert("apiserver-kubelet-client"),
-            )
-            .path_flag("kubelet-client-key", &pki.key("apiserver-kubelet-client"))
-            .path_flag("kubelet-certificate-authority", &pki.ca_cert())
-            .flag("kubelet-preferred-address-types", "InternalIP,Hostname")
-            .flag("service-cluster-ip-range", &n.cfg.service_cidr)
-            .flag(
-                "service-account-issuer",
-                "https://kubernetes.default.svc.cluster.local",
-            )
-            .path_flag("service-account-key-file", &pki.sa_pub())
-            .path_flag("service-account-signing-key-file", &pki.sa_key())
-            .flag("profiling", false)
-            // Secrets are encrypted in etcd with the key made at install.
-            .path_flag("encryption-provider-config", &pki.encryption_config())
-            // Who did what, as metadata (never a request's body, which may
-            // hold a Secret), rotated by size.
-            .path_flag("audit-policy-file", &audit_policy_file(n))
-            .path_flag("audit-log-path", &audit_dir(n).join("audit.log"))
-            .flag("audit-log-maxsize", AUDIT_LOG_MAX_MB)
-            .flag("audit-log-maxbackup", AUDIT_LOG_BACKUPS)
-            .flag("audit-log-maxage", 30)
-            .flag("audit-log-compress", true))
+        Ok(
+            n.with_cloud(ServiceSpec::new("kube-apiserver", n.bin("kube-apiserver")?))
+                .flag("advertise-address", n.cfg.node_ip)
+                .flag("bind-address", "0.0.0.0")
+                .flag("secure-port", n.cfg.ports.api)
+                .flag("insecure-port", 0)
+                .flag("allow-privileged", true)
+                .flag("anonymous-auth", false)
+                .flag("authorization-mode", "Node,RBAC")
+                .flag("enable-admission-plugins", "NodeRestriction")
+                .path_flag("client-ca-file", &pki.ca_cert())
+                .path_flag("tls-cert-file", &pki.cert("apiserver"))
+                .path_flag("tls-private-key-file", &pki.key("apiserver"))
+                .flag(
+                    "etcd-servers",
+                    format!("https://127.0.0.1:{}", n.cfg.ports.etcd_client),
+                )
+                .path_flag("etcd-cafile", &pki.etcd_ca_cert())
+                .path_flag("etcd-certfile", &pki.cert("apiserver-etcd-client"))
+                .path_flag("etcd-keyfile", &pki.key("apiserver-etcd-client"))
+                .path_flag(
+                    "kubelet-client-certificate",
+                    &pki.cert("apiserver-kubelet-client"),
+                )
+                .path_flag("kubelet-client-key", &pki.key("apiserver-kubelet-client"))
+                .path_flag("kubelet-certificate-authority", &pki.ca_cert())
+                .flag("kubelet-preferred-address-types", "InternalIP,Hostname")
+                .flag("service-cluster-ip-range", &n.cfg.service_cidr)
+                .flag(
+                    "service-account-issuer",
+                    "https://kubernetes.default.svc.cluster.local",
+                )
+                .path_flag("service-account-key-file", &pki.sa_pub())
+                .path_flag("service-account-signing-key-file", &pki.sa_key())
+                .flag("profiling", false)
+                // Secrets are encrypted in etcd with the key made at install.
+                .path_flag("encryption-provider-config", &pki.encryption_config())
+                // Who did what, as metadata (never a request's body, which may
+                // hold a Secret), rotated by size.
+                .path_flag("audit-policy-file", &audit_policy_file(n))
+                .path_flag("audit-log-path", &audit_dir(n).join("audit.log"))
+                .flag("audit-log-maxsize", AUDIT_LOG_MAX_MB)
+                .flag("audit-log-maxbackup", AUDIT_LOG_BACKUPS)
+                .flag("audit-log-maxage", 30)
+                .flag("audit-log-compress", true),
+        )
     }
     fn write_files(&self, n: &NodeContext) -> anyhow::Result<()> {
         crate::durable::write_if_changed(&audit_policy_file(n), AUDIT_POLICY.as_bytes(), 0o644)?;
@@ -63,7 +65,7 @@ impl Component for ApiServer {
         // directory keeps them root's.
         std::fs::create_dir_all(audit_dir(n))?;
         crate::durable::set_mode(&audit_dir(n), 0o700)?;
-        Ok(())
+        n.write_cloud_config()
     }
     fn credentials(&self, n: &NodeContext) -> Vec<std::path::PathBuf> {
         vec![

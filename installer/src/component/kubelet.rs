@@ -1,5 +1,7 @@
 //! The kubelet: its configuration file (webhook authorization, TLS with a
-//! certificate from the cluster CA, the cgroup root for shared machines).
+//! certificate from the cluster CA, the cgroup root for shared machines)
+//! and its client certificate, which it rotates itself
+//! ([`crate::kubelet_client`]).
 
 use super::{Component, NodeContext, Probe};
 use crate::durable::write_if_changed;
@@ -20,15 +22,18 @@ impl Component for Kubelet {
             0o644,
         )?;
         std::fs::create_dir_all(n.state.kubelet_root())?;
+        crate::kubelet_client::seed(&n.pki, crate::renew::now(), false)?;
+        n.write_cloud_config()?;
         if let Some(root) = &n.cfg.cgroup_root {
             create_cgroup_root(root)?;
         }
         Ok(())
     }
     fn service(&self, n: &NodeContext) -> anyhow::Result<ServiceSpec> {
-        Ok(ServiceSpec::new("kubelet", n.bin("kubelet")?)
+        Ok(n.with_cloud(ServiceSpec::new("kubelet", n.bin("kubelet")?))
             .path_flag("config", &n.state.kubelet_config())
             .path_flag("kubeconfig", &n.pki.kubeconfig("kubelet"))
+            .path_flag("cert-dir", &n.pki.kubelet_cert_dir())
             .flag("container-runtime", "remote")
             .flag(
                 "container-runtime-endpoint",
@@ -48,6 +53,7 @@ impl Component for Kubelet {
             n.pki.ca_cert(),
             n.pki.cert("kubelet-server"),
             n.pki.kubeconfig("kubelet"),
+            crate::kubelet_client::seed_file(&n.pki),
         ]
     }
     fn probe(&self, _n: &NodeContext) -> Probe {
@@ -63,7 +69,7 @@ pub fn kubelet_config(cfg: &NodeConfig, pki: &Pki) -> String {
         .map(|r| format!("cgroupRoot: {r}\n"))
         .unwrap_or_default();
     format!(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {ip}\nport: {port}\nreadOnlyPort: 0\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\ntlsCertFile: {cert}\ntlsPrivateKeyFile: {key}\ncgroupDriver: cgroupfs\n{cgroup_root}failSwapOn: false\nresolvConf: /etc/resolv.conf\nclusterDomain: cluster.local\n{cluster_dns}serializeImagePulls: false\nevictionHard:\n  memory.available: 100Mi\n  nodefs.available: 2%\n  imagefs.available: 2%\n",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {ip}\nport: {port}\nreadOnlyPort: 0\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\ntlsCertFile: {cert}\ntlsPrivateKeyFile: {key}\nrotateCertificates: true\ncgroupDriver: cgroupfs\n{cgroup_root}failSwapOn: false\nresolvConf: /etc/resolv.conf\nclusterDomain: cluster.local\n{cluster_dns}serializeImagePulls: false\nevictionHard:\n  memory.available: 100Mi\n  nodefs.available: 2%\n  imagefs.available: 2%\n",
         ip = cfg.node_ip,
         port = cfg.ports.kubelet,
         // The node's own cluster DNS, on its address.

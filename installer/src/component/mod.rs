@@ -79,6 +79,43 @@ impl NodeContext {
         ))
     }
 
+    /// A Kubernetes component's service with the node's cloud provider,
+    /// when it runs on one the runtime has a provider for (AWS):
+    /// `--cloud-provider`, `--cloud-config`, and the SDK's settings given at
+    /// install. Credentials come from the SDK's own chain on the machine
+    /// (the instance profile), never from here.
+    pub fn with_cloud(&self, spec: ServiceSpec) -> ServiceSpec {
+        let (Some(c), Some(s)) = (&self.cfg.cloud, &self.cfg.cloud_settings) else {
+            return spec;
+        };
+        if c.provider != "aws" {
+            return spec;
+        }
+        let spec = spec
+            .flag("cloud-provider", "aws")
+            .path_flag("cloud-config", &self.state.cloud_config());
+        match &s.imds_endpoint {
+            Some(e) => spec.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", e.clone()),
+            None => spec,
+        }
+    }
+
+    /// Writes the cloud provider's configuration, when [`Self::with_cloud`]
+    /// uses one (idempotent).
+    pub fn write_cloud_config(&self) -> anyhow::Result<()> {
+        if let (Some(c), Some(s)) = (&self.cfg.cloud, &self.cfg.cloud_settings) {
+            if c.provider == "aws" {
+                let text = crate::cloud::aws::cloud_config(c, &s.cluster_id, &s.endpoints);
+                let path = self.state.cloud_config();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                crate::durable::write_if_changed(&path, text.as_bytes(), 0o600)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The node's address as a URL host.
     pub fn host(&self) -> String {
         crate::node::fmt_host(self.cfg.node_ip)

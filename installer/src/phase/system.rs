@@ -1,6 +1,7 @@
 //! `/system`: the node's role labels and pod subnet annotation, the default
-//! StorageClass (see [`crate::local_volumes`]), and the default service
-//! account that pods need before they can be created.
+//! StorageClass (see [`crate::local_volumes`]), the approval of the
+//! kubelets' own client certificates ([`crate::kubelet_client`]), and the
+//! default service account that pods need before they can be created.
 
 use std::time::Duration;
 
@@ -50,6 +51,24 @@ impl Phase for System {
             0o644,
         )?;
         k.apply(&volumes)?;
+        // The kubelets may have their own client certificates approved.
+        let rotation = ctx.state.root().join("kubelet-client-rotation.yaml");
+        crate::durable::write_durably(
+            &rotation,
+            crate::kubelet_client::AUTO_APPROVE.as_bytes(),
+            0o644,
+        )?;
+        k.apply(&rotation)?;
+        // On AWS, EBS volumes beside the local ones.
+        if on_aws(ctx) {
+            let ebs = ctx.state.root().join("aws-ebs.yaml");
+            crate::durable::write_durably(
+                &ebs,
+                crate::cloud::aws::EBS_STORAGE_CLASS.as_bytes(),
+                0o644,
+            )?;
+            k.apply(&ebs)?;
+        }
         crate::kube::poll(
             Duration::from_secs(120),
             "the default service account",
@@ -73,7 +92,19 @@ impl Phase for System {
             && subnet == ctx.cfg.node_pod_subnet
             && k.run(&["get", "storageclass", crate::local_volumes::STORAGE_CLASS])
                 .is_ok()
+            && k.run(&[
+                "get",
+                "clusterrolebinding",
+                crate::kubelet_client::AUTO_APPROVE_NAME,
+            ])
+            .is_ok()
             && k.run(&["get", "serviceaccount", "default", "-n", "default"])
-                .is_ok())
+                .is_ok()
+            && (!on_aws(ctx) || k.run(&["get", "storageclass", "aws-ebs"]).is_ok()))
     }
+}
+
+/// True when the node runs on AWS with its provider.
+fn on_aws(ctx: &PhaseContext) -> bool {
+    ctx.cfg.cloud.as_ref().is_some_and(|c| c.provider == "aws")
 }

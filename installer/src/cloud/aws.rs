@@ -1,0 +1,150 @@
+//! AWS's instance metadata service, version 2 only: a session token first
+//! (`PUT /latest/api/token` with its time to live in
+//! `X-aws-ec2-metadata-token-ttl-seconds`), then each value with the token
+//! in `X-aws-ec2-metadata-token`. Instances that require IMDSv2 refuse
+//! anything else, and so does this client: no fallback to version 1.
+
+use super::{body, chain, client, Instance, Timeouts};
+
+/// The session token's life: this client asks a handful of values at once.
+const TOKEN_TTL_SECS: u32 = 60;
+
+/// The instance `endpoint` describes.
+pub fn instance(endpoint: &str, t: Timeouts) -> Result<Instance, String> {
+    let base = endpoint.trim_end_matches('/');
+    let http = client(t)?;
+    let token = http
+        .put(format!("{base}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS)
+        .send()
+        .map_err(|e| chain(&e))
+        .and_then(|r| body(r, "the session token"))?;
+    let token = token.trim().to_string();
+    if token.is_empty() || token.len() > 4096 || token.chars().any(|c| c.is_control()) {
+        return Err("the session token is not one".into());
+    }
+    let get = |path: &str| -> Result<String, String> {
+        let value = http
+            .get(format!("{base}/latest/meta-data/{path}"))
+            .header("X-aws-ec2-metadata-token", &token)
+            .send()
+            .map_err(|e| chain(&e))
+            .and_then(|r| body(r, path))?;
+        let value = value.trim().to_string();
+        if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("{path}: not a single value"));
+        }
+        Ok(value)
+    };
+    let instance = Instance {
+        provider: "aws".into(),
+        instance_id: get("instance-id")?,
+        region: get("placement/region")?,
+        zone: get("placement/availability-zone").unwrap_or_default(),
+        instance_type: get("instance-type").unwrap_or_default(),
+        hostname: get("local-hostname")?,
+        ..Instance::default()
+    };
+    if instance.instance_id.is_empty() || instance.region.is_empty() || instance.hostname.is_empty()
+    {
+        return Err("the metadata service left the instance id, region or hostname empty".into());
+    }
+    Ok(instance)
+}
+
+/// The AWS services whose endpoints the Kubernetes AWS provider may be
+/// pointed elsewhere for (VPC endpoints, or a test's stand-in): the SDKs'
+/// `AWS_ENDPOINT_URL_<SERVICE>` variable, then `AWS_ENDPOINT_URL`, and the
+/// provider's name for the service.
+const SERVICES: [(&str, &str); 3] = [
+    ("AWS_ENDPOINT_URL_EC2", "ec2"),
+    (
+        "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
+        "elasticloadbalancing",
+    ),
+    ("AWS_ENDPOINT_URL_AUTO_SCALING", "autoscaling"),
+];
+
+/// Endpoint overrides from the environment, by the provider's service name.
+pub fn endpoint_overrides(
+    var: impl Fn(&str) -> Option<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let all = var("AWS_ENDPOINT_URL");
+    SERVICES
+        .iter()
+        .filter_map(|(env, service)| {
+            var(env)
+                .or_else(|| all.clone())
+                .map(|url| (service.to_string(), url))
+        })
+        .collect()
+}
+
+/// The Kubernetes AWS provider's cloud config (gcfg): the zone (so the
+/// provider need not ask), the cluster's id (the `kubernetes.io/cluster/ID`
+/// tag of what it may use and makes), and any endpoint overrides.
+pub fn cloud_config(
+    instance: &Instance,
+    cluster: &str,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut text = format!(
+        "# Written by tele: the Kubernetes AWS provider's settings (no credentials).\n[Global]\nZone = {}\nKubernetesClusterID = {cluster}\n",
+        instance.zone
+    );
+    for (n, (service, url)) in overrides.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[ServiceOverride \"{}\"]\nService = {service}\nRegion = {region}\nURL = {url}\nSigningRegion = {region}\n",
+            n + 1,
+            region = instance.region
+        ));
+    }
+    text
+}
+
+/// The StorageClass of the AWS provider's EBS volumes, beside the default
+/// local one: a claim that names it gets an EBS volume in the zone of the
+/// node its pod lands on.
+pub const EBS_STORAGE_CLASS: &str = "apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: aws-ebs
+  labels: {app.kubernetes.io/managed-by: tele}
+provisioner: kubernetes.io/aws-ebs
+parameters:
+  type: gp2
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cloud_config_names_the_cluster_and_each_endpoint_override() {
+        let env = |name: &str| match name {
+            "AWS_ENDPOINT_URL" => Some("http://10.0.0.1:5000".to_string()),
+            "AWS_ENDPOINT_URL_EC2" => Some("https://ec2.vpce.example".to_string()),
+            _ => None,
+        };
+        let overrides = endpoint_overrides(env);
+        assert_eq!(overrides["ec2"], "https://ec2.vpce.example");
+        assert_eq!(overrides["elasticloadbalancing"], "http://10.0.0.1:5000");
+        let instance = Instance {
+            provider: "aws".into(),
+            region: "eu-west-1".into(),
+            zone: "eu-west-1b".into(),
+            ..Instance::default()
+        };
+        let text = cloud_config(&instance, "shop", &overrides);
+        assert!(
+            text.contains("[Global]\nZone = eu-west-1b\nKubernetesClusterID = shop\n"),
+            "{text}"
+        );
+        assert!(text.contains("Service = ec2\nRegion = eu-west-1\nURL = https://ec2.vpce.example\nSigningRegion = eu-west-1\n"), "{text}");
+        assert_eq!(text.matches("[ServiceOverride").count(), 3, "{text}");
+        assert!(endpoint_overrides(|_| None).is_empty());
+        assert!(!cloud_config(&instance, "shop", &Default::default()).contains("ServiceOverride"));
+    }
+}
