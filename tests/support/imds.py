@@ -5,7 +5,7 @@ AWS (IMDSv2 only, as an instance with `HttpTokens: required`; the values
 the Kubernetes AWS provider and the SDKs read: instance, placement, the
 network interface, the instance profile's credentials): `PUT
 /latest/api/token` needs `X-aws-ec2-metadata-token-ttl-seconds` (1-21600)
-and answers a token; every `GET /latest/meta-data/...` needs that token in
+and answers a token, with its time to live in the same header; every `GET /latest/meta-data/...` needs that token in
 `X-aws-ec2-metadata-token` (401 without, or once it has expired); requests
 with `X-Forwarded-For` are refused (403), as AWS refuses them.
 
@@ -127,10 +127,12 @@ def main():
         def log_message(self, fmt, *a):
             pass
 
-        def answer(self, status, body, ctype="text/plain"):
+        def answer(self, status, body, ctype="text/plain", headers=()):
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -149,7 +151,8 @@ def main():
             token = secrets.token_urlsafe(32)
             with lock:
                 tokens[token] = time.monotonic() + int(ttl)
-            self.answer(200, token)
+            # The token's time to live, echoed as AWS does (the SDKs read it).
+            self.answer(200, token, headers=[("X-aws-ec2-metadata-token-ttl-seconds", ttl)])
 
         def do_GET(self):
             if args.cloud == "aws":

@@ -26,9 +26,13 @@ impl Component for ControllerManager {
             // The cloud's load balancers are named and tagged for the
             // cluster; tele's own pod network routes, not the cloud's
             // route tables.
+            // Masters run workloads too: they stay behind the cloud's load
+            // balancers (Kubernetes 1.20 leaves nodes with the master role
+            // label out unless told otherwise).
             Some(s) => spec
                 .flag("cluster-name", &s.cluster_id)
-                .flag("configure-cloud-routes", false),
+                .flag("configure-cloud-routes", false)
+                .flag("feature-gates", "LegacyNodeRoleBehavior=false"),
             None => spec,
         };
         Ok(spec
