@@ -4,7 +4,8 @@
 //! in `X-aws-ec2-metadata-token`. Instances that require IMDSv2 refuse
 //! anything else, and so does this client: no fallback to version 1.
 
-use super::{body, chain, client, Instance, Timeouts};
+use super::{body, client, Instance, Timeouts};
+use crate::health::error_chain as chain;
 
 /// The session token's life: this client asks a handful of values at once.
 const TOKEN_TTL_SECS: u32 = 60;

@@ -2,7 +2,8 @@
 //! header `Metadata: true` and an `api-version` (the service refuses a
 //! request without either); the answer is one JSON document.
 
-use super::{body, chain, client, Instance, Timeouts};
+use super::{body, client, Instance, Timeouts};
+use crate::health::error_chain as chain;
 
 /// The IMDS API version asked for (it has `compute.osProfile`).
 pub const API_VERSION: &str = "2021-02-01";

@@ -334,15 +334,3 @@ fn body(resp: reqwest::blocking::Response, what: &str) -> Result<String, String>
     }
     Ok(text)
 }
-
-/// The full chain of an error, for messages.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}

@@ -411,7 +411,7 @@ fn node_ready_kubectl(cfg: &HealthConfig, kubectl: &Path) -> CheckResult {
 
 /// `reqwest`'s message and its causes: "error sending request" alone says
 /// nothing.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

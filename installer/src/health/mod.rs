@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::influx::{FieldValue, InfluxClient, InfluxConfig, InfluxError, Point};
 use buffer::DiskBuffer;
+pub(crate) use checks::error_chain;
 use checks::Probes;
 
 /// The default interval between rounds.
