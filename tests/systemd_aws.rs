@@ -73,30 +73,22 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
     assert_eq!(made["private_ip"], HOST_IP);
 
     // The instance's metadata service, in the host's network namespace.
-    host.ok_sh("ip addr add 169.254.169.254/32 dev lo");
-    let mut in_host = Command::new("nsenter");
-    in_host.args(["-t", &host.pid1().unwrap().to_string(), "-n", "python3"]);
-    let (_imds, _) = imds_in(
-        in_host,
-        &[
-            "--cloud",
-            "aws",
-            "--listen",
-            "169.254.169.254:80",
-            "--instance-id",
-            &instance,
-            "--region",
-            REGION,
-            "--zone",
-            ZONE,
-            "--hostname",
-            &dns,
-            "--local-ipv4",
-            HOST_IP,
-            "--log",
-            dir.path().join("imds.log").to_str().unwrap(),
-        ],
-    );
+    let _imds = host.serve_metadata(&[
+        "--cloud",
+        "aws",
+        "--instance-id",
+        &instance,
+        "--region",
+        REGION,
+        "--zone",
+        ZONE,
+        "--hostname",
+        &dns,
+        "--local-ipv4",
+        HOST_IP,
+        "--log",
+        dir.path().join("imds.log").to_str().unwrap(),
+    ]);
 
     let o = host.exec(&[
         "env",

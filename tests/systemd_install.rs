@@ -59,28 +59,20 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
     // The host is an Azure VM: the metadata service's link-local address
     // is the test's own stand-in, in the host's network namespace, so the
     // install finds it as it would on Azure, with no setting.
-    host.ok_sh("ip addr add 169.254.169.254/32 dev lo");
-    let mut in_host = std::process::Command::new("nsenter");
-    in_host.args(["-t", &host.pid1().unwrap().to_string(), "-n", "python3"]);
-    let (_imds, _) = imds_in(
-        in_host,
-        &[
-            "--cloud",
-            "azure",
-            "--listen",
-            "169.254.169.254:80",
-            "--hostname",
-            "tele-sd1",
-            "--region",
-            "westeurope",
-            "--zone",
-            "1",
-            "--instance-type",
-            "Standard_D4s_v3",
-            "--instance-id",
-            "5c3f2c8e-0e4f-4b5e-9d51-3b7a2f0d8e11",
-        ],
-    );
+    let _imds = host.serve_metadata(&[
+        "--cloud",
+        "azure",
+        "--hostname",
+        "tele-sd1",
+        "--region",
+        "westeurope",
+        "--zone",
+        "1",
+        "--instance-type",
+        "Standard_D4s_v3",
+        "--instance-id",
+        "5c3f2c8e-0e4f-4b5e-9d51-3b7a2f0d8e11",
+    ]);
     let before = host.ok_sh(SNAPSHOT);
 
     // The admin's command, as documented: defaults for everything.

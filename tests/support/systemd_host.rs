@@ -235,6 +235,19 @@ impl SystemdHost {
         &self.cgroups
     }
 
+    /// Serves the cloud metadata stand-in (tests/support/imds.py, with
+    /// `args`) at the clouds' link-local address 169.254.169.254:80 in the
+    /// host's network namespace, as a cloud machine sees its metadata
+    /// service; stopped when the handle is dropped.
+    pub fn serve_metadata(&self, args: &[&str]) -> super::KillOnDrop {
+        self.ok_sh("ip addr add 169.254.169.254/32 dev lo");
+        let mut in_host = Command::new("nsenter");
+        in_host.args(["-t", &self.pid1().unwrap().to_string(), "-n", "python3"]);
+        let mut all = vec!["--listen", "169.254.169.254:80"];
+        all.extend_from_slice(args);
+        super::imds_in(in_host, &all).0
+    }
+
     /// The machine's PID of the host's systemd (PID 1 inside), if it runs:
     /// the child of systemd-nspawn once it has become systemd.
     pub fn pid1(&self) -> Option<u32> {
