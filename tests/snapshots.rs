@@ -151,7 +151,9 @@ fn failed_preflight_plan_and_status_output() {
         c.arg("--state-dir")
             .arg(&state)
             .args(["--bin-dir", "none", "--advertise-addr", "127.0.0.1"])
-            .args(["--node-name", "snap-node", "--output-format", format]);
+            .args(["--node-name", "snap-node", "--output-format", format])
+            // The machine's cloud would otherwise show in status.
+            .args(["--cloud-provider", "onprem"]);
         // Only the memory check runs: the others describe the machine.
         for check in tele_installer::preflight::check_names() {
             if *check != "ram" {
