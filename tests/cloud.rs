@@ -3,7 +3,9 @@
 //! (tests/support/imds.py: IMDSv2 with its token and TTL header, Azure's
 //! `Metadata: true` and `api-version`), falls back to onprem when neither
 //! answers, takes `--cloud-provider` as given, and refuses a provider the
-//! app's manifest disables.
+//! app's manifest disables. On AWS, preflight tries each action the AWS
+//! provider needs with the instance profile's credentials, against moto's
+//! EC2 and ELB with IAM checked, and names what the role lacks.
 
 mod support;
 
@@ -214,4 +216,96 @@ fn install_with_a_cloud_that_does_not_answer_changes_nothing() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The `cloud-permissions` check alone, for an AWS instance whose metadata
+/// service hands out the key `role_key` as its role's, in an AWS whose
+/// APIs are at `endpoint`.
+fn aws_permissions(endpoint: &str, role_key: &str) -> tele_installer::preflight::CheckResult {
+    use tele_installer::preflight;
+    let (_imds, url) = imds(&["--cloud", "aws", "--role-key", role_key]);
+    let instance = cloud::detect(&endpoints(&url, &closed())).expect("found on AWS");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = preflight::PreflightConfig::new(dir.path());
+    cfg.skip = preflight::check_names()
+        .iter()
+        .filter(|c| **c != "cloud-permissions")
+        .map(|c| c.to_string())
+        .collect();
+    let endpoints = ["ec2", "elasticloadbalancing"]
+        .map(|s| (s.to_string(), endpoint.to_string()))
+        .into();
+    cfg.cloud = Some((
+        instance,
+        cloud::Settings {
+            cluster_id: "shop".into(),
+            endpoints,
+            imds_endpoint: Some(url),
+        },
+    ));
+    let results = preflight::run(&cfg).unwrap();
+    results
+        .into_iter()
+        .find(|r| r.name == "cloud-permissions")
+        .unwrap()
+}
+
+#[test]
+fn preflight_names_each_aws_action_the_instance_role_lacks() {
+    use tele_installer::preflight::Status;
+    let (_moto, endpoint) = support::aws::moto("127.0.0.1", Some(6));
+    let keys = support::aws::fixture(&[
+        "iam-users",
+        &endpoint,
+        "ec2:CreateVolume",
+        "elasticloadbalancing:CreateLoadBalancer",
+    ]);
+    let secret = |user: &str| {
+        keys[user]
+            .as_str()
+            .unwrap()
+            .split_once(':')
+            .unwrap()
+            .1
+            .to_string()
+    };
+
+    let restricted = aws_permissions(&endpoint, keys["nodes-restricted"].as_str().unwrap());
+    assert_eq!(restricted.status, Status::Fail, "{restricted:?}");
+    assert!(
+        restricted.detail.contains("may not call 2 action(s)")
+            && restricted.detail.contains("ec2:CreateVolume")
+            && restricted
+                .detail
+                .contains("elasticloadbalancing:CreateLoadBalancer")
+            && restricted
+                .detail
+                .contains("instance profile's role tele-node"),
+        "{restricted:?}"
+    );
+    let fix = restricted.fix.clone().unwrap();
+    assert!(
+        fix.contains(r#"{"Effect": "Allow", "Action": ["ec2:CreateVolume", "elasticloadbalancing:CreateLoadBalancer"], "Resource": "*"}"#),
+        "{fix}"
+    );
+
+    // A role allowed everything passes (or, where moto gives no clear
+    // answer, warns); nothing is missing.
+    let full = aws_permissions(&endpoint, keys["nodes-full"].as_str().unwrap());
+    assert_ne!(full.status, Status::Fail, "{full:?}");
+    assert!(!full.detail.contains("may not"), "{full:?}");
+
+    // A key AWS does not know is refused as such, not blamed on actions.
+    let unknown = aws_permissions(&endpoint, "AKIAUNKNOWNKEY000000:not-a-secret");
+    assert_eq!(unknown.status, Status::Fail, "{unknown:?}");
+    assert!(unknown.detail.contains("are refused by ec2"), "{unknown:?}");
+
+    // No secret shows in what preflight says.
+    for r in [&restricted, &full, &unknown] {
+        let said = format!("{} {}", r.detail, r.fix.clone().unwrap_or_default());
+        for user in ["nodes-full", "nodes-restricted"] {
+            assert!(!said.contains(&secret(user)), "{said}");
+        }
+        assert!(!said.contains("not-a-secret"), "{said}");
+    }
 }

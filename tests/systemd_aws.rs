@@ -7,13 +7,14 @@
 //! manager and the kubelet with the runtime's AWS provider: the node's
 //! provider ID names the instance (the kubelet and the controller manager
 //! asked EC2, here moto, about it), and the `aws-ebs` StorageClass is there.
+//! A Service of type LoadBalancer gets an internal classic ELB in moto,
+//! made by the real controller manager, with the instance behind it.
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
+use support::aws::{fixture, moto};
 use support::example::example_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
 use support::*;
@@ -23,27 +24,6 @@ const ZONE: &str = "eu-west-1a";
 const HOST_IP: &str = "10.213.0.41";
 /// The host bridge's address, where moto listens for the host.
 const BRIDGE_IP: &str = "10.213.0.1";
-
-/// A program of the moto virtualenv (scripts/install-deps makes it).
-fn venv_bin(name: &str) -> PathBuf {
-    let venv = std::env::var_os("TELE_MOTO_VENV").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tele/moto-venv"),
-        PathBuf::from,
-    );
-    let bin = venv.join("bin").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/install-deps",
-        bin.display()
-    );
-    bin
-}
-
-fn fixture(args: &[&str]) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/support/aws_fixture.py");
-    let o = ok(Command::new(venv_bin("python")).arg(script).args(args));
-    serde_json::from_str(&stdout(&o)).unwrap()
-}
 
 #[test]
 fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider() {
@@ -56,17 +36,7 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
     host.wait_running(Duration::from_secs(120));
 
     // AWS's APIs: moto, on the host bridge.
-    let port = free_port();
-    let _moto = KillOnDrop(
-        Command::new(venv_bin("moto_server"))
-            .args(["-H", BRIDGE_IP, "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server runs"),
-    );
-    wait_for_port(&format!("{BRIDGE_IP}:{port}"));
-    let endpoint = format!("http://{BRIDGE_IP}:{port}");
+    let (_moto, endpoint) = moto(BRIDGE_IP, None);
     let made = fixture(&[&endpoint, REGION, ZONE, "10.213.0.0/24", HOST_IP, "shop"]);
     let instance = made["instance_id"].as_str().unwrap().to_string();
     let dns = made["private_dns"].as_str().unwrap().to_string();
@@ -149,4 +119,73 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
         "{status}"
     );
     host.ok_sh("kubectl get storageclass aws-ebs");
+
+    // A Service of type LoadBalancer gets an internal ELB from the
+    // controller manager, in the subnet tagged for the cluster, tagged for
+    // the cluster itself, with the instance behind it and a health check of
+    // the Service's node port; the Service shows the ELB's name. (The
+    // fixture gives a new ELB the default health check AWS gives it and
+    // moto does not: see aws_fixture.py.)
+    host.ok_sh(
+        "kubectl apply -f - <<'EOF'
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello-lb
+  annotations: {service.beta.kubernetes.io/aws-load-balancer-internal: \"true\"}
+spec:
+  type: LoadBalancer
+  selector: {app: hello-web}
+  ports: [{port: 80, targetPort: 8080}]
+EOF",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let lb = loop {
+        let lbs = fixture(&["load-balancers", &endpoint, REGION]);
+        let found = lbs.as_array().unwrap().iter().find(|lb| {
+            lb["instances"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|i| i == instance.as_str()))
+        });
+        if let Some(lb) = found {
+            break lb.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no load balancer with the instance behind it: {lbs}\nevents:\n{}\ncontroller manager:\n{}",
+            String::from_utf8_lossy(&host.sh("kubectl describe service hello-lb").stdout),
+            String::from_utf8_lossy(
+                &host
+                    .sh("systemctl show -p NRestarts tele-kube-controller-manager; grep -avE '^I[0-9]{4}' /var/lib/tele/logs/kube-controller-manager.log | grep -aE '^(E|F)[0-9]{4}|panic|aws' | tail -n 30")
+                    .stdout
+            ),
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    };
+    assert_eq!(lb["scheme"], "internal", "{lb}");
+    assert_eq!(lb["subnets"], serde_json::json!([made["subnet"]]), "{lb}");
+    assert_eq!(lb["tags"]["kubernetes.io/cluster/shop"], "owned", "{lb}");
+    let node_port =
+        host.ok_sh("kubectl get service hello-lb -o jsonpath={.spec.ports[0].nodePort}");
+    // The provider's own health check, not AWS's default.
+    let check = &lb["health_check"];
+    assert_eq!(check["Target"], format!("TCP:{}", node_port.trim()), "{lb}");
+    assert_eq!(
+        (&check["Interval"], &check["HealthyThreshold"]),
+        (&10.into(), &2.into()),
+        "{lb}"
+    );
+    assert!(
+        lb["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["LoadBalancerPort"] == 80),
+        "{lb}"
+    );
+    host.eventually(
+        "kubectl get service hello-lb -o jsonpath={.status.loadBalancer.ingress[0].hostname}",
+        lb["dns"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
 }

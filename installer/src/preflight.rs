@@ -45,6 +45,7 @@ const CHECK_NAMES: &[&str] = &[
     "ports",
     "conflicting-services",
     "etcd-fsync",
+    "cloud-permissions",
 ];
 
 /// Operating systems (`ID` in `/etc/os-release`) the installer is tested on.
@@ -150,6 +151,9 @@ pub struct PreflightConfig {
     pub proc_root: PathBuf,
     /// Where sysfs is mounted (`/sys`); tests use a fake tree.
     pub sys_root: PathBuf,
+    /// The cloud machine the node runs on and how its components use the
+    /// cloud (None: on premises).
+    pub cloud: Option<(crate::cloud::Instance, crate::cloud::Settings)>,
 }
 
 impl PreflightConfig {
@@ -164,6 +168,7 @@ impl PreflightConfig {
             autofix: false,
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
+            cloud: None,
         }
     }
 }
@@ -278,6 +283,7 @@ fn run_with(
             "ports" => check_ports(cfg),
             "conflicting-services" => check_conflicting(cfg),
             "etcd-fsync" => check_fsync(&cfg.state_dir),
+            "cloud-permissions" => check_cloud_permissions(cfg),
             other => unreachable!("check `{other}` has no implementation"),
         };
         results.push(CheckResult {
@@ -317,6 +323,69 @@ fn fail(detail: impl Into<String>, fix: impl Into<String>) -> Outcome {
         status: Status::Fail,
         detail: detail.into(),
         fix: Some(fix.into()),
+    }
+}
+
+/// On a cloud: whether the credentials the node's Kubernetes components
+/// will use (AWS: the instance profile's role) may call every action the
+/// cloud provider needs.
+fn check_cloud_permissions(cfg: &PreflightConfig) -> Outcome {
+    let Some((instance, settings)) = &cfg.cloud else {
+        return pass("on premises: no cloud API is used");
+    };
+    if instance.provider != "aws" {
+        return warn(
+            format!(
+                "the {} provider's permissions are not checked",
+                instance.provider
+            ),
+            "make sure the machine's identity may read its resource group and VM",
+        );
+    }
+    use crate::cloud::{api, aws_permissions};
+    let imds = settings
+        .imds_endpoint
+        .clone()
+        .unwrap_or_else(|| crate::cloud::LINK_LOCAL.to_string());
+    let credentials = match api::instance_profile(&imds) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                format!("no credentials for the AWS provider: {e}"),
+                "attach an instance profile whose role grants the AWS provider's actions (docs/clouds.md lists them) to the instance",
+            )
+        }
+    };
+    let client = match api::Client::new(&instance.region, credentials, &settings.endpoints) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot make an AWS client: {e}"), "report this"),
+    };
+    let source = client.credentials_source().to_string();
+    match aws_permissions::check(&client, instance) {
+        Err(e) => fail(
+            e,
+            "check the instance profile's role, and that the EC2 and ELB APIs (or their VPC endpoints, AWS_ENDPOINT_URL_*) are reachable",
+        ),
+        Ok(r) if !r.missing.is_empty() => fail(
+            format!(
+                "{source} may not call {} action(s) the AWS provider needs: {}",
+                r.missing.len(),
+                r.missing.join(", ")
+            ),
+            format!("add this statement to the role's IAM policy: {}", r.statement()),
+        ),
+        Ok(r) if !r.unknown.is_empty() => warn(
+            format!(
+                "{source} may call {} action(s) the AWS provider needs; no clear answer for {}",
+                r.allowed.len(),
+                r.unclear()
+            ),
+            "make sure the role's IAM policy grants them (docs/clouds.md lists the actions)",
+        ),
+        Ok(r) => pass(format!(
+            "{source} may call all {} actions the AWS provider needs",
+            r.allowed.len()
+        )),
     }
 }
 

@@ -6,6 +6,8 @@ instance of the first node at a given private address. Prints what it made
 as JSON.
 
 usage: aws_fixture.py ENDPOINT REGION ZONE CIDR IP CLUSTER
+       aws_fixture.py load-balancers ENDPOINT REGION   (lists the ELBs, see load_balancers)
+       aws_fixture.py iam-users ENDPOINT DENIED-ACTION...  (two users' keys)
 """
 
 import json
@@ -20,7 +22,66 @@ def clients(endpoint, region):
     return boto3.client("ec2", **kw)
 
 
+def load_balancers(endpoint, region):
+    """The classic load balancers in the region, with their tags.
+
+    AWS gives a new classic load balancer a default health check (TCP to the
+    first listener's instance port, every 30 s); moto leaves it without one,
+    and the Kubernetes 1.20 AWS provider, which reads it, then fails on a
+    nil pointer. So a load balancer without one gets AWS's default here, as
+    AWS would have given it."""
+    kw = dict(endpoint_url=endpoint, region_name=region,
+              aws_access_key_id="fixture", aws_secret_access_key="fixture")
+    elb = boto3.client("elb", **kw)
+    found = []
+    for lb in elb.describe_load_balancers()["LoadBalancerDescriptions"]:
+        listeners = lb.get("ListenerDescriptions", [])
+        if not lb.get("HealthCheck", {}).get("Target") and listeners:
+            port = listeners[0]["Listener"]["InstancePort"]
+            lb["HealthCheck"] = elb.configure_health_check(
+                LoadBalancerName=lb["LoadBalancerName"],
+                HealthCheck={"Target": f"TCP:{port}", "Interval": 30, "Timeout": 5,
+                             "UnhealthyThreshold": 2, "HealthyThreshold": 10})["HealthCheck"]
+        tags = elb.describe_tags(LoadBalancerNames=[lb["LoadBalancerName"]])["TagDescriptions"]
+        found.append({
+            "name": lb["LoadBalancerName"],
+            "dns": lb["DNSName"],
+            "scheme": lb.get("Scheme"),
+            "subnets": lb.get("Subnets", []),
+            "instances": [i["InstanceId"] for i in lb.get("Instances", [])],
+            "listeners": [d["Listener"] for d in lb.get("ListenerDescriptions", [])],
+            "tags": {t["Key"]: t["Value"] for d in tags for t in d.get("Tags", [])},
+            "health_check": lb.get("HealthCheck", {}),
+        })
+    return found
+
+
+def iam_users(endpoint, denied):
+    """Two IAM users and their keys: one may use EC2 and classic ELB
+    entirely, the other the same except the actions in `denied` (an
+    explicit deny). Six requests, all before moto starts checking
+    (INITIAL_NO_AUTH_ACTION_COUNT=6)."""
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="fixture", aws_secret_access_key="fixture")
+    allow = {"Effect": "Allow", "Action": ["ec2:*", "elasticloadbalancing:*"], "Resource": "*"}
+    made = {}
+    for user, statements in [("nodes-full", [allow]),
+                             ("nodes-restricted", [allow, {"Effect": "Deny", "Action": denied, "Resource": "*"}])]:
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName="nodes",
+                            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        made[user] = f"{key['AccessKeyId']}:{key['SecretAccessKey']}"
+    return made
+
+
 def main():
+    if sys.argv[1] == "iam-users":
+        print(json.dumps(iam_users(sys.argv[2], sys.argv[3:])))
+        return
+    if sys.argv[1] == "load-balancers":
+        print(json.dumps(load_balancers(sys.argv[2], sys.argv[3])))
+        return
     endpoint, region, zone, cidr, ip, cluster = sys.argv[1:7]
     ec2 = clients(endpoint, region)
     tag = {"Key": f"kubernetes.io/cluster/{cluster}", "Value": "owned"}

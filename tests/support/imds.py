@@ -45,6 +45,9 @@ def main():
     ap.add_argument("--subscription", default="8d10da13-8125-4ba9-a717-bf7490507b3d")
     ap.add_argument("--mac", default="0e:12:34:56:78:9a")
     ap.add_argument("--role", default="tele-node")
+    # The role's key as ID:SECRET, when the APIs check it (an IAM user's key
+    # in moto, which then wants no session token); by default a made-up one.
+    ap.add_argument("--role-key")
     ap.add_argument("--log")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
@@ -78,10 +81,10 @@ def main():
         f"network/interfaces/macs/{args.mac}/local-ipv4s": args.local_ipv4,
         f"network/interfaces/macs/{args.mac}/local-hostname": args.hostname,
         # The instance profile's role, whose credentials the SDKs fetch
-        # (any key is good for moto).
+        # (any key is good for moto unless it checks IAM: see --role-key).
         "iam/security-credentials/": args.role,
     }
-    role_credentials = json.dumps({
+    role_credentials = {
         "Code": "Success",
         "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "Type": "AWS-HMAC",
@@ -89,7 +92,12 @@ def main():
         "SecretAccessKey": "tele-test-secret-key-of-the-instance-role",
         "Token": "tele-test-session-token",
         "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600)),
-    })
+    }
+    if args.role_key:
+        key_id, secret = args.role_key.split(":", 1)
+        role_credentials.update(AccessKeyId=key_id, SecretAccessKey=secret)
+        del role_credentials["Token"]
+    role_credentials = json.dumps(role_credentials)
     aws_values[f"iam/security-credentials/{args.role}"] = role_credentials
     computer = args.hostname.split(".")[0]
     azure_doc = {

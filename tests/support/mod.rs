@@ -3,6 +3,7 @@
 //! with skopeo, and the `tele` binary run as a user would run it.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod example;
 pub mod systemd_host;
 

@@ -7,7 +7,9 @@
 //! ([`crate::node::NodeConfig::cloud`]) and shown by `tele status`; on a
 //! cloud the node is named as the cloud names the machine.
 
+pub mod api;
 pub mod aws;
+pub mod aws_permissions;
 pub mod azure;
 
 use std::fmt;
@@ -169,7 +171,7 @@ pub struct Endpoints {
 }
 
 /// Both clouds' metadata services listen here.
-const LINK_LOCAL: &str = "http://169.254.169.254";
+pub const LINK_LOCAL: &str = "http://169.254.169.254";
 
 impl Endpoints {
     /// From the environment.

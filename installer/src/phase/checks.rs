@@ -70,6 +70,7 @@ impl Phase for Checks {
             autofix: ctx.autofix,
             proc_root: "/proc".into(),
             sys_root: "/sys".into(),
+            cloud: ctx.cfg.cloud.clone().zip(ctx.cfg.cloud_settings.clone()),
         };
         let results = crate::preflight::run(&cfg)?;
         let table = crate::preflight::render_table(&results);
