@@ -241,6 +241,7 @@ fn aws_permissions(endpoint: &str, role_key: &str) -> tele_installer::preflight:
             cluster_id: "shop".into(),
             endpoints,
             imds_endpoint: Some(url),
+            ..Default::default()
         },
     ));
     let results = preflight::run(&cfg).unwrap();
@@ -307,5 +308,130 @@ fn preflight_names_each_aws_action_the_instance_role_lacks() {
             assert!(!said.contains(&secret(user)), "{said}");
         }
         assert!(!said.contains("not-a-secret"), "{said}");
+    }
+}
+
+/// The `cloud-permissions` check alone on an Azure VM (the metadata
+/// stand-in, whose managed identity is `identity`), signing in as `auth`
+/// at the Azure stand-in `arm`.
+fn azure_access(
+    arm: &str,
+    identity: &str,
+    auth: cloud::azure::Auth,
+) -> tele_installer::preflight::CheckResult {
+    use tele_installer::preflight;
+    let (_imds, url) = imds(&["--cloud", "azure", "--identity", identity]);
+    let instance = cloud::detect(&Endpoints {
+        aws: None,
+        azure: Some(url.clone()),
+    })
+    .expect("found on Azure");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = preflight::PreflightConfig::new(dir.path());
+    cfg.skip = preflight::check_names()
+        .iter()
+        .filter(|c| **c != "cloud-permissions")
+        .map(|c| c.to_string())
+        .collect();
+    let environment = cloud::azure::Environment {
+        name: "AzureStackCloud".into(),
+        resource_manager_endpoint: format!("{arm}/"),
+        active_directory_endpoint: format!("{arm}/"),
+        service_management_endpoint: "https://management.core.windows.net/".into(),
+        rest: Default::default(),
+    };
+    cfg.cloud = Some((
+        instance,
+        cloud::Settings {
+            cluster_id: "shop".into(),
+            imds_endpoint: Some(url),
+            azure: Some(cloud::azure::Auth {
+                environment: Some(environment),
+                ..auth
+            }),
+            ..Default::default()
+        },
+    ));
+    preflight::run(&cfg)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == "cloud-permissions")
+        .unwrap()
+}
+
+#[test]
+fn preflight_checks_that_the_azure_identity_may_read_its_group_and_vm() {
+    use tele_installer::preflight::Status;
+    // The metadata stand-in's VM: subscription 8d10da13-..., group shop,
+    // computer name ip-10-0-1-23.
+    let (_arm, arm) = azure_arm(&[
+        "--tenant",
+        "tenant-1",
+        "--subscription",
+        "8d10da13-8125-4ba9-a717-bf7490507b3d",
+        "--resource-group",
+        "shop",
+        "--vm",
+        "ip-10-0-1-23",
+        "--client",
+        "app-reader:s3cret-reader",
+        "--client",
+        "app-other:s3cret-other",
+        "--reader",
+        "app-reader",
+        "--reader",
+        "vm-identity",
+    ]);
+    let sp = |id: &str, secret: &str| cloud::azure::Auth {
+        tenant_id: Some("tenant-1".into()),
+        client_id: Some(id.into()),
+        client_secret: Some(cloud::Secret(secret.into())),
+        environment: None,
+    };
+    let ok = azure_access(&arm, "vm-identity", sp("app-reader", "s3cret-reader"));
+    assert_eq!(ok.status, Status::Pass, "{ok:?}");
+    assert!(
+        ok.detail
+            .contains("the service principal app-reader may read the resource group shop"),
+        "{ok:?}"
+    );
+    // The managed identity, when no service principal is given.
+    let mi = azure_access(&arm, "vm-identity", cloud::azure::Auth::default());
+    assert_eq!(mi.status, Status::Pass, "{mi:?}");
+    assert!(mi.detail.contains("the VM's managed identity"), "{mi:?}");
+    let mi = azure_access(&arm, "other-identity", cloud::azure::Auth::default());
+    assert_eq!(mi.status, Status::Fail, "{mi:?}");
+
+    // A principal without the Reader role: named, with the actions and the
+    // role to assign.
+    let other = azure_access(&arm, "vm-identity", sp("app-other", "s3cret-other"));
+    assert_eq!(other.status, Status::Fail, "{other:?}");
+    assert!(
+        other
+            .detail
+            .contains("Microsoft.Resources/subscriptions/resourceGroups/read")
+            && other.detail.contains("403")
+            && other.detail.contains("AuthorizationFailed"),
+        "{other:?}"
+    );
+    assert!(
+        other.fix.as_deref().unwrap().contains("Reader role")
+            && other
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("resource group shop"),
+        "{other:?}"
+    );
+    // A wrong secret: the directory's reason, and no secret in it.
+    let wrong = azure_access(&arm, "vm-identity", sp("app-reader", "not-the-secret"));
+    assert_eq!(wrong.status, Status::Fail, "{wrong:?}");
+    assert!(wrong.detail.contains("AADSTS7000215"), "{wrong:?}");
+    for r in [&ok, &other, &wrong] {
+        let said = format!("{} {:?}", r.detail, r.fix);
+        assert!(
+            !said.contains("s3cret") && !said.contains("not-the-secret"),
+            "{said}"
+        );
     }
 }

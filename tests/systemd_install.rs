@@ -5,7 +5,9 @@
 //! reach InfluxDB; `tele status` is right; the app answers over its Service.
 //! The host plays an Azure VM (a metadata stand-in at 169.254.169.254 in
 //! its network namespace): the install finds it there by itself and status
-//! shows the VM. After a reboot the cluster and the app come back with
+//! shows the VM; the Kubernetes components run with the Azure provider on
+//! the VM's managed identity, against the project's stand-in for Azure's
+//! sign-in and Resource Manager (tests/support/azure_arm.py). After a reboot the cluster and the app come back with
 //! nothing run by hand, and `tele uninstall` leaves the host's files as
 //! they were.
 
@@ -16,6 +18,9 @@ use std::time::Duration;
 use support::example::example_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
 use support::*;
+
+/// The Azure subscription of the VM the host plays (imds.py's default).
+const SUBSCRIPTION: &str = "8d10da13-8125-4ba9-a717-bf7490507b3d";
 
 /// The units a single-node install runs.
 const SERVICES: [&str; 10] = [
@@ -62,6 +67,8 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
     let _imds = host.serve_metadata(&[
         "--cloud",
         "azure",
+        "--local-ipv4",
+        "10.213.0.21",
         "--hostname",
         "tele-sd1",
         "--region",
@@ -73,11 +80,39 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
         "--instance-id",
         "5c3f2c8e-0e4f-4b5e-9d51-3b7a2f0d8e11",
     ]);
+    // Azure's sign-in and Resource Manager: the project's stand-in, on the
+    // host bridge, named by an Azure Stack environment file; the VM's
+    // managed identity may read its resource group and itself.
+    let (_arm, arm_port) = standin_in(
+        std::process::Command::new("python3"),
+        "azure_arm.py",
+        &[
+            "--listen",
+            &format!("{}:0", support::systemd_host::GATEWAY),
+            "--tenant",
+            "tenant-1",
+            "--subscription",
+            SUBSCRIPTION,
+            "--resource-group",
+            "shop",
+            "--vm",
+            "tele-sd1",
+            "--reader",
+            "vm-identity",
+        ],
+    );
+    let arm = format!("http://{}:{arm_port}/", support::systemd_host::GATEWAY);
+    host.ok_sh(&format!(
+        r#"printf '%s' '{{"name": "AzureStackCloud", "resourceManagerEndpoint": "{arm}", "activeDirectoryEndpoint": "{arm}", "serviceManagementEndpoint": "https://management.core.windows.net/", "storageEndpointSuffix": "core.windows.net"}}' > /root/azure-environment.json"#
+    ));
     let before = host.ok_sh(SNAPSHOT);
 
-    // The admin's command, as documented: defaults for everything.
+    // The admin's command, as documented: defaults for everything but the
+    // cloud's endpoints.
     let o = host.exec(&[
         "/opt/hello/install",
+        "--azure-environment",
+        "/root/azure-environment.json",
         "--autofix",
         "--timeout",
         "300",
@@ -119,6 +154,38 @@ fn install_on_a_systemd_host_comes_back_after_a_reboot_and_uninstalls_cleanly() 
             "provider:  azure, region westeurope (1), instance 5c3f2c8e-0e4f-4b5e-9d51-3b7a2f0d8e11 (Standard_D4s_v3)"
         ),
         "{status}"
+    );
+    // On Azure the components run with the runtime's Azure provider, on
+    // the VM's managed identity (azure.json 0600, no secret), and the node
+    // is the VM as the provider names it.
+    let conf = host.ok_sh(
+        "stat -c %a /var/lib/tele/kubernetes/cloud.conf; cat /var/lib/tele/kubernetes/cloud.conf",
+    );
+    assert!(conf.starts_with("600\n"), "{conf}");
+    let azure_json: serde_json::Value = serde_json::from_str(&conf[4..]).unwrap();
+    assert_eq!(azure_json["cloud"], "AzureStackCloud", "{conf}");
+    assert_eq!(azure_json["useManagedIdentityExtension"], true, "{conf}");
+    assert_eq!(azure_json["subscriptionId"], SUBSCRIPTION, "{conf}");
+    assert_eq!(azure_json["resourceGroup"], "shop", "{conf}");
+    assert!(azure_json.get("aadClientSecret").is_none(), "{conf}");
+    for unit in ["kube-apiserver", "kube-controller-manager", "kubelet"] {
+        let cmdline = host.ok_sh(&format!(
+            "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value tele-{unit})/cmdline"
+        ));
+        assert!(
+            cmdline.contains("--cloud-provider=azure"),
+            "{unit}: {cmdline}"
+        );
+    }
+    host.eventually(
+        "kubectl get node tele-sd1 -o jsonpath={.spec.providerID}",
+        &format!("azure:///subscriptions/{SUBSCRIPTION}/resourceGroups/shop/providers/Microsoft.Compute/virtualMachines/tele-sd1"),
+        Duration::from_secs(60),
+    );
+    let preflight = host.ok_sh("cat /var/lib/tele/preflight.json");
+    assert!(
+        preflight.contains("the VM's managed identity may read the resource group shop"),
+        "{preflight}"
     );
     for s in SERVICES {
         assert!(

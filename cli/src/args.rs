@@ -308,6 +308,20 @@ pub struct InstallArgs {
     /// the tag kubernetes.io/cluster/NAME [default: the app's name].
     #[arg(long, value_name = "NAME")]
     pub cluster_name: Option<String>,
+    /// On Azure, the service principal's application (client) id; its
+    /// secret is read from AZURE_CLIENT_SECRET [default: the VM's managed
+    /// identity].
+    #[arg(long, value_name = "ID", requires = "azure_tenant_id")]
+    pub azure_client_id: Option<String>,
+    /// On Azure, the service principal's tenant (directory) id.
+    #[arg(long, value_name = "ID", requires = "azure_client_id")]
+    pub azure_tenant_id: Option<String>,
+    /// On Azure Stack (or a sovereign cloud), its endpoints: a JSON file in
+    /// the form of Azure's Go SDK (AZURE_ENVIRONMENT_FILEPATH), with
+    /// resourceManagerEndpoint, activeDirectoryEndpoint and
+    /// serviceManagementEndpoint [default: Azure's public cloud].
+    #[arg(long, value_name = "FILE")]
+    pub azure_environment: Option<PathBuf>,
     /// The pod network [default: 10.244.0.0/16].
     #[arg(long)]
     pub pod_network_cidr: Option<String>,

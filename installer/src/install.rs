@@ -76,6 +76,9 @@ pub struct InstallOptions {
     /// The cluster's name on a cloud: what its provider uses and makes is
     /// tagged `kubernetes.io/cluster/NAME` (None: the app's name).
     pub cluster_name: Option<String>,
+    /// On Azure: the service principal and environment the components use
+    /// (the default: the VM's managed identity, Azure's public cloud).
+    pub azure: crate::cloud::azure::Auth,
 }
 
 /// The cluster a node joins.
@@ -322,6 +325,24 @@ pub fn validate(opts: &InstallOptions) -> anyhow::Result<()> {
     if let Some(n) = &opts.node_name {
         node_name(Some(n))?;
     }
+    let az = &opts.azure;
+    match (&az.client_id, &az.tenant_id, &az.client_secret) {
+        (None, None, _) | (Some(_), Some(_), Some(_)) => {}
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err(InstallError::bad_input(
+                "--azure-client-id and --azure-tenant-id go together",
+                "give both for a service principal, or neither to use the VM's managed identity",
+            )
+            .into())
+        }
+        (Some(_), Some(_), None) => {
+            return Err(InstallError::bad_input(
+                "--azure-client-id needs the service principal's secret",
+                "set AZURE_CLIENT_SECRET in the install's environment (it is never taken on the command line)",
+            )
+            .into())
+        }
+    }
     if let Some(c) = &opts.cluster_name {
         let ok = !c.is_empty()
             && c.len() <= 63
@@ -490,12 +511,21 @@ fn new_config(
                 .unsigned_abs(),
             |d| d.as_secs(),
         ),
-        cloud_settings: cloud.as_ref().filter(|c| c.provider == "aws").map(|_| {
-            crate::cloud::Settings::aws_from_env(
-                opts.cluster_name
-                    .as_deref()
-                    .unwrap_or(&manifest.metadata.name),
-            )
+        cloud_settings: cloud.as_ref().map(|c| {
+            let cluster = opts
+                .cluster_name
+                .as_deref()
+                .unwrap_or(&manifest.metadata.name);
+            if c.provider == "aws" {
+                crate::cloud::Settings::aws_from_env(cluster)
+            } else {
+                crate::cloud::Settings {
+                    cluster_id: cluster.to_string(),
+                    azure: Some(opts.azure.clone()),
+                    imds_endpoint: crate::cloud::Endpoints::from_env().azure,
+                    ..Default::default()
+                }
+            }
         }),
         cloud,
     })
@@ -989,6 +1019,12 @@ pub fn install(
         Some(_) if opts.resume => {
             let mut cfg = NodeConfig::load(&state)?;
             check_resume_settings(opts, &cfg, &state)?;
+            if let (Some(secret), Some(auth)) = (
+                &opts.azure.client_secret,
+                cfg.cloud_settings.as_mut().and_then(|s| s.azure.as_mut()),
+            ) {
+                auth.client_secret = Some(secret.clone());
+            }
             if let Some(t) = opts.app_timeout {
                 cfg.app_timeout_secs = t.as_secs();
                 cfg.save(&state)?;
@@ -1125,12 +1161,29 @@ pub fn install(
     summary(&ctx.with_cfg(&cfg), &plan)
 }
 
+/// Puts back in `cfg` (as read from disk) the secrets `held` has in
+/// memory: they are never saved in the node's configuration.
+fn hold_secrets(cfg: &mut NodeConfig, held: &NodeConfig) {
+    let secret = held
+        .cloud_settings
+        .as_ref()
+        .and_then(|s| s.azure.as_ref())
+        .and_then(|a| a.client_secret.clone());
+    if let (Some(secret), Some(auth)) = (
+        secret,
+        cfg.cloud_settings.as_mut().and_then(|s| s.azure.as_mut()),
+    ) {
+        auth.client_secret = Some(secret);
+    }
+}
+
 fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], base: &PhaseContext) -> anyhow::Result<()> {
     let state_dir = base.state.root().display().to_string();
     for phase in phases {
         // The settings on disk are the truth: a phase may have completed them
         // (a joining node learns its networks when it is admitted).
-        let cfg = NodeConfig::load(base.state)?;
+        let mut cfg = NodeConfig::load(base.state)?;
+        hold_secrets(&mut cfg, base.cfg);
         let ctx = &base.with_cfg(&cfg);
         let id = phase.id();
         let rec = plan.find(&id).expect("phase in plan").clone();

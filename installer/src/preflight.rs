@@ -333,14 +333,8 @@ fn check_cloud_permissions(cfg: &PreflightConfig) -> Outcome {
     let Some((instance, settings)) = &cfg.cloud else {
         return pass("on premises: no cloud API is used");
     };
-    if instance.provider != "aws" {
-        return warn(
-            format!(
-                "the {} provider's permissions are not checked",
-                instance.provider
-            ),
-            "make sure the machine's identity may read its resource group and VM",
-        );
+    if instance.provider == "azure" {
+        return check_azure_access(instance, settings);
     }
     use crate::cloud::{api, aws_permissions};
     let imds = settings
@@ -386,6 +380,50 @@ fn check_cloud_permissions(cfg: &PreflightConfig) -> Outcome {
             "{source} may call all {} actions the AWS provider needs",
             r.allowed.len()
         )),
+    }
+}
+
+/// On Azure: whether the components' identity (the service principal, or
+/// the VM's managed identity) gets a token and may read the VM's resource
+/// group and the VM, as the Azure provider does.
+fn check_azure_access(
+    instance: &crate::cloud::Instance,
+    settings: &crate::cloud::Settings,
+) -> Outcome {
+    use crate::cloud::azure;
+    let auth = settings.azure.clone().unwrap_or_default();
+    let who = match &auth.client_id {
+        Some(id) => format!("the service principal {id}"),
+        None => "the VM's managed identity".to_string(),
+    };
+    let imds = settings
+        .imds_endpoint
+        .clone()
+        .unwrap_or_else(|| crate::cloud::LINK_LOCAL.to_string());
+    let token = match azure::token(&auth, &imds) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                format!("{who} cannot sign in: {e}"),
+                match auth.client_id {
+                    Some(_) => "check --azure-tenant-id, --azure-client-id and AZURE_CLIENT_SECRET",
+                    None => "give the VM a managed identity, or install with a service principal (--azure-client-id, --azure-tenant-id, AZURE_CLIENT_SECRET)",
+                },
+            )
+        }
+    };
+    match azure::check_read_access(instance, &auth, &token) {
+        Ok(()) => pass(format!(
+            "{who} may read the resource group {} and the VM {}",
+            instance.resource_group, instance.hostname
+        )),
+        Err(e) => fail(
+            format!("{who} may not read what the Azure provider reads: {e}"),
+            format!(
+                "assign {who} the Reader role (or a role with Microsoft.Resources/subscriptions/resourceGroups/read and Microsoft.Compute/virtualMachines/read) on the resource group {}",
+                instance.resource_group
+            ),
+        ),
     }
 }
 

@@ -131,6 +131,11 @@ impl StateDir {
     pub fn cloud_config(&self) -> PathBuf {
         self.kube_config_dir().join("cloud.conf")
     }
+    /// An Azure Stack environment's endpoints, for the Azure provider
+    /// (`AZURE_ENVIRONMENT_FILEPATH`).
+    pub fn azure_environment(&self) -> PathBuf {
+        self.kube_config_dir().join("azure-environment.json")
+    }
     /// The kubelet's configuration file.
     pub fn kubelet_config(&self) -> PathBuf {
         self.kube_config_dir().join("kubelet.yaml")

@@ -48,6 +48,8 @@ def main():
     # The role's key as ID:SECRET, when the APIs check it (an IAM user's key
     # in moto, which then wants no session token); by default a made-up one.
     ap.add_argument("--role-key")
+    # Azure: the principal of the VM's managed identity (see azure_arm.py).
+    ap.add_argument("--identity", default="vm-identity")
     ap.add_argument("--log")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
@@ -188,7 +190,7 @@ def main():
                 return self.answer(
                     400, json.dumps({"error": "Bad request. Request contains X-Forwarded-For header"}),
                     "application/json")
-            if self.headers.get("Metadata") != "true":
+            if (self.headers.get("Metadata") or "").lower() != "true":
                 return self.answer(
                     400, json.dumps({"error": "Bad request. Required metadata header not specified"}),
                     "application/json")
@@ -196,6 +198,18 @@ def main():
                 return self.answer(
                     400, json.dumps({"error": "Bad request. api-version was not specified in the request."}),
                     "application/json")
+            if url.path == "/metadata/identity/oauth2/token":
+                # The VM's managed identity: a token for the resource asked,
+                # in the form azure_arm.py accepts.
+                resource = parse_qs(url.query).get("resource", [""])[0]
+                if not resource:
+                    return self.answer(400, json.dumps({"error": "invalid_request", "error_description":
+                                                        "Required query variable 'resource' is missing"}),
+                                       "application/json")
+                return self.answer(200, json.dumps({
+                    "access_token": f"standin.{args.identity}.1", "expires_in": "3599",
+                    "expires_on": "4102444800", "not_before": "1700000000", "resource": resource,
+                    "token_type": "Bearer"}), "application/json")
             if url.path != "/metadata/instance":
                 return self.answer(404, json.dumps({"error": "Not found"}), "application/json")
             self.answer(200, json.dumps(azure_doc), "application/json")

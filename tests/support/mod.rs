@@ -460,15 +460,30 @@ pub fn loopback_pki(dir: &Path, api_server: &str) -> tele_installer::pki::Pki {
 /// `args` (`--cloud aws|azure`, `--stall`, `--listen HOST:PORT`, values),
 /// and the port it serves on; stopped when the handle is dropped. `cmd`
 /// runs it (`python3` directly, or inside a network namespace).
-pub fn imds_in(mut cmd: Command, args: &[&str]) -> (KillOnDrop, u16) {
+pub fn imds_in(cmd: Command, args: &[&str]) -> (KillOnDrop, u16) {
+    standin_in(cmd, "imds.py", args)
+}
+
+/// The Azure sign-in and Resource Manager stand-in of
+/// tests/support/azure_arm.py, on this machine's loopback, and its URL.
+pub fn azure_arm(args: &[&str]) -> (KillOnDrop, String) {
+    let (child, port) = standin_in(Command::new("python3"), "azure_arm.py", args);
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Runs the stand-in `script` of tests/support with `args` until it says
+/// which port it listens on.
+pub fn standin_in(mut cmd: Command, script: &str, args: &[&str]) -> (KillOnDrop, u16) {
     use std::io::BufRead as _;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/imds.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/support")
+        .join(script);
     let mut child = cmd
-        .arg(script)
+        .arg(&script)
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("python3 runs the metadata stand-in");
+        .expect("python3 runs the stand-in");
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -477,7 +492,7 @@ pub fn imds_in(mut cmd: Command, args: &[&str]) -> (KillOnDrop, u16) {
         .trim()
         .strip_prefix("listening on ")
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the metadata stand-in did not start: {line:?}"));
+        .unwrap_or_else(|| panic!("{} did not start: {line:?}", script.display()));
     (KillOnDrop(child), port)
 }
 

@@ -222,6 +222,25 @@ fn run_install(
         signed_only: a.signed_only || (a.key.is_none() && BUILTIN_KEY.is_some()),
         cloud_provider: a.cloud_provider,
         cluster_name: a.cluster_name,
+        azure: tele_installer::cloud::azure::Auth {
+            client_secret: std::env::var("AZURE_CLIENT_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(tele_installer::cloud::Secret),
+            tenant_id: a.azure_tenant_id,
+            client_id: a.azure_client_id,
+            environment: a
+                .azure_environment
+                .as_deref()
+                .map(tele_installer::cloud::azure::Environment::from_file)
+                .transpose()
+                .map_err(|e| {
+                    tele_installer::error::InstallError::bad_input(
+                        format!("--azure-environment: {e}"),
+                        "give a JSON file with name, resourceManagerEndpoint, activeDirectoryEndpoint and serviceManagementEndpoint",
+                    )
+                })?,
+        },
     };
     let started = std::time::Instant::now();
     let reporter = Reporter {

@@ -59,6 +59,236 @@ pub fn parse(text: &str) -> Result<Instance, String> {
     Ok(instance)
 }
 
+/// How the node's Kubernetes components sign in to Azure, kept in the
+/// node's configuration. The client secret is not: it is held in memory at
+/// install (from `AZURE_CLIENT_SECRET`) and written only into azure.json.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Auth {
+    /// The service principal's tenant (None: the VM's managed identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The service principal's application (client) id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The service principal's secret, at install only.
+    #[serde(skip)]
+    pub client_secret: Option<super::Secret>,
+    /// An Azure Stack environment (`--azure-environment`): its endpoints,
+    /// as the file gave them (None: Azure's public cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+}
+
+/// An Azure cloud's endpoints, in the Azure Stack environment file's form
+/// (the `AZURE_ENVIRONMENT_FILEPATH` file of Azure's Go SDK).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    /// The environment's name.
+    pub name: String,
+    /// Azure Resource Manager.
+    pub resource_manager_endpoint: String,
+    /// Microsoft Entra ID (Azure Active Directory), where tokens are had.
+    pub active_directory_endpoint: String,
+    /// The audience tokens are asked for.
+    pub service_management_endpoint: String,
+    /// Every other field of the file, kept as given for the components.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Environment {
+    /// Azure's public cloud.
+    pub fn public() -> Environment {
+        Environment {
+            name: "AzurePublicCloud".into(),
+            resource_manager_endpoint: "https://management.azure.com/".into(),
+            active_directory_endpoint: "https://login.microsoftonline.com/".into(),
+            service_management_endpoint: "https://management.core.windows.net/".into(),
+            rest: Default::default(),
+        }
+    }
+
+    /// Reads an environment file (at most 64 KiB); `Err` says what is wrong.
+    pub fn from_file(path: &std::path::Path) -> Result<Environment, String> {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(64 << 10).read_to_string(&mut text))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let env: Environment = serde_json::from_str(&text)
+            .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+        for (field, url) in [
+            ("resourceManagerEndpoint", &env.resource_manager_endpoint),
+            ("activeDirectoryEndpoint", &env.active_directory_endpoint),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!(
+                    "{}: {field} `{url}` is not an http(s) URL",
+                    path.display()
+                ));
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// The Kubernetes Azure provider's configuration (azure.json): the VM's
+/// subscription, resource group and location from the metadata service,
+/// the credentials (a service principal's, or the managed identity), and
+/// instance metadata on, so that each kubelet learns its own VM from it.
+pub fn cloud_config(instance: &Instance, auth: &Auth) -> String {
+    let mut doc = serde_json::json!({
+        "cloud": if auth.environment.is_some() { "AzureStackCloud" } else { "AzurePublicCloud" },
+        "subscriptionId": instance.subscription_id,
+        "resourceGroup": instance.resource_group,
+        "location": instance.region,
+        "vmType": "standard",
+        "useInstanceMetadata": true,
+        "loadBalancerSku": "basic",
+        "cloudProviderBackoff": true,
+    });
+    match (&auth.client_id, &auth.client_secret) {
+        (Some(id), Some(secret)) => {
+            doc["tenantId"] = auth.tenant_id.clone().unwrap_or_default().into();
+            doc["aadClientId"] = id.clone().into();
+            doc["aadClientSecret"] = secret.0.clone().into();
+        }
+        _ => doc["useManagedIdentityExtension"] = true.into(),
+    }
+    serde_json::to_string_pretty(&doc).expect("JSON") + "\n"
+}
+
+/// An access token for Azure Resource Manager: the service principal's
+/// (client credentials, from the environment's directory) or the managed
+/// identity's (from the metadata service at `imds`).
+pub fn token(auth: &Auth, imds: &str) -> Result<super::Secret, String> {
+    let env = auth.environment.clone().unwrap_or_else(Environment::public);
+    let http = client(Timeouts {
+        connect: std::time::Duration::from_secs(5),
+        total: std::time::Duration::from_secs(30),
+    })?;
+    let resp = match (&auth.client_id, &auth.client_secret) {
+        (Some(id), Some(secret)) => {
+            let tenant = auth.tenant_id.as_deref().unwrap_or_default();
+            let url = format!(
+                "{}/{tenant}/oauth2/token",
+                env.active_directory_endpoint.trim_end_matches('/')
+            );
+            http.post(&url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                    ("client_secret", secret.0.as_str()),
+                    ("resource", env.service_management_endpoint.as_str()),
+                ])
+                .send()
+                .map_err(|e| format!("the directory at {url}: {}", chain(&e)))?
+        }
+        _ => {
+            let url = format!(
+                "{}/metadata/identity/oauth2/token",
+                imds.trim_end_matches('/')
+            );
+            http.get(&url)
+                .query(&[
+                    ("api-version", "2018-02-01"),
+                    ("resource", env.service_management_endpoint.as_str()),
+                ])
+                .header("Metadata", "true")
+                .send()
+                .map_err(|e| format!("the managed identity at {url}: {}", chain(&e)))?
+        }
+    };
+    let status = resp.status();
+    let doc: serde_json::Value = answer(resp)?;
+    if !status.is_success() {
+        let said = doc["error_description"]
+            .as_str()
+            .or(doc["error"].as_str())
+            .unwrap_or("no reason given");
+        return Err(format!("no token ({status}): {}", clip(said)));
+    }
+    doc["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(|t| super::Secret(t.to_string()))
+        .ok_or_else(|| "the token answer holds no access_token".into())
+}
+
+/// What Resource Manager says about reading the VM's resource group and the
+/// VM itself with `token`: `Err` names what may not be read, and why.
+pub fn check_read_access(
+    instance: &Instance,
+    auth: &Auth,
+    token: &super::Secret,
+) -> Result<(), String> {
+    let env = auth.environment.clone().unwrap_or_else(Environment::public);
+    let http = client(Timeouts {
+        connect: std::time::Duration::from_secs(5),
+        total: std::time::Duration::from_secs(30),
+    })?;
+    let group = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        instance.subscription_id, instance.resource_group
+    );
+    let vm = format!(
+        "{group}/providers/Microsoft.Compute/virtualMachines/{}",
+        // The provider asks for the VM by its name, which the node is named by.
+        instance.hostname
+    );
+    for (path, version, action) in [
+        (
+            group.as_str(),
+            "2021-04-01",
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+        ),
+        (
+            vm.as_str(),
+            "2021-07-01",
+            "Microsoft.Compute/virtualMachines/read",
+        ),
+    ] {
+        let url = format!(
+            "{}{path}",
+            env.resource_manager_endpoint.trim_end_matches('/')
+        );
+        let resp = http
+            .get(&url)
+            .query(&[("api-version", version)])
+            .bearer_auth(&token.0)
+            .send()
+            .map_err(|e| format!("Resource Manager at {url}: {}", chain(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            continue;
+        }
+        let doc: serde_json::Value = answer(resp).unwrap_or_default();
+        let code = doc["error"]["code"].as_str().unwrap_or("");
+        let message = clip(doc["error"]["message"].as_str().unwrap_or(""));
+        return Err(format!(
+            "{action} on {path}: {status} {code}{}{message}",
+            if message.is_empty() { "" } else { ": " }
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON answer, read up to the metadata bound.
+fn answer(resp: reqwest::blocking::Response) -> Result<serde_json::Value, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    resp.take(super::MAX_ANSWER)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|_| "an answer that is not JSON".to_string())
+}
+
+/// Text from a remote service, without control characters, cut short.
+fn clip(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -78,5 +308,63 @@ mod tests {
         assert_eq!(super::parse(&no_os).unwrap().hostname, "vm-1");
         assert!(super::parse(r#"{"compute":{}}"#).is_err());
         assert!(super::parse("<html>").is_err());
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn azure_json_holds_the_service_principal_or_names_the_managed_identity() {
+        let vm = Instance {
+            provider: "azure".into(),
+            region: "westeurope".into(),
+            resource_group: "shop".into(),
+            subscription_id: "sub-1".into(),
+            hostname: "web-1".into(),
+            instance_id: "id".into(),
+            ..Instance::default()
+        };
+        let sp = Auth {
+            tenant_id: Some("tenant-1".into()),
+            client_id: Some("client-1".into()),
+            client_secret: Some(crate::cloud::Secret("s3cret".into())),
+            environment: None,
+        };
+        let doc: serde_json::Value = serde_json::from_str(&cloud_config(&vm, &sp)).unwrap();
+        assert_eq!(doc["cloud"], "AzurePublicCloud");
+        assert_eq!(doc["aadClientSecret"], "s3cret");
+        assert_eq!(doc["tenantId"], "tenant-1");
+        assert_eq!(doc["resourceGroup"], "shop");
+        assert_eq!(doc["useInstanceMetadata"], true);
+        assert!(doc.get("useManagedIdentityExtension").is_none());
+        // The secret is never kept in the node's configuration or shown.
+        let kept = serde_json::to_string(&sp).unwrap();
+        assert!(
+            !kept.contains("s3cret") && !format!("{sp:?}").contains("s3cret"),
+            "{kept}"
+        );
+        let mi = Auth::default();
+        let doc: serde_json::Value = serde_json::from_str(&cloud_config(&vm, &mi)).unwrap();
+        assert_eq!(doc["useManagedIdentityExtension"], true);
+        assert!(doc.get("aadClientSecret").is_none());
+    }
+
+    #[test]
+    fn an_environment_file_is_read_with_its_line_and_column_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("env.json");
+        std::fs::write(&f, r#"{"name": "AzureStackCloud", "resourceManagerEndpoint": "https://arm.local/", "activeDirectoryEndpoint": "https://login.local/", "serviceManagementEndpoint": "https://management.local/", "storageEndpointSuffix": "local"}"#).unwrap();
+        let env = Environment::from_file(&f).unwrap();
+        assert_eq!(env.resource_manager_endpoint, "https://arm.local/");
+        assert_eq!(env.rest["storageEndpointSuffix"], "local");
+        std::fs::write(&f, "{\n  \"name\": 1\n}").unwrap();
+        let e = Environment::from_file(&f).unwrap_err();
+        assert!(e.contains("env.json:2:"), "{e}");
+        std::fs::write(&f, r#"{"name": "x", "resourceManagerEndpoint": "arm.local", "activeDirectoryEndpoint": "https://l/", "serviceManagementEndpoint": "https://m/"}"#).unwrap();
+        assert!(Environment::from_file(&f)
+            .unwrap_err()
+            .contains("not an http(s) URL"));
     }
 }

@@ -26,7 +26,7 @@ const DETECT_TOTAL: Duration = Duration::from_millis(1500);
 /// The same when the provider was named: the service must answer.
 const NAMED_TOTAL: Duration = Duration::from_secs(10);
 /// The largest answer read from a metadata service.
-const MAX_ANSWER: u64 = 256 * 1024;
+pub(crate) const MAX_ANSWER: u64 = 256 * 1024;
 
 /// A place a cluster runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -141,10 +141,16 @@ pub struct Settings {
     /// `AWS_ENDPOINT_URL*` variables at install).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub endpoints: std::collections::BTreeMap<String, String>,
-    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` at install, passed on to the
-    /// components (their SDK reads it).
+    /// The metadata service's endpoint at install: on AWS
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, passed on to the components
+    /// (their SDK reads it); on Azure `TELE_AZURE_IMDS_ENDPOINT`, for
+    /// preflight (the Azure provider always asks the link-local address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imds_endpoint: Option<String>,
+    /// Azure: how the components sign in (a service principal, or the VM's
+    /// managed identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<azure::Auth>,
 }
 
 impl Settings {
@@ -155,7 +161,18 @@ impl Settings {
             cluster_id: cluster_id.to_string(),
             endpoints: aws::endpoint_overrides(var),
             imds_endpoint: var("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+            azure: None,
         }
+    }
+}
+
+/// A secret held in memory: never serialized, never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 

@@ -88,31 +88,62 @@ impl NodeContext {
         let (Some(c), Some(s)) = (&self.cfg.cloud, &self.cfg.cloud_settings) else {
             return spec;
         };
-        if c.provider != "aws" {
-            return spec;
-        }
         let spec = spec
-            .flag("cloud-provider", "aws")
+            .flag("cloud-provider", c.provider.as_str())
             .path_flag("cloud-config", &self.state.cloud_config());
-        match &s.imds_endpoint {
-            Some(e) => spec.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", e.clone()),
-            None => spec,
+        match (&s.imds_endpoint, &s.azure) {
+            (Some(e), _) if c.provider == "aws" => {
+                spec.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", e.clone())
+            }
+            (
+                _,
+                Some(crate::cloud::azure::Auth {
+                    environment: Some(_),
+                    ..
+                }),
+            ) if c.provider == "azure" => spec.env(
+                "AZURE_ENVIRONMENT_FILEPATH",
+                self.state.azure_environment().display().to_string(),
+            ),
+            _ => spec,
         }
     }
 
     /// Writes the cloud provider's configuration, when [`Self::with_cloud`]
     /// uses one (idempotent).
     pub fn write_cloud_config(&self) -> anyhow::Result<()> {
-        if let (Some(c), Some(s)) = (&self.cfg.cloud, &self.cfg.cloud_settings) {
-            if c.provider == "aws" {
-                let text = crate::cloud::aws::cloud_config(c, &s.cluster_id, &s.endpoints);
-                let path = self.state.cloud_config();
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                crate::durable::write_if_changed(&path, text.as_bytes(), 0o600)?;
-            }
+        let (Some(c), Some(s)) = (&self.cfg.cloud, &self.cfg.cloud_settings) else {
+            return Ok(());
+        };
+        let path = self.state.cloud_config();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
         }
+        let text = match (c.provider.as_str(), &s.azure) {
+            ("aws", _) => crate::cloud::aws::cloud_config(c, &s.cluster_id, &s.endpoints),
+            ("azure", Some(auth)) => {
+                if let Some(env) = &auth.environment {
+                    crate::durable::write_if_changed(
+                        &self.state.azure_environment(),
+                        &serde_json::to_vec_pretty(env)?,
+                        0o600,
+                    )?;
+                }
+                // The service principal's secret is had only at install:
+                // on --resume the azure.json written then stays.
+                if auth.client_id.is_some() && auth.client_secret.is_none() {
+                    anyhow::ensure!(
+                        path.exists(),
+                        "{} is missing and the service principal's secret is not kept: set AZURE_CLIENT_SECRET and run the install again",
+                        path.display()
+                    );
+                    return Ok(());
+                }
+                crate::cloud::azure::cloud_config(c, auth)
+            }
+            _ => return Ok(()),
+        };
+        crate::durable::write_if_changed(&path, text.as_bytes(), 0o600)?;
         Ok(())
     }
 
