@@ -222,20 +222,12 @@ fn install_with_a_cloud_that_does_not_answer_changes_nothing() {
 /// service hands out the key `role_key` as its role's, in an AWS whose
 /// APIs are at `endpoint`.
 fn aws_permissions(endpoint: &str, role_key: &str) -> tele_installer::preflight::CheckResult {
-    use tele_installer::preflight;
     let (_imds, url) = imds(&["--cloud", "aws", "--role-key", role_key]);
     let instance = cloud::detect(&endpoints(&url, &closed())).expect("found on AWS");
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = preflight::PreflightConfig::new(dir.path());
-    cfg.skip = preflight::check_names()
-        .iter()
-        .filter(|c| **c != "cloud-permissions")
-        .map(|c| c.to_string())
-        .collect();
     let endpoints = ["ec2", "elasticloadbalancing"]
         .map(|s| (s.to_string(), endpoint.to_string()))
         .into();
-    cfg.cloud = Some((
+    cloud_check(
         instance,
         cloud::Settings {
             cluster_id: "shop".into(),
@@ -243,9 +235,25 @@ fn aws_permissions(endpoint: &str, role_key: &str) -> tele_installer::preflight:
             imds_endpoint: Some(url),
             ..Default::default()
         },
-    ));
-    let results = preflight::run(&cfg).unwrap();
-    results
+    )
+}
+
+/// Runs preflight's `cloud-permissions` check alone, for `instance`.
+fn cloud_check(
+    instance: cloud::Instance,
+    settings: cloud::Settings,
+) -> tele_installer::preflight::CheckResult {
+    use tele_installer::preflight;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = preflight::PreflightConfig::new(dir.path());
+    cfg.skip = preflight::check_names()
+        .iter()
+        .filter(|c| **c != "cloud-permissions")
+        .map(|c| c.to_string())
+        .collect();
+    cfg.cloud = Some((instance, settings));
+    preflight::run(&cfg)
+        .unwrap()
         .into_iter()
         .find(|r| r.name == "cloud-permissions")
         .unwrap()
@@ -319,20 +327,12 @@ fn azure_access(
     identity: &str,
     auth: cloud::azure::Auth,
 ) -> tele_installer::preflight::CheckResult {
-    use tele_installer::preflight;
     let (_imds, url) = imds(&["--cloud", "azure", "--identity", identity]);
     let instance = cloud::detect(&Endpoints {
         aws: None,
         azure: Some(url.clone()),
     })
     .expect("found on Azure");
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = preflight::PreflightConfig::new(dir.path());
-    cfg.skip = preflight::check_names()
-        .iter()
-        .filter(|c| **c != "cloud-permissions")
-        .map(|c| c.to_string())
-        .collect();
     let environment = cloud::azure::Environment {
         name: "AzureStackCloud".into(),
         resource_manager_endpoint: format!("{arm}/"),
@@ -340,7 +340,7 @@ fn azure_access(
         service_management_endpoint: "https://management.core.windows.net/".into(),
         rest: Default::default(),
     };
-    cfg.cloud = Some((
+    cloud_check(
         instance,
         cloud::Settings {
             cluster_id: "shop".into(),
@@ -351,12 +351,7 @@ fn azure_access(
             }),
             ..Default::default()
         },
-    ));
-    preflight::run(&cfg)
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == "cloud-permissions")
-        .unwrap()
+    )
 }
 
 #[test]
