@@ -430,3 +430,149 @@ fn preflight_checks_that_the_azure_identity_may_read_its_group_and_vm() {
         );
     }
 }
+
+#[test]
+fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() {
+    use tele_installer::cloud::{api, provision};
+    let (_moto, endpoint) = support::aws::moto("127.0.0.1", None);
+    let made = support::aws::fixture(&[
+        &endpoint,
+        "eu-west-1",
+        "eu-west-1a",
+        "10.50.1.0/24",
+        "10.50.1.10",
+        "shop",
+    ]);
+    let first_instance = made["instance_id"].as_str().unwrap().to_string();
+    let client = api::Client::new(
+        "eu-west-1",
+        api::Credentials::new("AKIDTEST", "not-checked-by-moto", None, "the test"),
+        &[("ec2".to_string(), endpoint.clone())].into(),
+    )
+    .unwrap();
+    let target = provision::Target {
+        cluster: "shop".into(),
+        image_id: "ami-12c6146b".into(),
+        subnet_id: made["subnet"].as_str().unwrap().into(),
+        security_groups: vec![made["security_group"].as_str().unwrap().into()],
+    };
+    let wanted = |n: usize| -> Vec<provision::Wanted> {
+        (1..=n)
+            .map(|i| provision::Wanted {
+                name: format!("shop-node-{i}"),
+                profile: "node".into(),
+                instance_type: "c5.large".into(),
+            })
+            .collect()
+    };
+    let scripts = std::sync::Mutex::new(0);
+    let user_data = |profile: &str| -> anyhow::Result<String> {
+        *scripts.lock().unwrap() += 1;
+        Ok(format!("#!/bin/sh\necho joining as {profile}\n"))
+    };
+    let state = tempfile::tempdir().unwrap();
+    let ids = |m: &[provision::Machine]| -> Vec<String> {
+        m.iter().map(|m| m.instance_id.clone()).collect()
+    };
+
+    let two = provision::provision(
+        &client,
+        &target,
+        &wanted(2),
+        &user_data,
+        state.path(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(two.len(), 2);
+    assert_ne!(two[0].instance_id, two[1].instance_id);
+    assert_eq!(*scripts.lock().unwrap(), 2);
+    assert_eq!(provision::recorded(state.path()).unwrap(), two);
+
+    // Killed after the machines were made, before they were recorded: the
+    // next run finds them by their tag and makes none.
+    std::fs::remove_file(provision::machines_file(state.path())).unwrap();
+    let again = provision::provision(
+        &client,
+        &target,
+        &wanted(2),
+        &user_data,
+        state.path(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(ids(&again), ids(&two));
+    assert_eq!(*scripts.lock().unwrap(), 2, "a machine was made twice");
+    // One more wanted: only that one is made.
+    let three = provision::provision(
+        &client,
+        &target,
+        &wanted(3),
+        &user_data,
+        state.path(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(three.len(), 3);
+    assert_eq!(ids(&three[..2]), ids(&two));
+
+    let all = support::aws::fixture(&["instances", &endpoint, "eu-west-1"]);
+    let ours: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| ids(&three).contains(&i["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(ours.len(), 3, "{all}");
+    for i in &ours {
+        assert_eq!(i["type"], "c5.large", "{i}");
+        assert_eq!(i["subnet"], made["subnet"], "{i}");
+        assert_eq!(
+            i["security_groups"],
+            serde_json::json!([made["security_group"]]),
+            "{i}"
+        );
+        assert_eq!(i["tags"]["kubernetes.io/cluster/shop"], "owned", "{i}");
+        assert_eq!(i["tags"]["tele.gravitational.io/profile"], "node", "{i}");
+        assert_eq!(
+            i["tags"]["Name"], i["tags"]["tele.gravitational.io/machine"],
+            "{i}"
+        );
+        assert_eq!(i["user_data"], "#!/bin/sh\necho joining as node\n", "{i}");
+    }
+
+    // Deprovisioning terminates exactly what was made.
+    let gone = provision::deprovision(&client, state.path()).unwrap();
+    assert_eq!(gone, ids(&three));
+    let all = support::aws::fixture(&["instances", &endpoint, "eu-west-1"]);
+    for i in all.as_array().unwrap() {
+        let id = i["id"].as_str().unwrap().to_string();
+        let want = if id == first_instance {
+            "running"
+        } else {
+            "terminated"
+        };
+        assert_eq!(i["state"], want, "{i}");
+    }
+    assert!(!provision::machines_file(state.path()).exists());
+
+    // A subnet that does not exist: EC2's answer and what to do.
+    let wrong = provision::Target {
+        subnet_id: "subnet-00000000000000000".into(),
+        ..target
+    };
+    let e = provision::provision(
+        &client,
+        &wrong,
+        &wanted(1),
+        &user_data,
+        state.path(),
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("making shop-node-1 (c5.large)") && e.contains("give --subnet-id"),
+        "{e}"
+    );
+}

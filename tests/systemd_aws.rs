@@ -9,6 +9,9 @@
 //! asked EC2, here moto, about it), and the `aws-ebs` StorageClass is there.
 //! A Service of type LoadBalancer gets an internal classic ELB in moto,
 //! made by the real controller manager, with the instance behind it.
+//! `--provision` makes the flavor's second machine in EC2 with a start-up
+//! script that fetches tele from the node with a token and joins;
+//! `tele uninstall --deprovision` terminates it and nothing else.
 
 mod support;
 
@@ -56,6 +59,10 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
         &dns,
         "--local-ipv4",
         HOST_IP,
+        "--subnet-id",
+        made["subnet"].as_str().unwrap(),
+        "--security-group-id",
+        made["security_group"].as_str().unwrap(),
         "--log",
         dir.path().join("imds.log").to_str().unwrap(),
     ]);
@@ -69,6 +76,12 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
         "300",
         "--cluster-name",
         "shop",
+        // The second node of the flavor is made in EC2.
+        "--flavor",
+        "two",
+        "--provision",
+        "--instance-type",
+        "node=c5.large",
         "--output-format",
         "json",
     ]);
@@ -188,4 +201,80 @@ EOF",
         lb["dns"].as_str().unwrap(),
         Duration::from_secs(60),
     );
+
+    // --provision made the flavor's second machine: one instance of the
+    // type asked for, in this instance's subnet and security group, tagged
+    // for the cluster, whose start-up script trusts only the cluster CA,
+    // fetches tele from this node with a token of its profile and joins.
+    let all = fixture(&["instances", &endpoint, REGION]);
+    let made_here: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["id"] != instance.as_str())
+        .collect();
+    assert_eq!(made_here.len(), 1, "{all}");
+    let machine = made_here[0];
+    assert_eq!(machine["type"], "c5.large", "{machine}");
+    assert_eq!(machine["subnet"], made["subnet"], "{machine}");
+    assert_eq!(
+        machine["security_groups"],
+        serde_json::json!([made["security_group"]]),
+        "{machine}"
+    );
+    assert_eq!(
+        machine["tags"]["kubernetes.io/cluster/shop"], "owned",
+        "{machine}"
+    );
+    assert_eq!(machine["tags"]["Name"], "shop-node-1", "{machine}");
+    let script = machine["user_data"].as_str().unwrap();
+    let ca = host.ok_sh("cat /var/lib/tele/pki/ca.crt");
+    assert!(script.contains(ca.trim()), "{script}");
+    assert!(
+        script.contains(&format!("https://{HOST_IP}:6444/v1/tele"))
+            && script.contains(&format!("./tele join {HOST_IP}:6444 --token "))
+            && script.contains("--role node"),
+        "{script}"
+    );
+    let token = script
+        .split("Authorization: Bearer ")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .unwrap();
+    // What the script fetches is this node's tele; without the token, nothing.
+    let fetched = host.sh(&format!(
+        "cd /tmp && printf '%s' \"$(cat /var/lib/tele/pki/ca.crt)\" > ca.pem && curl -fsS --cacert ca.pem -H 'Authorization: Bearer {token}' -o tele.fetched https://{HOST_IP}:6444/v1/tele && sha256sum < tele.fetched; sha256sum < /var/lib/tele/bin/tele"
+    ));
+    let sums = stdout(&fetched);
+    let sums: Vec<&str> = sums.lines().collect();
+    assert!(
+        sums.len() == 2 && sums[0] == sums[1],
+        "{}\n{}",
+        stdout(&fetched),
+        stderr(&fetched)
+    );
+    let refused = host.sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' --cacert /tmp/ca.pem https://{HOST_IP}:6444/v1/tele"
+    ));
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+
+    // Uninstalling with --deprovision terminates that machine and nothing else.
+    let o = host.exec(&["tele", "uninstall", "--yes", "--deprovision"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(machine["id"].as_str().unwrap()),
+        "{}",
+        stdout(&o)
+    );
+    for i in fixture(&["instances", &endpoint, REGION])
+        .as_array()
+        .unwrap()
+    {
+        let want = if i["id"] == machine["id"] {
+            "terminated"
+        } else {
+            "running"
+        };
+        assert_eq!(i["state"], want, "{i}");
+    }
 }

@@ -123,6 +123,10 @@ pub struct UninstallArgs {
     /// refuses when standard input is not one.
     #[arg(short, long)]
     pub yes: bool,
+    /// On AWS, first terminate the machines `./install --provision` made
+    /// (those it recorded, and nothing else).
+    #[arg(long)]
+    pub deprovision: bool,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +326,27 @@ pub struct InstallArgs {
     /// serviceManagementEndpoint [default: Azure's public cloud].
     #[arg(long, value_name = "FILE")]
     pub azure_environment: Option<PathBuf>,
+    /// On AWS, make the flavor's other machines from this one: EC2
+    /// instances in this instance's subnet, with its security groups and
+    /// image, each joining the cluster when it starts. `tele uninstall
+    /// --deprovision` terminates them.
+    #[arg(long)]
+    pub provision: bool,
+    /// With --provision, a profile's instance type [default: the profile's
+    /// providers.aws.instanceTypes]; repeat for each profile.
+    #[arg(long, value_name = "PROFILE=TYPE", requires = "provision")]
+    pub instance_type: Vec<String>,
+    /// With --provision, the subnet of the machines [default: this
+    /// instance's].
+    #[arg(long, value_name = "ID", requires = "provision")]
+    pub subnet_id: Option<String>,
+    /// With --provision, a security group of the machines; repeat for each
+    /// [default: this instance's].
+    #[arg(long, value_name = "ID", requires = "provision")]
+    pub security_group_id: Vec<String>,
+    /// With --provision, the machines' image [default: this instance's].
+    #[arg(long, value_name = "ID", requires = "provision")]
+    pub image_id: Option<String>,
     /// The pod network [default: 10.244.0.0/16].
     #[arg(long)]
     pub pod_network_cidr: Option<String>,

@@ -79,6 +79,8 @@ pub struct InstallOptions {
     /// On Azure: the service principal and environment the components use
     /// (the default: the VM's managed identity, Azure's public cloud).
     pub azure: crate::cloud::azure::Auth,
+    /// On AWS: make the flavor's other machines (`--provision`), so.
+    pub provision: Option<crate::cloud::ProvisionSettings>,
 }
 
 /// The cluster a node joins.
@@ -414,11 +416,51 @@ fn locate(
     opts: &InstallOptions,
     manifest: &tele_manifests::Manifest,
 ) -> Result<Option<crate::cloud::Instance>, InstallError> {
-    crate::cloud::locate(
+    let found = crate::cloud::locate(
         opts.cloud_provider,
         &manifest.providers,
         &crate::cloud::Endpoints::from_env(),
-    )
+    )?;
+    if let Some(p) = &opts.provision {
+        if found.as_ref().is_none_or(|i| i.provider != "aws") {
+            return Err(InstallError::bad_input(
+                format!(
+                    "--provision makes machines on AWS only; this machine is {}",
+                    found.as_ref().map_or("onprem", |i| i.provider.as_str())
+                ),
+                "run the install on an EC2 instance in the target network, or leave out --provision and join the machines with the commands the install prints",
+            ));
+        }
+        let Some(flavor) = choose_flavor(opts.flavor.as_deref(), manifest)? else {
+            return Err(InstallError::bad_input(
+                "--provision needs a flavor, and the app defines none",
+                "leave out --provision",
+            ));
+        };
+        let first = opts
+            .profile
+            .clone()
+            .or_else(|| flavor.nodes.first().map(|n| n.profile.clone()))
+            .unwrap_or_default();
+        let cluster = opts
+            .cluster_name
+            .as_deref()
+            .unwrap_or(&manifest.metadata.name);
+        crate::cloud::provision::wanted(
+            cluster,
+            &flavor,
+            &manifest.node_profiles,
+            &first,
+            &p.instance_types,
+        )
+        .map_err(|e| {
+            InstallError::bad_input(
+                format!("--provision: {e}"),
+                "instance types come from each profile's providers.aws.instanceTypes or --instance-type",
+            )
+        })?;
+    }
+    Ok(found)
 }
 
 /// A new node's settings; `located` is where it runs when that was found
@@ -517,7 +559,10 @@ fn new_config(
                 .as_deref()
                 .unwrap_or(&manifest.metadata.name);
             if c.provider == "aws" {
-                crate::cloud::Settings::aws_from_env(cluster)
+                crate::cloud::Settings {
+                    provision: opts.provision.clone(),
+                    ..crate::cloud::Settings::aws_from_env(cluster)
+                }
             } else {
                 crate::cloud::Settings {
                     cluster_id: cluster.to_string(),

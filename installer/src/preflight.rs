@@ -1560,7 +1560,8 @@ mod tests {
             err.to_string(),
             "unknown check `etcd-fsyncc` in --skip-check (valid checks: os, kernel, \
              kernel-modules, sysctl-ip-forward, sysctl-bridge-nf-call-iptables, cpu, ram, \
-             disk-space, inodes, volumes, ports, conflicting-services, etcd-fsync)"
+             disk-space, inodes, volumes, ports, conflicting-services, etcd-fsync, \
+             cloud-permissions)"
         );
     }
 

@@ -67,6 +67,9 @@ pub struct NodeProfile {
     pub expand_policy: Option<String>,
     /// `serviceRole`: `master` or `node`.
     pub service_role: Option<String>,
+    /// `providers.aws.instanceTypes`: the EC2 instance types these nodes
+    /// may be, the first preferred (machines made by `--provision`).
+    pub aws_instance_types: Vec<String>,
 }
 
 /// A Kubernetes node taint.
@@ -343,22 +346,23 @@ pub(crate) fn read_node_profiles(c: &mut Checker, node: &Node) -> Vec<NodeProfil
             crate::cluster_options::read_system_options(c, options, &f.child("systemOptions"));
         }
         if let Some(providers) = f.get("providers") {
-            check_profile_providers(c, providers, &f.child("providers"));
+            profile.aws_instance_types =
+                read_profile_providers(c, providers, &f.child("providers"));
         }
         profiles.push(profile);
     }
     profiles
 }
 
-fn check_profile_providers(c: &mut Checker, node: &Node, path: &str) {
+/// A profile's `providers`: its AWS instance types.
+fn read_profile_providers(c: &mut Checker, node: &Node, path: &str) -> Vec<String> {
     let Some(f) = c.mapping(node, path, &["aws"]) else {
-        return;
+        return Vec::new();
     };
-    if let Some(aws) = f.get("aws") {
-        if let Some(aws) = c.mapping(aws, &f.child("aws"), &["instanceTypes"]) {
-            c.opt_string_list(&aws, "instanceTypes");
-        }
-    }
+    f.get("aws")
+        .and_then(|aws| c.mapping(aws, &f.child("aws"), &["instanceTypes"]))
+        .map(|aws| c.opt_string_list(&aws, "instanceTypes"))
+        .unwrap_or_default()
 }
 
 fn read_taints(c: &mut Checker, node: &Node, path: &str) -> Vec<Taint> {

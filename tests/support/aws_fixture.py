@@ -8,8 +8,10 @@ as JSON.
 usage: aws_fixture.py ENDPOINT REGION ZONE CIDR IP CLUSTER
        aws_fixture.py load-balancers ENDPOINT REGION   (lists the ELBs, see load_balancers)
        aws_fixture.py iam-users ENDPOINT DENIED-ACTION...  (two users' keys)
+       aws_fixture.py instances ENDPOINT REGION         (every instance)
 """
 
+import base64
 import json
 import sys
 
@@ -75,7 +77,34 @@ def iam_users(endpoint, denied):
     return made
 
 
+def instances(endpoint, region):
+    """Every instance: its id, state, type, subnet, security groups, tags
+    and user data (decoded)."""
+    kw = dict(endpoint_url=endpoint, region_name=region,
+              aws_access_key_id="fixture", aws_secret_access_key="fixture")
+    ec2 = boto3.client("ec2", **kw)
+    found = []
+    for r in ec2.describe_instances()["Reservations"]:
+        for i in r["Instances"]:
+            data = ec2.describe_instance_attribute(InstanceId=i["InstanceId"], Attribute="userData")
+            user_data = data.get("UserData", {}).get("Value")
+            found.append({
+                "id": i["InstanceId"],
+                "state": i["State"]["Name"],
+                "type": i["InstanceType"],
+                "image": i.get("ImageId"),
+                "subnet": i.get("SubnetId"),
+                "security_groups": [g["GroupId"] for g in i.get("SecurityGroups", [])],
+                "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
+                "user_data": base64.b64decode(user_data).decode() if user_data else None,
+            })
+    return found
+
+
 def main():
+    if sys.argv[1] == "instances":
+        print(json.dumps(instances(sys.argv[2], sys.argv[3])))
+        return
     if sys.argv[1] == "iam-users":
         print(json.dumps(iam_users(sys.argv[2], sys.argv[3:])))
         return

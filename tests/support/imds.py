@@ -45,6 +45,9 @@ def main():
     ap.add_argument("--subscription", default="8d10da13-8125-4ba9-a717-bf7490507b3d")
     ap.add_argument("--mac", default="0e:12:34:56:78:9a")
     ap.add_argument("--role", default="tele-node")
+    ap.add_argument("--ami-id", default="ami-12c6146b")
+    ap.add_argument("--subnet-id", default="subnet-0a1b2c3d4e5f60718")
+    ap.add_argument("--security-group-id", default="sg-0a1b2c3d4e5f60718")
     # The role's key as ID:SECRET, when the APIs check it (an IAM user's key
     # in moto, which then wants no session token); by default a made-up one.
     ap.add_argument("--role-key")
@@ -82,6 +85,9 @@ def main():
         f"network/interfaces/macs/{args.mac}/device-number": "0",
         f"network/interfaces/macs/{args.mac}/local-ipv4s": args.local_ipv4,
         f"network/interfaces/macs/{args.mac}/local-hostname": args.hostname,
+        f"network/interfaces/macs/{args.mac}/subnet-id": args.subnet_id,
+        f"network/interfaces/macs/{args.mac}/security-group-ids": args.security_group_id,
+        "ami-id": args.ami_id,
         # The instance profile's role, whose credentials the SDKs fetch
         # (any key is good for moto unless it checks IAM: see --role-key).
         "iam/security-credentials/": args.role,

@@ -186,6 +186,7 @@ fn run_install(
                     state_dir: a.state_dir,
                 },
                 yes: a.yes,
+                deprovision: false,
             },
             p,
         );
@@ -222,6 +223,27 @@ fn run_install(
         signed_only: a.signed_only || (a.key.is_none() && BUILTIN_KEY.is_some()),
         cloud_provider: a.cloud_provider,
         cluster_name: a.cluster_name,
+        provision: a
+            .provision
+            .then(|| {
+                let mut types = std::collections::BTreeMap::new();
+                for pair in &a.instance_type {
+                    let Some((profile, kind)) = pair.split_once('=').filter(|(p, k)| !p.is_empty() && !k.is_empty()) else {
+                        return Err(tele_installer::error::InstallError::bad_input(
+                            format!("--instance-type `{pair}` is not PROFILE=TYPE"),
+                            "give it like --instance-type node=m5.large",
+                        ));
+                    };
+                    types.insert(profile.to_string(), kind.to_string());
+                }
+                Ok(tele_installer::cloud::ProvisionSettings {
+                    instance_types: types,
+                    subnet_id: a.subnet_id.clone(),
+                    security_groups: a.security_group_id.clone(),
+                    image_id: a.image_id.clone(),
+                })
+            })
+            .transpose()?,
         azure: tele_installer::cloud::azure::Auth {
             client_secret: std::env::var("AZURE_CLIENT_SECRET")
                 .ok()

@@ -278,6 +278,16 @@ pub fn uninstall(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
             anyhow::bail!("not uninstalled: nothing was changed");
         }
     }
+    if a.deprovision {
+        let gone = tele_installer::cloud::provision::deprovision_node(dir)?;
+        p.out(match gone.len() {
+            0 => "deprovision: this install made no machines".to_string(),
+            n => format!(
+                "deprovision: {n} machine(s) terminated: {}",
+                gone.join(", ")
+            ),
+        });
+    }
     let r = tele_installer::uninstall::uninstall(dir)?;
     for w in &r.warnings {
         p.note(format!("warning: {w}"));

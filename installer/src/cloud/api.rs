@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::time::{Duration, SystemTime};
 
-use super::{body, client, Timeouts};
+use super::Timeouts;
 use crate::health::error_chain as chain;
 
 /// The largest answer read from an AWS API.
@@ -205,21 +205,8 @@ pub fn instance_profile(endpoint: &str) -> Result<Credentials, String> {
         connect: Duration::from_secs(2),
         total: Duration::from_secs(10),
     };
-    let base = endpoint.trim_end_matches('/');
-    let http = client(t)?;
-    let token = http
-        .put(format!("{base}/latest/api/token"))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", 60)
-        .send()
-        .map_err(|e| chain(&e))
-        .and_then(|r| body(r, "the session token"))?;
-    let get = |path: &str| {
-        http.get(format!("{base}/latest/meta-data/{path}"))
-            .header("X-aws-ec2-metadata-token", token.trim())
-            .send()
-            .map_err(|e| chain(&e))
-            .and_then(|r| body(r, "the instance profile"))
-    };
+    let imds = super::aws::Imds::open(endpoint, t)?;
+    let get = |path: &str| imds.text(path);
     let roles = get("iam/security-credentials/")?;
     let role = roles
         .lines()

@@ -10,40 +10,61 @@ use crate::health::error_chain as chain;
 /// The session token's life: this client asks a handful of values at once.
 const TOKEN_TTL_SECS: u32 = 60;
 
-/// The instance `endpoint` describes.
-pub fn instance(endpoint: &str, t: Timeouts) -> Result<Instance, String> {
-    let base = endpoint.trim_end_matches('/');
-    let http = client(t)?;
-    let token = http
-        .put(format!("{base}/latest/api/token"))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS)
-        .send()
-        .map_err(|e| chain(&e))
-        .and_then(|r| body(r, "the session token"))?;
-    let token = token.trim().to_string();
-    if token.is_empty() || token.len() > 4096 || token.chars().any(|c| c.is_control()) {
-        return Err("the session token is not one".into());
-    }
-    let get = |path: &str| -> Result<String, String> {
-        let value = http
-            .get(format!("{base}/latest/meta-data/{path}"))
-            .header("X-aws-ec2-metadata-token", &token)
+/// A session with the metadata service: the token, then each value.
+pub struct Imds {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: String,
+}
+
+impl Imds {
+    /// Asks the service at `endpoint` for a session token.
+    pub fn open(endpoint: &str, t: Timeouts) -> Result<Imds, String> {
+        let base = endpoint.trim_end_matches('/').to_string();
+        let http = client(t)?;
+        let token = http
+            .put(format!("{base}/latest/api/token"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS)
             .send()
             .map_err(|e| chain(&e))
-            .and_then(|r| body(r, path))?;
-        let value = value.trim().to_string();
+            .and_then(|r| body(r, "the session token"))?;
+        let token = token.trim().to_string();
+        if token.is_empty() || token.len() > 4096 || token.chars().any(|c| c.is_control()) {
+            return Err("the session token is not one".into());
+        }
+        Ok(Imds { http, base, token })
+    }
+
+    /// The text at `latest/meta-data/PATH`.
+    pub fn text(&self, path: &str) -> Result<String, String> {
+        self.http
+            .get(format!("{}/latest/meta-data/{path}", self.base))
+            .header("X-aws-ec2-metadata-token", &self.token)
+            .send()
+            .map_err(|e| chain(&e))
+            .and_then(|r| body(r, path))
+    }
+
+    /// The single value at `latest/meta-data/PATH`.
+    pub fn get(&self, path: &str) -> Result<String, String> {
+        let value = self.text(path)?.trim().to_string();
         if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!("{path}: not a single value"));
         }
         Ok(value)
-    };
+    }
+}
+
+/// The instance `endpoint` describes.
+pub fn instance(endpoint: &str, t: Timeouts) -> Result<Instance, String> {
+    let imds = Imds::open(endpoint, t)?;
     let instance = Instance {
         provider: "aws".into(),
-        instance_id: get("instance-id")?,
-        region: get("placement/region")?,
-        zone: get("placement/availability-zone").unwrap_or_default(),
-        instance_type: get("instance-type").unwrap_or_default(),
-        hostname: get("local-hostname")?,
+        instance_id: imds.get("instance-id")?,
+        region: imds.get("placement/region")?,
+        zone: imds.get("placement/availability-zone").unwrap_or_default(),
+        instance_type: imds.get("instance-type").unwrap_or_default(),
+        hostname: imds.get("local-hostname")?,
         ..Instance::default()
     };
     if instance.instance_id.is_empty() || instance.region.is_empty() || instance.hostname.is_empty()
@@ -51,6 +72,40 @@ pub fn instance(endpoint: &str, t: Timeouts) -> Result<Instance, String> {
         return Err("the metadata service left the instance id, region or hostname empty".into());
     }
     Ok(instance)
+}
+
+/// Where the instance is in its VPC: what machines made beside it take by
+/// default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The image it was started from.
+    pub image_id: String,
+    /// Its subnet.
+    pub subnet_id: String,
+    /// Its security groups.
+    pub security_groups: Vec<String>,
+}
+
+/// The instance's image, subnet and security groups (of its first network
+/// interface).
+pub fn placement(endpoint: &str) -> Result<Placement, String> {
+    let imds = Imds::open(
+        endpoint,
+        Timeouts {
+            connect: std::time::Duration::from_secs(2),
+            total: std::time::Duration::from_secs(10),
+        },
+    )?;
+    let mac = imds.get("mac")?;
+    Ok(Placement {
+        image_id: imds.get("ami-id")?,
+        subnet_id: imds.get(&format!("network/interfaces/macs/{mac}/subnet-id"))?,
+        security_groups: imds
+            .text(&format!("network/interfaces/macs/{mac}/security-group-ids"))?
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    })
 }
 
 /// The AWS services whose endpoints the Kubernetes AWS provider may be

@@ -11,6 +11,7 @@ pub mod api;
 pub mod aws;
 pub mod aws_permissions;
 pub mod azure;
+pub mod provision;
 
 use std::fmt;
 use std::io::Read as _;
@@ -151,6 +152,29 @@ pub struct Settings {
     /// managed identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<azure::Auth>,
+    /// AWS: the flavor's other machines are made by the install
+    /// (`--provision`), so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision: Option<ProvisionSettings>,
+}
+
+/// How `--provision` makes the flavor's other machines; what is not given
+/// is taken from this instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionSettings {
+    /// Instance types by node profile (`--instance-type PROFILE=TYPE`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub instance_types: std::collections::BTreeMap<String, String>,
+    /// `--subnet-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// `--security-group-id` (each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// `--image-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 impl Settings {
@@ -162,6 +186,7 @@ impl Settings {
             endpoints: aws::endpoint_overrides(var),
             imds_endpoint: var("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
             azure: None,
+            provision: None,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! taints are put on it), `POST /v1/bundle-credentials` (a token and a
 //! node: a client certificate valid for an hour) and `GET /v1/bundle/PATH`
 //! (with that certificate: the part of the bundle a node runs, for nodes
-//! that join with the tele binary alone). Requests are handled one at a
+//! that join with the tele binary alone), and `GET /v1/tele` (with a join
+//! token as bearer: the master's tele, for machines' start-up scripts). Requests are handled one at a
 //! time; bodies are bounded; every refusal says why and what to do.
 
 use std::convert::Infallible;
@@ -714,6 +715,41 @@ async fn bundle_file(service: &Service, path: &str, reader: Option<&str>) -> Res
     let Some(file) = service.bundle_file(path) else {
         return not_here();
     };
+    if path == BUNDLE_JSON {
+        log(&format!("{reader} fetches the bundle"));
+    }
+    stream_file(&file, not_here).await
+}
+
+/// The master's own tele (the static build the bundle's `install` is), for
+/// a machine's start-up script that joins with a token: `GET /v1/tele` with
+/// `Authorization: Bearer TOKEN`. The token is checked, not used up.
+async fn tele_binary(service: &Service, authorization: Option<&str>) -> Response<Body> {
+    let credential = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if let Err((status, refusal)) = service.check_token(credential.trim(), None) {
+        log(&format!("refused ({status}): tele for {}", refusal.error));
+        return json_response(status, &refusal);
+    }
+    let missing = || {
+        let (status, refusal) = refuse(
+            StatusCode::NOT_FOUND,
+            "this master keeps no copy of tele",
+            "copy the bundle's `install` to the machine and join with it",
+        );
+        json_response(status, &refusal)
+    };
+    log("tele fetched with a join token");
+    stream_file(&service.state.tele(), missing).await
+}
+
+/// Streams `file` with its length and permission bits; `not_here` answers
+/// when it is missing or not a plain file.
+async fn stream_file(
+    file: &std::path::Path,
+    not_here: impl Fn() -> Response<Body>,
+) -> Response<Body> {
     let opened = async {
         let f = tokio::fs::File::open(&file).await?;
         let meta = f.metadata().await?;
@@ -736,9 +772,6 @@ async fn bundle_file(service: &Service, path: &str, reader: Option<&str>) -> Res
                 MODE_HEADER,
                 hyper::header::HeaderValue::from_str(&format!("{mode:o}")).expect("ascii"),
             );
-            if path == BUNDLE_JSON {
-                log(&format!("{reader} fetches the bundle"));
-            }
             r
         }
         Ok(_) => not_here(),
@@ -777,6 +810,13 @@ async fn handle(
     if req.method() == Method::GET {
         if let Some(path) = req.uri().path().strip_prefix("/v1/bundle/") {
             return bundle_file(&service, path, reader.as_deref()).await;
+        }
+        if req.uri().path() == "/v1/tele" {
+            let auth = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            return tele_binary(&service, auth).await;
         }
     }
     let outcome = match (req.method(), req.uri().path()) {

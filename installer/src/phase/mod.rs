@@ -12,6 +12,7 @@ pub mod hook;
 pub mod join;
 pub mod labels;
 pub mod monitoring;
+pub mod provision;
 pub mod runtime;
 pub mod services;
 pub mod system;
@@ -163,8 +164,15 @@ pub fn install_phases(
             joining: false,
         }),
         Box::new(system::System { node }),
-        Box::new(app::App),
     ];
+    if cfg
+        .cloud_settings
+        .as_ref()
+        .is_some_and(|s| s.provision.is_some())
+    {
+        phases.push(Box::new(provision::Provision));
+    }
+    phases.push(Box::new(app::App));
     if bundle.join("monitoring").is_dir() {
         phases.push(Box::new(monitoring::Monitoring));
     }
