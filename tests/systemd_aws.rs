@@ -258,6 +258,49 @@ EOF",
     ));
     assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
 
+    // The machine starts: a second host plays it (at the instance's private
+    // address, its metadata naming the instance) and runs its start-up
+    // script as cloud-init would. It fetches tele, joins as a node of the
+    // cluster named as AWS names it, and becomes Ready.
+    let ip = machine["private_ip"].as_str().unwrap();
+    let dns = machine["private_dns"].as_str().unwrap();
+    let mut second = SystemdHost::boot("tele-aws2", HostOptions::new(&format!("{ip}/24")));
+    second.wait_running(Duration::from_secs(120));
+    let _imds2 = second.serve_metadata(&[
+        "--cloud",
+        "aws",
+        "--instance-id",
+        machine["id"].as_str().unwrap(),
+        "--instance-type",
+        "c5.large",
+        "--region",
+        REGION,
+        "--zone",
+        ZONE,
+        "--hostname",
+        dns,
+        "--local-ipv4",
+        ip,
+    ]);
+    std::fs::write(second.root().join("root/user-data"), script).unwrap();
+    let o = second.exec(&[
+        "env",
+        &format!("AWS_ENDPOINT_URL={endpoint}"),
+        "sh",
+        "/root/user-data",
+    ]);
+    assert!(
+        o.status.success(),
+        "the start-up script failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    host.eventually(
+        &format!("kubectl get node {dns} -o jsonpath='{{.status.conditions[?(@.type==\"Ready\")].status}} {{.spec.providerID}}'"),
+        &format!("True aws:///{ZONE}/{}", machine["id"].as_str().unwrap()),
+        Duration::from_secs(180),
+    );
+
     // Uninstalling with --deprovision terminates that machine and nothing else.
     let o = host.exec(&["tele", "uninstall", "--yes", "--deprovision"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));

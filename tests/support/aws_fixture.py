@@ -94,6 +94,8 @@ def instances(endpoint, region):
                 "type": i["InstanceType"],
                 "image": i.get("ImageId"),
                 "subnet": i.get("SubnetId"),
+                "private_ip": i.get("PrivateIpAddress"),
+                "private_dns": i.get("PrivateDnsName"),
                 "security_groups": [g["GroupId"] for g in i.get("SecurityGroups", [])],
                 "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
                 "user_data": base64.b64decode(user_data).decode() if user_data else None,

@@ -111,7 +111,9 @@ impl Phase for Provision {
 /// The start-up script (EC2 user data) of a machine of `profile`: fetch
 /// tele from this master over TLS trusting only the cluster CA (showing the
 /// token's credential), then join with `token` (whose pin the join checks
-/// the CA against). Retries until the master answers.
+/// the CA against; `--autofix` sets the kernel settings preflight would
+/// otherwise stop at, as no admin is there). Retries until the master
+/// answers.
 pub fn start_up_script(
     cfg: &crate::node::NodeConfig,
     cluster: &str,
@@ -135,7 +137,7 @@ until curl -fsS --max-time 600 --cacert ca.pem -H 'Authorization: Bearer {creden
 done
 chmod 0755 tele.part
 mv tele.part tele
-exec ./tele join {addr} --token {token} --role {profile}
+exec ./tele join {addr} --token {token} --role {profile} --autofix
 "#,
         ca = ca_pem.trim_end(),
         credential = token.credential(),
