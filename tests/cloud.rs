@@ -474,16 +474,18 @@ fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() 
     let ids = |m: &[provision::Machine]| -> Vec<String> {
         m.iter().map(|m| m.instance_id.clone()).collect()
     };
+    let run = |target: &provision::Target, n: usize| {
+        provision::provision(
+            &client,
+            target,
+            &wanted(n),
+            &user_data,
+            state.path(),
+            &|_| {},
+        )
+    };
 
-    let two = provision::provision(
-        &client,
-        &target,
-        &wanted(2),
-        &user_data,
-        state.path(),
-        &|_| {},
-    )
-    .unwrap();
+    let two = run(&target, 2).unwrap();
     assert_eq!(two.len(), 2);
     assert_ne!(two[0].instance_id, two[1].instance_id);
     assert_eq!(*scripts.lock().unwrap(), 2);
@@ -492,27 +494,11 @@ fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() 
     // Killed after the machines were made, before they were recorded: the
     // next run finds them by their tag and makes none.
     std::fs::remove_file(provision::machines_file(state.path())).unwrap();
-    let again = provision::provision(
-        &client,
-        &target,
-        &wanted(2),
-        &user_data,
-        state.path(),
-        &|_| {},
-    )
-    .unwrap();
+    let again = run(&target, 2).unwrap();
     assert_eq!(ids(&again), ids(&two));
     assert_eq!(*scripts.lock().unwrap(), 2, "a machine was made twice");
     // One more wanted: only that one is made.
-    let three = provision::provision(
-        &client,
-        &target,
-        &wanted(3),
-        &user_data,
-        state.path(),
-        &|_| {},
-    )
-    .unwrap();
+    let three = run(&target, 3).unwrap();
     assert_eq!(three.len(), 3);
     assert_eq!(ids(&three[..2]), ids(&two));
 
@@ -561,16 +547,7 @@ fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() 
         subnet_id: "subnet-00000000000000000".into(),
         ..target
     };
-    let e = provision::provision(
-        &client,
-        &wrong,
-        &wanted(1),
-        &user_data,
-        state.path(),
-        &|_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = run(&wrong, 1).unwrap_err().to_string();
     assert!(
         e.contains("making shop-node-1 (c5.large)") && e.contains("give --subnet-id"),
         "{e}"

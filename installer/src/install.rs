@@ -1356,17 +1356,7 @@ fn join_commands(ctx: &PhaseContext) -> anyhow::Result<Vec<(Option<String>, Stri
             .iter()
             .any(|p| p.name == name && p.service_role.as_deref() == Some("master"))
     };
-    let flavor = ctx.cfg.flavor.as_ref().and_then(|name| {
-        ctx.manifest
-            .installer
-            .as_ref()?
-            .flavors
-            .as_ref()?
-            .items
-            .iter()
-            .find(|f| &f.name == name)
-            .cloned()
-    });
+    let flavor = ctx.flavor();
     let mut roles: Vec<Option<String>> = Vec::new();
     for n in flavor.iter().flat_map(|f| &f.nodes) {
         if !roles.contains(&Some(n.profile.clone())) {

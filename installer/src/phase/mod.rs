@@ -68,6 +68,20 @@ impl<'a> PhaseContext<'a> {
         }
     }
 
+    /// The flavor the cluster was installed with, from the manifest.
+    pub fn flavor(&self) -> Option<tele_manifests::Flavor> {
+        let name = self.cfg.flavor.as_ref()?;
+        self.manifest
+            .installer
+            .as_ref()?
+            .flavors
+            .as_ref()?
+            .items
+            .iter()
+            .find(|f| &f.name == name)
+            .cloned()
+    }
+
     /// kubectl from the node's runtime, with the admin kubeconfig.
     pub fn kubectl(&self) -> anyhow::Result<Kubectl> {
         kubectl(self.state)

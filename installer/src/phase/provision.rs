@@ -40,20 +40,7 @@ impl Phase for Provision {
             },
         };
         let flavor = ctx
-            .cfg
-            .flavor
-            .as_ref()
-            .and_then(|name| {
-                ctx.manifest
-                    .installer
-                    .as_ref()?
-                    .flavors
-                    .as_ref()?
-                    .items
-                    .iter()
-                    .find(|f| &f.name == name)
-                    .cloned()
-            })
+            .flavor()
             .ok_or_else(|| anyhow::anyhow!("--provision needs the app's flavor"))?;
         let first = ctx.cfg.profile.clone().unwrap_or_default();
         let wanted = provision::wanted(
