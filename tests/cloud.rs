@@ -222,6 +222,15 @@ fn install_with_a_cloud_that_does_not_answer_changes_nothing() {
 /// service hands out the key `role_key` as its role's, in an AWS whose
 /// APIs are at `endpoint`.
 fn aws_permissions(endpoint: &str, role_key: &str) -> tele_installer::preflight::CheckResult {
+    aws_permissions_with(endpoint, role_key, None)
+}
+
+/// [`aws_permissions`] for an install that also makes machines.
+fn aws_permissions_with(
+    endpoint: &str,
+    role_key: &str,
+    provision: Option<cloud::ProvisionSettings>,
+) -> tele_installer::preflight::CheckResult {
     let (_imds, url) = imds(&["--cloud", "aws", "--role-key", role_key]);
     let instance = cloud::detect(&endpoints(&url, &closed())).expect("found on AWS");
     let endpoints = ["ec2", "elasticloadbalancing"]
@@ -233,6 +242,7 @@ fn aws_permissions(endpoint: &str, role_key: &str) -> tele_installer::preflight:
             cluster_id: "shop".into(),
             endpoints,
             imds_endpoint: Some(url),
+            provision,
             ..Default::default()
         },
     )
@@ -268,6 +278,7 @@ fn preflight_names_each_aws_action_the_instance_role_lacks() {
         &endpoint,
         "ec2:CreateVolume",
         "elasticloadbalancing:CreateLoadBalancer",
+        "ec2:RunInstances",
     ]);
     let secret = |user: &str| {
         keys[user]
@@ -296,6 +307,32 @@ fn preflight_names_each_aws_action_the_instance_role_lacks() {
     assert!(
         fix.contains(r#"{"Effect": "Allow", "Action": ["ec2:CreateVolume", "elasticloadbalancing:CreateLoadBalancer"], "Resource": "*"}"#),
         "{fix}"
+    );
+
+    // With --provision, the machines' actions are tried too (with the
+    // SDKs' chain, here the same role): RunInstances is named.
+    let provisioning = aws_permissions_with(
+        &endpoint,
+        keys["nodes-restricted"].as_str().unwrap(),
+        Some(cloud::ProvisionSettings::default()),
+    );
+    assert_eq!(provisioning.status, Status::Fail, "{provisioning:?}");
+    assert!(
+        provisioning
+            .detail
+            .contains("may not call 1 action(s) --provision needs: ec2:RunInstances"),
+        "{provisioning:?}"
+    );
+    let full_provisioning = aws_permissions_with(
+        &endpoint,
+        keys["nodes-full"].as_str().unwrap(),
+        Some(cloud::ProvisionSettings::default()),
+    );
+    assert!(
+        full_provisioning
+            .detail
+            .contains("may call all 4 actions --provision needs"),
+        "{full_provisioning:?}"
     );
 
     // A role allowed everything passes (or, where moto gives no clear
@@ -455,6 +492,7 @@ fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() 
         image_id: "ami-12c6146b".into(),
         subnet_id: made["subnet"].as_str().unwrap().into(),
         security_groups: vec![made["security_group"].as_str().unwrap().into()],
+        instance_profile_arn: Some(made["instance_profile"].as_str().unwrap().into()),
     };
     let wanted = |n: usize| -> Vec<provision::Wanted> {
         (1..=n)
@@ -525,6 +563,7 @@ fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() 
             "{i}"
         );
         assert_eq!(i["user_data"], "#!/bin/sh\necho joining as node\n", "{i}");
+        assert_eq!(i["instance_profile"], made["instance_profile"], "{i}");
     }
 
     // Deprovisioning terminates exactly what was made.

@@ -63,6 +63,8 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
         made["subnet"].as_str().unwrap(),
         "--security-group-id",
         made["security_group"].as_str().unwrap(),
+        "--instance-profile-arn",
+        made["instance_profile"].as_str().unwrap(),
         "--log",
         dir.path().join("imds.log").to_str().unwrap(),
     ]);
@@ -227,6 +229,10 @@ EOF",
         "{machine}"
     );
     assert_eq!(machine["tags"]["Name"], "shop-node-1", "{machine}");
+    assert_eq!(
+        machine["instance_profile"], made["instance_profile"],
+        "{machine}"
+    );
     let script = machine["user_data"].as_str().unwrap();
     let ca = host.ok_sh("cat /var/lib/tele/pki/ca.crt");
     assert!(script.contains(ca.trim()), "{script}");

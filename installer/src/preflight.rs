@@ -355,29 +355,93 @@ fn check_cloud_permissions(cfg: &PreflightConfig) -> Outcome {
         Err(e) => return fail(format!("cannot make an AWS client: {e}"), "report this"),
     };
     let source = client.credentials_source().to_string();
-    match aws_permissions::check(&client, instance) {
+    let provider = judge(
+        &source,
+        "the AWS provider",
+        "the role's IAM policy",
+        aws_permissions::check(&client, instance),
+    );
+    let Some(wanted) = &settings.provision else {
+        return provider;
+    };
+    // --provision calls EC2 with the SDKs' chain (which may be other keys).
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    let provisioning = api::Credentials::from_chain(&var, Some(&imds))
+        .and_then(|c| api::Client::new(&instance.region, c, &settings.endpoints))
+        .and_then(|client| {
+            let target = crate::phase::provision::target(&settings.cluster_id, wanted, &imds)
+                .map_err(|e| e.to_string())?;
+            // Any of the machines' types: permissions do not depend on it.
+            let kind = wanted
+                .instance_types
+                .values()
+                .next()
+                .unwrap_or(&instance.instance_type);
+            let source = client.credentials_source().to_string();
+            Ok((
+                source,
+                aws_permissions::check_provisioning(&client, &target, kind, instance),
+            ))
+        });
+    let provisioning = match provisioning {
+        Ok((source, report)) => judge(&source, "--provision", "their IAM policy", report),
+        Err(e) => fail(
+            format!("--provision: {e}"),
+            "give the install AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a credentials file, or the instance profile)",
+        ),
+    };
+    // The worse of the two, saying both.
+    let status = [provider.status, provisioning.status]
+        .into_iter()
+        .max_by_key(|s| match s {
+            Status::Fail => 2,
+            Status::Warn => 1,
+            _ => 0,
+        })
+        .unwrap_or(Status::Pass);
+    let fix = [provider.fix, provisioning.fix]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+    Outcome {
+        status,
+        detail: format!("{}; {}", provider.detail, provisioning.detail),
+        fix: (!fix.is_empty()).then_some(fix),
+    }
+}
+
+/// What a permission report means for the check: `source`'s credentials,
+/// needed by `user`, whose policy is `policy`.
+fn judge(
+    source: &str,
+    user: &str,
+    policy: &str,
+    report: Result<crate::cloud::aws_permissions::Report, String>,
+) -> Outcome {
+    match report {
         Err(e) => fail(
             e,
-            "check the instance profile's role, and that the EC2 and ELB APIs (or their VPC endpoints, AWS_ENDPOINT_URL_*) are reachable",
+            format!("check {policy}, and that the EC2 and ELB APIs (or their VPC endpoints, AWS_ENDPOINT_URL_*) are reachable"),
         ),
         Ok(r) if !r.missing.is_empty() => fail(
             format!(
-                "{source} may not call {} action(s) the AWS provider needs: {}",
+                "{source} may not call {} action(s) {user} needs: {}",
                 r.missing.len(),
                 r.missing.join(", ")
             ),
-            format!("add this statement to the role's IAM policy: {}", r.statement()),
+            format!("add this statement to {policy}: {}", r.statement()),
         ),
         Ok(r) if !r.unknown.is_empty() => warn(
             format!(
-                "{source} may call {} action(s) the AWS provider needs; no clear answer for {}",
+                "{source} may call {} action(s) {user} needs; no clear answer for {}",
                 r.allowed.len(),
                 r.unclear()
             ),
-            "make sure the role's IAM policy grants them (docs/clouds.md lists the actions)",
+            format!("make sure {policy} grants them (docs/clouds.md lists the actions)"),
         ),
         Ok(r) => pass(format!(
-            "{source} may call all {} actions the AWS provider needs",
+            "{source} may call all {} actions {user} needs",
             r.allowed.len()
         )),
     }

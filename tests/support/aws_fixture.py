@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Makes, in an AWS API (moto's server in the tests), what an admin has
 before installing a cluster on AWS: a VPC, a subnet for the nodes tagged for
-the cluster and for internal load balancers, a security group, and the
-instance of the first node at a given private address. Prints what it made
+the cluster and for internal load balancers, a security group, an instance
+profile for the nodes, and the instance of the first node at a given
+private address. Prints what it made
 as JSON.
 
 usage: aws_fixture.py ENDPOINT REGION ZONE CIDR IP CLUSTER
@@ -95,6 +96,7 @@ def instances(endpoint, region):
                 "image": i.get("ImageId"),
                 "subnet": i.get("SubnetId"),
                 "private_ip": i.get("PrivateIpAddress"),
+                "instance_profile": i.get("IamInstanceProfile", {}).get("Arn"),
                 "private_dns": i.get("PrivateDnsName"),
                 "security_groups": [g["GroupId"] for g in i.get("SecurityGroups", [])],
                 "tags": {t["Key"]: t["Value"] for t in i.get("Tags", [])},
@@ -119,6 +121,9 @@ def main():
     vpc = ec2.create_vpc(CidrBlock=cidr.rsplit(".", 2)[0] + ".0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
     ec2.create_tags(Resources=[subnet], Tags=[tag, {"Key": "kubernetes.io/role/internal-elb", "Value": "1"}])
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="fixture", aws_secret_access_key="fixture")
+    profile = iam.create_instance_profile(InstanceProfileName=f"{cluster}-nodes")["InstanceProfile"]["Arn"]
     sg = ec2.create_security_group(GroupName=f"{cluster}-nodes", Description="the cluster's nodes",
                                    VpcId=vpc)["GroupId"]
     ec2.create_tags(Resources=[sg], Tags=[tag])
@@ -130,6 +135,7 @@ def main():
         "vpc": vpc,
         "subnet": subnet,
         "security_group": sg,
+        "instance_profile": profile,
         "instance_id": instance["InstanceId"],
         "private_dns": instance["PrivateDnsName"],
         "private_ip": instance["PrivateIpAddress"],

@@ -48,6 +48,8 @@ def main():
     ap.add_argument("--ami-id", default="ami-12c6146b")
     ap.add_argument("--subnet-id", default="subnet-0a1b2c3d4e5f60718")
     ap.add_argument("--security-group-id", default="sg-0a1b2c3d4e5f60718")
+    ap.add_argument("--instance-profile-arn",
+                    default="arn:aws:iam::123456789012:instance-profile/tele-node")
     # The role's key as ID:SECRET, when the APIs check it (an IAM user's key
     # in moto, which then wants no session token); by default a made-up one.
     ap.add_argument("--role-key")
@@ -88,6 +90,8 @@ def main():
         f"network/interfaces/macs/{args.mac}/subnet-id": args.subnet_id,
         f"network/interfaces/macs/{args.mac}/security-group-ids": args.security_group_id,
         "ami-id": args.ami_id,
+        "iam/info": json.dumps({"Code": "Success", "InstanceProfileArn": args.instance_profile_arn,
+                                "InstanceProfileId": "AIPATELETESTPROFILE01"}),
         # The instance profile's role, whose credentials the SDKs fetch
         # (any key is good for moto unless it checks IAM: see --role-key).
         "iam/security-credentials/": args.role,

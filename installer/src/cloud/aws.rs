@@ -84,6 +84,10 @@ pub struct Placement {
     pub subnet_id: String,
     /// Its security groups.
     pub security_groups: Vec<String>,
+    /// Its instance profile (None: it has none), which machines made
+    /// beside it get too, so that their Kubernetes components have the
+    /// same role.
+    pub instance_profile_arn: Option<String>,
 }
 
 /// The instance's image, subnet and security groups (of its first network
@@ -105,6 +109,11 @@ pub fn placement(endpoint: &str) -> Result<Placement, String> {
             .split_whitespace()
             .map(String::from)
             .collect(),
+        instance_profile_arn: imds
+            .text("iam/info")
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["InstanceProfileArn"].as_str().map(String::from)),
     })
 }
 

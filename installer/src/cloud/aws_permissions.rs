@@ -271,21 +271,84 @@ impl Report {
 /// `Err` when the credentials themselves are refused or the APIs do not
 /// answer at all.
 pub fn check(client: &Client, instance: &Instance) -> Result<Report, String> {
+    let probes = NEEDED
+        .iter()
+        .map(|(service, action, params)| {
+            let params = params
+                .iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .replace("{instance}", &instance.instance_id)
+                        .replace("{zone}", &instance.zone);
+                    (k.to_string(), v)
+                })
+                .collect();
+            (*service, *action, params)
+        })
+        .collect();
+    probe(client, probes)
+}
+
+/// Tries the actions `--provision` calls, with its credentials `client`:
+/// `RunInstances` with `DryRun` and a machine's own parameters (so AWS also
+/// checks `iam:PassRole` of the instance profile the machines get),
+/// `TerminateInstances` of an instance that does not exist,
+/// `DescribeInstances` and `CreateTags`.
+pub fn check_provisioning(
+    client: &Client,
+    target: &super::provision::Target,
+    instance_type: &str,
+    instance: &Instance,
+) -> Result<Report, String> {
+    let own = |k: &str, v: &str| (k.to_string(), v.to_string());
+    probe(
+        client,
+        vec![
+            (
+                Service::Ec2,
+                "RunInstances",
+                target.run_params(instance_type),
+            ),
+            (
+                Service::Ec2,
+                "TerminateInstances",
+                vec![own("InstanceId.1", ABSENT_INSTANCE)],
+            ),
+            (
+                Service::Ec2,
+                "DescribeInstances",
+                vec![own("InstanceId.1", &instance.instance_id)],
+            ),
+            (
+                Service::Ec2,
+                "CreateTags",
+                vec![
+                    own("ResourceId.1", &instance.instance_id),
+                    own("Tag.1.Key", "tele-preflight"),
+                    own("Tag.1.Value", "dry-run"),
+                ],
+            ),
+        ],
+    )
+}
+
+/// An action and the parameters of its harmless call, made for one node.
+type OwnedProbe = (Service, &'static str, Vec<(String, String)>);
+
+/// Calls each probe (EC2's with `DryRun`) and sorts the actions by the
+/// answers.
+fn probe(client: &Client, probes: Vec<OwnedProbe>) -> Result<Report, String> {
     let mut report = Report::default();
-    for (service, action, params) in NEEDED {
-        let params: Vec<(&str, String)> = params
+    for (service, action, mut params) in probes {
+        if service == Service::Ec2 {
+            params.push(("DryRun".into(), "true".into()));
+        }
+        let params: Vec<(&str, &str)> = params
             .iter()
-            .map(|(k, v)| {
-                let v = v
-                    .replace("{instance}", &instance.instance_id)
-                    .replace("{zone}", &instance.zone);
-                (*k, v)
-            })
-            .chain((*service == Service::Ec2).then(|| ("DryRun", "true".to_string())))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let name = format!("{}:{action}", service.signing_name());
-        match client.call(*service, action, &params) {
+        match client.call(service, action, &params) {
             Ok(_) => report.allowed.push(name),
             Err(CallError::Api { code, .. }) if DENIED.contains(&code.as_str()) => {
                 report.missing.push(name)
@@ -295,7 +358,7 @@ pub fn check(client: &Client, instance: &Instance) -> Result<Report, String> {
                     "the credentials from {} are refused by {} at {}: {e}",
                     client.credentials_source(),
                     service.signing_name(),
-                    client.endpoint(*service)
+                    client.endpoint(service)
                 ));
             }
             Err(CallError::Api { status, .. }) if status < 500 => report.allowed.push(name),
@@ -304,7 +367,7 @@ pub fn check(client: &Client, instance: &Instance) -> Result<Report, String> {
                 return Err(format!(
                     "{} does not answer at {}: {e}",
                     service.signing_name(),
-                    client.endpoint(*service)
+                    client.endpoint(service)
                 ))
             }
         }

@@ -102,6 +102,29 @@ pub struct Target {
     pub subnet_id: String,
     /// The security groups.
     pub security_groups: Vec<String>,
+    /// The instance profile (this instance's, by default).
+    pub instance_profile_arn: Option<String>,
+}
+
+impl Target {
+    /// The RunInstances parameters of a machine of `instance_type`.
+    pub fn run_params(&self, instance_type: &str) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = vec![
+            ("ImageId".into(), self.image_id.clone()),
+            ("InstanceType".into(), instance_type.to_string()),
+            ("MinCount".into(), "1".into()),
+            ("MaxCount".into(), "1".into()),
+            ("SubnetId".into(), self.subnet_id.clone()),
+            ("MetadataOptions.HttpTokens".into(), "required".into()),
+        ];
+        for (n, sg) in self.security_groups.iter().enumerate() {
+            params.push((format!("SecurityGroupId.{}", n + 1), sg.clone()));
+        }
+        if let Some(arn) = &self.instance_profile_arn {
+            params.push(("IamInstanceProfile.Arn".into(), arn.clone()));
+        }
+        params
+    }
 }
 
 /// The record of what was made.
@@ -237,19 +260,9 @@ fn run_instance(
     let client_token =
         crate::token::sha256_hex(&format!("{}/{}", target.cluster, w.name))[..64].to_string();
     let cluster_tag = format!("kubernetes.io/cluster/{}", target.cluster);
-    let mut params: Vec<(String, String)> = vec![
-        ("ImageId".into(), target.image_id.clone()),
-        ("InstanceType".into(), w.instance_type.clone()),
-        ("MinCount".into(), "1".into()),
-        ("MaxCount".into(), "1".into()),
-        ("SubnetId".into(), target.subnet_id.clone()),
-        ("UserData".into(), user_data),
-        ("ClientToken".into(), client_token),
-        ("MetadataOptions.HttpTokens".into(), "required".into()),
-    ];
-    for (n, sg) in target.security_groups.iter().enumerate() {
-        params.push((format!("SecurityGroupId.{}", n + 1), sg.clone()));
-    }
+    let mut params = target.run_params(&w.instance_type);
+    params.push(("UserData".into(), user_data));
+    params.push(("ClientToken".into(), client_token));
     for (resource, spec) in [("instance", 1), ("volume", 2)] {
         params.push((
             format!("TagSpecification.{spec}.ResourceType"),

@@ -27,18 +27,7 @@ impl Phase for Provision {
             .imds_endpoint
             .clone()
             .unwrap_or_else(|| crate::cloud::LINK_LOCAL.to_string());
-        let here = aws::placement(&imds)
-            .map_err(|e| anyhow::anyhow!("this instance's subnet and image: {e}"))?;
-        let target = provision::Target {
-            cluster: settings.cluster_id.clone(),
-            image_id: wanted_settings.image_id.clone().unwrap_or(here.image_id),
-            subnet_id: wanted_settings.subnet_id.clone().unwrap_or(here.subnet_id),
-            security_groups: if wanted_settings.security_groups.is_empty() {
-                here.security_groups
-            } else {
-                wanted_settings.security_groups.clone()
-            },
-        };
+        let target = target(&settings.cluster_id, wanted_settings, &imds)?;
         let flavor = ctx
             .flavor()
             .ok_or_else(|| anyhow::anyhow!("--provision needs the app's flavor"))?;
@@ -93,6 +82,28 @@ impl Phase for Provision {
             .as_ref()
             .is_none_or(|s| s.provision.is_none()))
     }
+}
+
+/// Where the machines go: what `settings` names, else this instance's
+/// (from the metadata service at `imds`).
+pub fn target(
+    cluster: &str,
+    settings: &crate::cloud::ProvisionSettings,
+    imds: &str,
+) -> anyhow::Result<provision::Target> {
+    let here = aws::placement(imds)
+        .map_err(|e| anyhow::anyhow!("this instance's subnet and image: {e}"))?;
+    Ok(provision::Target {
+        cluster: cluster.to_string(),
+        image_id: settings.image_id.clone().unwrap_or(here.image_id),
+        subnet_id: settings.subnet_id.clone().unwrap_or(here.subnet_id),
+        security_groups: if settings.security_groups.is_empty() {
+            here.security_groups
+        } else {
+            settings.security_groups.clone()
+        },
+        instance_profile_arn: here.instance_profile_arn,
+    })
 }
 
 /// The start-up script (EC2 user data) of a machine of `profile`: fetch
