@@ -592,3 +592,166 @@ fn provisioning_makes_each_machine_once_and_deprovisioning_removes_only_those() 
         "{e}"
     );
 }
+
+#[test]
+fn azure_provisioning_makes_each_vm_once_and_deprovisioning_deletes_only_those() {
+    use tele_installer::cloud::{azure, azure_provision, provision};
+    let subscription = "8d10da13-8125-4ba9-a717-bf7490507b3d";
+    let (_arm, arm) = azure_arm(&[
+        "--tenant",
+        "tenant-1",
+        "--subscription",
+        subscription,
+        "--resource-group",
+        "shop",
+        "--vm",
+        "ip-10-0-1-23",
+        "--client",
+        "app-ops:s3cret-ops",
+        "--contributor",
+        "app-ops",
+        "--max-vms",
+        "4",
+    ]);
+    let (_imds, url) = imds(&["--cloud", "azure"]);
+    let vm = cloud::detect(&Endpoints {
+        aws: None,
+        azure: Some(url.clone()),
+    })
+    .expect("found on Azure");
+    let auth = azure::Auth {
+        tenant_id: Some("tenant-1".into()),
+        client_id: Some("app-ops".into()),
+        client_secret: Some(cloud::Secret("s3cret-ops".into())),
+        environment: Some(azure::Environment {
+            name: "AzureStackCloud".into(),
+            resource_manager_endpoint: format!("{arm}/"),
+            active_directory_endpoint: format!("{arm}/"),
+            service_management_endpoint: "https://management.core.windows.net/".into(),
+            rest: Default::default(),
+        }),
+    };
+    let client = azure_provision::Arm::new(&auth, &url).unwrap();
+    // Where the machines go: this VM's subnet, NSG, image and admin user.
+    let target = azure_provision::target(&client, &vm, "shop").unwrap();
+    assert!(
+        target
+            .subnet_id
+            .ends_with("/virtualNetworks/shop-vnet/subnets/nodes"),
+        "{target:?}"
+    );
+    assert!(target
+        .nsg_id
+        .as_deref()
+        .unwrap()
+        .ends_with("/networkSecurityGroups/shop-nsg"));
+    assert_eq!(target.image["publisher"], "Debian");
+    assert_eq!(target.admin_username, "azureuser");
+
+    let wanted = |n: usize, size: &str| -> Vec<provision::Wanted> {
+        (1..=n)
+            .map(|i| provision::Wanted {
+                name: format!("shop-node-{i}"),
+                profile: "node".into(),
+                instance_type: size.into(),
+            })
+            .collect()
+    };
+    let scripts = std::sync::Mutex::new(0);
+    let user_data = |profile: &str| -> anyhow::Result<String> {
+        *scripts.lock().unwrap() += 1;
+        Ok(format!("#!/bin/sh\necho joining as {profile}\n"))
+    };
+    let state = tempfile::tempdir().unwrap();
+    let run = |n: usize, size: &str| {
+        azure_provision::provision(
+            &client,
+            &target,
+            &wanted(n, size),
+            &user_data,
+            state.path(),
+            &|_| {},
+        )
+    };
+    let ids = |m: &[provision::Machine]| -> Vec<String> {
+        m.iter().map(|m| m.instance_id.clone()).collect()
+    };
+    let resources = || -> Vec<serde_json::Value> {
+        let o =
+            ok(std::process::Command::new("curl")
+                .args(["-sf", &format!("{arm}/_standin/resources")]));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+
+    let two = run(2, "Standard_D2s_v3").unwrap();
+    assert_eq!(two.len(), 2);
+    assert_eq!(*scripts.lock().unwrap(), 2);
+    // Killed before the record was written: nothing is made twice.
+    std::fs::remove_file(provision::machines_file(state.path())).unwrap();
+    let again = run(2, "Standard_D2s_v3").unwrap();
+    assert_eq!(ids(&again), ids(&two));
+    assert_eq!(*scripts.lock().unwrap(), 2, "a VM was made twice");
+    let three = run(3, "Standard_D2s_v3").unwrap();
+    assert_eq!(ids(&three[..2]), ids(&two));
+
+    let all = resources();
+    let vms: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| r["type"] == "Microsoft.Compute/virtualMachines")
+        .collect();
+    assert_eq!(vms.len(), 4, "{all:?}");
+    for m in &three {
+        let vm = vms
+            .iter()
+            .find(|v| v["id"] == m.instance_id.as_str())
+            .unwrap();
+        let p = &vm["properties"];
+        assert_eq!(p["hardwareProfile"]["vmSize"], "Standard_D2s_v3", "{vm}");
+        assert_eq!(vm["tags"]["tele.cluster"], "shop", "{vm}");
+        assert_eq!(vm["tags"]["tele.machine"], m.name.as_str(), "{vm}");
+        assert_eq!(p["osProfile"]["computerName"], m.name.as_str(), "{vm}");
+        assert_eq!(p["osProfile"]["adminUsername"], "azureuser", "{vm}");
+        assert_eq!(p["storageProfile"]["imageReference"], target.image, "{vm}");
+        assert_eq!(
+            vm["customDataText"], "#!/bin/sh\necho joining as node\n",
+            "{vm}"
+        );
+        let nic_id = p["networkProfile"]["networkInterfaces"][0]["id"]
+            .as_str()
+            .unwrap();
+        let nic = all.iter().find(|r| r["id"] == nic_id).unwrap();
+        assert_eq!(
+            nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"],
+            target.subnet_id.as_str()
+        );
+    }
+
+    // Deprovisioning deletes those VMs with their NICs and disks, nothing else.
+    let gone = azure_provision::deprovision(&client, state.path()).unwrap();
+    assert_eq!(gone, ids(&three));
+    let left: Vec<String> = resources()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.starts_with("shop-node-")),
+        "{left:?}"
+    );
+    assert!(
+        left.contains(&"ip-10-0-1-23".to_string())
+            && left.contains(&"ip-10-0-1-23-nic".to_string()),
+        "{left:?}"
+    );
+
+    // Azure's refusals, with what to do.
+    let e = run(1, "Standard_Z99").unwrap_err().to_string();
+    assert!(
+        e.contains("SkuNotAvailable") && e.contains("another --instance-type"),
+        "{e}"
+    );
+    let e = run(4, "Standard_D2s_v3").unwrap_err().to_string();
+    assert!(
+        e.contains("OperationNotAllowed") && e.contains("quota of cores"),
+        "{e}"
+    );
+}

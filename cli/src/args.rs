@@ -123,8 +123,8 @@ pub struct UninstallArgs {
     /// refuses when standard input is not one.
     #[arg(short, long)]
     pub yes: bool,
-    /// On AWS, first terminate the machines `./install --provision` made
-    /// (those it recorded, and nothing else).
+    /// On AWS or Azure, first remove the machines `./install --provision`
+    /// made (those it recorded, and nothing else).
     #[arg(long)]
     pub deprovision: bool,
 }
@@ -326,14 +326,15 @@ pub struct InstallArgs {
     /// serviceManagementEndpoint [default: Azure's public cloud].
     #[arg(long, value_name = "FILE")]
     pub azure_environment: Option<PathBuf>,
-    /// On AWS, make the flavor's other machines from this one: EC2
-    /// instances in this instance's subnet, with its security groups and
-    /// image, each joining the cluster when it starts. `tele uninstall
-    /// --deprovision` terminates them.
+    /// On AWS or Azure, make the flavor's other machines from this one: EC2
+    /// instances or VMs in this machine's subnet, with its security groups
+    /// and image, each joining the cluster when it starts. `tele uninstall
+    /// --deprovision` removes them.
     #[arg(long)]
     pub provision: bool,
-    /// With --provision, a profile's instance type [default: the profile's
-    /// providers.aws.instanceTypes]; repeat for each profile.
+    /// With --provision, a profile's instance type or VM size [default on
+    /// AWS: the profile's providers.aws.instanceTypes]; repeat for each
+    /// profile.
     #[arg(long, value_name = "PROFILE=TYPE", requires = "provision")]
     pub instance_type: Vec<String>,
     /// With --provision, the subnet of the machines [default: this

@@ -422,15 +422,12 @@ fn locate(
         &crate::cloud::Endpoints::from_env(),
     )?;
     if let Some(p) = &opts.provision {
-        if found.as_ref().is_none_or(|i| i.provider != "aws") {
+        let Some(provider) = found.as_ref().map(|i| i.provider.as_str()) else {
             return Err(InstallError::bad_input(
-                format!(
-                    "--provision makes machines on AWS only; this machine is {}",
-                    found.as_ref().map_or("onprem", |i| i.provider.as_str())
-                ),
-                "run the install on an EC2 instance in the target network, or leave out --provision and join the machines with the commands the install prints",
+                "--provision makes machines on AWS or Azure; this machine is onprem",
+                "run the install on an EC2 instance or Azure VM in the target network, or leave out --provision and join the machines with the commands the install prints",
             ));
-        }
+        };
         let Some(flavor) = choose_flavor(opts.flavor.as_deref(), manifest)? else {
             return Err(InstallError::bad_input(
                 "--provision needs a flavor, and the app defines none",
@@ -452,6 +449,7 @@ fn locate(
             &manifest.node_profiles,
             &first,
             &p.instance_types,
+            provider,
         )
         .map_err(|e| {
             InstallError::bad_input(
@@ -567,6 +565,7 @@ fn new_config(
                 crate::cloud::Settings {
                     cluster_id: cluster.to_string(),
                     azure: Some(opts.azure.clone()),
+                    provision: opts.provision.clone(),
                     imds_endpoint: crate::cloud::Endpoints::from_env().azure,
                     ..Default::default()
                 }

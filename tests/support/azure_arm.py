@@ -14,21 +14,43 @@ REST documentation (nothing real of Azure can run here):
   (AuthenticationFailed 401, AuthorizationFailed 403, ResourceGroupNotFound
   and ResourceNotFound 404, MissingApiVersionParameter 400).
 
+- Provisioning, as much of Compute and Network as tele uses: GET of this
+  VM (its NIC, image, admin user and SSH keys), of a NIC (its subnet and
+  network security group), of a subnet and an NSG; PUT of a NIC
+  (InvalidResourceReference for a subnet or NSG that is not there) and of
+  a VM (its NICs must exist; a size not offered is SkuNotAvailable 409; past
+  --max-vms, OperationNotAllowed 409 with the cores-quota message); DELETE
+  of a VM, which deletes its NICs and OS disk when their deleteOption is
+  Delete. Writes need --contributor. customData is never returned, as
+  Azure does; GET /_standin/resources lists everything, custom data
+  included, for the tests.
+
 Tokens are opaque strings naming their principal ("standin.PRINCIPAL.N");
 the metadata stand-in (imds.py) hands out the same form for the VM's managed
 identity. Prints "listening on PORT" once it listens.
 
 usage: azure_arm.py --tenant T --subscription S --resource-group G --vm NAME
-       [--client ID:SECRET]... [--reader PRINCIPAL]... [--listen HOST:PORT]
+       [--client ID:SECRET]... [--reader PRINCIPAL]... [--contributor PRINCIPAL]...
+       [--max-vms N] [--listen HOST:PORT]
 """
 
 import argparse
+import base64
 import itertools
 import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+
+def provider_type(path):
+    """`Microsoft.X/kind` of a resource id (its last type segment)."""
+    parts = path.strip("/").split("/")
+    if "providers" in parts:
+        i = len(parts) - 1 - parts[::-1].index("providers")
+        return f"{parts[i + 1]}/{parts[i + 2]}" if len(parts) > i + 2 else parts[-1]
+    return "Microsoft.Resources/subscriptions/resourceGroups"
 
 
 def main():
@@ -41,6 +63,9 @@ def main():
     ap.add_argument("--location", default="westeurope")
     ap.add_argument("--client", action="append", default=[])
     ap.add_argument("--reader", action="append", default=[])
+    ap.add_argument("--contributor", action="append", default=[])
+    ap.add_argument("--max-vms", type=int, default=100)
+    ap.add_argument("--sizes", default="Standard_D2s_v3,Standard_D4s_v3,Standard_B2s")
     ap.add_argument("--log")
     args = ap.parse_args()
     clients = dict(c.split(":", 1) for c in args.client)
@@ -49,6 +74,38 @@ def main():
     lock = threading.Lock()
     group_id = f"/subscriptions/{args.subscription}/resourceGroups/{args.resource_group}"
     vm_id = f"{group_id}/providers/Microsoft.Compute/virtualMachines/{args.vm}"
+    net = f"{group_id}/providers/Microsoft.Network"
+    subnet_id = f"{net}/virtualNetworks/{args.resource_group}-vnet/subnets/nodes"
+    nsg_id = f"{net}/networkSecurityGroups/{args.resource_group}-nsg"
+    nic_id = f"{net}/networkInterfaces/{args.vm}-nic"
+    # Resources by lower-cased id: what this VM stands in, and what is made.
+    resources = {
+        vm_id.lower(): {"id": vm_id, "name": args.vm, "type": "Microsoft.Compute/virtualMachines",
+                        "location": args.location, "properties": {
+                            "provisioningState": "Succeeded",
+                            "hardwareProfile": {"vmSize": "Standard_D4s_v3"},
+                            "storageProfile": {"imageReference": {
+                                "publisher": "Debian", "offer": "debian-12", "sku": "12-gen2",
+                                "version": "latest"}},
+                            "osProfile": {"computerName": args.vm, "adminUsername": "azureuser",
+                                          "linuxConfiguration": {
+                                              "disablePasswordAuthentication": True,
+                                              "ssh": {"publicKeys": [{
+                                                  "path": "/home/azureuser/.ssh/authorized_keys",
+                                                  "keyData": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyOfTheAdmin admin"}]}}},
+                            "networkProfile": {"networkInterfaces": [{"id": nic_id}]}}},
+        nic_id.lower(): {"id": nic_id, "name": f"{args.vm}-nic", "location": args.location,
+                         "type": "Microsoft.Network/networkInterfaces",
+                         "properties": {"provisioningState": "Succeeded",
+                                        "networkSecurityGroup": {"id": nsg_id},
+                                        "ipConfigurations": [{"name": "ipconfig1", "properties": {
+                                            "privateIPAddress": "10.0.1.23", "subnet": {"id": subnet_id}}}]}},
+        subnet_id.lower(): {"id": subnet_id, "name": "nodes", "properties": {"addressPrefix": "10.0.1.0/24"}},
+        nsg_id.lower(): {"id": nsg_id, "name": f"{args.resource_group}-nsg", "location": args.location,
+                         "properties": {"securityRules": []}},
+    }
+    custom_data = {}
+    addresses = itertools.count(24)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -93,6 +150,8 @@ def main():
 
         def do_GET(self):
             url = urlparse(self.path)
+            if url.path == "/_standin/resources":
+                return self.standin_resources()
             if not parse_qs(url.query).get("api-version"):
                 return self.answer(400, {"error": {"code": "MissingApiVersionParameter", "message":
                                                    "The api-version query parameter (?api-version=) is required for all requests."}})
@@ -104,28 +163,126 @@ def main():
             principal = m.group(1)
             path = url.path.rstrip("/")
             lowered = path.lower()
-            if lowered not in (group_id.lower(), vm_id.lower()):
-                if lowered.startswith(group_id.lower() + "/"):
-                    return self.answer(404, {"error": {"code": "ResourceNotFound", "message":
-                                                       f"The Resource '{path}' was not found."}})
-                return self.answer(404, {"error": {"code": "ResourceGroupNotFound", "message":
-                                                   f"Resource group '{path}' could not be found."}})
-            action = ("Microsoft.Resources/subscriptions/resourceGroups/read" if lowered == group_id.lower()
-                      else "Microsoft.Compute/virtualMachines/read")
-            if principal not in args.reader:
-                return self.answer(403, {"error": {"code": "AuthorizationFailed", "message":
-                                                   f"The client '{principal}' with object id '{principal}' does not have "
-                                                   f"authorization to perform action '{action}' over scope '{path}' "
-                                                   "or the scope is invalid. If access was recently granted, please "
-                                                   "refresh your credentials."}})
             if lowered == group_id.lower():
+                action = "Microsoft.Resources/subscriptions/resourceGroups/read"
+                if principal not in args.reader + args.contributor:
+                    return self.denied(principal, action, path)
                 return self.answer(200, {"id": group_id, "name": args.resource_group, "type":
                                          "Microsoft.Resources/resourceGroups", "location": args.location,
                                          "properties": {"provisioningState": "Succeeded"}})
-            self.answer(200, {"id": vm_id, "name": args.vm, "type": "Microsoft.Compute/virtualMachines",
-                              "location": args.location,
-                              "properties": {"provisioningState": "Succeeded",
-                                             "osProfile": {"computerName": args.vm}}})
+            if not lowered.startswith(group_id.lower() + "/"):
+                return self.answer(404, {"error": {"code": "ResourceGroupNotFound", "message":
+                                                   f"Resource group '{path}' could not be found."}})
+            if principal not in args.reader + args.contributor:
+                return self.denied(principal, f"{provider_type(path)}/read", path)
+            with lock:
+                doc = resources.get(lowered)
+            if doc is None:
+                return self.answer(404, {"error": {"code": "ResourceNotFound", "message":
+                                                   f"The Resource '{path}' was not found."}})
+            self.answer(200, doc)
+
+        def denied(self, principal, action, path):
+            return self.answer(403, {"error": {"code": "AuthorizationFailed", "message":
+                                               f"The client '{principal}' with object id '{principal}' does not have "
+                                               f"authorization to perform action '{action}' over scope '{path}' "
+                                               "or the scope is invalid. If access was recently granted, please "
+                                               "refresh your credentials."}})
+
+        def writer(self):
+            """The principal of a write request, or None once answered."""
+            url = urlparse(self.path)
+            if not parse_qs(url.query).get("api-version"):
+                self.answer(400, {"error": {"code": "MissingApiVersionParameter", "message":
+                                            "The api-version query parameter (?api-version=) is required for all requests."}})
+                return None
+            m = re.fullmatch(r"Bearer standin\.(.+)\.\d+", self.headers.get("Authorization", ""))
+            if not m:
+                self.answer(401, {"error": {"code": "AuthenticationFailed", "message":
+                                            "Authentication failed. The 'Authorization' header is missing or invalid."}})
+                return None
+            path = url.path.rstrip("/")
+            if m.group(1) not in args.contributor:
+                self.denied(m.group(1), f"{provider_type(path)}/{'delete' if self.command == 'DELETE' else 'write'}", path)
+                return None
+            return m.group(1)
+
+        def do_PUT(self):
+            if self.writer() is None:
+                return
+            path = urlparse(self.path).path.rstrip("/")
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(min(length, 1 << 20)) or b"{}")
+            except ValueError:
+                return self.answer(400, {"error": {"code": "InvalidRequestContent", "message":
+                                                   "The request content was invalid and could not be deserialized."}})
+            kind = provider_type(path)
+            props = body.get("properties", {})
+            with lock:
+                existed = path.lower() in resources
+                if kind == "Microsoft.Network/networkInterfaces":
+                    for ref in [c.get("properties", {}).get("subnet", {}).get("id", "") for c in props.get("ipConfigurations", [])] + \
+                               [props.get("networkSecurityGroup", {}).get("id", nsg_id)]:
+                        if ref.lower() not in resources:
+                            return self.answer(400, {"error": {"code": "InvalidResourceReference", "message":
+                                                               f"Resource {ref} referenced by resource {path} was not found."}})
+                    for c in props.get("ipConfigurations", []):
+                        c.setdefault("properties", {})["privateIPAddress"] = f"10.0.1.{next(addresses)}"
+                elif kind == "Microsoft.Compute/virtualMachines":
+                    size = props.get("hardwareProfile", {}).get("vmSize", "")
+                    if size not in args.sizes.split(","):
+                        return self.answer(409, {"error": {"code": "SkuNotAvailable", "message":
+                                                           f"The requested VM size '{size}' is not available in location '{args.location}'."}})
+                    for nic in props.get("networkProfile", {}).get("networkInterfaces", []):
+                        if nic.get("id", "").lower() not in resources:
+                            return self.answer(400, {"error": {"code": "InvalidResourceReference", "message":
+                                                               f"Resource {nic.get('id')} referenced by resource {path} was not found."}})
+                    vms = [r for r in resources.values() if r.get("type") == "Microsoft.Compute/virtualMachines"]
+                    if not existed and len(vms) >= args.max_vms:
+                        return self.answer(409, {"error": {"code": "OperationNotAllowed", "message":
+                                                           "Operation could not be completed as it results in exceeding approved Total Regional Cores quota."}})
+                    os_profile = props.get("osProfile", {})
+                    if "customData" in os_profile:
+                        custom_data[path.lower()] = os_profile.pop("customData")
+                    disk = props.get("storageProfile", {}).get("osDisk", {})
+                    if disk.get("name"):
+                        disk_id = f"{group_id}/providers/Microsoft.Compute/disks/{disk['name']}"
+                        resources[disk_id.lower()] = {"id": disk_id, "name": disk["name"],
+                                                      "type": "Microsoft.Compute/disks", "properties": {}}
+                        disk["managedDisk"] = {"id": disk_id}
+                else:
+                    return self.answer(400, {"error": {"code": "NoRegisteredProviderFound", "message":
+                                                       f"The stand-in does not make {kind}."}})
+                props["provisioningState"] = "Succeeded"
+                doc = dict(body, id=path, name=path.rsplit("/", 1)[1], type=kind, properties=props)
+                resources[path.lower()] = doc
+            self.answer(200 if existed else 201, doc)
+
+        def do_DELETE(self):
+            if self.writer() is None:
+                return
+            path = urlparse(self.path).path.rstrip("/")
+            with lock:
+                doc = resources.pop(path.lower(), None)
+                if doc is None:
+                    return self.answer(204, {})
+                props = doc.get("properties", {})
+                for nic in props.get("networkProfile", {}).get("networkInterfaces", []):
+                    if nic.get("properties", {}).get("deleteOption") == "Delete":
+                        resources.pop(nic["id"].lower(), None)
+                disk = props.get("storageProfile", {}).get("osDisk", {})
+                if disk.get("deleteOption") == "Delete" and disk.get("managedDisk"):
+                    resources.pop(disk["managedDisk"]["id"].lower(), None)
+                custom_data.pop(path.lower(), None)
+            self.answer(200, {})
+
+        def standin_resources(self):
+            with lock:
+                listed = [dict(r, customData=custom_data.get(k),
+                               customDataText=base64.b64decode(custom_data[k]).decode() if k in custom_data else None)
+                          for k, r in resources.items()]
+            self.answer(200, listed)
 
     host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), Handler)

@@ -11,6 +11,7 @@ pub mod api;
 pub mod aws;
 pub mod aws_permissions;
 pub mod azure;
+pub mod azure_provision;
 pub mod provision;
 
 use std::fmt;

@@ -49,15 +49,17 @@ pub struct Wanted {
 }
 
 /// The machines a flavor needs beyond this one (which is one of
-/// `first_profile`): each profile's count, its instance type from
-/// `overrides` (`--instance-type PROFILE=TYPE`) or the profile's
-/// `providers.aws.instanceTypes`. `Err` names a profile without a type.
+/// `first_profile`): each profile's count, its instance type (VM size on
+/// Azure) from `overrides` (`--instance-type PROFILE=TYPE`), else on AWS
+/// the profile's `providers.aws.instanceTypes`. `Err` names a profile
+/// without one.
 pub fn wanted(
     cluster: &str,
     flavor: &tele_manifests::Flavor,
     profiles: &[tele_manifests::NodeProfile],
     first_profile: &str,
     overrides: &BTreeMap<String, String>,
+    provider: &str,
 ) -> Result<Vec<Wanted>, String> {
     let mut out = Vec::new();
     for nodes in &flavor.nodes {
@@ -71,14 +73,18 @@ pub fn wanted(
             .or_else(|| {
                 profiles
                     .iter()
-                    .find(|p| p.name == nodes.profile)
+                    .find(|p| p.name == nodes.profile && provider == "aws")
                     .and_then(|p| p.aws_instance_types.first().cloned())
             })
-            .ok_or_else(|| {
-                format!(
+            .ok_or_else(|| match provider {
+                "aws" => format!(
                     "the node profile `{}` names no instance type (providers.aws.instanceTypes): give --instance-type {}=TYPE",
                     nodes.profile, nodes.profile
-                )
+                ),
+                _ => format!(
+                    "give the VM size of the node profile `{}`: --instance-type {}=SIZE",
+                    nodes.profile, nodes.profile
+                ),
             })?;
         for n in 1..=count {
             out.push(Wanted {
@@ -141,7 +147,8 @@ pub fn recorded(state_root: &Path) -> anyhow::Result<Vec<Machine>> {
     }
 }
 
-fn record(state_root: &Path, machines: &[Machine]) -> anyhow::Result<()> {
+/// Records `machines` (the whole list, durably).
+pub(crate) fn record(state_root: &Path, machines: &[Machine]) -> anyhow::Result<()> {
     let file = machines_file(state_root);
     std::fs::create_dir_all(file.parent().expect("a parent"))?;
     crate::durable::write_durably(&file, &serde_json::to_vec_pretty(machines)?, 0o600)?;
@@ -344,7 +351,7 @@ pub fn deprovision_node(state_root: &Path) -> anyhow::Result<Vec<String>> {
     let cfg = crate::node::NodeConfig::load(&state)?;
     let (Some(instance), Some(settings)) = (&cfg.cloud, &cfg.cloud_settings) else {
         anyhow::bail!(
-            "{} records machines but the node is not on AWS",
+            "{} records machines but the node is not on a cloud",
             machines_file(state_root).display()
         );
     };
@@ -352,6 +359,11 @@ pub fn deprovision_node(state_root: &Path) -> anyhow::Result<Vec<String>> {
         .imds_endpoint
         .clone()
         .unwrap_or_else(|| super::LINK_LOCAL.to_string());
+    if instance.provider == "azure" {
+        let auth = settings.azure.clone().unwrap_or_default();
+        let arm = super::azure_provision::Arm::new(&auth, &imds).map_err(anyhow::Error::msg)?;
+        return super::azure_provision::deprovision(&arm, state_root);
+    }
     let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
     let credentials =
         super::api::Credentials::from_chain(&var, Some(&imds)).map_err(|e| anyhow::anyhow!(e))?;
@@ -421,10 +433,21 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let e = wanted("shop", &flavor, &profiles, "master", &BTreeMap::new()).unwrap_err();
+        let e = wanted(
+            "shop",
+            &flavor,
+            &profiles,
+            "master",
+            &BTreeMap::new(),
+            "aws",
+        )
+        .unwrap_err();
         assert!(e.contains("--instance-type node=TYPE"), "{e}");
         let overrides = BTreeMap::from([("node".to_string(), "c5.large".to_string())]);
-        let w = wanted("shop", &flavor, &profiles, "master", &overrides).unwrap();
+        let w = wanted("shop", &flavor, &profiles, "master", &overrides, "aws").unwrap();
+        // Azure has no sizes in the manifest: each must be given.
+        let e = wanted("shop", &flavor, &profiles, "master", &overrides, "azure").unwrap_err();
+        assert!(e.contains("--instance-type master=SIZE"), "{e}");
         let names: Vec<_> = w
             .iter()
             .map(|w| format!("{} {}", w.name, w.instance_type))

@@ -1,10 +1,11 @@
-//! `/provision`: on AWS with `--provision`, the flavor's other machines are
-//! made ([`crate::cloud::provision`]), each with a start-up script that
+//! `/provision`: with `--provision`, the flavor's other machines are made
+//! (on AWS [`crate::cloud::provision`], on Azure
+//! [`crate::cloud::azure_provision`]), each with a start-up script that
 //! fetches tele from this node and joins with a token of its profile. Made
 //! before the app is installed, so that the machines boot meanwhile.
 
 use super::{Phase, PhaseContext};
-use crate::cloud::{api, aws, provision};
+use crate::cloud::{api, aws, azure_provision, provision};
 
 /// Makes the flavor's other machines.
 pub struct Provision;
@@ -18,7 +19,7 @@ impl Phase for Provision {
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
         let (Some(instance), Some(settings)) = (&ctx.cfg.cloud, &ctx.cfg.cloud_settings) else {
-            anyhow::bail!("--provision needs a node on AWS");
+            anyhow::bail!("--provision needs a node on AWS or Azure");
         };
         let Some(wanted_settings) = &settings.provision else {
             return Ok(());
@@ -27,7 +28,6 @@ impl Phase for Provision {
             .imds_endpoint
             .clone()
             .unwrap_or_else(|| crate::cloud::LINK_LOCAL.to_string());
-        let target = target(&settings.cluster_id, wanted_settings, &imds)?;
         let flavor = ctx
             .flavor()
             .ok_or_else(|| anyhow::anyhow!("--provision needs the app's flavor"))?;
@@ -38,13 +38,9 @@ impl Phase for Provision {
             &ctx.manifest.node_profiles,
             &first,
             &wanted_settings.instance_types,
+            &instance.provider,
         )
         .map_err(|e| anyhow::anyhow!(e))?;
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-        let credentials =
-            api::Credentials::from_chain(&var, Some(&imds)).map_err(|e| anyhow::anyhow!(e))?;
-        let client = api::Client::new(&instance.region, credentials, &settings.endpoints)
-            .map_err(|e| anyhow::anyhow!(e))?;
         let ca = std::fs::read_to_string(ctx.state.pki().ca_cert())?;
         let pin = crate::pki::ca_pin(&ctx.state.pki())?;
         let store = crate::token::TokenStore::new(ctx.state);
@@ -58,14 +54,36 @@ impl Phase for Provision {
                 &token,
             ))
         };
-        let made = provision::provision(
-            &client,
-            &target,
-            &wanted,
-            &user_data,
-            ctx.state.root(),
-            &|line| ctx.reporter.note(line),
-        )?;
+        let progress = |line: &str| ctx.reporter.note(line);
+        let made = if instance.provider == "azure" {
+            let auth = settings.azure.clone().unwrap_or_default();
+            let arm = azure_provision::Arm::new(&auth, &imds).map_err(anyhow::Error::msg)?;
+            let target = azure_provision::target(&arm, instance, &settings.cluster_id)
+                .map_err(anyhow::Error::msg)?;
+            azure_provision::provision(
+                &arm,
+                &target,
+                &wanted,
+                &user_data,
+                ctx.state.root(),
+                &progress,
+            )?
+        } else {
+            let target = target(&settings.cluster_id, wanted_settings, &imds)?;
+            let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+            let credentials =
+                api::Credentials::from_chain(&var, Some(&imds)).map_err(|e| anyhow::anyhow!(e))?;
+            let client = api::Client::new(&instance.region, credentials, &settings.endpoints)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            provision::provision(
+                &client,
+                &target,
+                &wanted,
+                &user_data,
+                ctx.state.root(),
+                &progress,
+            )?
+        };
         ctx.reporter.note(&format!(
             "{} machine(s) made for the flavor {}; each joins when it has started",
             made.len(),
