@@ -151,6 +151,9 @@ pub struct AzureTarget {
     pub admin_username: String,
     /// `osProfile.linuxConfiguration` (SSH keys, no passwords).
     pub linux_configuration: serde_json::Value,
+    /// The identity the machines get: this VM's user-assigned identities
+    /// (so the same roles), else a system-assigned one of their own.
+    pub identity: serde_json::Value,
     /// The cluster's id.
     pub cluster: String,
 }
@@ -193,6 +196,13 @@ pub fn target(arm: &Arm, vm: &Instance, cluster: &str) -> Result<AzureTarget, St
             .unwrap_or("azureuser")
             .to_string(),
         linux_configuration: props["osProfile"]["linuxConfiguration"].clone(),
+        identity: match doc["identity"]["userAssignedIdentities"].as_object() {
+            Some(ids) if !ids.is_empty() => serde_json::json!({
+                "type": "UserAssigned",
+                "userAssignedIdentities": ids.keys().map(|k| (k.clone(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>(),
+            }),
+            _ => serde_json::json!({"type": "SystemAssigned"}),
+        },
         cluster: cluster.to_string(),
     })
 }
@@ -252,7 +262,7 @@ pub fn provision(
             let vm = serde_json::json!({
                 "location": target.location,
                 "tags": tags,
-                "identity": {"type": "SystemAssigned"},
+                "identity": target.identity,
                 "properties": {
                     "hardwareProfile": {"vmSize": w.instance_type},
                     "storageProfile": {
