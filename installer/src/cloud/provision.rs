@@ -330,10 +330,21 @@ pub fn deprovision(client: &Client, state_root: &Path) -> anyhow::Result<Vec<Str
         .zip(&ids)
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    let gone = |e: &CallError| e.code() == Some("InvalidInstanceID.NotFound");
     match client.call(Service::Ec2, "TerminateInstances", &params) {
         Ok(_) => {}
-        // Already gone: nothing left to do for them.
-        Err(CallError::Api { code, .. }) if code == "InvalidInstanceID.NotFound" => {}
+        // One is gone already (EC2 then terminates none): each alone, the
+        // gone ones skipped.
+        Err(e) if gone(&e) => {
+            for id in &ids {
+                match client.call(Service::Ec2, "TerminateInstances", &[("InstanceId.1", id)]) {
+                    Err(e) if !gone(&e) => {
+                        anyhow::bail!("terminating {id}: {}", explain(&e))
+                    }
+                    _ => {}
+                }
+            }
+        }
         Err(e) => anyhow::bail!("terminating {}: {}", ids.join(", "), explain(&e)),
     }
     std::fs::remove_file(machines_file(state_root))?;
