@@ -3,9 +3,7 @@
 //! each TCP connection (TLS end to end: every API server's certificate
 //! names 127.0.0.1) to one of the masters' API servers, this node's own
 //! first on a master. A server that refuses or does not answer within a
-//! second is passed over for ten seconds; while none answers, a client's
-//! connection is held for up to fifteen seconds (an API server restarting
-//! on a certificate renewal) rather than closed; connections to a server that
+//! second is passed over for ten seconds; connections to a server that
 //! stops answering are closed within half a minute (TCP keepalive and user
 //! timeout), so that their clients reconnect to another. Every ten seconds
 //! the list is refreshed from the `kubernetes` Endpoints (the API servers
@@ -24,9 +22,6 @@ use crate::state_dir::StateDir;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const PASS_OVER: Duration = Duration::from_secs(10);
-/// How long a client's connection is held while no API server answers (one
-/// restarting, as on a certificate renewal), before it is closed.
-const HOLD: Duration = Duration::from_secs(15);
 const REFRESH: Duration = Duration::from_secs(10);
 
 /// The API servers saved in `state` (empty when none are).
@@ -131,15 +126,11 @@ impl Proxy {
                     return Some(stream);
                 }
                 _ => {
-                    let was_up = self
-                        .down
+                    log(&format!("{server} does not answer; passing it over"));
+                    self.down
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(server, Instant::now() + PASS_OVER)
-                        .is_none_or(|until| until < Instant::now());
-                    if was_up {
-                        log(&format!("{server} does not answer; passing it over"));
-                    }
+                        .insert(server, Instant::now() + PASS_OVER);
                 }
             }
         }
@@ -159,18 +150,9 @@ fn watch_liveness(stream: &TcpStream) {
 }
 
 async fn serve(proxy: Arc<Proxy>, mut client: TcpStream) {
-    // While no server answers (the only one restarting), the client waits
-    // here rather than being dropped.
-    let held = Instant::now();
-    let mut server = loop {
-        if let Some(server) = proxy.connect().await {
-            break server;
-        }
-        if held.elapsed() >= HOLD {
-            log("no API server answers");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let Some(mut server) = proxy.connect().await else {
+        log("no API server answers");
+        return;
     };
     watch_liveness(&server);
     let _ = client.set_nodelay(true);

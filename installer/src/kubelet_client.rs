@@ -49,18 +49,10 @@ pub fn seed_file(pki: &Pki) -> PathBuf {
     pki.kubelet_cert_dir().join(SEED)
 }
 
-/// How long before its expiry the kubelet's client certificate is seeded
-/// anew at the latest: three of the health checker's rounds, so that a
-/// busy node cannot miss the moment (it matters only for short
-/// validities: a year's certificate is due weeks before).
-const LAST_CHANCE_SECS: i64 = 3 * crate::health::DEFAULT_INTERVAL.as_secs() as i64;
-
 /// True when the kubelet's current client certificate has a twentieth of
-/// its life or less left at `now` (its own rotation is due by 90 %), or
-/// [`LAST_CHANCE_SECS`].
+/// its life or less left at `now` (its own rotation is due by 90 %).
 pub fn is_due(e: &Expiry, now: i64) -> bool {
-    let left = e.seconds_left(now);
-    left <= (e.not_after - e.not_before) / 20 || left <= LAST_CHANCE_SECS
+    e.seconds_left(now) <= (e.not_after - e.not_before) / 20
 }
 
 /// Seeds the kubelet's certificate directory from its kubeconfig when it
@@ -140,22 +132,6 @@ mod tests {
 
     fn now() -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
-    }
-
-    #[test]
-    fn a_short_lived_certificate_is_due_three_health_rounds_before_its_end() {
-        let e = |life: i64| Expiry {
-            file: crate::pki::KUBELET_CLIENT_CURRENT.into(),
-            not_before: 0,
-            not_after: life,
-        };
-        // Three minutes: a twentieth is 9 s, too short for 10-s rounds.
-        assert!(!is_due(&e(180), 180 - 31));
-        assert!(is_due(&e(180), 180 - 30));
-        // A year: a twentieth (18 days) rules.
-        let year = 365 * 86400;
-        assert!(!is_due(&e(year), year - year / 20 - 1));
-        assert!(is_due(&e(year), year - year / 20));
     }
 
     #[test]
