@@ -228,15 +228,7 @@ pub fn check_read_access(
         connect: std::time::Duration::from_secs(5),
         total: std::time::Duration::from_secs(30),
     })?;
-    let group = format!(
-        "/subscriptions/{}/resourceGroups/{}",
-        instance.subscription_id, instance.resource_group
-    );
-    let vm = format!(
-        "{group}/providers/Microsoft.Compute/virtualMachines/{}",
-        // The provider asks for the VM by its name, which the node is named by.
-        instance.hostname
-    );
+    let (group, vm) = resource_ids(instance);
     for (path, version, action) in [
         (
             group.as_str(),
@@ -272,6 +264,20 @@ pub fn check_read_access(
         ));
     }
     Ok(())
+}
+
+/// The resource ids of a VM's resource group and of the VM itself (asked
+/// for by its name, which the node is named by, as the provider does).
+pub fn resource_ids(vm: &Instance) -> (String, String) {
+    let group = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        vm.subscription_id, vm.resource_group
+    );
+    let id = format!(
+        "{group}/providers/Microsoft.Compute/virtualMachines/{}",
+        vm.hostname
+    );
+    (group, id)
 }
 
 /// A JSON answer, read up to the metadata bound.

@@ -160,14 +160,7 @@ pub struct AzureTarget {
 
 /// This VM's network, image and admin user, from Resource Manager.
 pub fn target(arm: &Arm, vm: &Instance, cluster: &str) -> Result<AzureTarget, String> {
-    let group_id = format!(
-        "/subscriptions/{}/resourceGroups/{}",
-        vm.subscription_id, vm.resource_group
-    );
-    let vm_id = format!(
-        "{group_id}/providers/Microsoft.Compute/virtualMachines/{}",
-        vm.hostname
-    );
+    let (group_id, vm_id) = super::azure::resource_ids(vm);
     let doc = arm
         .get(&vm_id, COMPUTE_API)?
         .ok_or_else(|| format!("this VM {vm_id} is not in Resource Manager"))?;
