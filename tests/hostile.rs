@@ -458,6 +458,7 @@ fn a_registry_that_lies_or_stalls_is_given_up_on_with_bounded_memory() {
             "more than the 4 MiB any image manifest takes; stopped reading there",
         ),
         ("noisy", "the registry answered HTTP 500: aaaa"),
+        ("noisyblob", "the registry answered HTTP 500: aaaa"),
     ] {
         let dir = t.path().join(format!("app-{mode}"));
         let manifest = write_app(
@@ -645,4 +646,52 @@ fn credentials_go_only_to_the_registry_and_a_token_service_it_may_name() {
         elsewhere.iter().all(|l| l.ends_with(" -")),
         "credentials followed the redirect:\n{seen}"
     );
+
+    // A token service that answers without end: read with a bound.
+    let port = free_port();
+    let _registry = hostile_registry_on(
+        port,
+        &["--realm", &format!("http://127.0.0.1:{port}/token-vast")],
+    );
+    let (o, out) = build(port, "fine/app", "vast-token");
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("its token service sent more than the 64 KiB a token takes"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.rss_mb < MAX_RSS_MB, "{} MB", o.rss_mb);
+    assert!(!out.exists());
+
+    // A registry whose first challenge names a token service on this
+    // machine, and whose next one, once it has a token, names one over
+    // plain HTTP elsewhere: the credentials do not follow.
+    let port = free_port();
+    let log = t.path().join("switch.log");
+    let _registry = hostile_registry_on(
+        port,
+        &[
+            "--realm",
+            &format!("http://127.0.0.1:{port}/token"),
+            "--switch-realm",
+            &format!("http://{other}:{port}/token-switched"),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let (o, out) = build(port, "fine/app", "switch");
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("127.0.0.1:{port} asks for your credentials, but its token service http://{other} is not reached over HTTPS")),
+        "{}",
+        o.stderr
+    );
+    let seen = requests(&log);
+    assert!(seen.contains("/token Basic\n"), "{seen}");
+    assert!(
+        !seen.contains("/token-switched"),
+        "credentials sent:\n{seen}"
+    );
+    assert!(!out.exists());
 }

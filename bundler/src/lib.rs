@@ -23,6 +23,7 @@
 pub mod blob_store;
 pub mod build;
 pub mod bundle_writer;
+pub mod distribution;
 pub mod elf;
 pub mod error;
 pub mod image;

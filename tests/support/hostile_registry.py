@@ -11,9 +11,13 @@ The repository's name says how it misbehaves:
   evil/vast       its manifest is 1 GiB, sent as fast as it is read;
   evil/noisy      its manifest is an HTTP 500 with a 1 GiB body;
   evil/redirect   its layer is a redirect to /elsewhere/ on --other-host (another
-                  address of this server), as storage backends do.
+                  address of this server), as storage backends do;
+  evil/noisyblob  its layer is an HTTP 500 with a 1 GiB body.
 With --realm, the registry wants a bearer token from that token service (this
-server answers /token itself with the token "t"); --log FILE gets one line per
+server answers /token itself with the token "t", and /token-vast with a 1 GiB
+answer); with --switch-realm URL as well, a request that brings that token is
+answered 401 naming the token service URL instead (a registry that steers the
+credentials elsewhere after its first challenge); --log FILE gets one line per
 request: PATH and the scheme of its Authorization header, or "-".
 """
 import hashlib
@@ -56,6 +60,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def challenge(self, realm):
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="hostile"')
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def flood(self, status):
+        """1 GiB of "a", as fast as it is read."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(1 << 30))
+        self.end_headers()
+        try:
+            chunk = b"a" * (1 << 20)
+            for _ in range(1024):
+                self.wfile.write(chunk)
+        except OSError:
+            pass
+
     def do_HEAD(self):
         self.do_GET()
 
@@ -65,33 +89,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if LOG:
             with open(LOG, "a") as f:
                 f.write(f"{path} {auth.split(' ')[0]}\n")
-        if path == "/token":
+        if path == "/token" or path == "/token-switched":
             return self.send(200, b'{"token":"t"}')
+        if path == "/token-vast":
+            return self.flood(200)
         if path.startswith("/elsewhere/"):
             return self.send(200, LAYER, "application/octet-stream")
         if REALM and auth != "Bearer t":
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", f'Bearer realm="{REALM}",service="hostile"')
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-            return
+            return self.challenge(REALM)
+        if SWITCH and path != "/v2/" and auth == "Bearer t":
+            return self.challenge(SWITCH)
         if path == "/v2/":
             return self.send(200, b"{}")
         parts = path.split("/")
         mode = parts[3] if len(parts) > 3 else ""
         if "/manifests/" in path and mode in ("vast", "noisy"):
-            self.send_response(200 if mode == "vast" else 500)
-            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            self.send_header("Content-Length", str(1 << 30))
-            self.end_headers()
-            try:
-                chunk = b"a" * (1 << 20)
-                for _ in range(1024):
-                    self.wfile.write(chunk)
-            except OSError:
-                pass
-            return
+            return self.flood(200 if mode == "vast" else 500)
+        if "/blobs/" in path and mode == "noisyblob" and parts[-1] == digest(LAYER):
+            return self.flood(500)
         if "/manifests/" in path:
             if mode == "huge":
                 body = b'{"schemaVersion":2,"pad":"' + b"a" * (8 << 20) + b'"}'
@@ -166,6 +181,7 @@ def option(name):
 
 
 REALM = option("--realm")
+SWITCH = option("--switch-realm")
 LOG = option("--log")
 OTHER = option("--other-host")
 http.server.ThreadingHTTPServer.daemon_threads = True
