@@ -391,6 +391,21 @@ pub struct InstallArgs {
     /// the settings it started with.
     #[arg(long, conflicts_with = "uninstall")]
     pub resume: bool,
+    /// Install from a browser: serve the install wizard over HTTPS on this
+    /// node's address (its certificate comes from the cluster's CA, made
+    /// first) and print its address, with a one-time token, and the
+    /// certificate's fingerprint. The page asks for the deployment's name,
+    /// where it runs and the flavor, then shows the install as it runs.
+    #[arg(long, conflicts_with_all = ["uninstall", "resume"])]
+    pub wizard: bool,
+    /// The wizard's port.
+    #[arg(
+        long,
+        default_value_t = 61009,
+        requires = "wizard",
+        value_name = "PORT"
+    )]
+    pub wizard_port: u16,
     /// Remove the install instead.
     #[arg(long)]
     pub uninstall: bool,

@@ -346,13 +346,7 @@ pub fn validate(opts: &InstallOptions) -> anyhow::Result<()> {
         }
     }
     if let Some(c) = &opts.cluster_name {
-        let ok = !c.is_empty()
-            && c.len() <= 63
-            && c.chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
-            && !c.starts_with('-')
-            && !c.ends_with('-');
-        if !ok {
+        if crate::wizard::deployment_name_problem(c).is_some() {
             return Err(InstallError::bad_input(
                 format!("--cluster-name `{c}` is not a DNS label"),
                 "give up to 63 lower-case letters, digits and '-', like --cluster-name shop-prod",
@@ -604,8 +598,22 @@ fn new_join_config(
 /// Whether nothing was installed in `state` yet (at most a fetched bundle
 /// is there): a first join that preflight refuses then leaves nothing behind.
 fn is_fresh(state: &StateDir) -> bool {
+    // The install wizard makes the cluster CA and its own certificate
+    // before the install starts: a state directory with only those is new.
+    let wizard_only = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.flatten().all(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                crate::wizard::MADE_UP_FRONT.contains(&name.as_ref())
+            })
+        })
+    };
     std::fs::read_dir(state.root()).map_or(true, |d| {
-        d.flatten().all(|e| e.path() == state.fetched_bundle_dir())
+        d.flatten().all(|e| {
+            e.path() == state.fetched_bundle_dir()
+                || e.path() == state.pki_dir() && wizard_only(&e.path())
+        })
     })
 }
 
@@ -926,28 +934,13 @@ pub fn test_pause_point(state: &StateDir, point: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Verifies the bundle, then runs (or resumes) the install plan.
-pub fn install(
+/// Checks the bundle (or the node part a joining node fetched) before
+/// anything on the machine changes: every file and blob against bundle.json,
+/// and the vendor's signature; says so through `reporter`.
+pub(crate) fn verify_bundle(
     opts: &InstallOptions,
     reporter: &dyn InstallReporter,
-) -> anyhow::Result<InstallSummary> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(InstallError::bad_input(
-            "installing needs root: it starts system services, mounts filesystems and changes iptables",
-            "run `sudo ./install`",
-        )
-        .into());
-    }
-    validate(opts)?;
-    let state = StateDir::new(&opts.state_dir);
-    let fresh = is_fresh(&state);
-    let fetched;
-    let opts = if opts.fetch_bundle {
-        fetched = fetch_bundle(opts, &state, reporter)?;
-        &fetched
-    } else {
-        opts
-    };
+) -> anyhow::Result<()> {
     // Nothing on the machine changes before the whole bundle checks out.
     let v = if opts.fetch_bundle {
         // What a node fetched came from the cluster it joins, over TLS with
@@ -998,6 +991,32 @@ pub fn install(
         ),
         _ => {}
     }
+    Ok(())
+}
+
+/// Verifies the bundle, then runs (or resumes) the install plan.
+pub fn install(
+    opts: &InstallOptions,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<InstallSummary> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(InstallError::bad_input(
+            "installing needs root: it starts system services, mounts filesystems and changes iptables",
+            "run `sudo ./install`",
+        )
+        .into());
+    }
+    validate(opts)?;
+    let state = StateDir::new(&opts.state_dir);
+    let fresh = is_fresh(&state);
+    let fetched;
+    let opts = if opts.fetch_bundle {
+        fetched = fetch_bundle(opts, &state, reporter)?;
+        &fetched
+    } else {
+        opts
+    };
+    verify_bundle(opts, reporter)?;
     let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
     if !opts.bundle_dir.join("runtime/runtime.json").is_file() {
         return Err(InstallError::bad_input(

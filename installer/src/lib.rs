@@ -47,3 +47,4 @@ pub mod state_dir;
 pub mod status;
 pub mod token;
 pub mod uninstall;
+pub mod wizard;

@@ -269,7 +269,12 @@ fn run_install(
         p,
         last_wait: std::sync::Mutex::new(None),
     };
-    let s = match install(&opts, &reporter) {
+    let outcome = if a.wizard {
+        wizard(&opts, a.wizard_port, &reporter, p)
+    } else {
+        install(&opts, &reporter)
+    };
+    let s = match outcome {
         Ok(s) => s,
         Err(e) => return Ok(install_failed(&e, &opts, p)),
     };
@@ -335,6 +340,37 @@ fn run_install(
 
 /// Prints a failed install (error, hint; in JSON also the preflight
 /// results and the state directory) and returns its exit code.
+/// `./install --wizard`: the install driven from the wizard's page.
+fn wizard(
+    opts: &InstallOptions,
+    port: u16,
+    reporter: &dyn InstallReporter,
+    p: &Printer,
+) -> anyhow::Result<tele_installer::install::InstallSummary> {
+    if opts.join.is_some() {
+        anyhow::bail!(tele_installer::error::InstallError::bad_input(
+            "--wizard makes a new cluster; a node joins with `tele join`",
+            "run ./install --wizard on the first node only",
+        ));
+    }
+    let ip = match opts.advertise_addr {
+        Some(ip) => ip,
+        None => tele_installer::install::detect_node_ip()?,
+    };
+    let announce = |a: &tele_installer::wizard::Access| {
+        p.note(format!(
+            "the install wizard is at\n\n  {}\n\nopen it in a browser (the address works once; it holds a one-time token).\nthe certificate's SHA-256 fingerprint is\n  {}\nwaiting for the install to be started from the page ...",
+            a.url, a.fingerprint
+        ));
+    };
+    tele_installer::wizard::run(
+        opts.clone(),
+        std::net::SocketAddr::new(ip, port),
+        reporter,
+        &announce,
+    )
+}
+
 fn install_failed(e: &anyhow::Error, opts: &InstallOptions, p: &Printer) -> ExitCode {
     let mut extra = serde_json::json!({ "stateDir": opts.state_dir });
     if let Some(InstallError::Preflight { results }) = e.downcast_ref::<InstallError>() {

@@ -1,0 +1,933 @@
+//! `./install --wizard`: the install driven from a browser. The installer
+//! serves a web page over HTTPS on the node's address, with a certificate
+//! from the cluster CA made before anything else, and prints one URL holding
+//! a one-time token and the certificate's SHA-256 fingerprint. The page
+//! takes the admin through three steps, as the original installer did:
+//! LOCATION (the vendor's app, the deployment name, where it runs),
+//! CAPACITY (the flavor) and INSTALLATION (the plan's phases as they run,
+//! the log, and at the end where the app, monitoring and the admin
+//! kubeconfig are). The page is the bundle's own (HTML, CSS and JavaScript
+//! in tele; nothing from outside), and everything it does goes through the
+//! JSON API below, which scripts can use as well (docs/wizard.md).
+//!
+//! Access: the token is good once; it buys a session cookie (`HttpOnly`,
+//! `Secure`, `SameSite=Strict`); every request needs the cookie, and every
+//! POST the session's CSRF token in `X-CSRF-Token`. The wizard stops serving
+//! once the page has seen the install done (or a minute after it is done).
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::InstallError;
+use crate::install::{InstallOptions, InstallSummary};
+use crate::reporter::InstallReporter;
+use crate::state_dir::StateDir;
+
+/// What the wizard writes into the state directory's `pki/` before the
+/// install: the cluster CA and the wizard's serving certificate.
+pub const MADE_UP_FRONT: &[&str] = &["ca.crt", "ca.key", "wizard.crt", "wizard.key"];
+
+/// The default port of the wizard.
+pub const DEFAULT_PORT: u16 = 61009;
+
+/// How long the wizard's certificate is valid.
+const CERT_VALIDITY: time::Duration = time::Duration::days(7);
+/// How long the wizard serves after the install is done when no page asks.
+const LINGER: Duration = Duration::from_secs(60);
+/// The most of a request body read.
+const MAX_BODY: usize = 64 << 10;
+/// Lines of the log kept for the page.
+const LOG_LINES: usize = 400;
+/// The most of a logo file read.
+const MAX_LOGO: u64 = 1 << 20;
+/// The session cookie's name.
+const COOKIE: &str = "tele_wizard";
+
+const INDEX_HTML: &str = include_str!("index.html");
+const WIZARD_JS: &str = include_str!("wizard.js");
+const WIZARD_CSS: &str = include_str!("wizard.css");
+
+/// Where the wizard is, for the admin.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// `https://ADDR:PORT/?token=...`: good once.
+    pub url: String,
+    /// The certificate's SHA-256 fingerprint (`AA:BB:...`), to compare with
+    /// what the browser shows.
+    pub fingerprint: String,
+}
+
+/// The admin's choices, as the page (or a script) posts them.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Choices {
+    /// The deployment's name (the cluster's name).
+    pub deployment: String,
+    /// `onprem` (bare metal).
+    pub provider: String,
+    /// A flavor of the manifest (none when it has none).
+    #[serde(default)]
+    pub flavor: Option<String>,
+    /// The EULA was accepted (needed when the manifest has one).
+    #[serde(default)]
+    pub eula_accepted: bool,
+}
+
+/// Where the install stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Stage {
+    /// LOCATION and CAPACITY: nothing chosen yet.
+    Choosing,
+    /// The install runs.
+    Running,
+    /// It failed: the error is shown, and it can be resumed.
+    Failed,
+    /// It is done.
+    Done,
+}
+
+struct Status {
+    stage: Stage,
+    choices: Option<Choices>,
+    log: VecDeque<String>,
+    notes: Vec<String>,
+    error: Option<String>,
+    hint: Option<String>,
+    summary: Option<serde_json::Value>,
+    done_seen: bool,
+}
+
+enum Command {
+    Install(Choices),
+    Resume,
+}
+
+struct Shared {
+    /// The one-time token, until it is used.
+    token: Mutex<Option<String>>,
+    /// Session id -> its CSRF token.
+    sessions: Mutex<HashMap<String, String>>,
+    app: serde_json::Value,
+    flavors: Vec<String>,
+    eula: bool,
+    status: Mutex<Status>,
+    commands: Mutex<mpsc::Sender<Command>>,
+    state_dir: PathBuf,
+    origin: String,
+}
+
+/// A random value of 32 bytes, hex.
+fn random_hex() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+/// Whether `name` can name a deployment (the cluster's name, as
+/// `--cluster-name` gives it): a DNS label, 1 to 63 lower-case letters,
+/// digits and '-', starting and ending with a letter or digit.
+pub fn deployment_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("give the deployment a name".into());
+    }
+    if name.len() > 63 {
+        return Some(format!("at most 63 characters ({} given)", name.len()));
+    }
+    let ok = name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    (!ok).then(|| {
+        "lower-case letters, digits and '-', starting and ending with a letter or digit".into()
+    })
+}
+
+/// The manifest's logo as a `data:` URL the page can show without going
+/// anywhere: inline data as it is, a file of the bundle read (at most 1
+/// MiB); a remote URL is not fetched (the page shows a placeholder).
+fn logo_data(bundle: &Path, logo: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    let logo = logo?.trim();
+    if logo.starts_with("data:image/") {
+        return Some(logo.to_string());
+    }
+    let rel = logo.strip_prefix("file://").unwrap_or(logo);
+    if rel.contains("://") {
+        return None;
+    }
+    let path = bundle.join(rel.trim_start_matches('/'));
+    let canonical = path.canonicalize().ok()?;
+    if !canonical.starts_with(bundle.canonicalize().ok()?) {
+        return None;
+    }
+    let mime = match path.extension()?.to_str()? {
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        _ => return None,
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(&canonical).ok()?, MAX_LOGO + 1),
+        &mut bytes,
+    )
+    .ok()?;
+    if bytes.len() as u64 > MAX_LOGO {
+        return None;
+    }
+    Some(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+/// What the page shows of the app: name, version, description, logo, EULA,
+/// the flavors and the providers.
+fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, Vec<String>, bool)> {
+    let m = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
+    let installer = m.installer.as_ref();
+    let eula = installer.and_then(|i| i.eula.clone());
+    let flavors = installer.and_then(|i| i.flavors.as_ref());
+    let items: Vec<serde_json::Value> = flavors
+        .map(|f| {
+            f.items
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "name": i.name,
+                        "description": i.description,
+                        "nodes": i.nodes.iter().map(|n| serde_json::json!({
+                            "profile": n.profile,
+                            "count": n.count,
+                            "description": m.node_profiles.iter().find(|p| p.name == n.profile).and_then(|p| p.description.clone()),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let names = flavors
+        .map(|f| f.items.iter().map(|i| i.name.clone()).collect())
+        .unwrap_or_default();
+    let info = serde_json::json!({
+        "name": m.metadata.name,
+        "version": m.metadata.version.to_string(),
+        "description": m.metadata.description,
+        "logo": logo_data(&opts.bundle_dir, m.logo.as_deref()),
+        "eula": eula,
+        "flavors": {
+            "prompt": flavors.and_then(|f| f.prompt.clone()),
+            "description": flavors.and_then(|f| f.description.clone()),
+            "default": flavors.and_then(|f| f.default.clone()).or_else(|| flavors.and_then(|f| f.items.first()).map(|i| i.name.clone())),
+            "items": items,
+        },
+        "providers": [
+            {"name": "onprem", "title": "Bare metal", "available": true,
+             "description": "Servers you have: this machine is the first node; the others join with a command."},
+            {"name": "aws", "title": "Amazon Web Services", "available": false,
+             "description": "Not offered by this wizard yet: run ./install --cloud-provider aws (docs/clouds.md)."},
+            {"name": "azure", "title": "Microsoft Azure", "available": false,
+             "description": "Not offered by this wizard yet: run ./install --cloud-provider azure (docs/clouds.md)."},
+        ],
+        "exampleName": format!("{}-yourcompany", m.metadata.name),
+    });
+    Ok((info, names, eula.is_some()))
+}
+
+/// The SHA-256 fingerprint of the first certificate in a PEM file.
+fn fingerprint(cert: &Path) -> anyhow::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(cert)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", cert.display()))?;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(der.as_ref());
+    Ok(digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+/// The reporter the install runs with: everything goes to the CLI's
+/// reporter and into the page's log.
+struct Tee<'a> {
+    inner: &'a dyn InstallReporter,
+    shared: &'a Shared,
+    /// The last wait logged, and when.
+    last_wait: Mutex<Option<(String, Instant)>>,
+}
+
+impl Tee<'_> {
+    fn log(&self, line: String) {
+        let mut s = self.shared.status.lock().unwrap();
+        let stamp = time::OffsetDateTime::now_utc();
+        s.log.push_back(format!(
+            "{:02}:{:02}:{:02} {line}",
+            stamp.hour(),
+            stamp.minute(),
+            stamp.second()
+        ));
+        while s.log.len() > LOG_LINES {
+            s.log.pop_front();
+        }
+    }
+}
+
+impl InstallReporter for Tee<'_> {
+    fn phase_started(&self, id: &str, description: &str) {
+        self.inner.phase_started(id, description);
+        self.log(format!("{id}: {description}"));
+    }
+    fn phase_completed(&self, id: &str, secs: f64) {
+        self.inner.phase_completed(id, secs);
+        self.log(format!("{id}: done in {secs:.1}s"));
+    }
+    fn phase_skipped(&self, id: &str, why: &str) {
+        self.inner.phase_skipped(id, why);
+        self.log(format!("{id}: skipped ({why})"));
+    }
+    fn phase_failed(&self, id: &str, error: &str) {
+        self.inner.phase_failed(id, error);
+        self.log(format!("{id}: failed: {error}"));
+    }
+    fn waiting(&self, what: &str, elapsed: Duration, limit: Duration) {
+        self.inner.waiting(what, elapsed, limit);
+        // A line every 10 s of a wait, not every call.
+        let mut last = self.last_wait.lock().unwrap();
+        if last
+            .as_ref()
+            .is_some_and(|(w, at)| w == what && at.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        *last = Some((what.to_string(), Instant::now()));
+        drop(last);
+        self.log(format!(
+            "waiting for {what} ({}s of at most {}s)",
+            elapsed.as_secs(),
+            limit.as_secs()
+        ));
+    }
+    fn note(&self, text: &str) {
+        self.inner.note(text);
+        for line in text.lines() {
+            self.log(line.to_string());
+        }
+        self.shared
+            .status
+            .lock()
+            .unwrap()
+            .notes
+            .push(text.to_string());
+    }
+}
+
+/// Serves the wizard on `listen` (its address: the node's), announces where
+/// through `announce`, and runs the install as the page asks, with `opts`
+/// for everything the page does not choose. Returns the install's summary
+/// once it is done and the page has seen it.
+pub fn run(
+    mut opts: InstallOptions,
+    listen: SocketAddr,
+    reporter: &dyn InstallReporter,
+    announce: &dyn Fn(&Access),
+) -> anyhow::Result<InstallSummary> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(InstallError::bad_input(
+            "installing needs root: it starts system services, mounts filesystems and changes iptables",
+            "run `sudo ./install --wizard`",
+        )
+        .into());
+    }
+    crate::install::validate(&opts)?;
+    if opts.resume {
+        return Err(InstallError::bad_input(
+            "--wizard starts a new install",
+            "resume a failed install from the wizard's page, or with ./install --resume",
+        )
+        .into());
+    }
+    crate::install::verify_bundle(&opts, reporter)?;
+    let (app, flavors, eula) = app_info(&opts)?;
+
+    // The cluster CA, and the wizard's certificate from it, before anything else.
+    let state = StateDir::new(&opts.state_dir);
+    let pki_dir = state.pki_dir();
+    std::fs::create_dir_all(&pki_dir)?;
+    std::fs::set_permissions(
+        &pki_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let host = listen.ip().to_string();
+    let (cert, key, _) = crate::pki::ensure_service_cert(
+        &pki_dir,
+        "wizard",
+        std::slice::from_ref(&host),
+        CERT_VALIDITY,
+        true,
+    )?;
+    let tls = crate::registry_server::tls_acceptor(&crate::registry_server::TlsFiles {
+        cert: cert.clone(),
+        key,
+    })?;
+    let token = random_hex()?;
+    let origin = if listen.is_ipv6() {
+        format!("https://[{host}]:{}", listen.port())
+    } else {
+        format!("https://{host}:{}", listen.port())
+    };
+    let access = Access {
+        url: format!("{origin}/?token={token}"),
+        fingerprint: fingerprint(&cert)?,
+    };
+
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        token: Mutex::new(Some(token)),
+        sessions: Mutex::new(HashMap::new()),
+        app,
+        flavors,
+        eula,
+        status: Mutex::new(Status {
+            stage: Stage::Choosing,
+            choices: None,
+            log: VecDeque::new(),
+            notes: Vec::new(),
+            error: None,
+            hint: None,
+            summary: None,
+            done_seen: false,
+        }),
+        commands: Mutex::new(tx),
+        state_dir: opts.state_dir.clone(),
+        origin,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .map_err(|e| {
+            InstallError::bad_input(
+                format!("the wizard cannot listen on {listen}: {e}"),
+                "choose another port with --wizard-port, or stop what uses this one",
+            )
+        })?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            runtime.block_on(serve(listener, tls, shared, async move {
+                let _ = stop_rx.await;
+            }))
+        })
+    };
+    announce(&access);
+
+    let outcome = drive(&mut opts, &shared, &rx, reporter);
+    if outcome.is_ok() {
+        // Until the page has seen the end (or LINGER).
+        let done_at = Instant::now();
+        while !shared.status.lock().unwrap().done_seen && done_at.elapsed() < LINGER {
+            if crate::interrupt::check().is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The page's last request is answered before the server stops.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let _ = stop_tx.send(());
+    let _ = server.join();
+    // The wizard's certificate served only the wizard: the cluster's own
+    // (and their renewal and expiry alerts) are the rest of pki/.
+    for f in ["wizard.crt", "wizard.key"] {
+        let _ = std::fs::remove_file(pki_dir.join(f));
+    }
+    outcome
+}
+
+/// Waits for the page's commands and runs the install (again, resumed,
+/// after a failure) until it is done.
+fn drive(
+    opts: &mut InstallOptions,
+    shared: &Shared,
+    rx: &mpsc::Receiver<Command>,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<InstallSummary> {
+    loop {
+        let command = match rx.recv_timeout(Duration::from_millis(300)) {
+            Ok(c) => c,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                crate::interrupt::check()?;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the wizard stopped serving")
+            }
+        };
+        match command {
+            Command::Install(c) => {
+                opts.cluster_name = Some(c.deployment.clone());
+                opts.flavor = c.flavor.clone();
+                opts.resume = false;
+            }
+            // A failure before the plan was made (the checks) starts afresh.
+            Command::Resume => {
+                opts.resume = crate::plan::Plan::load(&opts.state_dir)
+                    .ok()
+                    .flatten()
+                    .is_some()
+            }
+        }
+        let tee = Tee {
+            inner: reporter,
+            shared,
+            last_wait: Mutex::new(None),
+        };
+        match crate::install::install(opts, &tee) {
+            Ok(summary) => {
+                let mut s = shared.status.lock().unwrap();
+                s.stage = Stage::Done;
+                s.summary = Some(serde_json::to_value(&summary)?);
+                return Ok(summary);
+            }
+            Err(e) => {
+                let hint = e
+                    .downcast_ref::<InstallError>()
+                    .and_then(InstallError::hint);
+                let text = format!("{e:#}");
+                tee.log(format!("the install failed: {text}"));
+                let mut s = shared.status.lock().unwrap();
+                s.stage = Stage::Failed;
+                s.error = Some(text);
+                s.hint = hint;
+            }
+        }
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Answer {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        content_type.parse().expect("a header value"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("a header value"),
+    );
+    h.insert(
+        "x-content-type-options",
+        "nosniff".parse().expect("a header value"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        "no-referrer".parse().expect("a header value"),
+    );
+    h.insert("x-frame-options", "DENY".parse().expect("a header value"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+            .parse()
+            .expect("a header value"),
+    );
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Answer {
+    answer(status, "application/json", v.to_string())
+}
+
+fn refusal(status: StatusCode, error: &str, field: Option<&str>) -> Answer {
+    json(status, &serde_json::json!({"error": error, "field": field}))
+}
+
+const NO_ACCESS: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tele install wizard</title></head><body><main><h1>This page needs the wizard's address</h1><p>Open the address that <code>./install --wizard</code> printed, with its one-time token. That token is good once: if it was used already, continue in the browser that used it, or stop the installer and start <code>./install --wizard</code> again for a new one.</p></main></body></html>";
+
+/// The session id of a request's cookie, if it names a live session.
+fn session_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
+    let cookies = req.headers().get_all(header::COOKIE);
+    let sessions = shared.sessions.lock().unwrap();
+    cookies
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")))
+        .find(|id| sessions.contains_key(*id))
+        .map(str::to_string)
+}
+
+/// The token in `?token=...`, if it is the one-time token still unused:
+/// then it is used up.
+fn take_token(shared: &Shared, query: Option<&str>) -> bool {
+    let Some(given) = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|p| p.strip_prefix("token="))
+    else {
+        return false;
+    };
+    let mut token = shared.token.lock().unwrap();
+    let matches = token.as_deref().is_some_and(|t| {
+        // Compared as digests: no early exit on the first differing byte.
+        use sha2::Digest as _;
+        sha2::Sha256::digest(t.as_bytes()) == sha2::Sha256::digest(given.as_bytes())
+    });
+    if matches {
+        *token = None;
+    }
+    matches
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
+    let path = req.uri().path().to_string();
+    if req.method() == Method::GET && take_token(&shared, req.uri().query()) {
+        let (Ok(id), Ok(csrf)) = (random_hex(), random_hex()) else {
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, "no randomness", None);
+        };
+        shared.sessions.lock().unwrap().insert(id.clone(), csrf);
+        let mut r = answer(StatusCode::SEE_OTHER, "text/plain", "");
+        r.headers_mut()
+            .insert(header::LOCATION, "/".parse().expect("a header value"));
+        r.headers_mut().insert(
+            header::SET_COOKIE,
+            format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict")
+                .parse()
+                .expect("a header value"),
+        );
+        return r;
+    }
+    let Some(session) = session_of(&shared, &req) else {
+        return if path.starts_with("/api/") {
+            refusal(
+                StatusCode::UNAUTHORIZED,
+                "no session: open the address the installer printed, with its one-time token",
+                None,
+            )
+        } else {
+            answer(
+                StatusCode::UNAUTHORIZED,
+                "text/html; charset=utf-8",
+                NO_ACCESS,
+            )
+        };
+    };
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/") => answer(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
+        (Method::GET, "/wizard.js") => {
+            answer(StatusCode::OK, "text/javascript; charset=utf-8", WIZARD_JS)
+        }
+        (Method::GET, "/wizard.css") => {
+            answer(StatusCode::OK, "text/css; charset=utf-8", WIZARD_CSS)
+        }
+        (Method::GET, "/api/v1/session") => {
+            let csrf = shared.sessions.lock().unwrap().get(&session).cloned();
+            json(StatusCode::OK, &serde_json::json!({ "csrfToken": csrf }))
+        }
+        (Method::GET, "/api/v1/app") => json(StatusCode::OK, &shared.app),
+        (Method::GET, "/api/v1/progress") => json(StatusCode::OK, &progress(&shared)),
+        (Method::POST, p) => {
+            if let Some(refused) = check_post(&shared, &session, &req) {
+                return refused;
+            }
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return refusal(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the request is too large",
+                        None,
+                    )
+                }
+            };
+            match p {
+                "/api/v1/check-name" => {
+                    #[derive(Deserialize)]
+                    struct Name {
+                        deployment: String,
+                    }
+                    match serde_json::from_slice::<Name>(&body) {
+                        Ok(n) => json(
+                            StatusCode::OK,
+                            &serde_json::json!({"problem": deployment_name_problem(&n.deployment)}),
+                        ),
+                        Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
+                    }
+                }
+                "/api/v1/install" => match serde_json::from_slice::<Choices>(&body) {
+                    Ok(c) => start(&shared, c),
+                    Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
+                },
+                "/api/v1/resume" => resume(&shared),
+                _ => refusal(StatusCode::NOT_FOUND, "no such request", None),
+            }
+        }
+        _ => refusal(StatusCode::NOT_FOUND, "no such page", None),
+    }
+}
+
+/// A POST's CSRF token and origin; a refusal when either is wrong.
+fn check_post(shared: &Shared, session: &str, req: &Request<Incoming>) -> Option<Answer> {
+    let want = shared.sessions.lock().unwrap().get(session).cloned();
+    let given = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok());
+    if want.is_none() || given != want.as_deref() {
+        return Some(refusal(
+            StatusCode::FORBIDDEN,
+            "the request lacks the session's CSRF token (X-CSRF-Token, from /api/v1/session)",
+            None,
+        ));
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        if origin.to_str().ok() != Some(shared.origin.as_str()) {
+            return Some(refusal(
+                StatusCode::FORBIDDEN,
+                "the request comes from another site",
+                None,
+            ));
+        }
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    (!is_json).then(|| {
+        refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as application/json",
+            None,
+        )
+    })
+}
+
+/// `POST /api/v1/install`: checks the choices and starts the install.
+fn start(shared: &Shared, c: Choices) -> Answer {
+    if let Some(problem) = deployment_name_problem(&c.deployment) {
+        return refusal(StatusCode::BAD_REQUEST, &problem, Some("deployment"));
+    }
+    if c.provider != "onprem" {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            &format!("the wizard installs on bare metal only; for `{}`, run ./install --cloud-provider {}", c.provider, c.provider),
+            Some("provider"),
+        );
+    }
+    match &c.flavor {
+        Some(f) if !shared.flavors.contains(f) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                &format!("the app has no flavor `{f}`"),
+                Some("flavor"),
+            )
+        }
+        None if !shared.flavors.is_empty() => {
+            return refusal(StatusCode::BAD_REQUEST, "choose a flavor", Some("flavor"))
+        }
+        _ => {}
+    }
+    if shared.eula && !c.eula_accepted {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "the licence agreement must be accepted to install",
+            Some("eula"),
+        );
+    }
+    let mut s = shared.status.lock().unwrap();
+    if s.stage != Stage::Choosing {
+        return refusal(
+            StatusCode::CONFLICT,
+            "the install has started already",
+            None,
+        );
+    }
+    if shared
+        .commands
+        .lock()
+        .unwrap()
+        .send(Command::Install(c.clone()))
+        .is_err()
+    {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the installer has stopped",
+            None,
+        );
+    }
+    s.stage = Stage::Running;
+    s.choices = Some(c);
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"stage": "running"}),
+    )
+}
+
+/// `POST /api/v1/resume`: runs a failed install again from where it stopped.
+fn resume(shared: &Shared) -> Answer {
+    let mut s = shared.status.lock().unwrap();
+    if s.stage != Stage::Failed {
+        return refusal(
+            StatusCode::CONFLICT,
+            "only a failed install can be resumed",
+            None,
+        );
+    }
+    if shared
+        .commands
+        .lock()
+        .unwrap()
+        .send(Command::Resume)
+        .is_err()
+    {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the installer has stopped",
+            None,
+        );
+    }
+    s.stage = Stage::Running;
+    s.error = None;
+    s.hint = None;
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"stage": "running"}),
+    )
+}
+
+/// `GET /api/v1/progress`: the stage, the choices, the plan's phases (a
+/// tree, each with its state and seconds), the log, the error and hint of a
+/// failure, and the summary at the end.
+fn progress(shared: &Shared) -> serde_json::Value {
+    let plan = crate::plan::Plan::load(&shared.state_dir).ok().flatten();
+    let phases: Vec<serde_json::Value> = plan
+        .map(|p| p.phases.iter().map(phase_json).collect())
+        .unwrap_or_default();
+    let mut s = shared.status.lock().unwrap();
+    if s.stage == Stage::Done {
+        s.done_seen = true;
+    }
+    let monitoring: Vec<&str> = s
+        .notes
+        .iter()
+        .flat_map(|n| n.lines())
+        .filter(|l| {
+            l.starts_with("Grafana:") || l.starts_with("InfluxDB:") || l.starts_with("Kapacitor:")
+        })
+        .collect();
+    serde_json::json!({
+        "stage": s.stage,
+        "choices": s.choices,
+        "phases": phases,
+        "log": s.log,
+        "error": s.error,
+        "hint": s.hint,
+        "summary": s.summary,
+        "monitoring": monitoring,
+    })
+}
+
+fn phase_json(p: &crate::plan::PlanPhase) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id,
+        "description": p.description,
+        "state": p.state,
+        "seconds": p.duration_secs().map(|s| (s * 10.0).round() / 10.0),
+        "error": p.error,
+        "phases": p.phases.iter().map(phase_json).collect::<Vec<_>>(),
+    })
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let tls = tls.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
+                    let svc = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_names_are_dns_names() {
+        assert_eq!(deployment_name_problem("k8s-aws-yourcompany"), None);
+        assert_eq!(deployment_name_problem("shop"), None);
+        assert!(deployment_name_problem("k8s-aws.yourcompany").is_some());
+        assert!(deployment_name_problem("").is_some());
+        assert!(deployment_name_problem("Shop").is_some());
+        assert!(deployment_name_problem("-shop").is_some());
+        assert!(deployment_name_problem("shop_x").is_some());
+        assert!(deployment_name_problem(&"a".repeat(64))
+            .unwrap()
+            .contains("at most 63"));
+    }
+
+    #[test]
+    fn a_logo_is_read_only_from_the_bundle() {
+        let d = tempfile::tempdir().unwrap();
+        let bundle = d.path().join("b");
+        std::fs::create_dir(&bundle).unwrap();
+        std::fs::write(bundle.join("logo.png"), b"\x89PNG").unwrap();
+        std::fs::write(d.path().join("secret.png"), b"x").unwrap();
+        assert_eq!(
+            logo_data(&bundle, Some("logo.png")).as_deref(),
+            Some("data:image/png;base64,iVBORw==")
+        );
+        assert_eq!(logo_data(&bundle, Some("../secret.png")), None);
+        assert_eq!(logo_data(&bundle, Some("https://example.com/l.png")), None);
+        assert_eq!(
+            logo_data(&bundle, Some("data:image/png;base64,AA==")).as_deref(),
+            Some("data:image/png;base64,AA==")
+        );
+    }
+}

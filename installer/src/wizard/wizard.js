@@ -1,0 +1,318 @@
+// The install wizard's page: three steps (LOCATION, CAPACITY, INSTALLATION)
+// over the installer's JSON API (docs/wizard.md). No library, nothing loaded
+// from elsewhere; all text from the bundle or the installer is set as text.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const STEPS = ["location", "capacity", "installation"];
+let csrf = null;
+let app = null;
+let polling = null;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c) e.append(c);
+  return e;
+}
+
+async function api(path, body) {
+  const init = body === undefined
+    ? { credentials: "same-origin" }
+    : {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body),
+      };
+  const r = await fetch(path, init);
+  let data = null;
+  try { data = await r.json(); } catch (_) { data = null; }
+  return { ok: r.ok, status: r.status, data };
+}
+
+function show(step) {
+  for (const s of STEPS) $(s).hidden = s !== step;
+  const at = STEPS.indexOf(step);
+  document.querySelectorAll("#steps li").forEach((li, i) => {
+    if (i === at) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+    li.classList.toggle("past", i < at);
+  });
+  $("bar").setAttribute("aria-valuenow", String(at + 1));
+  $("bar-fill").style.width = `${((at + 1) / STEPS.length) * 100}%`;
+  document.title = `${step[0].toUpperCase()}${step.slice(1)} · ${app ? app.name : "Install"}`;
+}
+
+// The same rule the installer applies: a DNS label (RFC 1123) of at most 63 characters.
+function nameProblem(name) {
+  if (!name) return "Give the deployment a name.";
+  if (name.length > 63) return `At most 63 characters (${name.length} given).`;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name))
+    return "Lower-case letters, digits and '-', starting and ending with a letter or digit.";
+  return null;
+}
+
+function checkName() {
+  const input = $("deployment");
+  const problem = nameProblem(input.value.trim());
+  $("deployment-error").textContent = problem && input.value !== "" ? problem : "";
+  input.setAttribute("aria-invalid", problem && input.value !== "" ? "true" : "false");
+  return problem;
+}
+
+function fillApp() {
+  $("app-name").textContent = app.name;
+  $("app-version").textContent = `version ${app.version}`;
+  $("app-description").textContent = app.description || "";
+  if (app.logo) {
+    $("logo").src = app.logo;
+    $("logo").alt = `${app.name} logo`;
+    $("logo").hidden = false;
+    $("logo-placeholder").hidden = true;
+  }
+  $("deployment-hint").textContent =
+    `A good example of a deployment name is '${app.exampleName}'.`;
+  const providers = $("providers");
+  providers.replaceChildren();
+  for (const p of app.providers) {
+    const input = el("input", {
+      type: "radio", name: "provider", value: p.name, id: `provider-${p.name}`,
+      disabled: !p.available, checked: p.name === "onprem",
+      "aria-describedby": `provider-${p.name}-desc`,
+    });
+    providers.append(el("label", { class: `card${p.available ? "" : " disabled"}`, for: `provider-${p.name}` },
+      input, el("span", { class: "title", text: p.title }),
+      el("div", { class: "desc", id: `provider-${p.name}-desc`, text: p.description })));
+  }
+  if (app.eula) {
+    $("eula-box").hidden = false;
+    $("eula-text").textContent = app.eula;
+  }
+  const f = app.flavors;
+  $("flavor-prompt").textContent = f.prompt || "How many nodes?";
+  $("flavor-description").textContent = f.description || "";
+  const flavors = $("flavors");
+  flavors.replaceChildren();
+  if (f.items.length === 0) {
+    flavors.append(el("p", { class: "hint", text: "One node: this machine." }));
+  }
+  for (const item of f.items) {
+    const nodes = item.nodes.map((n) => `${n.count} × ${n.profile}`).join(", ");
+    const input = el("input", {
+      type: "radio", name: "flavor", value: item.name, id: `flavor-${item.name}`,
+      checked: item.name === f.default, "aria-describedby": `flavor-${item.name}-desc`,
+    });
+    flavors.append(el("label", { class: "card", for: `flavor-${item.name}` },
+      input, el("span", { class: "title", text: item.name }),
+      el("div", { class: "desc", id: `flavor-${item.name}-desc`,
+        text: `${item.description ? item.description + ". " : ""}${nodes}` })));
+  }
+}
+
+function chosen(name) {
+  const c = document.querySelector(`input[name=${name}]:checked`);
+  return c ? c.value : null;
+}
+
+function choices() {
+  return {
+    deployment: $("deployment").value.trim(),
+    provider: chosen("provider"),
+    flavor: chosen("flavor"),
+    eulaAccepted: $("eula").checked,
+  };
+}
+
+function locationValid() {
+  let ok = true;
+  const problem = nameProblem($("deployment").value.trim());
+  $("deployment-error").textContent = problem || "";
+  $("deployment").setAttribute("aria-invalid", problem ? "true" : "false");
+  if (problem) { ok = false; $("deployment").focus(); }
+  $("provider-error").textContent = chosen("provider") ? "" : "Choose where the cluster runs.";
+  if (!chosen("provider")) ok = false;
+  if (app.eula && !$("eula").checked) {
+    $("eula-error").textContent = "Accept the licence agreement to install.";
+    ok = false;
+  } else {
+    $("eula-error").textContent = "";
+  }
+  return ok;
+}
+
+async function startInstall(ev) {
+  ev.preventDefault();
+  if (app.flavors.items.length && !chosen("flavor")) {
+    $("flavor-error").textContent = "Choose a flavor.";
+    return;
+  }
+  const button = $("start-install");
+  button.disabled = true;
+  $("install-error").textContent = "";
+  const r = await api("/api/v1/install", choices()).catch(() => null);
+  button.disabled = false;
+  if (!r) {
+    $("install-error").textContent = "The installer did not answer; try again.";
+    return;
+  }
+  if (!r.ok) {
+    const field = r.data && r.data.field;
+    const text = (r.data && r.data.error) || `The installer refused (HTTP ${r.status}).`;
+    if (field === "deployment" || field === "provider" || field === "eula") {
+      show("location");
+      $(`${field}-error`).textContent = text;
+      $(field === "provider" ? "provider-onprem" : field).focus();
+    } else if (field === "flavor") {
+      $("flavor-error").textContent = text;
+    } else {
+      $("install-error").textContent = text;
+    }
+    return;
+  }
+  enterInstallation();
+}
+
+function enterInstallation() {
+  show("installation");
+  $("main").focus();
+  poll();
+}
+
+const STATE_WORDS = { unstarted: "waiting", inProgress: "running", completed: "done", failed: "failed" };
+
+function phaseTree(phases) {
+  const ul = el("ul", { class: "phases" });
+  for (const p of phases) {
+    const secs = p.seconds !== null && p.seconds !== undefined ? ` · ${p.seconds.toFixed(1)}s` : "";
+    const li = el("li", {},
+      el("div", { class: "phase" },
+        el("span", { class: "what", text: `${p.description} (${p.id})` }),
+        el("span", { class: `badge ${p.state}`, text: `${STATE_WORDS[p.state] || p.state}${secs}` })));
+    if (p.phases && p.phases.length) li.append(phaseTree(p.phases));
+    ul.append(li);
+  }
+  return ul;
+}
+
+function copyButton(text, label) {
+  const b = el("button", { type: "button", class: "secondary", "aria-label": label, text: "Copy" });
+  b.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      b.textContent = "Copied";
+    } catch (_) {
+      b.textContent = "Select and copy";
+    }
+    setTimeout(() => { b.textContent = "Copy"; }, 2000);
+  });
+  return b;
+}
+
+function renderDone(p) {
+  const s = p.summary || {};
+  const list = $("done-list");
+  list.replaceChildren();
+  const item = (term, value) => { if (value) list.append(el("dt", { text: term }), el("dd", {}, value)); };
+  item("App", document.createTextNode(`${s.app} ${s.version} on node ${s.node} (${s.nodeIp})`));
+  if (s.endpoints && s.endpoints.length) {
+    const ul = el("ul");
+    for (const e of s.endpoints) ul.append(el("li", {}, el("code", { text: e })));
+    item("Endpoints", ul);
+  }
+  if (p.monitoring && p.monitoring.length) {
+    const ul = el("ul");
+    for (const m of p.monitoring) ul.append(el("li", { text: m }));
+    item("Monitoring", ul);
+  }
+  item("Admin kubeconfig", el("span", {}, "On this machine, as root: ", el("code", { text: s.kubeconfig })));
+  item("kubectl", el("code", { text: `${s.kubectl} --kubeconfig ${s.kubeconfig} get nodes` }));
+  const joins = $("joins");
+  joins.replaceChildren();
+  const commands = Object.entries(s.joinCommands || {});
+  if (commands.length) {
+    joins.append(el("h3", { text: "Add the other nodes" }),
+      el("p", { class: "hint", text: "Run on each new machine, as root (each command holds a token valid for a day):" }));
+    for (const [profile, cmd] of commands) {
+      joins.append(el("p", { class: "title", text: profile }),
+        el("div", { class: "join" }, el("code", { text: cmd }), copyButton(cmd, `Copy the join command for ${profile}`)));
+    }
+  }
+}
+
+function render(p) {
+  const words = {
+    running: "Installing…",
+    failed: "The install failed.",
+    done: "The install is done.",
+    choosing: "Waiting for the install to start.",
+  };
+  $("install-state").textContent = words[p.stage] || p.stage;
+  $("phases").replaceWith(Object.assign(phaseTree(p.phases || []), { id: "phases" }));
+  const log = $("log");
+  const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.textContent = (p.log || []).join("\n");
+  if (atEnd) log.scrollTop = log.scrollHeight;
+  $("failure").hidden = p.stage !== "failed";
+  if (p.stage === "failed") {
+    $("failure-error").textContent = p.error || "";
+    $("failure-hint").textContent = p.hint ? `Hint: ${p.hint}` : "";
+  }
+  $("done").hidden = p.stage !== "done";
+  if (p.stage === "done") renderDone(p);
+}
+
+async function poll() {
+  clearTimeout(polling);
+  let p = null;
+  try {
+    const r = await api("/api/v1/progress");
+    if (r.ok) p = r.data;
+  } catch (_) { p = null; }
+  $("connection").hidden = p !== null;
+  if (p) render(p);
+  if (!p || p.stage === "running" || p.stage === "failed") polling = setTimeout(poll, 1000);
+}
+
+async function resume() {
+  $("resume").disabled = true;
+  const r = await api("/api/v1/resume", {}).catch(() => null);
+  $("resume").disabled = false;
+  if (r && r.ok) poll();
+}
+
+async function main() {
+  const [session, info, progress] = await Promise.all([
+    api("/api/v1/session"), api("/api/v1/app"), api("/api/v1/progress"),
+  ]);
+  if (!session.ok || !info.ok) {
+    $("connection").hidden = false;
+    $("connection").textContent = "This page has no session with the installer: open the address it printed.";
+    return;
+  }
+  csrf = session.data.csrfToken;
+  app = info.data;
+  fillApp();
+  $("deployment").addEventListener("input", checkName);
+  $("location-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (locationValid()) { show("capacity"); $("main").focus(); }
+  });
+  $("back-to-location").addEventListener("click", () => show("location"));
+  $("capacity-form").addEventListener("submit", startInstall);
+  $("resume").addEventListener("click", resume);
+  const stage = progress.ok ? progress.data.stage : "choosing";
+  if (stage === "choosing") {
+    show("location");
+    $("deployment").focus();
+  } else {
+    const c = progress.data.choices;
+    if (c) $("deployment").value = c.deployment;
+    enterInstallation();
+  }
+}
+
+document.addEventListener("DOMContentLoaded", main);

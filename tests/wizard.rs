@@ -1,0 +1,461 @@
+//! The install wizard in a real browser: Debian's headless Chromium, driven
+//! over WebDriver (chromium-driver), takes the example bundle from
+//! `./install --wizard` to a running cluster on this machine (the tele
+//! agent), as an admin would: LOCATION (the app's name, the deployment name
+//! checked as it is typed, bare metal), CAPACITY (the flavor), INSTALLATION
+//! (the phases as they run, a reload in the middle, the end with the
+//! kubeconfig). Around it, what an attacker or a script would see: the
+//! certificate is the cluster CA's and has the fingerprint printed, nothing
+//! is served without the one-time token, the token works once, a POST
+//! without the CSRF token is refused, the page loads nothing from
+//! elsewhere, it fits a phone's width, and the wizard stops serving once the
+//! install is done.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::example::example_bundle;
+use support::*;
+
+/// A WebDriver session of chromedriver on `port`.
+struct Browser {
+    base: String,
+    session: String,
+    _driver: KillOnDrop,
+}
+
+fn curl_json(method: &str, url: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "120", "-X", method, url]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+    }
+    let o = ok(&mut c);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{url}: {e}: {}", stdout(&o)))
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = free_port();
+        let driver = KillOnDrop(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver runs (apt-get install chromium-driver)"),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for_port(&format!("127.0.0.1:{port}"));
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            // The wizard's certificate is the new cluster's CA's, which this
+            // browser does not know; the test compares its fingerprint instead.
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"]
+            }
+        }}});
+        let v = curl_json("POST", &format!("{base}/session"), Some(&caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
+        Browser {
+            base,
+            session,
+            _driver: driver,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let body = (method == "POST").then_some(body);
+        let v = curl_json(method, &url, body.as_ref());
+        if v["value"]["error"].is_string() {
+            panic!("WebDriver {method} {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    fn js(&self, script: &str) -> serde_json::Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({ "script": script, "args": [] }),
+        )
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/clear"),
+            serde_json::json!({}),
+        );
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.element(css);
+        self.call("GET", &format!("/element/{id}/text"), serde_json::json!({}))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// With TELE_WIZARD_SCREENSHOTS=DIR, saves what the browser shows as DIR/NAME.png.
+    fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("TELE_WIZARD_SCREENSHOTS") else {
+            return;
+        };
+        use base64::Engine;
+        let png = self.call("GET", "/screenshot", serde_json::json!({}));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Waits until `script` (a JS expression) is true.
+    fn wait_for(&self, what: &str, script: &str, limit: Duration) {
+        let began = Instant::now();
+        loop {
+            if self.js(&format!("return !!({script});")) == serde_json::json!(true) {
+                return;
+            }
+            assert!(
+                began.elapsed() < limit,
+                "{what}: not within {}s; the page says: {}",
+                limit.as_secs(),
+                self.js("return document.body.innerText;")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = Command::new("curl")
+            .args(["-sS", "-X", "DELETE"])
+            .arg(format!("{}/session/{}", self.base, self.session))
+            .output();
+    }
+}
+
+/// The HTTP status of a request to the wizard with curl (certificate not
+/// checked); `000` when nothing answers.
+fn status_of(args: &[&str]) -> String {
+    stdout(&run(Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .args(args)))
+}
+
+fn openssl_fingerprint(addr: &str, ca: &Path) -> (String, bool) {
+    let o = ok(Command::new("sh").arg("-c").arg(format!(
+        "openssl s_client -connect {addr} -CAfile {} </dev/null 2>/dev/null | tee /dev/stderr | openssl x509 -noout -fingerprint -sha256",
+        ca.display()
+    )));
+    let text = stdout(&o);
+    let verified = stderr(&o).contains("Verify return code: 0 (ok)");
+    (
+        text.trim()
+            .rsplit_once('=')
+            .map(|(_, f)| f.to_string())
+            .unwrap_or_default(),
+        verified,
+    )
+}
+
+#[test]
+fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = example_bundle(dir.path());
+    let state = dir.path().join("state");
+    let _guard = Installed {
+        state: state.clone(),
+    };
+    let port = free_port();
+    let mut installer = Command::new(bundle.join("install"));
+    installer
+        .arg("--state-dir")
+        .arg(&state)
+        .args([
+            "--bin-dir",
+            "none",
+            "--autofix",
+            "--timeout",
+            "300",
+            "--wizard",
+        ])
+        .args(["--wizard-port", &port.to_string()])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = installer.spawn().unwrap();
+    let stdout_pipe = child.stdout.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stdout_pipe), &mut s).unwrap();
+        s
+    });
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut url = None;
+    let mut fingerprint = None;
+    let mut said = String::new();
+    let mut child = KillOnDrop(child);
+    while url.is_none() || fingerprint.is_none() {
+        let Some(Ok(line)) = err_lines.next() else {
+            panic!("the installer stopped before saying where the wizard is:\n{said}")
+        };
+        said.push_str(&line);
+        said.push('\n');
+        let t = line.trim();
+        if t.starts_with("https://") {
+            url = Some(t.to_string());
+        } else if t.len() == 95 && t.chars().filter(|c| *c == ':').count() == 31 {
+            fingerprint = Some(t.to_string());
+        }
+    }
+    // The rest of stderr is drained so the installer never blocks on it.
+    let err_reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        for l in err_lines.map_while(Result::ok) {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        rest
+    });
+    let url = url.unwrap();
+    let fingerprint = fingerprint.unwrap();
+    let origin = url.split("/?").next().unwrap().to_string();
+    let addr = origin.trim_start_matches("https://").to_string();
+
+    // The certificate is the cluster CA's, made before the install, and is
+    // the one whose fingerprint was printed.
+    let (seen, verified) = openssl_fingerprint(&addr, &state.join("pki/ca.crt"));
+    assert_eq!(seen, fingerprint);
+    assert!(verified, "the wizard's certificate is not the cluster CA's");
+
+    // Nothing without the token; a wrong token gets nothing either.
+    assert_eq!(status_of(&[&format!("{origin}/")]), "401");
+    assert_eq!(status_of(&[&format!("{origin}/api/v1/app")]), "401");
+    assert_eq!(
+        status_of(&[&format!("{origin}/?token=00{}", &url[url.len() - 10..])]),
+        "401"
+    );
+
+    let b = Browser::start();
+    b.go(&url);
+    b.wait_for("the LOCATION step", "document.querySelector('#location') && !document.querySelector('#location').hidden && document.querySelector('#app-name').textContent === 'hello'", Duration::from_secs(30));
+    // The token is spent: the same address no longer opens a session.
+    assert_eq!(status_of(&[&url]), "401");
+    assert_eq!(
+        b.js("return document.querySelector('#steps li[aria-current=step]').dataset.step;"),
+        "location"
+    );
+    assert!(b.text("#app-version").contains("1.0.0"));
+    assert!(b
+        .text("#deployment-hint")
+        .contains("A good example of a deployment name is 'hello-yourcompany'"));
+    // The name is checked as it is typed.
+    b.screenshot("1-location");
+    b.type_into("#deployment", "My_Shop");
+    b.wait_for(
+        "the name's error",
+        "document.querySelector('#deployment-error').textContent.includes('Lower-case letters')",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#deployment').getAttribute('aria-invalid');"),
+        "true"
+    );
+    b.type_into("#deployment", "hello-example");
+    b.wait_for(
+        "the name accepted",
+        "document.querySelector('#deployment-error').textContent === ''",
+        Duration::from_secs(5),
+    );
+    // Bare metal is chosen; the clouds are shown but not offered here.
+    assert_eq!(
+        b.js("return document.querySelector('#provider-onprem').checked;"),
+        true
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#provider-aws').disabled;"),
+        true
+    );
+    // Every form control has a label.
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('input')].filter(i => !i.labels || i.labels.length === 0).length;"),
+        0
+    );
+
+    // A POST without the session's CSRF token is refused, even with the cookie.
+    let cookies = b.call("GET", "/cookie", serde_json::json!({}));
+    let cookie = cookies
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "tele_wizard"))
+        .unwrap_or_else(|| panic!("no session cookie: {cookies}"));
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["secure"], true);
+    let jar = format!("tele_wizard={}", cookie["value"].as_str().unwrap());
+    assert_eq!(
+        status_of(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-b",
+            &jar,
+            "-d",
+            r#"{"deployment":"evil","provider":"onprem","flavor":"one"}"#,
+            &format!("{origin}/api/v1/install"),
+        ]),
+        "403"
+    );
+
+    b.click("#to-capacity");
+    b.wait_for(
+        "the CAPACITY step",
+        "!document.querySelector('#capacity').hidden",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#flavor-one').checked;"),
+        true
+    );
+    assert!(b.text("#flavors").contains("1 × node"));
+    b.click("#start-install");
+    b.wait_for(
+        "the INSTALLATION step",
+        "!document.querySelector('#installation').hidden",
+        Duration::from_secs(10),
+    );
+    b.wait_for(
+        "a phase running",
+        "[...document.querySelectorAll('#phases .badge')].some(e => e.textContent.startsWith('running'))",
+        Duration::from_secs(120),
+    );
+    b.screenshot("3-installation");
+    // A reload in the middle comes back to the install as it stands.
+    b.call("POST", "/refresh", serde_json::json!({}));
+    b.wait_for(
+        "the INSTALLATION step after a reload",
+        "document.querySelector('#installation') && !document.querySelector('#installation').hidden && document.querySelectorAll('#phases .badge').length > 3",
+        Duration::from_secs(30),
+    );
+    b.wait_for(
+        "the install done",
+        "document.querySelector('#install-state').textContent === 'The install is done.'",
+        Duration::from_secs(600),
+    );
+    b.screenshot("4-done");
+    let done = b.text("#done-list");
+    assert!(done.contains("hello 1.0.0 on node"), "{done}");
+    assert!(
+        done.contains(
+            &state
+                .join("pki/kubeconfig/admin.conf")
+                .display()
+                .to_string()
+        ),
+        "{done}"
+    );
+    assert!(
+        done.contains("Grafana") || done.contains("InfluxDB"),
+        "{done}"
+    );
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#phases .badge')].every(e => e.textContent.startsWith('done'));"),
+        true,
+        "{}",
+        b.text("#phases")
+    );
+    // Nothing came from anywhere but the wizard.
+    let elsewhere = b.js(&format!(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('{origin}/'));"
+    ));
+    assert_eq!(elsewhere, serde_json::json!([]));
+    // A phone's width: nothing wider than the screen.
+    b.call(
+        "POST",
+        "/window/rect",
+        serde_json::json!({"width": 390, "height": 844}),
+    );
+    assert_eq!(
+        b.js("return document.documentElement.scrollWidth <= window.innerWidth;"),
+        true
+    );
+    b.screenshot("5-phone");
+
+    // The installer ends with the summary, and the wizard stops serving.
+    let began = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(90),
+            "the installer did not end"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let out = out_reader.join().unwrap();
+    let rest = err_reader.join().unwrap();
+    assert!(status.success(), "{out}\n{rest}");
+    assert!(out.contains("hello 1.0.0 is installed on node"), "{out}");
+    assert_eq!(status_of(&[&format!("{origin}/")]), "000");
+    // The cluster is there: the node is Ready.
+    let nodes = stdout(&ok(Command::new(state.join("runtime/bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(state.join("pki/kubeconfig/admin.conf"))
+        .args(["get", "nodes", "--no-headers"])));
+    assert!(nodes.contains(" Ready "), "{nodes}");
+}
