@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::example::{example_bundle, runtime_dir};
+use support::example::{example_bundle, variant_bundle};
 use support::*;
 
 /// The kubectl the install unpacked into its state directory.
@@ -932,6 +932,7 @@ fn failing_hook_bundle(dir: &Path, good: &Path) -> PathBuf {
         dir,
         good,
         "failing-hook",
+        false,
         |m| {
             assert!(m.contains("hooks:\n"));
             m.replacen("hooks:\n", &format!("hooks:\n{hook}"), 1)
@@ -947,6 +948,7 @@ fn crashing_app_bundle(dir: &Path, good: &Path) -> PathBuf {
         dir,
         good,
         "crashing-app",
+        false,
         |m| m,
         |r| {
             assert!(r.contains(image));
@@ -957,40 +959,4 @@ fn crashing_app_bundle(dir: &Path, good: &Path) -> PathBuf {
             )
         },
     )
-}
-
-/// The example app with its manifest and resources edited, built into a new
-/// bundle with the same runtime, images and static installer (no monitoring).
-fn variant_bundle(
-    dir: &Path,
-    good: &Path,
-    name: &str,
-    manifest: impl Fn(String) -> String,
-    resources: impl Fn(String) -> String,
-) -> PathBuf {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
-    let app = dir.join(name);
-    fs::create_dir_all(app.join("resources")).unwrap();
-    let text = fs::read_to_string(examples.join("app.yaml")).unwrap();
-    fs::write(app.join("app.yaml"), manifest(text)).unwrap();
-    let text = fs::read_to_string(examples.join("resources/web.yaml")).unwrap();
-    fs::write(app.join("resources/web.yaml"), resources(text)).unwrap();
-    let out = dir.join(format!("{name}.tar"));
-    ok(tele()
-        .env_remove("TELE_NO_RUNTIME")
-        .arg("build")
-        .arg(app.join("app.yaml"))
-        .arg(format!(
-            "--image-source=oci:{}",
-            dir.join("layout").display()
-        ))
-        .arg("--runtime")
-        .arg(runtime_dir())
-        .arg("--installer")
-        .arg(good.join("install"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("-o")
-        .arg(&out));
-    extract(&out, &dir.join(format!("{name}-x")))
 }

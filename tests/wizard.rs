@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::example::example_bundle;
+use support::example::{example_bundle, variant_bundle};
 use support::*;
 
 /// A WebDriver session of chromedriver on `port`.
@@ -216,7 +216,32 @@ fn openssl_fingerprint(addr: &str, ca: &Path) -> (String, bool) {
 #[test]
 fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = example_bundle(dir.path());
+    let good = example_bundle(dir.path());
+    // The example app with a post-install hook that fails until the admin
+    // puts right what it checks (a file on the node): a failing phase to be
+    // shown and resumed from the page.
+    let fix = dir.path().join("fix");
+    std::fs::create_dir(&fix).unwrap();
+    let hook = format!(
+        concat!(
+            "  postInstall:\n    job: |\n      apiVersion: batch/v1\n      kind: Job\n",
+            "      metadata:\n        name: hello-licence\n      spec:\n        backoffLimit: 0\n",
+            "        template:\n          spec:\n            restartPolicy: Never\n            containers:\n",
+            "              - name: check\n                image: example.com/hello/busybox:1.36\n",
+            "                command: [\"/bin/sh\", \"-c\", \"test -f /fix/licence || {{ echo no licence file: put it in place and resume >&2; exit 3; }}\"]\n",
+            "                volumeMounts: [{{name: fix, mountPath: /fix}}]\n",
+            "            volumes: [{{name: fix, hostPath: {{path: {}}}}}]\n",
+        ),
+        fix.display()
+    );
+    let bundle = variant_bundle(
+        dir.path(),
+        &good,
+        "licensed",
+        true,
+        |m| m.replacen("hooks:\n", &format!("hooks:\n{hook}"), 1),
+        |r| r,
+    );
     let state = dir.path().join("state");
     let _guard = Installed {
         state: state.clone(),
@@ -367,6 +392,7 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         "!document.querySelector('#capacity').hidden",
         Duration::from_secs(5),
     );
+    b.screenshot("2-capacity");
     assert_eq!(
         b.js("return document.querySelector('#flavor-one').checked;"),
         true
@@ -391,12 +417,34 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         "document.querySelector('#installation') && !document.querySelector('#installation').hidden && document.querySelectorAll('#phases .badge').length > 3",
         Duration::from_secs(30),
     );
+    // The hook fails: the page shows the phase failed, its error, and Resume.
+    b.wait_for(
+        "the failed hook",
+        "document.querySelector('#install-state').textContent === 'The install failed.'",
+        Duration::from_secs(600),
+    );
+    b.screenshot("4-failed");
+    let failure = b.text("#failure-error");
+    assert!(
+        failure.contains("no licence file: put it in place and resume"),
+        "{failure}"
+    );
+    assert!(b.text("#failure-hint").contains("then press Resume"));
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#phases .badge')].some(e => e.textContent.startsWith('failed'));"),
+        true,
+        "{}",
+        b.text("#phases")
+    );
+    // The admin puts it right and resumes from the page.
+    std::fs::write(fix.join("licence"), "ok").unwrap();
+    b.click("#resume");
     b.wait_for(
         "the install done",
         "document.querySelector('#install-state').textContent === 'The install is done.'",
         Duration::from_secs(600),
     );
-    b.screenshot("4-done");
+    b.screenshot("5-done");
     let done = b.text("#done-list");
     assert!(done.contains("hello 1.0.0 on node"), "{done}");
     assert!(
@@ -433,7 +481,7 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         b.js("return document.documentElement.scrollWidth <= window.innerWidth;"),
         true
     );
-    b.screenshot("5-phone");
+    b.screenshot("6-phone");
 
     // The installer ends with the summary, and the wizard stops serving.
     let began = Instant::now();

@@ -151,3 +151,45 @@ pub fn conformance_bundle(dir: &Path) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/conformance/app.yaml");
     build_extracted(dir, &manifest, &conformance_dir().join("images"), false)
 }
+
+/// The example app with its manifest and resources edited, built into a new
+/// bundle with the same runtime, images and static installer (and the
+/// monitoring stack when `monitoring`).
+pub fn variant_bundle(
+    dir: &Path,
+    good: &Path,
+    name: &str,
+    monitoring: bool,
+    manifest: impl Fn(String) -> String,
+    resources: impl Fn(String) -> String,
+) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let app = dir.join(name);
+    fs::create_dir_all(app.join("resources")).unwrap();
+    let text = fs::read_to_string(examples.join("app.yaml")).unwrap();
+    fs::write(app.join("app.yaml"), manifest(text)).unwrap();
+    let text = fs::read_to_string(examples.join("resources/web.yaml")).unwrap();
+    fs::write(app.join("resources/web.yaml"), resources(text)).unwrap();
+    let out = dir.join(format!("{name}.tar"));
+    let mut build = tele();
+    if monitoring {
+        build.env_remove("TELE_NO_MONITORING");
+    }
+    ok(build
+        .env_remove("TELE_NO_RUNTIME")
+        .arg("build")
+        .arg(app.join("app.yaml"))
+        .arg(format!(
+            "--image-source=oci:{}",
+            dir.join("layout").display()
+        ))
+        .arg("--runtime")
+        .arg(runtime_dir())
+        .arg("--installer")
+        .arg(good.join("install"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-o")
+        .arg(&out));
+    extract(&out, &dir.join(format!("{name}-x")))
+}

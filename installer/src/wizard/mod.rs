@@ -509,9 +509,11 @@ fn drive(
                 return Ok(summary);
             }
             Err(e) => {
+                // On the page, resuming is its button.
                 let hint = e
                     .downcast_ref::<InstallError>()
-                    .and_then(InstallError::hint);
+                    .and_then(InstallError::hint)
+                    .map(|h| h.replace("then run `./install --resume`", "then press Resume"));
                 let text = format!("{e:#}");
                 tee.log(format!("the install failed: {text}"));
                 let mut s = shared.status.lock().unwrap();
