@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod browser;
 pub mod example;
 pub mod systemd_host;
 

@@ -95,6 +95,8 @@ enum Stage {
     Running,
     /// It failed: the error is shown, and it can be resumed.
     Failed,
+    /// This node is installed; the flavor's other nodes are joining.
+    Joining,
     /// It is done.
     Done,
 }
@@ -107,12 +109,18 @@ struct Status {
     error: Option<String>,
     hint: Option<String>,
     summary: Option<serde_json::Value>,
+    /// The cluster's nodes (name, address, profile, Ready), once installed.
+    nodes: Vec<serde_json::Value>,
+    /// The cluster against its flavor, once installed.
+    flavor: Option<crate::status::FlavorStatus>,
     done_seen: bool,
 }
 
 enum Command {
     Install(Choices),
     Resume,
+    /// Stop waiting for the flavor's other nodes.
+    Finish,
 }
 
 struct Shared {
@@ -411,6 +419,8 @@ pub fn run(
             error: None,
             hint: None,
             summary: None,
+            nodes: Vec::new(),
+            flavor: None,
             done_seen: false,
         }),
         commands: Mutex::new(tx),
@@ -495,6 +505,7 @@ fn drive(
                     .flatten()
                     .is_some()
             }
+            Command::Finish => continue,
         }
         let tee = Tee {
             inner: reporter,
@@ -503,9 +514,12 @@ fn drive(
         };
         match crate::install::install(opts, &tee) {
             Ok(summary) => {
-                let mut s = shared.status.lock().unwrap();
-                s.stage = Stage::Done;
-                s.summary = Some(serde_json::to_value(&summary)?);
+                {
+                    let mut s = shared.status.lock().unwrap();
+                    s.summary = Some(serde_json::to_value(&summary)?);
+                }
+                wait_for_nodes(opts, shared, rx)?;
+                shared.status.lock().unwrap().stage = Stage::Done;
                 return Ok(summary);
             }
             Err(e) => {
@@ -521,6 +535,55 @@ fn drive(
                 s.error = Some(text);
                 s.hint = hint;
             }
+        }
+    }
+}
+
+/// After this node's install: shows the cluster's nodes as they join until
+/// the flavor's count is Ready (or the page says to finish).
+fn wait_for_nodes(
+    opts: &InstallOptions,
+    shared: &Shared,
+    rx: &mpsc::Receiver<Command>,
+) -> anyhow::Result<()> {
+    let state = StateDir::new(&opts.state_dir);
+    loop {
+        // Without the cluster's status there is nothing to wait for.
+        let Ok(status) = crate::status::status(&opts.state_dir) else {
+            return Ok(());
+        };
+        let cfg = crate::node::NodeConfig::load(&state).ok();
+        let admitted = crate::join::server::admitted_nodes(&state);
+        let nodes: Vec<serde_json::Value> = status
+            .nodes
+            .iter()
+            .map(|(name, ready)| {
+                let joined = admitted.iter().find(|n| &n.name == name);
+                let this = cfg.as_ref().filter(|c| &c.node_name == name);
+                serde_json::json!({
+                    "name": name,
+                    "ip": joined.map(|n| n.ip).or(this.map(|c| c.node_ip)),
+                    "profile": joined.and_then(|n| n.role.clone()).or(this.and_then(|c| c.profile.clone())),
+                    "ready": ready == "True",
+                })
+            })
+            .collect();
+        let complete = status.flavor.as_ref().is_none_or(|f| f.complete());
+        {
+            let mut s = shared.status.lock().unwrap();
+            s.nodes = nodes;
+            s.flavor = status.flavor;
+            if !complete {
+                s.stage = Stage::Joining;
+            }
+        }
+        if complete {
+            return Ok(());
+        }
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Command::Finish) => return Ok(()),
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => crate::interrupt::check()?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }
 }
@@ -682,6 +745,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
                     Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
                 },
                 "/api/v1/resume" => resume(&shared),
+                "/api/v1/finish" => finish(&shared),
                 _ => refusal(StatusCode::NOT_FOUND, "no such request", None),
             }
         }
@@ -819,6 +883,16 @@ fn resume(shared: &Shared) -> Answer {
     )
 }
 
+/// `POST /api/v1/finish`: stop waiting for the flavor's other nodes.
+fn finish(shared: &Shared) -> Answer {
+    let s = shared.status.lock().unwrap();
+    if s.stage != Stage::Joining {
+        return refusal(StatusCode::CONFLICT, "nothing is waiting for nodes", None);
+    }
+    let _ = shared.commands.lock().unwrap().send(Command::Finish);
+    json(StatusCode::ACCEPTED, &serde_json::json!({"stage": "done"}))
+}
+
 /// `GET /api/v1/progress`: the stage, the choices, the plan's phases (a
 /// tree, each with its state and seconds), the log, the error and hint of a
 /// failure, and the summary at the end.
@@ -848,6 +922,8 @@ fn progress(shared: &Shared) -> serde_json::Value {
         "hint": s.hint,
         "summary": s.summary,
         "monitoring": monitoring,
+        "nodes": s.nodes,
+        "flavor": s.flavor,
     })
 }
 

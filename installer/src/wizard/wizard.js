@@ -212,6 +212,35 @@ function copyButton(text, label) {
   return b;
 }
 
+// The join command of each profile: the summary's per-profile commands, or its one command.
+function joinCommands(s) {
+  const commands = Object.entries(s.joinCommands || {});
+  if (!commands.length && s.joinCommand) commands.push(["node", s.joinCommand]);
+  return commands;
+}
+
+function renderJoining(p) {
+  const s = p.summary || {};
+  const f = p.flavor;
+  $("joining-count").textContent = f
+    ? `Waiting for the ${f.name} flavor's nodes: ${f.profiles.map((x) => `${x.ready} of ${x.want} ${x.profile}`).join(", ")} Ready.`
+    : "Waiting for the other nodes.";
+  const box = $("joining-commands");
+  if (!box.dataset.filled) {
+    box.replaceChildren();
+    for (const [profile, cmd] of joinCommands(s)) {
+      box.append(el("p", { class: "title", text: profile }),
+        el("div", { class: "join" }, el("code", { class: "join-command", "data-profile": profile, text: cmd }),
+          copyButton(cmd, `Copy the join command for ${profile}`)));
+    }
+    box.dataset.filled = "1";
+  }
+  const rows = (p.nodes || []).map((n) => el("tr", {},
+    el("td", { text: n.name }), el("td", { text: n.ip || "" }),
+    el("td", { text: n.profile || "" }), el("td", { text: n.ready ? "Ready" : "joining" })));
+  $("nodes").replaceChildren(...rows);
+}
+
 function renderDone(p) {
   const s = p.summary || {};
   const list = $("done-list");
@@ -232,7 +261,7 @@ function renderDone(p) {
   item("kubectl", el("code", { text: `${s.kubectl} --kubeconfig ${s.kubeconfig} get nodes` }));
   const joins = $("joins");
   joins.replaceChildren();
-  const commands = Object.entries(s.joinCommands || {});
+  const commands = joinCommands(s);
   if (commands.length) {
     joins.append(el("h3", { text: "Add the other nodes" }),
       el("p", { class: "hint", text: "Run on each new machine, as root (each command holds a token valid for a day):" }));
@@ -248,6 +277,7 @@ function render(p) {
     running: "Installing…",
     failed: "The install failed.",
     done: "The install is done.",
+    joining: "This node is installed.",
     choosing: "Waiting for the install to start.",
   };
   $("install-state").textContent = words[p.stage] || p.stage;
@@ -261,6 +291,8 @@ function render(p) {
     $("failure-error").textContent = p.error || "";
     $("failure-hint").textContent = p.hint ? `Hint: ${p.hint}` : "";
   }
+  $("joining").hidden = p.stage !== "joining";
+  if (p.stage === "joining") renderJoining(p);
   $("done").hidden = p.stage !== "done";
   if (p.stage === "done") renderDone(p);
 }
@@ -274,7 +306,7 @@ async function poll() {
   } catch (_) { p = null; }
   $("connection").hidden = p !== null;
   if (p) render(p);
-  if (!p || p.stage === "running" || p.stage === "failed") polling = setTimeout(poll, 1000);
+  if (!p || ["running", "failed", "joining"].includes(p.stage)) polling = setTimeout(poll, 1000);
 }
 
 async function resume() {
@@ -304,6 +336,12 @@ async function main() {
   $("back-to-location").addEventListener("click", () => show("location"));
   $("capacity-form").addEventListener("submit", startInstall);
   $("resume").addEventListener("click", resume);
+  $("finish").addEventListener("click", async () => {
+    $("finish").disabled = true;
+    await api("/api/v1/finish", {}).catch(() => null);
+    $("finish").disabled = false;
+    poll();
+  });
   const stage = progress.ok ? progress.data.stage : "choosing";
   if (stage === "choosing") {
     show("location");

@@ -1,0 +1,184 @@
+//! A real browser for the tests: Debian's headless Chromium driven over
+//! WebDriver (chromedriver), with curl as the HTTP client.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, ok, run, stdout, wait_for_port, KillOnDrop};
+
+/// A WebDriver session of chromedriver on `port`.
+pub struct Browser {
+    base: String,
+    session: String,
+    _driver: KillOnDrop,
+}
+
+fn curl_json(method: &str, url: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "120", "-X", method, url]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+    }
+    let o = ok(&mut c);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{url}: {e}: {}", stdout(&o)))
+}
+
+impl Browser {
+    pub fn start() -> Browser {
+        let port = free_port();
+        let driver = KillOnDrop(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver runs (apt-get install chromium-driver)"),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for_port(&format!("127.0.0.1:{port}"));
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            // The wizard's certificate is the new cluster's CA's, which this
+            // browser does not know; the test compares its fingerprint instead.
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"]
+            }
+        }}});
+        let v = curl_json("POST", &format!("{base}/session"), Some(&caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
+        Browser {
+            base,
+            session,
+            _driver: driver,
+        }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let body = (method == "POST").then_some(body);
+        let v = curl_json(method, &url, body.as_ref());
+        if v["value"]["error"].is_string() {
+            panic!("WebDriver {method} {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    pub fn go(&self, url: &str) {
+        self.call("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    pub fn js(&self, script: &str) -> serde_json::Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({ "script": script, "args": [] }),
+        )
+    }
+
+    pub fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    pub fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/clear"),
+            serde_json::json!({}),
+        );
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+
+    pub fn text(&self, css: &str) -> String {
+        let id = self.element(css);
+        self.call("GET", &format!("/element/{id}/text"), serde_json::json!({}))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// With TELE_WIZARD_SCREENSHOTS=DIR, saves what the browser shows as DIR/NAME.png.
+    pub fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("TELE_WIZARD_SCREENSHOTS") else {
+            return;
+        };
+        use base64::Engine;
+        let png = self.call("GET", "/screenshot", serde_json::json!({}));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Waits until `script` (a JS expression) is true.
+    pub fn wait_for(&self, what: &str, script: &str, limit: Duration) {
+        let began = Instant::now();
+        loop {
+            if self.js(&format!("return !!({script});")) == serde_json::json!(true) {
+                return;
+            }
+            assert!(
+                began.elapsed() < limit,
+                "{what}: not within {}s; the page says: {}",
+                limit.as_secs(),
+                self.js("return document.body.innerText;")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = Command::new("curl")
+            .args(["-sS", "-X", "DELETE"])
+            .arg(format!("{}/session/{}", self.base, self.session))
+            .output();
+    }
+}
+
+/// The HTTP status of a request to the wizard with curl (certificate not
+/// checked); `000` when nothing answers.
+pub fn status_of(args: &[&str]) -> String {
+    stdout(&run(Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .args(args)))
+}
