@@ -8,11 +8,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::browser::{status_of, Browser};
+use support::browser::{status_of, Browser, WizardInstaller};
 use support::example::example_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
 use support::*;
@@ -32,36 +30,15 @@ fn a_second_node_joins_with_the_command_the_wizard_shows() {
     first.wait_running(Duration::from_secs(120));
     second.wait_running(Duration::from_secs(120));
 
-    let mut installer = first.command(&[
+    let installer = first.command(&[
         "/opt/hello/install",
         "--wizard",
         "--autofix",
         "--timeout",
         "300",
     ]);
-    installer.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = installer.spawn().unwrap();
-    let stdout_pipe = child.stdout.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut BufReader::new(stdout_pipe), &mut s).unwrap();
-        s
-    });
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let child = KillOnDrop(child);
-    let mut said = String::new();
-    let url = loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!("the installer stopped before saying where the wizard is:\n{said}")
-        };
-        said.push_str(&line);
-        said.push('\n');
-        if line.trim().starts_with("https://") {
-            break line.trim().to_string();
-        }
-    };
-    let err_reader =
-        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let wizard = WizardInstaller::spawn(installer);
+    let url = wizard.url.clone();
     assert!(
         url.starts_with("https://10.213.0.91:61009/?token="),
         "{url}"
@@ -128,20 +105,7 @@ fn a_second_node_joins_with_the_command_the_wizard_shows() {
         Duration::from_secs(300),
     );
     b.screenshot("8-two-nodes-done");
-    let began = Instant::now();
-    let mut child = child;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(90),
-            "the installer did not end"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let out = out_reader.join().unwrap();
-    let rest = err_reader.join().unwrap();
+    let (status, out, rest) = wizard.wait();
     assert!(status.success(), "{out}\n{rest}");
     assert_eq!(status_of(&["https://10.213.0.91:61009/"]), "000");
     let status = first.ok_sh("tele status || true");

@@ -13,12 +13,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use support::browser::{status_of, Browser};
+use support::browser::{status_of, Browser, WizardInstaller};
 use support::example::{example_bundle, variant_bundle};
 use support::*;
 
@@ -85,45 +84,10 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
             "--wizard",
         ])
         .args(["--wizard-port", &port.to_string()])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = installer.spawn().unwrap();
-    let stdout_pipe = child.stdout.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut BufReader::new(stdout_pipe), &mut s).unwrap();
-        s
-    });
-    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut url = None;
-    let mut fingerprint = None;
-    let mut said = String::new();
-    let mut child = KillOnDrop(child);
-    while url.is_none() || fingerprint.is_none() {
-        let Some(Ok(line)) = err_lines.next() else {
-            panic!("the installer stopped before saying where the wizard is:\n{said}")
-        };
-        said.push_str(&line);
-        said.push('\n');
-        let t = line.trim();
-        if t.starts_with("https://") {
-            url = Some(t.to_string());
-        } else if t.len() == 95 && t.chars().filter(|c| *c == ':').count() == 31 {
-            fingerprint = Some(t.to_string());
-        }
-    }
-    // The rest of stderr is drained so the installer never blocks on it.
-    let err_reader = std::thread::spawn(move || {
-        let mut rest = String::new();
-        for l in err_lines.map_while(Result::ok) {
-            rest.push_str(&l);
-            rest.push('\n');
-        }
-        rest
-    });
-    let url = url.unwrap();
-    let fingerprint = fingerprint.unwrap();
+        .env("NO_COLOR", "1");
+    let wizard = WizardInstaller::spawn(installer);
+    let url = wizard.url.clone();
+    let fingerprint = wizard.fingerprint.clone();
     let origin = url.split("/?").next().unwrap().to_string();
     let addr = origin.trim_start_matches("https://").to_string();
 
@@ -309,19 +273,7 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
     b.screenshot("6-phone");
 
     // The installer ends with the summary, and the wizard stops serving.
-    let began = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(90),
-            "the installer did not end"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let out = out_reader.join().unwrap();
-    let rest = err_reader.join().unwrap();
+    let (status, out, rest) = wizard.wait();
     assert!(status.success(), "{out}\n{rest}");
     assert!(out.contains("hello 1.0.0 is installed on node"), "{out}");
     assert_eq!(status_of(&[&format!("{origin}/")]), "000");

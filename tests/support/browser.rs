@@ -1,8 +1,10 @@
 //! A real browser for the tests: Debian's headless Chromium driven over
 //! WebDriver (chromedriver), with curl as the HTTP client.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{free_port, ok, run, stdout, wait_for_port, KillOnDrop};
@@ -181,4 +183,73 @@ pub fn status_of(args: &[&str]) -> String {
             "20",
         ])
         .args(args)))
+}
+
+/// `./install --wizard` running: where its page is, and its output once it ends.
+pub struct WizardInstaller {
+    child: KillOnDrop,
+    /// The address it printed, with the one-time token.
+    pub url: String,
+    /// The certificate's fingerprint it printed.
+    pub fingerprint: String,
+    out: JoinHandle<String>,
+    err: JoinHandle<String>,
+}
+
+impl WizardInstaller {
+    /// Starts `installer` (an `./install --wizard` command) and reads its
+    /// standard error until it has said where the wizard is.
+    pub fn spawn(mut installer: Command) -> WizardInstaller {
+        installer.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = installer.spawn().expect("the installer starts");
+        let stdout_pipe = child.stdout.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut BufReader::new(stdout_pipe), &mut s).unwrap();
+            s
+        });
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let child = KillOnDrop(child);
+        let (mut url, mut fingerprint, mut said) = (None, None, String::new());
+        while url.is_none() || fingerprint.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("the installer stopped before saying where the wizard is:\n{said}")
+            };
+            said.push_str(&line);
+            said.push('\n');
+            let t = line.trim();
+            if t.starts_with("https://") {
+                url = Some(t.to_string());
+            } else if t.len() == 95 && t.chars().filter(|c| *c == ':').count() == 31 {
+                fingerprint = Some(t.to_string());
+            }
+        }
+        // The rest is drained so that the installer never blocks on it.
+        let err =
+            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        WizardInstaller {
+            child,
+            url: url.unwrap(),
+            fingerprint: fingerprint.unwrap(),
+            out,
+            err,
+        }
+    }
+
+    /// Waits (at most 90 s) for the installer to end: how, its standard
+    /// output and the rest of its standard error.
+    pub fn wait(mut self) -> (ExitStatus, String, String) {
+        let began = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(90),
+                "the installer did not end"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        (status, self.out.join().unwrap(), self.err.join().unwrap())
+    }
 }

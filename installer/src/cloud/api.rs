@@ -76,6 +76,15 @@ impl Service {
     }
 }
 
+/// Keys given to this process outright (by the install wizard's page), held
+/// in memory only: [`Credentials::from_chain`] takes them before the rest.
+static GIVEN: std::sync::Mutex<Option<Credentials>> = std::sync::Mutex::new(None);
+
+/// Makes `credentials` the ones [`Credentials::from_chain`] gives in this process.
+pub fn give(credentials: Credentials) {
+    *GIVEN.lock().unwrap_or_else(|p| p.into_inner()) = Some(credentials);
+}
+
 /// An access key, and the session token that goes with a temporary one.
 #[derive(Clone)]
 pub struct Credentials {
@@ -117,7 +126,8 @@ impl Credentials {
         }
     }
 
-    /// The SDKs' chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+    /// Keys [`give`]n to this process, else the SDKs' chain:
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
     /// (`AWS_SESSION_TOKEN`), then the shared credentials file
     /// (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`; profile
     /// `AWS_PROFILE`, else `default`), then the instance profile's role from
@@ -126,6 +136,9 @@ impl Credentials {
         var: &dyn Fn(&str) -> Option<String>,
         imds: Option<&str>,
     ) -> Result<Credentials, String> {
+        if let Some(given) = GIVEN.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(given);
+        }
         if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
             return Ok(Credentials::new(
                 &id,

@@ -30,6 +30,8 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 
+mod aws;
+
 use crate::error::InstallError;
 use crate::install::{InstallOptions, InstallSummary};
 use crate::reporter::InstallReporter;
@@ -83,6 +85,13 @@ pub struct Choices {
     /// The EULA was accepted (needed when the manifest has one).
     #[serde(default)]
     pub eula_accepted: bool,
+    /// On AWS: the keys that make the flavor's other machines (held in
+    /// memory only, never shown).
+    #[serde(default, skip_serializing)]
+    pub aws: Option<aws::Keys>,
+    /// On AWS: the subnet of the other machines (default: this instance's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
 }
 
 /// Where the install stands.
@@ -129,7 +138,8 @@ struct Shared {
     /// Session id -> its CSRF token.
     sessions: Mutex<HashMap<String, String>>,
     app: serde_json::Value,
-    flavors: Vec<String>,
+    /// The manifest's flavors and how many nodes each has.
+    flavors: FlavorSizes,
     eula: bool,
     status: Mutex<Status>,
     commands: Mutex<mpsc::Sender<Command>>,
@@ -206,7 +216,7 @@ fn logo_data(bundle: &Path, logo: Option<&str>) -> Option<String> {
 
 /// What the page shows of the app: name, version, description, logo, EULA,
 /// the flavors and the providers.
-fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, Vec<String>, bool)> {
+fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, FlavorSizes, bool)> {
     let m = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
     let installer = m.installer.as_ref();
     let eula = installer.and_then(|i| i.eula.clone());
@@ -230,7 +240,12 @@ fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, Vec<Str
         })
         .unwrap_or_default();
     let names = flavors
-        .map(|f| f.items.iter().map(|i| i.name.clone()).collect())
+        .map(|f| {
+            f.items
+                .iter()
+                .map(|i| (i.name.clone(), i.nodes.iter().map(|n| n.count).sum()))
+                .collect()
+        })
         .unwrap_or_default();
     let info = serde_json::json!({
         "name": m.metadata.name,
@@ -247,8 +262,8 @@ fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, Vec<Str
         "providers": [
             {"name": "onprem", "title": "Bare metal", "available": true,
              "description": "Servers you have: this machine is the first node; the others join with a command."},
-            {"name": "aws", "title": "Amazon Web Services", "available": false,
-             "description": "Not offered by this wizard yet: run ./install --cloud-provider aws (docs/clouds.md)."},
+            {"name": "aws", "title": "Amazon Web Services", "available": true,
+             "description": "EC2 instances: this instance is the first node; the install makes the others with the keys you give."},
             {"name": "azure", "title": "Microsoft Azure", "available": false,
              "description": "Not offered by this wizard yet: run ./install --cloud-provider azure (docs/clouds.md)."},
         ],
@@ -256,6 +271,9 @@ fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, Vec<Str
     });
     Ok((info, names, eula.is_some()))
 }
+
+/// Each flavor's name and how many nodes it has.
+type FlavorSizes = Vec<(String, u32)>;
 
 /// The SHA-256 fingerprint of the first certificate in a PEM file.
 fn fingerprint(cert: &Path) -> anyhow::Result<String> {
@@ -497,6 +515,23 @@ fn drive(
                 opts.cluster_name = Some(c.deployment.clone());
                 opts.flavor = c.flavor.clone();
                 opts.resume = false;
+                if let Some(keys) = &c.aws {
+                    // The install's AWS calls (preflight's and the
+                    // machines') take them before the SDKs' chain.
+                    crate::cloud::api::give(keys.credentials());
+                    opts.cloud_provider = Some(crate::cloud::Provider::Aws);
+                    let nodes = shared
+                        .flavors
+                        .iter()
+                        .find(|(name, _)| Some(name) == c.flavor.as_ref())
+                        .map_or(1, |(_, n)| *n);
+                    if nodes > 1 {
+                        opts.provision = Some(crate::cloud::ProvisionSettings {
+                            subnet_id: c.subnet_id.clone(),
+                            ..opts.provision.clone().unwrap_or_default()
+                        });
+                    }
+                }
             }
             // A failure before the plan was made (the checks) starts afresh.
             Command::Resume => {
@@ -745,6 +780,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
                     Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
                 },
                 "/api/v1/resume" => resume(&shared),
+                "/api/v1/aws/check" => match serde_json::from_slice::<aws::Keys>(&body) {
+                    Ok(keys) => {
+                        match tokio::task::spawn_blocking(move || aws::check(&keys)).await {
+                            Ok(Ok(found)) => json(StatusCode::OK, &found),
+                            Ok(Err((field, problem))) => {
+                                refusal(StatusCode::BAD_REQUEST, &problem, Some(field))
+                            }
+                            Err(e) => {
+                                refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None)
+                            }
+                        }
+                    }
+                    Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
+                },
                 "/api/v1/finish" => finish(&shared),
                 _ => refusal(StatusCode::NOT_FOUND, "no such request", None),
             }
@@ -795,15 +844,26 @@ fn start(shared: &Shared, c: Choices) -> Answer {
     if let Some(problem) = deployment_name_problem(&c.deployment) {
         return refusal(StatusCode::BAD_REQUEST, &problem, Some("deployment"));
     }
-    if c.provider != "onprem" {
-        return refusal(
-            StatusCode::BAD_REQUEST,
-            &format!("the wizard installs on bare metal only; for `{}`, run ./install --cloud-provider {}", c.provider, c.provider),
-            Some("provider"),
-        );
+    match c.provider.as_str() {
+        "onprem" => {}
+        "aws" if c.aws.is_none() => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "give the AWS keys that make the other machines",
+                Some("accessKeyId"),
+            )
+        }
+        "aws" => {}
+        other => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                &format!("the wizard installs on bare metal and AWS; for `{other}`, run ./install --cloud-provider {other}"),
+                Some("provider"),
+            )
+        }
     }
     match &c.flavor {
-        Some(f) if !shared.flavors.contains(f) => {
+        Some(f) if !shared.flavors.iter().any(|(name, _)| name == f) => {
             return refusal(
                 StatusCode::BAD_REQUEST,
                 &format!("the app has no flavor `{f}`"),
@@ -822,27 +882,15 @@ fn start(shared: &Shared, c: Choices) -> Answer {
             Some("eula"),
         );
     }
-    let mut s = shared.status.lock().unwrap();
-    if s.stage != Stage::Choosing {
-        return refusal(
-            StatusCode::CONFLICT,
-            "the install has started already",
-            None,
-        );
-    }
-    if shared
-        .commands
-        .lock()
-        .unwrap()
-        .send(Command::Install(c.clone()))
-        .is_err()
-    {
-        return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the installer has stopped",
-            None,
-        );
-    }
+    let mut s = match hand_over(
+        shared,
+        Stage::Choosing,
+        Command::Install(c.clone()),
+        "the install has started already",
+    ) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     s.stage = Stage::Running;
     s.choices = Some(c);
     json(
@@ -851,29 +899,39 @@ fn start(shared: &Shared, c: Choices) -> Answer {
     )
 }
 
-/// `POST /api/v1/resume`: runs a failed install again from where it stopped.
-fn resume(shared: &Shared) -> Answer {
-    let mut s = shared.status.lock().unwrap();
-    if s.stage != Stage::Failed {
-        return refusal(
-            StatusCode::CONFLICT,
-            "only a failed install can be resumed",
-            None,
-        );
+/// Hands `command` to the installer when the install is at stage `from`
+/// (else a 409 saying `conflict`); the status, still locked, to update.
+fn hand_over<'a>(
+    shared: &'a Shared,
+    from: Stage,
+    command: Command,
+    conflict: &str,
+) -> Result<std::sync::MutexGuard<'a, Status>, Box<Answer>> {
+    let s = shared.status.lock().unwrap();
+    if s.stage != from {
+        return Err(Box::new(refusal(StatusCode::CONFLICT, conflict, None)));
     }
-    if shared
-        .commands
-        .lock()
-        .unwrap()
-        .send(Command::Resume)
-        .is_err()
-    {
-        return refusal(
+    if shared.commands.lock().unwrap().send(command).is_err() {
+        return Err(Box::new(refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "the installer has stopped",
             None,
-        );
+        )));
     }
+    Ok(s)
+}
+
+/// `POST /api/v1/resume`: runs a failed install again from where it stopped.
+fn resume(shared: &Shared) -> Answer {
+    let mut s = match hand_over(
+        shared,
+        Stage::Failed,
+        Command::Resume,
+        "only a failed install can be resumed",
+    ) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     s.stage = Stage::Running;
     s.error = None;
     s.hint = None;
@@ -885,11 +943,14 @@ fn resume(shared: &Shared) -> Answer {
 
 /// `POST /api/v1/finish`: stop waiting for the flavor's other nodes.
 fn finish(shared: &Shared) -> Answer {
-    let s = shared.status.lock().unwrap();
-    if s.stage != Stage::Joining {
-        return refusal(StatusCode::CONFLICT, "nothing is waiting for nodes", None);
+    if let Err(refused) = hand_over(
+        shared,
+        Stage::Joining,
+        Command::Finish,
+        "nothing is waiting for nodes",
+    ) {
+        return *refused;
     }
-    let _ = shared.commands.lock().unwrap().send(Command::Finish);
     json(StatusCode::ACCEPTED, &serde_json::json!({"stage": "done"}))
 }
 

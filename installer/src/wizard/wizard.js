@@ -8,6 +8,9 @@ const STEPS = ["location", "capacity", "installation"];
 let csrf = null;
 let app = null;
 let polling = null;
+// The answer of the last AWS check that passed (VPCs, subnets), or null.
+let awsChecked = null;
+const AWS_FIELDS = ["accessKeyId", "secretAccessKey", "region"];
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -118,13 +121,77 @@ function chosen(name) {
   return c ? c.value : null;
 }
 
-function choices() {
+function awsKeys() {
   return {
+    accessKeyId: $("accessKeyId").value.trim(),
+    secretAccessKey: $("secretAccessKey").value,
+    region: $("region").value.trim() || null,
+  };
+}
+
+function choices() {
+  const c = {
     deployment: $("deployment").value.trim(),
     provider: chosen("provider"),
     flavor: chosen("flavor"),
     eulaAccepted: $("eula").checked,
   };
+  if (c.provider === "aws") {
+    c.aws = awsKeys();
+    c.subnetId = $("subnet").value || null;
+  }
+  return c;
+}
+
+function fillSubnets() {
+  const vpc = $("vpc").value;
+  const subnets = awsChecked.subnets.filter((s) => s.vpc === vpc);
+  $("subnet").replaceChildren(...subnets.map((s) => el("option", {
+    value: s.id, text: `${s.id} (${s.cidr}${s.zone ? ", " + s.zone : ""})`, selected: s.id === awsChecked.subnet,
+  })));
+}
+
+async function checkAws() {
+  for (const f of AWS_FIELDS) {
+    $(`${f}-error`).textContent = "";
+    $(f).setAttribute("aria-invalid", "false");
+  }
+  $("provider-error").textContent = "";
+  $("aws-state").textContent = "Checking the keys with AWS…";
+  $("aws-check").disabled = true;
+  const r = await api("/api/v1/aws/check", awsKeys()).catch(() => null);
+  $("aws-check").disabled = false;
+  awsChecked = null;
+  $("aws-network").hidden = true;
+  if (!r || !r.ok) {
+    const field = r && r.data && r.data.field;
+    const text = (r && r.data && r.data.error) || "The installer did not answer; try again.";
+    $("aws-state").textContent = "The keys do not work yet.";
+    if (field && $(`${field}-error`)) {
+      $(`${field}-error`).textContent = text;
+      if (AWS_FIELDS.includes(field)) {
+        $(field).setAttribute("aria-invalid", "true");
+        $(field).focus();
+      }
+    } else {
+      $("aws-state").textContent = text;
+    }
+    return false;
+  }
+  awsChecked = r.data;
+  const mine = awsChecked.subnets.find((s) => s.id === awsChecked.subnet);
+  $("vpc").replaceChildren(...awsChecked.vpcs.map((v) => el("option", {
+    value: v.id, text: `${v.id} (${v.cidr})`, selected: mine && v.id === mine.vpc,
+  })));
+  fillSubnets();
+  $("aws-network").hidden = false;
+  $("aws-state").textContent =
+    `The keys work in ${awsChecked.region}: ${awsChecked.vpcs.length} VPC(s) and ${awsChecked.subnets.length} subnet(s) visible.`;
+  return true;
+}
+
+function providerChanged() {
+  $("aws-box").hidden = chosen("provider") !== "aws";
 }
 
 function locationValid() {
@@ -135,6 +202,10 @@ function locationValid() {
   if (problem) { ok = false; $("deployment").focus(); }
   $("provider-error").textContent = chosen("provider") ? "" : "Choose where the cluster runs.";
   if (!chosen("provider")) ok = false;
+  if (chosen("provider") === "aws" && !awsChecked) {
+    $("accessKeyId-error").textContent = "Check the keys first (the button below the fields).";
+    ok = false;
+  }
   if (app.eula && !$("eula").checked) {
     $("eula-error").textContent = "Accept the licence agreement to install.";
     ok = false;
@@ -162,7 +233,7 @@ async function startInstall(ev) {
   if (!r.ok) {
     const field = r.data && r.data.field;
     const text = (r.data && r.data.error) || `The installer refused (HTTP ${r.status}).`;
-    if (field === "deployment" || field === "provider" || field === "eula") {
+    if (["deployment", "provider", "eula", ...AWS_FIELDS].includes(field)) {
       show("location");
       $(`${field}-error`).textContent = text;
       $(field === "provider" ? "provider-onprem" : field).focus();
@@ -329,6 +400,10 @@ async function main() {
   app = info.data;
   fillApp();
   $("deployment").addEventListener("input", checkName);
+  document.querySelectorAll("input[name=provider]").forEach((i) => i.addEventListener("change", providerChanged));
+  $("aws-check").addEventListener("click", checkAws);
+  $("vpc").addEventListener("change", fillSubnets);
+  for (const f of AWS_FIELDS) $(f).addEventListener("input", () => { awsChecked = null; $("aws-network").hidden = true; });
   $("location-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (locationValid()) { show("capacity"); $("main").focus(); }
