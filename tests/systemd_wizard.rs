@@ -45,12 +45,7 @@ fn a_second_node_joins_with_the_command_the_wizard_shows() {
     );
 
     let b = Browser::start();
-    b.go(&url);
-    b.wait_for(
-        "the LOCATION step",
-        "document.querySelector('#app-name') && document.querySelector('#app-name').textContent === 'hello'",
-        Duration::from_secs(30),
-    );
+    b.open_wizard(&url);
     b.type_into("#deployment", "hello-two");
     b.click("#to-capacity");
     b.wait_for(

@@ -72,12 +72,7 @@ fn aws_keys_are_checked_on_their_fields_and_the_vpcs_they_see_are_offered() {
     let wizard = WizardInstaller::spawn(installer);
 
     let b = Browser::start();
-    b.go(&wizard.url);
-    b.wait_for(
-        "the LOCATION step",
-        "document.querySelector('#app-name') && document.querySelector('#app-name').textContent === 'hello'",
-        Duration::from_secs(30),
-    );
+    b.open_wizard(&wizard.url);
     b.type_into("#deployment", "shop");
     b.click("#provider-aws");
     b.wait_for(
@@ -148,6 +143,7 @@ fn aws_keys_are_checked_on_their_fields_and_the_vpcs_they_see_are_offered() {
         b.js("return document.querySelector('#subnet').value;"),
         subnet
     );
+    b.js("document.querySelector('#aws-state').scrollIntoView();");
     b.screenshot("10-aws-keys-work");
 
     // The secret goes to the installer and stays there.

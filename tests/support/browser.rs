@@ -128,6 +128,17 @@ impl Browser {
             .to_string()
     }
 
+    /// Opens the wizard's `url` (with its token) and waits for its LOCATION
+    /// step to show the example app, `hello`.
+    pub fn open_wizard(&self, url: &str) {
+        self.go(url);
+        self.wait_for(
+            "the LOCATION step",
+            "document.querySelector('#location') && !document.querySelector('#location').hidden && document.querySelector('#app-name').textContent === 'hello'",
+            Duration::from_secs(30),
+        );
+    }
+
     /// With TELE_WIZARD_SCREENSHOTS=DIR, saves what the browser shows as DIR/NAME.png.
     pub fn screenshot(&self, name: &str) {
         let Ok(dir) = std::env::var("TELE_WIZARD_SCREENSHOTS") else {

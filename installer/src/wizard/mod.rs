@@ -54,6 +54,8 @@ const MAX_BODY: usize = 64 << 10;
 const LOG_LINES: usize = 400;
 /// The most of a logo file read.
 const MAX_LOGO: u64 = 1 << 20;
+/// The most connections served at once.
+const MAX_CONNECTIONS: usize = 64;
 /// The session cookie's name.
 const COOKIE: &str = "tele_wizard";
 
@@ -1006,6 +1008,9 @@ async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    // A browser holds a few connections; more than this at once are closed
+    // as they come, so that nobody on the network can pile them up.
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -1014,9 +1019,14 @@ async fn serve(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
                 let tls = tls.clone();
                 let shared = shared.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
                     let svc = service_fn(move |req| {
                         let shared = shared.clone();
