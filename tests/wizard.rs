@@ -277,6 +277,8 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
     assert!(status.success(), "{out}\n{rest}");
     assert!(out.contains("hello 1.0.0 is installed on node"), "{out}");
     assert_eq!(status_of(&[&format!("{origin}/")]), "000");
+    // Its certificate served only it: pki/ keeps the cluster's alone.
+    assert!(!state.join("pki/wizard.crt").exists() && !state.join("pki/wizard.key").exists());
     // The cluster is there: the node is Ready.
     let nodes = stdout(&ok(Command::new(state.join("runtime/bin/kubectl"))
         .arg("--kubeconfig")
