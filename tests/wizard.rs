@@ -9,7 +9,8 @@
 //! is served without the one-time token, the token works once, a POST
 //! without the CSRF token is refused, the page loads nothing from
 //! elsewhere, it fits a phone's width, and the wizard stops serving once the
-//! install is done.
+//! install is done. Then an install started from the command line that
+//! failed is opened by the wizard where it stopped, and resumed from it.
 
 mod support;
 
@@ -285,4 +286,54 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         .arg(state.join("pki/kubeconfig/admin.conf"))
         .args(["get", "nodes", "--no-headers"])));
     assert!(nodes.contains(" Ready "), "{nodes}");
+
+    // An install started from the command line that failed (the hook's file
+    // gone again): the wizard opens at it, shows where it stopped, and
+    // resumes it.
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(&state));
+    std::fs::remove_file(fix.join("licence")).unwrap();
+    let o = run(Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--bin-dir", "none", "--autofix", "--timeout", "300"])
+        .env("NO_COLOR", "1"));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let mut again = Command::new(bundle.join("install"));
+    again
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--wizard", "--wizard-port", &free_port().to_string()])
+        .env("NO_COLOR", "1");
+    let wizard = WizardInstaller::spawn(again);
+    b.call(
+        "POST",
+        "/window/rect",
+        serde_json::json!({"width": 1280, "height": 900}),
+    );
+    b.go(&wizard.url);
+    b.wait_for(
+        "the stopped install",
+        "document.querySelector('#install-state') && document.querySelector('#install-state').textContent === 'The install failed.' && document.querySelectorAll('#phases .badge').length > 3",
+        Duration::from_secs(30),
+    );
+    let failure = b.text("#failure-error");
+    assert!(
+        failure.contains("phase /hooks/postInstall failed") && failure.contains("no licence file"),
+        "{failure}"
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#steps li[aria-current=step]').dataset.step;"),
+        "installation"
+    );
+    std::fs::write(fix.join("licence"), "ok").unwrap();
+    b.click("#resume");
+    b.wait_for(
+        "the resumed install done",
+        "document.querySelector('#install-state').textContent === 'The install is done.'",
+        Duration::from_secs(600),
+    );
+    let (status, out, rest) = wizard.wait();
+    assert!(status.success(), "{out}\n{rest}");
 }

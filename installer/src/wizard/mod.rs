@@ -392,6 +392,7 @@ pub fn run(
     }
     crate::install::verify_bundle(&opts, reporter)?;
     let (app, flavors, eula) = app_info(&opts)?;
+    let stopped = stopped_install(&opts.state_dir)?;
 
     // The cluster CA, and the wizard's certificate from it, before anything else.
     let state = StateDir::new(&opts.state_dir);
@@ -432,12 +433,18 @@ pub fn run(
         flavors,
         eula,
         status: Mutex::new(Status {
-            stage: Stage::Choosing,
+            stage: if stopped.is_some() {
+                Stage::Failed
+            } else {
+                Stage::Choosing
+            },
             choices: None,
             log: VecDeque::new(),
             notes: Vec::new(),
-            error: None,
-            hint: None,
+            hint: stopped
+                .is_some()
+                .then(|| "put right what stopped it, then press Resume".to_string()),
+            error: stopped,
             summary: None,
             nodes: Vec::new(),
             flavor: None,
@@ -491,6 +498,34 @@ pub fn run(
         let _ = std::fs::remove_file(pki_dir.join(f));
     }
     outcome
+}
+
+/// What stopped an earlier install of `state_dir` (started from the command
+/// line, or by a wizard), if one did: the wizard then opens at it, to be
+/// resumed. A finished install is refused.
+fn stopped_install(state_dir: &Path) -> anyhow::Result<Option<String>> {
+    use crate::plan::PhaseState;
+    let Some(plan) = crate::plan::Plan::load(state_dir).ok().flatten() else {
+        return Ok(None);
+    };
+    if plan.is_complete() {
+        return Err(InstallError::bad_input(
+            format!("{} holds a finished install", state_dir.display()),
+            "`tele status` shows it; `./install --uninstall` removes it",
+        )
+        .into());
+    }
+    let leaves = plan.leaves();
+    let at = leaves
+        .iter()
+        .find(|l| matches!(l.state, PhaseState::Failed | PhaseState::InProgress));
+    Ok(Some(match at {
+        Some(l) => match &l.error {
+            Some(e) => format!("phase {} failed: {e}", l.id),
+            None => format!("the install stopped in phase {} ({})", l.id, l.description),
+        },
+        None => "the install stopped between its phases".to_string(),
+    }))
 }
 
 /// Waits for the page's commands and runs the install (again, resumed,
