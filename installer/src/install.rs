@@ -994,18 +994,24 @@ pub(crate) fn verify_bundle(
     Ok(())
 }
 
+/// Refuses to go on without root, saying `hint`.
+pub(crate) fn require_root(hint: &str) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(InstallError::bad_input(
+        "installing needs root: it starts system services, mounts filesystems and changes iptables",
+        hint,
+    )
+    .into())
+}
+
 /// Verifies the bundle, then runs (or resumes) the install plan.
 pub fn install(
     opts: &InstallOptions,
     reporter: &dyn InstallReporter,
 ) -> anyhow::Result<InstallSummary> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(InstallError::bad_input(
-            "installing needs root: it starts system services, mounts filesystems and changes iptables",
-            "run `sudo ./install`",
-        )
-        .into());
-    }
+    require_root("run `sudo ./install`")?;
     validate(opts)?;
     let state = StateDir::new(&opts.state_dir);
     let fresh = is_fresh(&state);

@@ -149,13 +149,6 @@ struct Shared {
     origin: String,
 }
 
-/// A random value of 32 bytes, hex.
-fn random_hex() -> anyhow::Result<String> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(hex::encode(b))
-}
-
 /// Whether `name` can name a deployment (the cluster's name, as
 /// `--cluster-name` gives it): a DNS label, 1 to 63 lower-case letters,
 /// digits and '-', starting and ending with a letter or digit.
@@ -375,13 +368,7 @@ pub fn run(
     reporter: &dyn InstallReporter,
     announce: &dyn Fn(&Access),
 ) -> anyhow::Result<InstallSummary> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(InstallError::bad_input(
-            "installing needs root: it starts system services, mounts filesystems and changes iptables",
-            "run `sudo ./install --wizard`",
-        )
-        .into());
-    }
+    crate::install::require_root("run `sudo ./install --wizard`")?;
     crate::install::validate(&opts)?;
     if opts.resume {
         return Err(InstallError::bad_input(
@@ -414,7 +401,7 @@ pub fn run(
         cert: cert.clone(),
         key,
     })?;
-    let token = random_hex()?;
+    let token = crate::token::random_hex(32)?;
     let origin = if listen.is_ipv6() {
         format!("https://[{host}]:{}", listen.port())
     } else {
@@ -740,7 +727,8 @@ fn take_token(shared: &Shared, query: Option<&str>) -> bool {
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     if req.method() == Method::GET && take_token(&shared, req.uri().query()) {
-        let (Ok(id), Ok(csrf)) = (random_hex(), random_hex()) else {
+        let (Ok(id), Ok(csrf)) = (crate::token::random_hex(32), crate::token::random_hex(32))
+        else {
             return refusal(StatusCode::INTERNAL_SERVER_ERROR, "no randomness", None);
         };
         shared.sessions.lock().unwrap().insert(id.clone(), csrf);
