@@ -364,6 +364,16 @@ fn azure_access(
     identity: &str,
     auth: cloud::azure::Auth,
 ) -> tele_installer::preflight::CheckResult {
+    azure_access_with(arm, identity, auth, None)
+}
+
+/// [`azure_access`], for an install with `provision` (`--provision`).
+fn azure_access_with(
+    arm: &str,
+    identity: &str,
+    auth: cloud::azure::Auth,
+    provision: Option<cloud::ProvisionSettings>,
+) -> tele_installer::preflight::CheckResult {
     let (_imds, url) = imds(&["--cloud", "azure", "--identity", identity]);
     let instance = cloud::detect(&Endpoints {
         aws: None,
@@ -386,9 +396,93 @@ fn azure_access(
                 environment: Some(environment),
                 ..auth
             }),
+            provision,
             ..Default::default()
         },
     )
+}
+
+#[test]
+fn preflight_names_each_action_provisioning_on_azure_lacks() {
+    use tele_installer::preflight::Status;
+    let (_arm, arm) = azure_arm(&[
+        "--tenant",
+        "tenant-1",
+        "--subscription",
+        "8d10da13-8125-4ba9-a717-bf7490507b3d",
+        "--resource-group",
+        "shop",
+        "--vm",
+        "ip-10-0-1-23",
+        "--client",
+        "app-ops:s3cret-ops",
+        "--client",
+        "app-vms:s3cret-vms",
+        "--client",
+        "app-reader:s3cret-reader",
+        "--contributor",
+        "app-ops",
+        // Virtual machines and disks, but nothing of the network.
+        "--role",
+        "app-vms=Microsoft.Compute/virtualMachines/*,Microsoft.Compute/disks/*",
+        "--reader",
+        "app-reader",
+    ]);
+    let sp = |id: &str, secret: &str| cloud::azure::Auth {
+        tenant_id: Some("tenant-1".into()),
+        client_id: Some(id.into()),
+        client_secret: Some(cloud::Secret(secret.into())),
+        environment: None,
+    };
+    let provision = Some(cloud::ProvisionSettings::default());
+    let ops = azure_access_with(
+        &arm,
+        "vm-identity",
+        sp("app-ops", "s3cret-ops"),
+        provision.clone(),
+    );
+    assert_eq!(ops.status, Status::Pass, "{ops:?}");
+    assert!(
+        ops.detail.contains("make and delete the flavor's machines"),
+        "{ops:?}"
+    );
+    // Without --provision, a reader passes; with it, every action is named.
+    let reader = azure_access(&arm, "vm-identity", sp("app-reader", "s3cret-reader"));
+    assert_eq!(reader.status, Status::Pass, "{reader:?}");
+    let reader = azure_access_with(
+        &arm,
+        "vm-identity",
+        sp("app-reader", "s3cret-reader"),
+        provision.clone(),
+    );
+    assert_eq!(reader.status, Status::Fail, "{reader:?}");
+    for action in cloud::azure::PROVISION_ACTIONS {
+        assert!(reader.detail.contains(action), "{action}: {reader:?}");
+    }
+    // A role for the VMs only: exactly the network's actions are missing.
+    let vms = azure_access_with(&arm, "vm-identity", sp("app-vms", "s3cret-vms"), provision);
+    assert_eq!(vms.status, Status::Fail, "{vms:?}");
+    let missing = vms
+        .detail
+        .split("it lacks ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{vms:?}"));
+    assert_eq!(
+        missing,
+        "Microsoft.Network/networkInterfaces/write, \
+         Microsoft.Network/virtualNetworks/subnets/join/action, \
+         Microsoft.Network/networkSecurityGroups/join/action, \
+         Microsoft.Network/networkInterfaces/delete"
+    );
+    let fix = vms.fix.as_deref().unwrap();
+    assert!(
+        fix.contains("Network Contributor") && fix.contains("resource group shop"),
+        "{fix}"
+    );
+    for r in [&ops, &reader, &vms] {
+        let said = format!("{} {:?}", r.detail, r.fix);
+        assert!(!said.contains("s3cret"), "{said}");
+    }
 }
 
 #[test]

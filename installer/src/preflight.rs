@@ -477,6 +477,9 @@ fn check_azure_access(
         }
     };
     match azure::check_read_access(instance, &auth, &token) {
+        Ok(()) if settings.provision.is_some() => {
+            check_azure_provision_access(instance, &auth, &token, &who)
+        }
         Ok(()) => pass(format!(
             "{who} may read the resource group {} and the VM {}",
             instance.resource_group, instance.hostname
@@ -487,6 +490,38 @@ fn check_azure_access(
                 "assign {who} the Reader role (or a role with Microsoft.Resources/subscriptions/resourceGroups/read and Microsoft.Compute/virtualMachines/read) on the resource group {}",
                 instance.resource_group
             ),
+        ),
+    }
+}
+
+/// With `--provision` on Azure: whether `who` may make and delete the
+/// machines in the VM's resource group (Resource Manager's list of its
+/// permissions there; writes have no dry run).
+fn check_azure_provision_access(
+    instance: &crate::cloud::Instance,
+    auth: &crate::cloud::azure::Auth,
+    token: &crate::cloud::Secret,
+    who: &str,
+) -> Outcome {
+    let group = &instance.resource_group;
+    match crate::cloud::azure::check_provision_access(instance, auth, token) {
+        Ok(missing) if missing.is_empty() => pass(format!(
+            "{who} may read the resource group {group} and the VM {}, and make and delete the flavor's machines there",
+            instance.hostname
+        )),
+        Ok(missing) => fail(
+            format!(
+                "{who} may not make the flavor's machines (--provision): it lacks {}",
+                missing.join(", ")
+            ),
+            format!(
+                "assign {who} the Virtual Machine Contributor and Network Contributor roles (and Managed Identity Operator when this VM has user-assigned identities) on the resource group {group}, or a role with: {}",
+                missing.join(", ")
+            ),
+        ),
+        Err(e) => fail(
+            format!("{who} --provision: {e}"),
+            format!("assign {who} a role on the resource group {group} that may list its permissions (any built-in role may)"),
         ),
     }
 }

@@ -21,9 +21,18 @@ REST documentation (nothing real of Azure can run here):
   a VM (its NICs must exist; a size not offered is SkuNotAvailable 409; past
   --max-vms, OperationNotAllowed 409 with the cores-quota message); DELETE
   of a VM, which deletes its NICs and OS disk when their deleteOption is
-  Delete. Writes need --contributor. customData is never returned, as
-  Azure does; GET /_standin/resources lists everything, custom data
-  included, for the tests.
+  Delete. customData is never returned, as Azure does; GET
+  /_standin/resources lists everything, custom data included, for the
+  tests.
+- Authorization: each principal's permissions on the resource group, as
+  role definitions give them: --reader is Azure's built-in Reader
+  (actions */read), --contributor its Contributor (actions *, but not
+  Microsoft.Authorization's writes and deletes), --role
+  PRINCIPAL=ACTION,ACTION... a role of those actions plus */read. Every
+  request is checked against them (a NIC's subnet and network security
+  group need their join/action too: LinkedAuthorizationFailed), and GET
+  .../resourceGroups/G/providers/Microsoft.Authorization/permissions lists
+  the caller's, as Resource Manager does.
 
 Tokens are opaque strings naming their principal ("standin.PRINCIPAL.N");
 the metadata stand-in (imds.py) hands out the same form for the VM's managed
@@ -31,7 +40,7 @@ identity. Prints "listening on PORT" once it listens.
 
 usage: azure_arm.py --tenant T --subscription S --resource-group G --vm NAME
        [--client ID:SECRET]... [--reader PRINCIPAL]... [--contributor PRINCIPAL]...
-       [--max-vms N] [--listen HOST:PORT]
+       [--role PRINCIPAL=ACTION,...]... [--max-vms N] [--listen HOST:PORT]
 """
 
 import argparse
@@ -53,6 +62,25 @@ def provider_type(path):
     return "Microsoft.Resources/subscriptions/resourceGroups"
 
 
+READER = {"actions": ["*/read"], "notActions": [], "dataActions": [], "notDataActions": []}
+CONTRIBUTOR = {"actions": ["*"], "notActions": [
+    "Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
+    "Microsoft.Authorization/elevateAccess/Action", "Microsoft.Blueprint/blueprintAssignments/write",
+    "Microsoft.Blueprint/blueprintAssignments/delete"], "dataActions": [], "notDataActions": []}
+
+
+def covers(pattern, action):
+    """Whether a role definition's action pattern covers `action` (`*` is
+    any text; case is ignored)."""
+    regex = ".*".join(re.escape(p) for p in pattern.lower().split("*"))
+    return re.fullmatch(regex, action.lower()) is not None
+
+
+def granted(entries, action):
+    return any(any(covers(p, action) for p in e["actions"])
+               and not any(covers(p, action) for p in e["notActions"]) for e in entries)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--listen", default="127.0.0.1:0")
@@ -64,11 +92,21 @@ def main():
     ap.add_argument("--client", action="append", default=[])
     ap.add_argument("--reader", action="append", default=[])
     ap.add_argument("--contributor", action="append", default=[])
+    ap.add_argument("--role", action="append", default=[])
     ap.add_argument("--max-vms", type=int, default=100)
     ap.add_argument("--sizes", default="Standard_D2s_v3,Standard_D4s_v3,Standard_B2s")
     ap.add_argument("--log")
     args = ap.parse_args()
     clients = dict(c.split(":", 1) for c in args.client)
+    permissions = {}
+    for p in args.reader:
+        permissions.setdefault(p, []).append(READER)
+    for p in args.contributor:
+        permissions.setdefault(p, []).append(CONTRIBUTOR)
+    for r in args.role:
+        principal, actions = r.split("=", 1)
+        permissions.setdefault(principal, []).extend([READER, {
+            "actions": actions.split(","), "notActions": [], "dataActions": [], "notDataActions": []}])
     log = open(args.log, "a", buffering=1) if args.log else open("/dev/null", "w")
     serial = itertools.count(1)
     lock = threading.Lock()
@@ -163,9 +201,11 @@ def main():
             principal = m.group(1)
             path = url.path.rstrip("/")
             lowered = path.lower()
+            if lowered == (group_id + "/providers/Microsoft.Authorization/permissions").lower():
+                return self.answer(200, {"value": permissions.get(principal, [])})
             if lowered == group_id.lower():
                 action = "Microsoft.Resources/subscriptions/resourceGroups/read"
-                if principal not in args.reader + args.contributor:
+                if not granted(permissions.get(principal, []), action):
                     return self.denied(principal, action, path)
                 return self.answer(200, {"id": group_id, "name": args.resource_group, "type":
                                          "Microsoft.Resources/resourceGroups", "location": args.location,
@@ -173,7 +213,7 @@ def main():
             if not lowered.startswith(group_id.lower() + "/"):
                 return self.answer(404, {"error": {"code": "ResourceGroupNotFound", "message":
                                                    f"Resource group '{path}' could not be found."}})
-            if principal not in args.reader + args.contributor:
+            if not granted(permissions.get(principal, []), f"{provider_type(path)}/read"):
                 return self.denied(principal, f"{provider_type(path)}/read", path)
             with lock:
                 doc = resources.get(lowered)
@@ -202,13 +242,15 @@ def main():
                                             "Authentication failed. The 'Authorization' header is missing or invalid."}})
                 return None
             path = url.path.rstrip("/")
-            if m.group(1) not in args.contributor:
-                self.denied(m.group(1), f"{provider_type(path)}/{'delete' if self.command == 'DELETE' else 'write'}", path)
+            action = f"{provider_type(path)}/{'delete' if self.command == 'DELETE' else 'write'}"
+            if not granted(permissions.get(m.group(1), []), action):
+                self.denied(m.group(1), action, path)
                 return None
             return m.group(1)
 
         def do_PUT(self):
-            if self.writer() is None:
+            principal = self.writer()
+            if principal is None:
                 return
             path = urlparse(self.path).path.rstrip("/")
             length = int(self.headers.get("Content-Length") or 0)
@@ -222,6 +264,19 @@ def main():
             with lock:
                 existed = path.lower() in resources
                 if kind == "Microsoft.Network/networkInterfaces":
+                    links = [(c.get("properties", {}).get("subnet", {}).get("id", ""),
+                              "Microsoft.Network/virtualNetworks/subnets/join/action")
+                             for c in props.get("ipConfigurations", [])]
+                    if props.get("networkSecurityGroup"):
+                        links.append((props["networkSecurityGroup"].get("id", ""),
+                                      "Microsoft.Network/networkSecurityGroups/join/action"))
+                    for ref, action in links:
+                        if not granted(permissions.get(principal, []), action):
+                            return self.answer(403, {"error": {"code": "LinkedAuthorizationFailed", "message":
+                                                               f"The client '{principal}' has permission to perform action "
+                                                               f"'Microsoft.Network/networkInterfaces/write' on scope '{path}'; "
+                                                               f"however, it does not have permission to perform action '{action}' "
+                                                               f"on the linked scope(s) '{ref}' or the linked scope(s) are invalid."}})
                     for ref in [c.get("properties", {}).get("subnet", {}).get("id", "") for c in props.get("ipConfigurations", [])] + \
                                [props.get("networkSecurityGroup", {}).get("id", nsg_id)]:
                         if ref.lower() not in resources:

@@ -266,6 +266,122 @@ pub fn check_read_access(
     Ok(())
 }
 
+/// What `./install --provision` does on Azure, as Resource Manager names
+/// the actions: a NIC in this VM's subnet and network security group and a
+/// VM on it for each machine; `tele uninstall --deprovision` deletes the
+/// VMs, whose NICs and OS disks go with them.
+pub const PROVISION_ACTIONS: [&str; 7] = [
+    "Microsoft.Network/networkInterfaces/write",
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    "Microsoft.Network/networkSecurityGroups/join/action",
+    "Microsoft.Compute/virtualMachines/write",
+    "Microsoft.Compute/virtualMachines/delete",
+    "Microsoft.Network/networkInterfaces/delete",
+    "Microsoft.Compute/disks/delete",
+];
+
+/// Giving the machines this VM's user-assigned identities (when it has any).
+pub const ASSIGN_IDENTITY_ACTION: &str =
+    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
+
+/// Whether the action pattern of a role definition (`*` stands for any
+/// text, `/` included) covers `action`; Azure compares them ignoring case.
+fn covers(pattern: &str, action: &str) -> bool {
+    let (pattern, action) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == action;
+    };
+    let Some(mut rest) = action.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The actions of `wanted` that the caller's permissions at a scope (the
+/// answer of `.../providers/Microsoft.Authorization/permissions`) do not
+/// grant: an action is granted when one entry's `actions` cover it and the
+/// same entry's `notActions` do not.
+pub fn missing_actions(permissions: &serde_json::Value, wanted: &[&str]) -> Vec<String> {
+    let list = |entry: &serde_json::Value, key: &str| -> Vec<String> {
+        entry[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let entries = permissions["value"].as_array().cloned().unwrap_or_default();
+    wanted
+        .iter()
+        .filter(|action| {
+            !entries.iter().any(|e| {
+                list(e, "actions").iter().any(|p| covers(p, action))
+                    && !list(e, "notActions").iter().any(|p| covers(p, action))
+            })
+        })
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The actions `--provision` needs (the identity's assignment when this VM
+/// has user-assigned identities, which the machines get) that `token` may
+/// not take on the VM's resource group, as Resource Manager lists the
+/// caller's permissions there (it has no dry run for writes).
+pub fn check_provision_access(
+    instance: &Instance,
+    auth: &Auth,
+    token: &super::Secret,
+) -> Result<Vec<String>, String> {
+    let env = auth.environment.clone().unwrap_or_else(Environment::public);
+    let http = client(Timeouts {
+        connect: std::time::Duration::from_secs(5),
+        total: std::time::Duration::from_secs(30),
+    })?;
+    let (group, vm) = resource_ids(instance);
+    let base = env.resource_manager_endpoint.trim_end_matches('/');
+    let get = |path: &str, version: &str| -> Result<serde_json::Value, String> {
+        let url = format!("{base}{path}");
+        let resp = http
+            .get(&url)
+            .query(&[("api-version", version)])
+            .bearer_auth(&token.0)
+            .send()
+            .map_err(|e| format!("Resource Manager at {url}: {}", chain(&e)))?;
+        let status = resp.status();
+        let doc = answer(resp)?;
+        if !status.is_success() {
+            let code = doc["error"]["code"].as_str().unwrap_or("");
+            let message = clip(doc["error"]["message"].as_str().unwrap_or(""));
+            return Err(format!(
+                "listing its permissions on {path}: {status} {code}: {message}"
+            ));
+        }
+        Ok(doc)
+    };
+    let permissions = get(
+        &format!("{group}/providers/Microsoft.Authorization/permissions"),
+        "2022-04-01",
+    )?;
+    let mut wanted: Vec<&str> = PROVISION_ACTIONS.to_vec();
+    let this_vm = get(&vm, "2023-03-01")?;
+    if this_vm["identity"]["userAssignedIdentities"]
+        .as_object()
+        .is_some_and(|ids| !ids.is_empty())
+    {
+        wanted.push(ASSIGN_IDENTITY_ACTION);
+    }
+    Ok(missing_actions(&permissions, &wanted))
+}
+
 /// The resource ids of a VM's resource group and of the VM itself (asked
 /// for by its name, which the node is named by, as the provider does).
 pub fn resource_ids(vm: &Instance) -> (String, String) {
@@ -297,6 +413,57 @@ fn clip(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn actions_are_granted_as_role_definitions_say() {
+        use super::{covers, missing_actions, PROVISION_ACTIONS};
+        assert!(covers("*", "Microsoft.Compute/virtualMachines/write"));
+        assert!(covers("*/read", "Microsoft.Compute/virtualMachines/read"));
+        assert!(!covers("*/read", "Microsoft.Compute/virtualMachines/write"));
+        assert!(covers(
+            "microsoft.compute/virtualMachines/*",
+            "Microsoft.Compute/virtualMachines/delete"
+        ));
+        assert!(covers(
+            "Microsoft.Network/*/join/action",
+            "Microsoft.Network/virtualNetworks/subnets/join/action"
+        ));
+        assert!(!covers(
+            "Microsoft.Network/*/join/action",
+            "Microsoft.Network/networkInterfaces/write"
+        ));
+        assert!(!covers(
+            "Microsoft.Compute/disks/delete",
+            "Microsoft.Compute/disks/deleteX"
+        ));
+        // Azure's built-in roles, as their definitions read.
+        let reader = serde_json::json!({"value": [{"actions": ["*/read"], "notActions": []}]});
+        let contributor = serde_json::json!({"value": [{"actions": ["*"], "notActions": [
+            "Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
+            "Microsoft.Authorization/elevateAccess/Action"]}]});
+        let vm_contributor_only = serde_json::json!({"value": [
+            {"actions": ["*/read"], "notActions": []},
+            {"actions": ["Microsoft.Compute/virtualMachines/*", "Microsoft.Compute/disks/*",
+                         "Microsoft.Network/virtualNetworks/subnets/join/action"],
+             "notActions": ["Microsoft.Compute/disks/delete"]}]});
+        assert_eq!(missing_actions(&reader, &PROVISION_ACTIONS).len(), 7);
+        assert!(missing_actions(&contributor, &PROVISION_ACTIONS).is_empty());
+        assert!(!missing_actions(
+            &contributor,
+            &["Microsoft.Authorization/roleAssignments/write"]
+        )
+        .is_empty());
+        assert_eq!(
+            missing_actions(&vm_contributor_only, &PROVISION_ACTIONS),
+            [
+                "Microsoft.Network/networkInterfaces/write",
+                "Microsoft.Network/networkSecurityGroups/join/action",
+                "Microsoft.Network/networkInterfaces/delete",
+                "Microsoft.Compute/disks/delete",
+            ]
+        );
+        assert_eq!(missing_actions(&serde_json::json!({}), &["a/b"]), ["a/b"]);
+    }
+
     #[test]
     fn an_imds_answer_names_the_vm() {
         let text = r#"{"compute":{"location":"westeurope","name":"vm-1","osProfile":{"computerName":"web-1"},
