@@ -110,6 +110,30 @@ fn a_three_tier_app_finds_its_tiers_by_name_and_keeps_its_data_on_claims() {
             .trim(),
         "active"
     );
+    // Under systemd its answering thread is real time (`ps`: FF), or, on a
+    // kernel that schedules real time per cgroup (CONFIG_RT_GROUP_SCHED, as
+    // this machine's) where systemd gives the service's cgroup no budget
+    // (the test hosts' cgroups have none), it says why it is not.
+    let class = host
+        .ok_sh("ps -o cls= -p \"$(systemctl show -p MainPID --value tele-cluster-dns.service)\"");
+    let budget = host.sh(
+        "cat /sys/fs/cgroup/cpu/cpu.rt_runtime_us /sys/fs/cgroup/cpu,cpuacct/cpu.rt_runtime_us 2>/dev/null | head -1",
+    );
+    let dns_log = host.ok_sh("cat /var/lib/tele/logs/cluster-dns.log");
+    if String::from_utf8_lossy(&budget.stdout).trim() == "0" {
+        assert_eq!(class.trim(), "TS", "{dns_log}");
+        assert!(
+            dns_log.contains("answering at normal priority: real time was refused")
+                && dns_log.contains("no real-time budget (cpu.rt_runtime_us is 0)"),
+            "{dns_log}"
+        );
+    } else {
+        assert_eq!(class.trim(), "FF", "{dns_log}");
+        assert!(
+            dns_log.contains("answering at real-time priority"),
+            "{dns_log}"
+        );
+    }
     // The shop's page, with a row that came from the database through the
     // api: web -> api.shop.svc.cluster.local -> db.
     let page = host.eventually(SHOP_PAGE, "order 1: 3 apples", Duration::from_secs(180));

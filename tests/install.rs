@@ -279,6 +279,15 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
         &node_ip,
     ]));
     assert!(stdout(&lookup).contains(&service_ip), "{}", stdout(&lookup));
+    // Its answering thread is real time (SCHED_FIFO: `ps` says FF) while
+    // its work is light.
+    let dns_pid = stdout(&ok(Command::new("pgrep").args([
+        "-f",
+        &format!("cluster-dns --state-dir {}", state.display()),
+    ])));
+    let dns_pid = dns_pid.lines().next().unwrap().trim().to_string();
+    let class = stdout(&ok(Command::new("ps").args(["-o", "cls=", "-p", &dns_pid])));
+    assert_eq!(class.trim(), "FF", "cluster-dns {dns_pid}: {class}");
     let hook = kubectl(
         &bundle,
         &state,

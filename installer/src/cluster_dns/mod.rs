@@ -10,7 +10,11 @@
 //! question with at most [`FORWARD_BUDGET`] for all of them: with none
 //! reachable (an air gap) the answer is SERVFAIL within that, not after a
 //! client's 5-second timeout.
+//!
+//! The answering thread is real time while its work is light
+//! ([`priority`]): its answers do not wait behind the node's other work.
 
+pub mod priority;
 pub mod watch;
 pub mod zone;
 
@@ -217,6 +221,10 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// The resolvers for other names.
     pub upstreams: Vec<SocketAddr>,
+    /// Govern the answering thread's priority ([`priority`]): real time
+    /// while its work is light. `serve` must then run on a current-thread
+    /// runtime (the thread that answers is the one governed).
+    pub realtime: bool,
 }
 
 /// Serves the cluster DNS from `zone` (kept by a watch when the options
@@ -256,6 +264,9 @@ pub async fn serve(
     let mut server = hickory_server::Server::new(Handler::new(zone.clone(), upstreams));
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65535);
+    let governing = opts
+        .realtime
+        .then(|| tokio::spawn(priority::govern(|line: &str| log(line))));
     let kubeconfig = opts.kubeconfig.clone();
     let watching = tokio::spawn(async move {
         if let Some(kubeconfig) = kubeconfig {
@@ -271,6 +282,9 @@ pub async fn serve(
         _ = stop => {}
     }
     watching.abort();
+    if let Some(g) = governing {
+        g.abort();
+    }
     Ok(())
 }
 
@@ -286,6 +300,7 @@ pub fn run(state_dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
         listen,
         kubeconfig: Some(state.pki().kubeconfig("kube-proxy")),
         upstreams: upstreams(&resolv, listen),
+        realtime: true,
     };
     let networks = [cfg.service_cidr.as_str(), cfg.pod_cidr.as_str()];
     let zone = Arc::new(RwLock::new(Zone::new(CLUSTER_DOMAIN, &networks)));
@@ -319,6 +334,17 @@ mod tests {
         zone: Zone,
         upstreams: Vec<SocketAddr>,
     ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let (listen, stop, _) = governed_server(zone, upstreams, false);
+        (listen, stop)
+    }
+
+    /// [`server`], with its thread's priority governed when `realtime`;
+    /// also the answering thread's id.
+    fn governed_server(
+        zone: Zone,
+        upstreams: Vec<SocketAddr>,
+        realtime: bool,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, u32) {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -326,7 +352,11 @@ mod tests {
             .port();
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            tid_tx
+                .send(u32::try_from(nix::unistd::gettid().as_raw()).unwrap())
+                .unwrap();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -335,13 +365,14 @@ mod tests {
                 listen,
                 kubeconfig: None,
                 upstreams,
+                realtime,
             };
             rt.block_on(serve(&opts, Arc::new(RwLock::new(zone)), async move {
                 let _ = stopped.await;
             }))
             .unwrap();
         });
-        (listen, stop)
+        (listen, stop, tid_rx.recv().unwrap())
     }
 
     /// Asks `server` over UDP; the answer and how long it took.
@@ -405,6 +436,69 @@ mod tests {
         let (m, took) = ask(dns, "example.org.", RecordType::A);
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         assert!(took < Duration::from_secs(3), "{took:?}");
+        let (m, _) = ask(dns, "api.shop.svc.cluster.local.", RecordType::A);
+        assert_eq!(m.answers.len(), 1);
+    }
+
+    /// Polls the policy of thread `tid` of this process until it is `want`.
+    fn wait_for_policy(tid: u32, want: u32, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if priority::policy_of(std::process::id(), tid) == Some(want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)]
+    fn the_answering_thread_is_real_time_until_a_flood_and_again_after_it() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: real-time priority needs root");
+            return;
+        }
+        let (dns, _d, tid) = governed_server(api_zone(), vec![], true);
+        let _ = ask(dns, "api.shop.svc.cluster.local.", RecordType::A);
+        assert!(
+            wait_for_policy(tid, 1, Duration::from_secs(5)),
+            "SCHED_FIFO (1) at start: {:?}",
+            priority::policy_of(std::process::id(), tid)
+        );
+        // A flood: questions as fast as one socket sends them (answers
+        // unread), until the thread is back among the normal tasks.
+        let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flooder = {
+            let flooding = flooding.clone();
+            std::thread::spawn(move || {
+                let mut m = Message::query();
+                m.add_query(Query::query(
+                    Name::from_ascii("api.shop.svc.cluster.local.").unwrap(),
+                    RecordType::A,
+                ));
+                let wire = m.to_vec().unwrap();
+                let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket.set_nonblocking(true).unwrap();
+                let mut buf = [0u8; 512];
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = socket.send_to(&wire, dns);
+                    while socket.recv_from(&mut buf).is_ok() {}
+                }
+            })
+        };
+        let demoted = wait_for_policy(tid, 0, Duration::from_secs(20));
+        flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+        flooder.join().unwrap();
+        assert!(
+            demoted,
+            "a flood puts the answering thread back to normal (0)"
+        );
+        // Calm: real time again after CALM_FOR, and it still answers.
+        assert!(
+            wait_for_policy(tid, 1, priority::CALM_FOR * 4),
+            "real time again once calm"
+        );
         let (m, _) = ask(dns, "api.shop.svc.cluster.local.", RecordType::A);
         assert_eq!(m.answers.len(), 1);
     }
