@@ -7,7 +7,10 @@
 //! kubeconfig, the node stays Ready, the app's pods keep running (same
 //! UIDs, no restarts) and answer, the kubelet rotates its own client
 //! certificate through the controller manager, and no certificate in use
-//! has expired although the first ones did long ago.
+//! has expired although the first ones did long ago. The CAs are made with
+//! a life of seven minutes (`--ca-validity 7m`): each is remade from its
+//! key at two thirds of it, and the cluster works on past the first ones'
+//! expiry.
 
 mod support;
 
@@ -99,6 +102,7 @@ fn certificates_renew_at_two_thirds_of_their_life_and_the_cluster_keeps_working(
         .arg(&state)
         .args(["--autofix", "--timeout", "300", "--output-format", "json"])
         .args(["--bin-dir", "none", "--cert-validity", "400d"])
+        .args(["--ca-validity", "7m"])
         .env_remove("TELE_TEST_PAUSE_AT")
         .env("NO_COLOR", "1"));
     let list = stdout(&ok(tele()
@@ -130,11 +134,20 @@ fn certificates_renew_at_two_thirds_of_their_life_and_the_cluster_keeps_working(
         .not_after;
     let pods_before = app_pods(&state);
     assert!(!pods_before.is_empty());
+    let ca_of = |list: &[tele_installer::pki::Expiry], file: &str| {
+        list.iter()
+            .find(|e| e.file == file)
+            .unwrap_or_else(|| panic!("no {file}"))
+            .clone()
+    };
+    let first_ca = ca_of(&first, "ca.crt");
+    let first_etcd_ca = ca_of(&first, "etcd-ca.crt");
+    assert!((420..=445).contains(&(first_ca.not_after - first_ca.not_before)));
 
     // Three renewals, and well past the first certificates' expiry.
     let mut seen = BTreeSet::from([first_api]);
     let deadline = Instant::now() + Duration::from_secs(720);
-    while seen.len() < 4 || now() < first_api + 30 {
+    while seen.len() < 4 || now() < first_api + 30 || now() < first_ca.not_after + 20 {
         assert!(
             Instant::now() < deadline,
             "{} renewals of apiserver.crt in 12 minutes; the health checker's log:\n{}",
@@ -164,6 +177,18 @@ fn certificates_renew_at_two_thirds_of_their_life_and_the_cluster_keeps_working(
     assert!(kubelet.not_after > first_kubelet + 180, "{kubelet:?}");
     let etcd = later.iter().find(|e| e.file == "etcd-server.crt").unwrap();
     assert!(etcd.not_after > first_api + 180, "{etcd:?}");
+    // Both CAs were remade from their keys before they expired, with the
+    // life they had, and the first ones have expired: everything above
+    // worked across that.
+    for (file, first) in [("ca.crt", &first_ca), ("etcd-ca.crt", &first_etcd_ca)] {
+        let remade = ca_of(&later, file);
+        assert!(remade.not_after > first.not_after, "{file}: {remade:?}");
+        assert!(
+            (420..=445).contains(&(remade.not_after - remade.not_before)),
+            "{file}: {remade:?}"
+        );
+    }
+    assert!(now() > first_ca.not_after, "the first CA has expired");
     // Each renewal took place at two thirds of the life at the latest.
     let renewals: Vec<i64> = seen.iter().copied().collect();
     for w in renewals.windows(2) {

@@ -373,6 +373,12 @@ pub struct InstallArgs {
     /// thirds of it and restarts what uses them [default: 365d].
     #[arg(long, value_name = "DURATION", value_parser = parse_validity)]
     pub cert_validity: Option<std::time::Duration>,
+    /// How long the cluster's CA certificates are valid (at least 6m):
+    /// each master remakes them from their keys, with the same life, at
+    /// two thirds of it, and hands them to the nodes with their renewed
+    /// certificates [default: 3650d].
+    #[arg(long, value_name = "DURATION", value_parser = parse_ca_validity)]
+    pub ca_validity: Option<std::time::Duration>,
     /// The node profile from the manifest [default: the flavor's first, else the first].
     #[arg(long, visible_alias = "role")]
     pub profile: Option<String>,
@@ -608,6 +614,13 @@ fn parse_validity(text: &str) -> Result<std::time::Duration, String> {
     validity_at_least(text, 3600, "1h")
 }
 
+/// A CA certificate's validity at install: at least six minutes, so that
+/// an install ends, and the CA's renewal at two thirds of it has its
+/// restarts done, before it expires.
+fn parse_ca_validity(text: &str) -> Result<std::time::Duration, String> {
+    validity_at_least(text, 360, "6m")
+}
+
 /// A certificate validity for `tele certificates renew`: at least three
 /// minutes, so that a renewal and the restarts it causes fit in the last
 /// third of it.
@@ -651,6 +664,8 @@ mod validity_tests {
         );
         assert_eq!(super::parse_validity("2h"), Ok(Duration::from_secs(7200)));
         assert!(super::parse_validity("30m").is_err());
+        assert_eq!(super::parse_ca_validity("6m"), Ok(Duration::from_secs(360)));
+        assert!(super::parse_ca_validity("5m").is_err());
         assert_eq!(
             super::parse_short_validity("3m"),
             Ok(Duration::from_secs(180))

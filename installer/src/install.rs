@@ -46,6 +46,8 @@ pub struct InstallOptions {
     pub log_limits: crate::log_rotation::LogLimits,
     /// How long leaf certificates are valid (None: a year).
     pub cert_validity: Option<Duration>,
+    /// How long the CA certificates are valid (None: ten years).
+    pub ca_validity: Option<Duration>,
     /// Node profile from the manifest (default: the first).
     pub profile: Option<String>,
     /// Preflight checks to skip.
@@ -541,6 +543,12 @@ fn new_config(
         logs: opts.log_limits,
         cert_validity_secs: opts.cert_validity.map_or(
             crate::pki::DEFAULT_LEAF_VALIDITY
+                .whole_seconds()
+                .unsigned_abs(),
+            |d| d.as_secs(),
+        ),
+        ca_validity_secs: opts.ca_validity.map_or(
+            crate::pki::DEFAULT_CA_VALIDITY
                 .whole_seconds()
                 .unsigned_abs(),
             |d| d.as_secs(),

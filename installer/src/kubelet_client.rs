@@ -122,6 +122,7 @@ mod tests {
             cluster_domain: "cluster.local".into(),
             api_server: "https://127.0.0.1:6445".into(),
             leaf_validity: time::Duration::seconds(secs),
+            ca_validity: crate::pki::DEFAULT_CA_VALIDITY,
         }
     }
 

@@ -125,12 +125,23 @@ pub struct NodeConfig {
     /// in seconds; they are renewed at two thirds of it.
     #[serde(default = "default_cert_validity")]
     pub cert_validity_secs: u64,
+    /// How long a CA certificate this node makes new is valid, in
+    /// seconds (one it remakes at two thirds of its life keeps the life of
+    /// the one it replaces).
+    #[serde(default = "default_ca_validity")]
+    pub ca_validity_secs: u64,
     /// The cloud machine the node runs on (None: on premises).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<crate::cloud::Instance>,
     /// How its Kubernetes components use the cloud (on AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_settings: Option<crate::cloud::Settings>,
+}
+
+fn default_ca_validity() -> u64 {
+    crate::pki::DEFAULT_CA_VALIDITY
+        .whole_seconds()
+        .unsigned_abs()
 }
 
 fn default_cert_validity() -> u64 {
@@ -189,6 +200,11 @@ impl NodeConfig {
         time::Duration::seconds(i64::try_from(self.cert_validity_secs).unwrap_or(i64::MAX))
     }
 
+    /// How long a CA certificate made new is valid.
+    pub fn ca_validity(&self) -> time::Duration {
+        time::Duration::seconds(i64::try_from(self.ca_validity_secs).unwrap_or(i64::MAX))
+    }
+
     /// What this master's certificates must name: the node's name and
     /// address and the machine's hostname.
     pub fn pki_config(&self) -> anyhow::Result<crate::pki::PkiConfig> {
@@ -201,6 +217,7 @@ impl NodeConfig {
             cluster_domain: "cluster.local".into(),
             api_server: self.api_server(),
             leaf_validity: self.cert_validity(),
+            ca_validity: self.ca_validity(),
         })
     }
 
@@ -216,6 +233,7 @@ impl NodeConfig {
             cluster_domain: "cluster.local".into(),
             api_server: self.api_server(),
             leaf_validity: self.cert_validity(),
+            ca_validity: self.ca_validity(),
         }
     }
 }

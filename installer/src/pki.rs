@@ -9,8 +9,11 @@
 //! on `--resume`: it keeps the CA and every private key it finds, and
 //! reissues a certificate only when it is missing or no longer says what the
 //! configuration asks for (names and addresses, subject, key usage, issuer,
-//! key, or less than 30 days left). A second run with the same
-//! configuration writes nothing.
+//! key, or a third of its life left or less). A CA certificate with a
+//! third of its life left or less is remade from its key with the same
+//! name and the life it had: what it signed still verifies against the new
+//! one, and the old one, still valid, keeps working where it has not been
+//! replaced yet. A second run with the same configuration writes nothing.
 //!
 //! Keys are ECDSA P-256 (PKCS#8 PEM), which etcd 3.4 and the Go TLS stack of
 //! Kubernetes 1.20 accept for serving, client and service-account keys.
@@ -87,12 +90,12 @@ pub const KUBECONFIGS: &[&str] = &[
     "volumes",
 ];
 
-const CA_VALIDITY: Duration = Duration::days(3650);
+/// How long a new CA certificate is valid unless the install says
+/// otherwise (`--ca-validity`).
+pub const DEFAULT_CA_VALIDITY: Duration = Duration::days(3650);
 /// How long leaf certificates and kubeconfigs are valid unless the install
 /// says otherwise (`--cert-validity`).
 pub const DEFAULT_LEAF_VALIDITY: Duration = Duration::days(365);
-/// A CA certificate with less than this left is remade from its key.
-const CA_RENEW_BEFORE: Duration = Duration::days(30);
 /// Backdating covers clocks that differ a little between nodes: an hour, or
 /// a twentieth of a short validity.
 const BACKDATE: Duration = Duration::hours(1);
@@ -117,6 +120,9 @@ pub struct PkiConfig {
     /// How long the leaf certificates and kubeconfigs it issues are valid;
     /// each is reissued once a third of its life is left.
     pub leaf_validity: Duration,
+    /// How long a CA certificate made new is valid (one remade keeps the
+    /// life of the one it replaces).
+    pub ca_validity: Duration,
 }
 
 /// The PKI on disk, as left by [`ensure`].
@@ -319,9 +325,15 @@ fn ensure_with(dir: &Path, cfg: &PkiConfig, reissue: bool) -> Result<Pki, PkiErr
     ensure_dir(&dir.join("kubeconfig"))?;
 
     let ca_key = load_or_generate_key(&mut pki, "ca.key")?;
-    let ca = load_ca(&mut pki, &ca_key)?;
+    let ca = load_named_ca(&mut pki, &ca_key, "ca", CA_COMMON_NAME, cfg.ca_validity)?;
     let etcd_ca_key = load_or_generate_key(&mut pki, "etcd-ca.key")?;
-    let etcd_ca = load_named_ca(&mut pki, &etcd_ca_key, "etcd-ca", ETCD_CA_COMMON_NAME)?;
+    let etcd_ca = load_named_ca(
+        &mut pki,
+        &etcd_ca_key,
+        "etcd-ca",
+        ETCD_CA_COMMON_NAME,
+        cfg.ca_validity,
+    )?;
 
     for spec in leaf_specs(cfg, service_ip) {
         let signer = if ETCD_LEAF_CERTS.contains(&spec.name.as_str()) {
@@ -625,7 +637,7 @@ fn encryption_config(key: &str) -> String {
 
 /// The cluster CA (made if missing) as a signer.
 fn load_ca<'a>(pki: &mut Pki, ca_key: &'a KeyPair) -> Result<Ca<'a>, PkiError> {
-    load_named_ca(pki, ca_key, "ca", CA_COMMON_NAME)
+    load_named_ca(pki, ca_key, "ca", CA_COMMON_NAME, DEFAULT_CA_VALIDITY)
 }
 
 /// The CA `<name>.crt` (made if missing, with common name `cn`) as a signer.
@@ -634,8 +646,9 @@ fn load_named_ca<'a>(
     ca_key: &'a KeyPair,
     name: &str,
     cn: &str,
+    new_life: Duration,
 ) -> Result<Ca<'a>, PkiError> {
-    let pem = ensure_ca_cert(pki, ca_key, name, cn)?;
+    let pem = ensure_ca_cert(pki, ca_key, name, cn, new_life)?;
     let ski = subject_key_id(&pem).unwrap_or_default();
     let issuer = Issuer::from_ca_cert_pem(&pem, ca_key).map_err(|source| PkiError::Issue {
         name: name.to_string(),
@@ -888,21 +901,32 @@ fn kubeconfig_identities(cfg: &PkiConfig) -> Vec<CertSpec> {
     ]
 }
 
-/// Returns the CA certificate PEM, reusing `<name>.crt` when it belongs to `key`.
-fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair, name: &str, cn: &str) -> Result<String, PkiError> {
+/// Returns the CA certificate PEM, reusing `<name>.crt` when it belongs to
+/// `key` and has more than a third of its life left. Otherwise it is made
+/// from `key`: with the life of the one it replaces (same key, same
+/// name), or `new_life` when there was none.
+fn ensure_ca_cert(
+    pki: &mut Pki,
+    key: &KeyPair,
+    name: &str,
+    cn: &str,
+    new_life: Duration,
+) -> Result<String, PkiError> {
     let file = format!("{name}.crt");
+    let mut validity = new_life;
     if let Some(pem) = read_optional(&pki.dir.join(&file))? {
-        let usable = parse_pem(&pem).is_some_and(|der| {
-            x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
-                cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
-                    && cert.is_ca()
-                    && cert.validity().not_after.timestamp()
-                        - OffsetDateTime::now_utc().unix_timestamp()
-                        > CA_RENEW_BEFORE.whole_seconds()
-            })
+        let found = parse_pem(&pem).and_then(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+            let ours = cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+                && cert.is_ca();
+            let v = cert.validity();
+            let life = v.not_after.timestamp() - v.not_before.timestamp();
+            ours.then(|| (has_time_left(&cert), validity_of_life(life)))
         });
-        if usable {
-            return Ok(pem);
+        match found {
+            Some((true, _)) => return Ok(pem),
+            Some((false, Some(life))) => validity = life,
+            _ => {}
         }
     }
     let now = OffsetDateTime::now_utc();
@@ -915,8 +939,8 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair, name: &str, cn: &str) -> Result<
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.not_before = now - BACKDATE;
-    params.not_after = now + CA_VALIDITY;
+    params.not_before = now - backdate(validity);
+    params.not_after = now + validity;
     params.serial_number = Some(serial(key, name));
     let cert = params.self_signed(key).map_err(|source| PkiError::Issue {
         name: name.to_string(),
@@ -925,6 +949,27 @@ fn ensure_ca_cert(pki: &mut Pki, key: &KeyPair, name: &str, cn: &str) -> Result<
     let pem = cert.pem();
     write_file(pki, &file, pem.as_bytes(), 0o644)?;
     Ok(pem)
+}
+
+/// How far before its issue a certificate valid for `validity` starts.
+fn backdate(validity: Duration) -> Duration {
+    BACKDATE.min(validity / 20)
+}
+
+/// The validity that, with its [`backdate`], makes a certificate of
+/// `life` seconds (notBefore to notAfter); None for no life.
+fn validity_of_life(life: i64) -> Option<Duration> {
+    let life = Duration::seconds(life);
+    if life <= Duration::ZERO {
+        return None;
+    }
+    // Backdated by an hour when that is under a twentieth, else by a
+    // twentieth (a twenty-first of the whole life).
+    Some(if BACKDATE * 20 <= life - BACKDATE {
+        life - BACKDATE
+    } else {
+        life * 20 / 21
+    })
 }
 
 fn issue(spec: &CertSpec, key: &KeyPair, ca: &Ca<'_>) -> Result<String, PkiError> {
@@ -975,7 +1020,7 @@ fn issue_valid_for(
             .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     params.use_authority_key_identifier_extension = true;
-    params.not_before = now - BACKDATE.min(validity / 20);
+    params.not_before = now - backdate(validity);
     params.not_after = now + validity;
     params.serial_number = Some(serial(key, &spec.name));
     Ok(params.signed_by(key, &ca.issuer).map_err(err)?.pem())
@@ -1251,6 +1296,7 @@ mod tests {
             cluster_domain: "cluster.local".to_string(),
             api_server: "https://10.0.0.5:6443".to_string(),
             leaf_validity: DEFAULT_LEAF_VALIDITY,
+            ca_validity: DEFAULT_CA_VALIDITY,
         }
     }
 
@@ -1543,6 +1589,78 @@ mod tests {
             ],
         );
         assert!(ok, "{out}");
+    }
+
+    #[test]
+    fn cas_are_remade_from_their_keys_at_two_thirds_of_their_life_with_the_same_life() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let mut cfg = config();
+        cfg.ca_validity = Duration::seconds(9);
+        ensure(&dir, &cfg).unwrap();
+        let ca = |file: &str| expiries(&dir).into_iter().find(|e| e.file == file).unwrap();
+        let (first, first_etcd) = (ca("ca.crt"), ca("etcd-ca.crt"));
+        assert!((9..=10).contains(&(first.not_after - first.not_before)));
+        let old_ca = fs::read(dir.join("ca.crt")).unwrap();
+        let keys: Vec<Vec<u8>> = ["ca.key", "etcd-ca.key", "apiserver.key"]
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect();
+        let apiserver = fs::read(dir.join("apiserver.crt")).unwrap();
+        assert_eq!(ensure(&dir, &cfg).unwrap().written, Vec::<String>::new());
+        assert!(!crate::renew::is_due(&dir), "nothing due at first");
+        // Past two thirds: both CAs are due and remade, with the life the
+        // first ones had (not the configuration's), from the same keys.
+        std::thread::sleep(std::time::Duration::from_millis(6600));
+        assert!(crate::renew::is_due(&dir), "a CA at two thirds is due");
+        cfg.ca_validity = DEFAULT_CA_VALIDITY;
+        let written = ensure(&dir, &cfg).unwrap().written;
+        assert!(written.contains(&"ca.crt".to_string()), "{written:?}");
+        assert!(written.contains(&"etcd-ca.crt".to_string()), "{written:?}");
+        // Kubeconfigs embed the CA certificate, so they are written anew;
+        // a leaf certificate with its life left is kept.
+        assert!(written.contains(&"kubeconfig/admin.conf".to_string()));
+        assert_eq!(fs::read(dir.join("apiserver.crt")).unwrap(), apiserver);
+        let kept: Vec<Vec<u8>> = ["ca.key", "etcd-ca.key", "apiserver.key"]
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect();
+        assert_eq!(keys, kept);
+        let (second, second_etcd) = (ca("ca.crt"), ca("etcd-ca.crt"));
+        assert!(second.not_after > first.not_after);
+        assert!(second_etcd.not_after > first_etcd.not_after);
+        assert!((9..=10).contains(&(second.not_after - second.not_before)));
+        // What the old CA certificate signed verifies against the new one,
+        // and the old one (same key and name) is still good for what the
+        // new one signs.
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&dir.join("ca.crt")),
+                path_str(&dir.join("apiserver.crt")),
+            ],
+        );
+        assert!(ok, "{out}");
+        fs::write(tmp.path().join("old-ca.crt"), &old_ca).unwrap();
+        let admin = fs::read_to_string(dir.join("kubeconfig/admin.conf")).unwrap();
+        fs::write(
+            tmp.path().join("admin.crt"),
+            kubeconfig_data(&admin, "client-certificate-data").unwrap(),
+        )
+        .unwrap();
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                path_str(&tmp.path().join("old-ca.crt")),
+                path_str(&tmp.path().join("admin.crt")),
+            ],
+        );
+        assert!(ok, "{out}");
+        assert!(!crate::renew::is_due(&dir), "nothing due once remade");
     }
 
     #[test]

@@ -38,17 +38,16 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// True when one of the leaf certificates or kubeconfigs in `pki_dir` has
-/// a third of its life or less left, or the kubelet's own client
+/// True when one of the certificates or kubeconfigs in `pki_dir` (the CAs'
+/// too) has a third of its life or less left, or the kubelet's own client
 /// certificate is past the point where it should have rotated it
-/// ([`crate::kubelet_client::is_due`]). The CAs are not counted: a master
-/// remakes a CA certificate from its key in its last 30 days.
+/// ([`crate::kubelet_client::is_due`]). A master remakes a due CA
+/// certificate from its key; a worker gets it from its master.
 pub fn is_due(pki_dir: &std::path::Path) -> bool {
     let now = now();
     crate::pki::expiries(pki_dir)
         .iter()
         .any(|e| match e.file.as_str() {
-            "ca.crt" | "etcd-ca.crt" => false,
             crate::pki::KUBELET_CLIENT_CURRENT => crate::kubelet_client::is_due(e, now),
             _ => e.seconds_left(now) <= (e.not_after - e.not_before) / 3,
         })
@@ -199,6 +198,7 @@ mod tests {
             cluster_domain: "cluster.local".into(),
             api_server: "https://127.0.0.1:6445".into(),
             leaf_validity: crate::pki::DEFAULT_LEAF_VALIDITY,
+            ca_validity: crate::pki::DEFAULT_CA_VALIDITY,
         };
         let pki = crate::pki::ensure(tmp.path(), &cfg).unwrap();
         let text = std::fs::read_to_string(pki.kubeconfig("kubelet")).unwrap();

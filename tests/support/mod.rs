@@ -452,6 +452,7 @@ pub fn loopback_pki(dir: &Path, api_server: &str) -> tele_installer::pki::Pki {
             cluster_domain: "cluster.local".into(),
             api_server: api_server.into(),
             leaf_validity: tele_installer::pki::DEFAULT_LEAF_VALIDITY,
+            ca_validity: tele_installer::pki::DEFAULT_CA_VALIDITY,
         },
     )
     .unwrap()

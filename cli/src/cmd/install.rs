@@ -206,6 +206,7 @@ fn run_install(
             files: a.log_max_files,
         },
         cert_validity: a.cert_validity,
+        ca_validity: a.ca_validity,
         registry_port: a.registry_port,
         profile: a.profile,
         skip_checks: a.skip_checks,
