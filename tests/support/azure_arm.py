@@ -41,6 +41,11 @@ identity. Prints "listening on PORT" once it listens.
 usage: azure_arm.py --tenant T --subscription S --resource-group G --vm NAME
        [--client ID:SECRET]... [--reader PRINCIPAL]... [--contributor PRINCIPAL]...
        [--role PRINCIPAL=ACTION,...]... [--max-vms N] [--listen HOST:PORT]
+       [--user-identity NAME] [--first-address IP]
+
+--user-identity gives this VM a user-assigned identity of that name (whose
+tokens name it as their principal); --first-address is the first private
+address a new NIC gets (then the next ones).
 """
 
 import argparse
@@ -96,6 +101,8 @@ def main():
     ap.add_argument("--max-vms", type=int, default=100)
     ap.add_argument("--sizes", default="Standard_D2s_v3,Standard_D4s_v3,Standard_B2s")
     ap.add_argument("--log")
+    ap.add_argument("--user-identity")
+    ap.add_argument("--first-address", default="10.0.1.24")
     args = ap.parse_args()
     clients = dict(c.split(":", 1) for c in args.client)
     permissions = {}
@@ -131,7 +138,12 @@ def main():
                                               "ssh": {"publicKeys": [{
                                                   "path": "/home/azureuser/.ssh/authorized_keys",
                                                   "keyData": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyOfTheAdmin admin"}]}}},
-                            "networkProfile": {"networkInterfaces": [{"id": nic_id}]}}},
+                            "networkProfile": {"networkInterfaces": [{"id": nic_id}]}},
+                        **({"identity": {"type": "UserAssigned", "userAssignedIdentities": {
+                            f"/subscriptions/{args.subscription}/resourceGroups/{args.resource_group}/providers/"
+                            f"Microsoft.ManagedIdentity/userAssignedIdentities/{args.user_identity}": {
+                                "principalId": args.user_identity, "clientId": args.user_identity}}}}
+                           if args.user_identity else {})},
         nic_id.lower(): {"id": nic_id, "name": f"{args.vm}-nic", "location": args.location,
                          "type": "Microsoft.Network/networkInterfaces",
                          "properties": {"provisioningState": "Succeeded",
@@ -143,7 +155,8 @@ def main():
                          "properties": {"securityRules": []}},
     }
     custom_data = {}
-    addresses = itertools.count(24)
+    first = args.first_address.rsplit(".", 1)
+    addresses = (f"{first[0]}.{n}" for n in itertools.count(int(first[1])))
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -283,7 +296,7 @@ def main():
                             return self.answer(400, {"error": {"code": "InvalidResourceReference", "message":
                                                                f"Resource {ref} referenced by resource {path} was not found."}})
                     for c in props.get("ipConfigurations", []):
-                        c.setdefault("properties", {})["privateIPAddress"] = f"10.0.1.{next(addresses)}"
+                        c.setdefault("properties", {})["privateIPAddress"] = next(addresses)
                 elif kind == "Microsoft.Compute/virtualMachines":
                     size = props.get("hardwareProfile", {}).get("vmSize", "")
                     if size not in args.sizes.split(","):

@@ -44,6 +44,11 @@ impl Phase for Provision {
         let ca = std::fs::read_to_string(ctx.state.pki().ca_cert())?;
         let pin = crate::pki::ca_pin(&ctx.state.pki())?;
         let store = crate::token::TokenStore::new(ctx.state);
+        // An Azure cloud other than the public one (Azure Stack): the
+        // machines sign in where this one does.
+        let environment = (instance.provider == "azure")
+            .then(|| std::fs::read_to_string(ctx.state.azure_environment()).ok())
+            .flatten();
         let user_data = |profile: &str| -> anyhow::Result<String> {
             let (token, _) = store.create(Some(profile), crate::token::DEFAULT_TTL, &pin)?;
             Ok(start_up_script(
@@ -52,6 +57,7 @@ impl Phase for Provision {
                 profile,
                 &ca,
                 &token,
+                environment.as_deref(),
             ))
         };
         let progress = |line: &str| ctx.reporter.note(line);
@@ -128,16 +134,29 @@ pub fn target(
 /// tele from this master over TLS trusting only the cluster CA (showing the
 /// token's credential), then join with `token` (whose pin the join checks
 /// the CA against; `--autofix` sets the kernel settings preflight would
-/// otherwise stop at, as no admin is there). Retries until the master
-/// answers.
+/// otherwise stop at, as no admin is there), as a node of the cluster
+/// `cluster` (the cloud's tag) and, given `azure_environment` (the text of
+/// the cluster's `--azure-environment` file), in that Azure cloud. Retries
+/// until the master answers.
 pub fn start_up_script(
     cfg: &crate::node::NodeConfig,
     cluster: &str,
     profile: &str,
     ca_pem: &str,
     token: &crate::token::Token,
+    azure_environment: Option<&str>,
 ) -> String {
     let addr = format!("{}:{}", crate::node::fmt_host(cfg.node_ip), cfg.ports.join);
+    let (environment_file, environment_flag) = match azure_environment {
+        Some(text) => (
+            format!(
+                "cat > azure-environment.json <<'TELE_AZURE_ENVIRONMENT'\n{}\nTELE_AZURE_ENVIRONMENT\n",
+                text.trim_end()
+            ),
+            " --azure-environment azure-environment.json",
+        ),
+        None => (String::new(), ""),
+    };
     format!(
         r#"#!/bin/sh
 # Written by tele: joins this machine to the cluster {cluster} as a {profile} node.
@@ -148,12 +167,12 @@ cd /var/lib/tele-provision
 cat > ca.pem <<'TELE_CLUSTER_CA'
 {ca}
 TELE_CLUSTER_CA
-until curl -fsS --max-time 600 --cacert ca.pem -H 'Authorization: Bearer {credential}' -o tele.part https://{addr}/v1/tele; do
+{environment_file}until curl -fsS --max-time 600 --cacert ca.pem -H 'Authorization: Bearer {credential}' -o tele.part https://{addr}/v1/tele; do
   sleep 10
 done
 chmod 0755 tele.part
 mv tele.part tele
-exec ./tele join {addr} --token {token} --role {profile} --autofix
+exec ./tele join {addr} --token {token} --role {profile} --cluster-name {cluster} --autofix{environment_flag}
 "#,
         ca = ca_pem.trim_end(),
         credential = token.credential(),
