@@ -216,6 +216,55 @@ pub fn token(auth: &Auth, imds: &str) -> Result<super::Secret, String> {
         .ok_or_else(|| "the token answer holds no access_token".into())
 }
 
+/// Reads Resource Manager as `token`, in `auth`'s cloud.
+struct ArmReader<'a> {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: &'a super::Secret,
+}
+
+impl<'a> ArmReader<'a> {
+    fn new(auth: &Auth, token: &'a super::Secret) -> Result<ArmReader<'a>, String> {
+        let env = auth.environment.clone().unwrap_or_else(Environment::public);
+        Ok(ArmReader {
+            http: client(Timeouts {
+                connect: std::time::Duration::from_secs(5),
+                total: std::time::Duration::from_secs(30),
+            })?,
+            base: env
+                .resource_manager_endpoint
+                .trim_end_matches('/')
+                .to_string(),
+            token,
+        })
+    }
+
+    /// `GET path?api-version=version`: the document, or Resource Manager's
+    /// refusal as `STATUS CODE: message`.
+    fn get(&self, path: &str, version: &str) -> Result<serde_json::Value, String> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .query(&[("api-version", version)])
+            .bearer_auth(&self.token.0)
+            .send()
+            .map_err(|e| format!("Resource Manager at {url}: {}", chain(&e)))?;
+        let status = resp.status();
+        let doc = answer(resp);
+        if status.is_success() {
+            return doc;
+        }
+        let doc = doc.unwrap_or_default();
+        let code = doc["error"]["code"].as_str().unwrap_or("");
+        let message = clip(doc["error"]["message"].as_str().unwrap_or(""));
+        Err(format!(
+            "{status} {code}{}{message}",
+            if message.is_empty() { "" } else { ": " }
+        ))
+    }
+}
+
 /// What Resource Manager says about reading the VM's resource group and the
 /// VM itself with `token`: `Err` names what may not be read, and why.
 pub fn check_read_access(
@@ -223,11 +272,7 @@ pub fn check_read_access(
     auth: &Auth,
     token: &super::Secret,
 ) -> Result<(), String> {
-    let env = auth.environment.clone().unwrap_or_else(Environment::public);
-    let http = client(Timeouts {
-        connect: std::time::Duration::from_secs(5),
-        total: std::time::Duration::from_secs(30),
-    })?;
+    let arm = ArmReader::new(auth, token)?;
     let (group, vm) = resource_ids(instance);
     for (path, version, action) in [
         (
@@ -241,27 +286,8 @@ pub fn check_read_access(
             "Microsoft.Compute/virtualMachines/read",
         ),
     ] {
-        let url = format!(
-            "{}{path}",
-            env.resource_manager_endpoint.trim_end_matches('/')
-        );
-        let resp = http
-            .get(&url)
-            .query(&[("api-version", version)])
-            .bearer_auth(&token.0)
-            .send()
-            .map_err(|e| format!("Resource Manager at {url}: {}", chain(&e)))?;
-        let status = resp.status();
-        if status.is_success() {
-            continue;
-        }
-        let doc: serde_json::Value = answer(resp).unwrap_or_default();
-        let code = doc["error"]["code"].as_str().unwrap_or("");
-        let message = clip(doc["error"]["message"].as_str().unwrap_or(""));
-        return Err(format!(
-            "{action} on {path}: {status} {code}{}{message}",
-            if message.is_empty() { "" } else { ": " }
-        ));
+        arm.get(path, version)
+            .map_err(|e| format!("{action} on {path}: {e}"))?;
     }
     Ok(())
 }
@@ -341,31 +367,11 @@ pub fn check_provision_access(
     auth: &Auth,
     token: &super::Secret,
 ) -> Result<Vec<String>, String> {
-    let env = auth.environment.clone().unwrap_or_else(Environment::public);
-    let http = client(Timeouts {
-        connect: std::time::Duration::from_secs(5),
-        total: std::time::Duration::from_secs(30),
-    })?;
+    let arm = ArmReader::new(auth, token)?;
     let (group, vm) = resource_ids(instance);
-    let base = env.resource_manager_endpoint.trim_end_matches('/');
-    let get = |path: &str, version: &str| -> Result<serde_json::Value, String> {
-        let url = format!("{base}{path}");
-        let resp = http
-            .get(&url)
-            .query(&[("api-version", version)])
-            .bearer_auth(&token.0)
-            .send()
-            .map_err(|e| format!("Resource Manager at {url}: {}", chain(&e)))?;
-        let status = resp.status();
-        let doc = answer(resp)?;
-        if !status.is_success() {
-            let code = doc["error"]["code"].as_str().unwrap_or("");
-            let message = clip(doc["error"]["message"].as_str().unwrap_or(""));
-            return Err(format!(
-                "listing its permissions on {path}: {status} {code}: {message}"
-            ));
-        }
-        Ok(doc)
+    let get = |path: &str, version: &str| {
+        arm.get(path, version)
+            .map_err(|e| format!("reading {path}: {e}"))
     };
     let permissions = get(
         &format!("{group}/providers/Microsoft.Authorization/permissions"),
