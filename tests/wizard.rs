@@ -10,7 +10,9 @@
 //! without the CSRF token is refused, the page loads nothing from
 //! elsewhere, it fits a phone's width, and the wizard stops serving once the
 //! install is done. Then an install started from the command line that
-//! failed is opened by the wizard where it stopped, and resumed from it.
+//! failed is opened by the wizard where it stopped, and resumed from it;
+//! and one running from the command line is followed by a wizard started on
+//! its state directory, live, to its end.
 
 mod support;
 
@@ -136,15 +138,15 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         "document.querySelector('#deployment-error').textContent === ''",
         Duration::from_secs(5),
     );
-    // Bare metal is chosen; AWS is offered (tests/wizard_aws.rs), Azure
-    // shown but not offered here; the AWS fields only with AWS.
+    // Bare metal is chosen; AWS and Azure are offered (tests/wizard_aws.rs,
+    // tests/wizard_azure.rs); their fields only with them.
     assert_eq!(
         b.js("return document.querySelector('#provider-onprem').checked;"),
         true
     );
     assert_eq!(
-        b.js("return [document.querySelector('#provider-aws').disabled, document.querySelector('#provider-azure').disabled, document.querySelector('#aws-box').hidden];"),
-        serde_json::json!([false, true, true])
+        b.js("return [document.querySelector('#provider-aws').disabled, document.querySelector('#provider-azure').disabled, document.querySelector('#aws-box').hidden, document.querySelector('#azure-box').hidden];"),
+        serde_json::json!([false, false, true, true])
     );
     // Every form control has a label.
     assert_eq!(
@@ -334,6 +336,66 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         "document.querySelector('#install-state').textContent === 'The install is done.'",
         Duration::from_secs(600),
     );
+    let (status, out, rest) = wizard.wait();
+    assert!(status.success(), "{out}\n{rest}");
+
+    // An install running from the command line: a wizard started on its
+    // state directory follows it live (the plan's phases, one running, and
+    // who runs it) and shows it done, with its summary, when it ends.
+    ok(tele()
+        .args(["uninstall", "--yes", "--state-dir"])
+        .arg(&state));
+    let cli = Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--bin-dir", "none", "--autofix", "--timeout", "300"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cli = KillOnDrop(cli);
+    let began = std::time::Instant::now();
+    while !state.join("plan.json").exists() {
+        assert!(began.elapsed() < Duration::from_secs(60), "no plan");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut follower = Command::new(bundle.join("install"));
+    follower
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--wizard", "--wizard-port", &free_port().to_string()])
+        .env("NO_COLOR", "1");
+    let wizard = WizardInstaller::spawn(follower);
+    b.go(&wizard.url);
+    b.wait_for(
+        "the command line's install followed",
+        "document.querySelector('#install-state') && document.querySelector('#install-state').textContent === 'Installing from the command line…' && [...document.querySelectorAll('#phases .badge')].some(e => e.textContent.startsWith('running'))",
+        Duration::from_secs(60),
+    );
+    let watching = b.text("#watching");
+    assert!(
+        watching.contains(&format!("process {}", cli.0.id())),
+        "{watching}"
+    );
+    assert!(
+        cli.0.try_wait().unwrap().is_none(),
+        "the command line's install still runs"
+    );
+    b.wait_for(
+        "the followed install done",
+        "document.querySelector('#install-state').textContent === 'The install is done.'",
+        Duration::from_secs(600),
+    );
+    let cli_status = cli.0.wait().unwrap();
+    assert!(cli_status.success(), "the command line's install failed");
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#phases .badge')].every(e => e.textContent.startsWith('done'));"),
+        serde_json::Value::Bool(true),
+        "every phase done"
+    );
+    let endpoints = b.text("#done");
+    assert!(endpoints.contains("hello-web"), "{endpoints}");
     let (status, out, rest) = wizard.wait();
     assert!(status.success(), "{out}\n{rest}");
 }

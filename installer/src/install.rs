@@ -902,7 +902,7 @@ fn command_words(argv: &[String]) -> String {
 }
 
 /// `PID (COMMAND)` of the process that wrote the lock file, read with a bound.
-fn lock_holder(state: &StateDir) -> Option<String> {
+pub(crate) fn lock_holder(state: &StateDir) -> Option<String> {
     use std::io::Read as _;
     let mut text = String::new();
     std::fs::File::open(state.lock_file())
@@ -1207,17 +1207,7 @@ pub fn install(
         crate::alerting::save(state.root(), a)?;
     }
     let manager = crate::service::for_host(&state);
-    let ctx = PhaseContext {
-        bundle: &opts.bundle_dir,
-        state: &state,
-        cfg: &cfg,
-        manifest: &manifest,
-        skip_checks: &opts.skip_checks,
-        autofix: opts.autofix,
-        bin_dir: opts.bin_dir.as_deref(),
-        manager: manager.as_ref(),
-        reporter,
-    };
+    let ctx = phase_context(opts, &state, &cfg, &manifest, manager.as_ref(), reporter);
     let runtime_done = phases.iter().any(|p| {
         p.id().ends_with("/runtime")
             && plan
@@ -1321,6 +1311,47 @@ fn run_plan(plan: &mut Plan, phases: &[Box<dyn Phase>], base: &PhaseContext) -> 
         }
     }
     Ok(())
+}
+
+/// The summary of the finished install of `opts.state_dir` (one that
+/// another process ran: the wizard following a command-line install).
+pub fn finished_summary(
+    opts: &InstallOptions,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<InstallSummary> {
+    let state = StateDir::new(&opts.state_dir);
+    let plan = Plan::load(state.root())?
+        .filter(Plan::is_complete)
+        .ok_or_else(|| anyhow::anyhow!("{} holds no finished install", state.root().display()))?;
+    let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
+    let cfg = NodeConfig::load(&state)?;
+    let manager = crate::service::for_host(&state);
+    summary(
+        &phase_context(opts, &state, &cfg, &manifest, manager.as_ref(), reporter),
+        &plan,
+    )
+}
+
+/// What the phases of an install with `opts` work with.
+fn phase_context<'a>(
+    opts: &'a InstallOptions,
+    state: &'a StateDir,
+    cfg: &'a NodeConfig,
+    manifest: &'a tele_manifests::Manifest,
+    manager: &'a dyn crate::service::ServiceManager,
+    reporter: &'a dyn InstallReporter,
+) -> PhaseContext<'a> {
+    PhaseContext {
+        bundle: &opts.bundle_dir,
+        state,
+        cfg,
+        manifest,
+        skip_checks: &opts.skip_checks,
+        autofix: opts.autofix,
+        bin_dir: opts.bin_dir.as_deref(),
+        manager,
+        reporter,
+    }
 }
 
 fn summary(ctx: &PhaseContext, plan: &Plan) -> anyhow::Result<InstallSummary> {

@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 
 mod aws;
+mod azure;
 
 use crate::error::InstallError;
 use crate::install::{InstallOptions, InstallSummary};
@@ -94,6 +95,15 @@ pub struct Choices {
     /// On AWS: the subnet of the other machines (default: this instance's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
+    /// On Azure: the service principal that makes the flavor's other
+    /// machines and that the components sign in as (its secret held in
+    /// memory only, never shown).
+    #[serde(default, skip_serializing)]
+    pub azure: Option<azure::Principal>,
+    /// On a cloud: the instance type (AWS) or VM size (Azure) of each node
+    /// profile's machines.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub instance_types: std::collections::BTreeMap<String, String>,
 }
 
 /// Where the install stands.
@@ -110,6 +120,9 @@ enum Stage {
     Joining,
     /// It is done.
     Done,
+    /// Another process (an install from the command line) runs it: the
+    /// page follows its plan until it ends.
+    Watching,
 }
 
 struct Status {
@@ -124,11 +137,13 @@ struct Status {
     nodes: Vec<serde_json::Value>,
     /// The cluster against its flavor, once installed.
     flavor: Option<crate::status::FlavorStatus>,
+    /// The process whose install the page follows (stage Watching).
+    watching: Option<String>,
     done_seen: bool,
 }
 
 enum Command {
-    Install(Choices),
+    Install(Box<Choices>),
     Resume,
     /// Stop waiting for the flavor's other nodes.
     Finish,
@@ -147,6 +162,8 @@ struct Shared {
     commands: Mutex<mpsc::Sender<Command>>,
     state_dir: PathBuf,
     origin: String,
+    /// The Azure cloud (`--azure-environment`; Azure's public cloud when None).
+    azure_environment: Option<crate::cloud::azure::Environment>,
 }
 
 /// Whether `name` can name a deployment (the cluster's name, as
@@ -228,6 +245,7 @@ fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, FlavorS
                             "profile": n.profile,
                             "count": n.count,
                             "description": m.node_profiles.iter().find(|p| p.name == n.profile).and_then(|p| p.description.clone()),
+                            "awsInstanceTypes": m.node_profiles.iter().find(|p| p.name == n.profile).map(|p| p.aws_instance_types.clone()).unwrap_or_default(),
                         })).collect::<Vec<_>>(),
                     })
                 })
@@ -259,8 +277,8 @@ fn app_info(opts: &InstallOptions) -> anyhow::Result<(serde_json::Value, FlavorS
              "description": "Servers you have: this machine is the first node; the others join with a command."},
             {"name": "aws", "title": "Amazon Web Services", "available": true,
              "description": "EC2 instances: this instance is the first node; the install makes the others with the keys you give."},
-            {"name": "azure", "title": "Microsoft Azure", "available": false,
-             "description": "Not offered by this wizard yet: run ./install --cloud-provider azure (docs/clouds.md)."},
+            {"name": "azure", "title": "Microsoft Azure", "available": true,
+             "description": "Azure VMs: this VM is the first node; the install makes the others as the application you give."},
         ],
         "exampleName": format!("{}-yourcompany", m.metadata.name),
     });
@@ -379,10 +397,24 @@ pub fn run(
     }
     crate::install::verify_bundle(&opts, reporter)?;
     let (app, flavors, eula) = app_info(&opts)?;
-    let stopped = stopped_install(&opts.state_dir)?;
+    let earlier = earlier_install(&opts.state_dir)?;
+    let (stopped, running) = match earlier {
+        Earlier::None => (None, None),
+        Earlier::Stopped(why) => (Some(why), None),
+        Earlier::Running(holder) => (None, Some(holder)),
+    };
 
-    // The cluster CA, and the wizard's certificate from it, before anything else.
     let state = StateDir::new(&opts.state_dir);
+    if let Some(holder) = &running {
+        // The install being followed makes the cluster CA: the wizard's
+        // certificate waits for it.
+        reporter.note(&format!(
+            "process {holder} is installing into {}: the wizard follows it",
+            opts.state_dir.display()
+        ));
+        wait_for_ca(&state)?;
+    }
+    // The cluster CA, and the wizard's certificate from it, before anything else.
     let pki_dir = state.pki_dir();
     std::fs::create_dir_all(&pki_dir)?;
     std::fs::set_permissions(
@@ -420,7 +452,9 @@ pub fn run(
         flavors,
         eula,
         status: Mutex::new(Status {
-            stage: if stopped.is_some() {
+            stage: if running.is_some() {
+                Stage::Watching
+            } else if stopped.is_some() {
                 Stage::Failed
             } else {
                 Stage::Choosing
@@ -435,11 +469,13 @@ pub fn run(
             summary: None,
             nodes: Vec::new(),
             flavor: None,
+            watching: running,
             done_seen: false,
         }),
         commands: Mutex::new(tx),
         state_dir: opts.state_dir.clone(),
         origin,
+        azure_environment: opts.azure.environment.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -487,9 +523,63 @@ pub fn run(
     outcome
 }
 
-/// What stopped an earlier install of `state_dir` (started from the command
-/// line, or by a wizard), if one did: the wizard then opens at it, to be
-/// resumed. A finished install is refused.
+/// Waits (up to 5 minutes) until the install another process runs in
+/// `state` has made the cluster's certificates (its `/configure` phase), or
+/// has let go of the state directory.
+fn wait_for_ca(state: &StateDir) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let configured = crate::plan::Plan::load(state.root())
+            .ok()
+            .flatten()
+            .and_then(|p| p.find("/configure").map(|c| c.state))
+            == Some(crate::plan::PhaseState::Completed);
+        if configured || crate::install::try_lock(state).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            anyhow::bail!(
+                "the install being followed made no cluster certificates in 5 minutes (see `tele plan --state-dir {}`)",
+                state.root().display()
+            );
+        }
+        crate::interrupt::check()?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// An install of the state directory begun before the wizard started.
+enum Earlier {
+    /// None.
+    None,
+    /// One that stopped (from the command line, or by a wizard), and why:
+    /// the wizard opens at it, to be resumed.
+    Stopped(String),
+    /// One that another process (named) is running now: the wizard follows
+    /// it.
+    Running(String),
+}
+
+/// What became of an earlier install of `state_dir`. A finished one is
+/// refused.
+fn earlier_install(state_dir: &Path) -> anyhow::Result<Earlier> {
+    let state = StateDir::new(state_dir);
+    let running = match crate::install::try_lock(&state) {
+        Ok(_lock) => None,
+        // The health checker renewing certificates holds it for a moment.
+        Err(_) => crate::install::lock_holder(&state).filter(|h| !h.contains("health-check")),
+    };
+    if let Some(holder) = running {
+        return Ok(Earlier::Running(holder));
+    }
+    Ok(match stopped_install(state_dir)? {
+        Some(why) => Earlier::Stopped(why),
+        None => Earlier::None,
+    })
+}
+
+/// What stopped an earlier install of `state_dir`, if one did; a finished
+/// install is refused.
 fn stopped_install(state_dir: &Path) -> anyhow::Result<Option<String>> {
     use crate::plan::PhaseState;
     let Some(plan) = crate::plan::Plan::load(state_dir).ok().flatten() else {
@@ -523,6 +613,12 @@ fn drive(
     rx: &mpsc::Receiver<Command>,
     reporter: &dyn InstallReporter,
 ) -> anyhow::Result<InstallSummary> {
+    let following = shared.status.lock().unwrap().watching.clone();
+    if let Some(holder) = following {
+        if let Some(summary) = follow(opts, shared, rx, reporter, &holder)? {
+            return Ok(summary);
+        }
+    }
     loop {
         let command = match rx.recv_timeout(Duration::from_millis(300)) {
             Ok(c) => c,
@@ -539,22 +635,34 @@ fn drive(
                 opts.cluster_name = Some(c.deployment.clone());
                 opts.flavor = c.flavor.clone();
                 opts.resume = false;
+                let nodes = shared
+                    .flavors
+                    .iter()
+                    .find(|(name, _)| Some(name) == c.flavor.as_ref())
+                    .map_or(1, |(_, n)| *n);
                 if let Some(keys) = &c.aws {
                     // The install's AWS calls (preflight's and the
                     // machines') take them before the SDKs' chain.
                     crate::cloud::api::give(keys.credentials());
                     opts.cloud_provider = Some(crate::cloud::Provider::Aws);
-                    let nodes = shared
-                        .flavors
-                        .iter()
-                        .find(|(name, _)| Some(name) == c.flavor.as_ref())
-                        .map_or(1, |(_, n)| *n);
-                    if nodes > 1 {
-                        opts.provision = Some(crate::cloud::ProvisionSettings {
-                            subnet_id: c.subnet_id.clone(),
-                            ..opts.provision.clone().unwrap_or_default()
-                        });
-                    }
+                }
+                if let Some(p) = &c.azure {
+                    // The components and the machines sign in as it; the
+                    // secret stays in memory (as AZURE_CLIENT_SECRET would).
+                    opts.azure = p.auth(opts.azure.environment.clone());
+                    opts.cloud_provider = Some(crate::cloud::Provider::Azure);
+                }
+                if (c.aws.is_some() || c.azure.is_some()) && nodes > 1 {
+                    let base = opts.provision.clone().unwrap_or_default();
+                    opts.provision = Some(crate::cloud::ProvisionSettings {
+                        subnet_id: c.subnet_id.clone().or(base.subnet_id.clone()),
+                        instance_types: if c.instance_types.is_empty() {
+                            base.instance_types.clone()
+                        } else {
+                            c.instance_types.clone()
+                        },
+                        ..base
+                    });
                 }
             }
             // A failure before the plan was made (the checks) starts afresh.
@@ -596,6 +704,63 @@ fn drive(
             }
         }
     }
+}
+
+/// Follows the install that `holder` (another process) runs, until it lets
+/// go of the state directory: a finished install is then shown done (and
+/// its summary returned); one that stopped is shown failed, to be resumed
+/// from the page.
+fn follow(
+    opts: &InstallOptions,
+    shared: &Shared,
+    rx: &mpsc::Receiver<Command>,
+    reporter: &dyn InstallReporter,
+    holder: &str,
+) -> anyhow::Result<Option<InstallSummary>> {
+    let tee = Tee {
+        inner: reporter,
+        shared,
+        last_wait: Mutex::new(None),
+    };
+    tee.log(format!(
+        "following the install that process {holder} runs (its log is on its terminal)"
+    ));
+    let state = StateDir::new(&opts.state_dir);
+    loop {
+        crate::interrupt::check()?;
+        if let Ok(lock) = crate::install::try_lock(&state) {
+            drop(lock);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let finished = crate::plan::Plan::load(&opts.state_dir)
+        .ok()
+        .flatten()
+        .is_some_and(|p| p.is_complete());
+    if finished {
+        tee.log("the install from the command line is done".to_string());
+        let summary = crate::install::finished_summary(opts, &tee)?;
+        {
+            let mut s = shared.status.lock().unwrap();
+            s.summary = Some(serde_json::to_value(&summary)?);
+            s.watching = None;
+        }
+        wait_for_nodes(opts, shared, rx)?;
+        shared.status.lock().unwrap().stage = Stage::Done;
+        return Ok(Some(summary));
+    }
+    let why = stopped_install(&opts.state_dir)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "the install from the command line stopped".to_string());
+    tee.log(format!("the install from the command line stopped: {why}"));
+    let mut s = shared.status.lock().unwrap();
+    s.stage = Stage::Failed;
+    s.watching = None;
+    s.error = Some(why);
+    s.hint = Some("put right what stopped it, then press Resume".to_string());
+    Ok(None)
 }
 
 /// After this node's install: shows the cluster's nodes as they join until
@@ -805,25 +970,39 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
                     Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
                 },
                 "/api/v1/resume" => resume(&shared),
-                "/api/v1/aws/check" => match serde_json::from_slice::<aws::Keys>(&body) {
-                    Ok(keys) => {
-                        match tokio::task::spawn_blocking(move || aws::check(&keys)).await {
-                            Ok(Ok(found)) => json(StatusCode::OK, &found),
-                            Ok(Err((field, problem))) => {
-                                refusal(StatusCode::BAD_REQUEST, &problem, Some(field))
-                            }
-                            Err(e) => {
-                                refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None)
-                            }
-                        }
-                    }
-                    Err(e) => refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
-                },
+                "/api/v1/azure/check" => {
+                    let environment = shared.azure_environment.clone();
+                    card_check(&body, move |p: azure::Principal| {
+                        azure::check(&p, environment)
+                    })
+                    .await
+                }
+                "/api/v1/aws/check" => card_check(&body, |keys: aws::Keys| aws::check(&keys)).await,
                 "/api/v1/finish" => finish(&shared),
                 _ => refusal(StatusCode::NOT_FOUND, "no such request", None),
             }
         }
         _ => refusal(StatusCode::NOT_FOUND, "no such page", None),
+    }
+}
+
+/// A provider card's check (`/api/v1/aws/check`, `/api/v1/azure/check`):
+/// `body` read as what the card posts and given to `check` (it calls the
+/// cloud, so off the server's threads); its answer, or its problem on the
+/// field it concerns.
+async fn card_check<T, F>(body: &[u8], check: F) -> Answer
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    F: FnOnce(T) -> Result<serde_json::Value, (&'static str, String)> + Send + 'static,
+{
+    let given = match serde_json::from_slice::<T>(body) {
+        Ok(g) => g,
+        Err(e) => return refusal(StatusCode::BAD_REQUEST, &e.to_string(), None),
+    };
+    match tokio::task::spawn_blocking(move || check(given)).await {
+        Ok(Ok(found)) => json(StatusCode::OK, &found),
+        Ok(Err((field, problem))) => refusal(StatusCode::BAD_REQUEST, &problem, Some(field)),
+        Err(e) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
     }
 }
 
@@ -879,13 +1058,36 @@ fn start(shared: &Shared, c: Choices) -> Answer {
             )
         }
         "aws" => {}
+        "azure" if c.azure.is_none() => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "give the service principal that makes the other machines",
+                Some("clientId"),
+            )
+        }
+        "azure" => {}
         other => {
             return refusal(
                 StatusCode::BAD_REQUEST,
-                &format!("the wizard installs on bare metal and AWS; for `{other}`, run ./install --cloud-provider {other}"),
+                &format!("the wizard installs on bare metal, AWS and Azure, not `{other}`"),
                 Some("provider"),
             )
         }
+    }
+    if let Some((profile, kind)) = c.instance_types.iter().find(|(_, t)| {
+        t.is_empty()
+            || t.len() > 64
+            || !t
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+    }) {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "`{kind}` is not an instance type or VM size (like m5.large or Standard_D4s_v3)"
+            ),
+            Some(&format!("type-{profile}")),
+        );
     }
     match &c.flavor {
         Some(f) if !shared.flavors.iter().any(|(name, _)| name == f) => {
@@ -910,7 +1112,7 @@ fn start(shared: &Shared, c: Choices) -> Answer {
     let mut s = match hand_over(
         shared,
         Stage::Choosing,
-        Command::Install(c.clone()),
+        Command::Install(Box::new(c.clone())),
         "the install has started already",
     ) {
         Ok(s) => s,
@@ -1010,6 +1212,7 @@ fn progress(shared: &Shared) -> serde_json::Value {
         "monitoring": monitoring,
         "nodes": s.nodes,
         "flavor": s.flavor,
+        "watching": s.watching,
     })
 }
 

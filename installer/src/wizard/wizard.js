@@ -11,6 +11,9 @@ let polling = null;
 // The answer of the last AWS check that passed (VPCs, subnets), or null.
 let awsChecked = null;
 const AWS_FIELDS = ["accessKeyId", "secretAccessKey", "region"];
+// The answer of the last Azure check that passed (the VM's group), or null.
+let azureChecked = null;
+const AZURE_FIELDS = ["tenantId", "clientId", "clientSecret", "subscriptionId"];
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -140,7 +143,84 @@ function choices() {
     c.aws = awsKeys();
     c.subnetId = $("subnet").value || null;
   }
+  if (c.provider === "azure") c.azure = azurePrincipal();
+  if (c.provider === "aws" || c.provider === "azure") {
+    c.instanceTypes = {};
+    document.querySelectorAll("#types-fields input").forEach((i) => { c.instanceTypes[i.dataset.profile] = i.value.trim(); });
+  }
   return c;
+}
+
+function azurePrincipal() {
+  return {
+    tenantId: $("tenantId").value.trim(),
+    clientId: $("clientId").value.trim(),
+    clientSecret: $("clientSecret").value,
+    subscriptionId: $("subscriptionId").value.trim() || null,
+  };
+}
+
+// A refusal of a card's check, on its field (or in the card's state line).
+function showProblem(r, fields, state, failed) {
+  const field = r && r.data && r.data.field;
+  const text = (r && r.data && r.data.error) || "The installer did not answer; try again.";
+  $(state).textContent = failed;
+  if (field && $(`${field}-error`)) {
+    $(`${field}-error`).textContent = text;
+    if (fields.includes(field)) {
+      $(field).setAttribute("aria-invalid", "true");
+      $(field).focus();
+    }
+  } else {
+    $(state).textContent = text;
+  }
+}
+
+async function checkAzure() {
+  for (const f of AZURE_FIELDS) {
+    $(`${f}-error`).textContent = "";
+    $(f).setAttribute("aria-invalid", "false");
+  }
+  $("provider-error").textContent = "";
+  $("azure-state").textContent = "Signing in to Azure…";
+  $("azure-check").disabled = true;
+  const r = await api("/api/v1/azure/check", azurePrincipal()).catch(() => null);
+  $("azure-check").disabled = false;
+  azureChecked = null;
+  if (!r || !r.ok) {
+    showProblem(r, AZURE_FIELDS, "azure-state", "The application cannot install yet.");
+    return false;
+  }
+  azureChecked = r.data;
+  $("azure-state").textContent =
+    `The application may install here: the VM ${azureChecked.vm} in the resource group ${azureChecked.resourceGroup} (${azureChecked.location}).`;
+  return true;
+}
+
+// On a cloud, an instance type (AWS) or VM size (Azure) for each profile the
+// install makes machines of: the flavor's nodes but this first one.
+function fillTypes() {
+  const provider = chosen("provider");
+  const item = app.flavors.items.find((i) => i.name === chosen("flavor"));
+  const fields = $("types-fields");
+  fields.replaceChildren();
+  const cloud = provider === "aws" || provider === "azure";
+  const made = item ? item.nodes.map((n, i) => ({ ...n, made: n.count - (i === 0 ? 1 : 0) })).filter((n) => n.made > 0) : [];
+  $("types").hidden = !cloud || made.length === 0;
+  $("capacity-hint").textContent = cloud && made.length
+    ? "This machine becomes the first node; the install makes the others, each joining by itself."
+    : "This machine becomes the first node. When its install is done, the page shows the command that adds each other node of the flavor.";
+  if (!cloud) return;
+  const word = provider === "aws" ? "Instance type" : "VM size";
+  for (const n of made) {
+    const id = `type-${n.profile}`;
+    const known = provider === "aws" ? (n.awsInstanceTypes || []) : [];
+    fields.append(el("div", { class: "field" },
+      el("label", { for: id, text: `${word} of ${n.profile} (${n.made} machine${n.made > 1 ? "s" : ""})` }),
+      el("input", { id, "data-profile": n.profile, value: known[0] || "", autocomplete: "off", spellcheck: "false",
+        placeholder: provider === "aws" ? "m5.large" : "Standard_D4s_v3", required: true, "aria-describedby": `${id}-error` }),
+      el("p", { id: `${id}-error`, class: "error", role: "alert" })));
+  }
 }
 
 function fillSubnets() {
@@ -164,18 +244,7 @@ async function checkAws() {
   awsChecked = null;
   $("aws-network").hidden = true;
   if (!r || !r.ok) {
-    const field = r && r.data && r.data.field;
-    const text = (r && r.data && r.data.error) || "The installer did not answer; try again.";
-    $("aws-state").textContent = "The keys do not work yet.";
-    if (field && $(`${field}-error`)) {
-      $(`${field}-error`).textContent = text;
-      if (AWS_FIELDS.includes(field)) {
-        $(field).setAttribute("aria-invalid", "true");
-        $(field).focus();
-      }
-    } else {
-      $("aws-state").textContent = text;
-    }
+    showProblem(r, AWS_FIELDS, "aws-state", "The keys do not work yet.");
     return false;
   }
   awsChecked = r.data;
@@ -192,6 +261,7 @@ async function checkAws() {
 
 function providerChanged() {
   $("aws-box").hidden = chosen("provider") !== "aws";
+  $("azure-box").hidden = chosen("provider") !== "azure";
 }
 
 function locationValid() {
@@ -204,6 +274,10 @@ function locationValid() {
   if (!chosen("provider")) ok = false;
   if (chosen("provider") === "aws" && !awsChecked) {
     $("accessKeyId-error").textContent = "Check the keys first (the button below the fields).";
+    ok = false;
+  }
+  if (chosen("provider") === "azure" && !azureChecked) {
+    $("clientId-error").textContent = "Check the application first (the button below the fields).";
     ok = false;
   }
   if (app.eula && !$("eula").checked) {
@@ -221,6 +295,12 @@ async function startInstall(ev) {
     $("flavor-error").textContent = "Choose a flavor.";
     return;
   }
+  const missing = [...document.querySelectorAll("#types-fields input")].find((i) => !i.value.trim());
+  if (missing) {
+    $(`${missing.id}-error`).textContent = "Give the machines' type.";
+    missing.focus();
+    return;
+  }
   const button = $("start-install");
   button.disabled = true;
   $("install-error").textContent = "";
@@ -233,12 +313,14 @@ async function startInstall(ev) {
   if (!r.ok) {
     const field = r.data && r.data.field;
     const text = (r.data && r.data.error) || `The installer refused (HTTP ${r.status}).`;
-    if (["deployment", "provider", "eula", ...AWS_FIELDS].includes(field)) {
+    if (["deployment", "provider", "eula", ...AWS_FIELDS, ...AZURE_FIELDS].includes(field)) {
       show("location");
       $(`${field}-error`).textContent = text;
       $(field === "provider" ? "provider-onprem" : field).focus();
     } else if (field === "flavor") {
       $("flavor-error").textContent = text;
+    } else if (field && field.startsWith("type-") && $(`${field}-error`)) {
+      $(`${field}-error`).textContent = text;
     } else {
       $("install-error").textContent = text;
     }
@@ -350,8 +432,11 @@ function render(p) {
     done: "The install is done.",
     joining: "This node is installed.",
     choosing: "Waiting for the install to start.",
+    watching: "Installing from the command line…",
   };
   $("install-state").textContent = words[p.stage] || p.stage;
+  $("watching").hidden = !p.watching;
+  if (p.watching) $("watching").textContent = `This page follows the install that process ${p.watching} runs; its log is on that terminal. Once it ends, the page shows the result here.`;
   $("phases").replaceWith(Object.assign(phaseTree(p.phases || []), { id: "phases" }));
   const log = $("log");
   const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
@@ -377,7 +462,7 @@ async function poll() {
   } catch (_) { p = null; }
   $("connection").hidden = p !== null;
   if (p) render(p);
-  if (!p || ["running", "failed", "joining"].includes(p.stage)) polling = setTimeout(poll, 1000);
+  if (!p || ["running", "failed", "joining", "watching"].includes(p.stage)) polling = setTimeout(poll, 1000);
 }
 
 async function resume() {
@@ -402,11 +487,14 @@ async function main() {
   $("deployment").addEventListener("input", checkName);
   document.querySelectorAll("input[name=provider]").forEach((i) => i.addEventListener("change", providerChanged));
   $("aws-check").addEventListener("click", checkAws);
+  $("azure-check").addEventListener("click", checkAzure);
+  for (const f of AZURE_FIELDS) $(f).addEventListener("input", () => { azureChecked = null; });
+  document.addEventListener("change", (ev) => { if (ev.target.name === "flavor") fillTypes(); });
   $("vpc").addEventListener("change", fillSubnets);
   for (const f of AWS_FIELDS) $(f).addEventListener("input", () => { awsChecked = null; $("aws-network").hidden = true; });
   $("location-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    if (locationValid()) { show("capacity"); $("main").focus(); }
+    if (locationValid()) { fillTypes(); show("capacity"); $("main").focus(); }
   });
   $("back-to-location").addEventListener("click", () => show("location"));
   $("capacity-form").addEventListener("submit", startInstall);
