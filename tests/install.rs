@@ -288,6 +288,18 @@ fn install_runs_the_app_resumes_after_sigkill_and_uninstalls_cleanly() {
     let dns_pid = dns_pid.lines().next().unwrap().trim().to_string();
     let class = stdout(&ok(Command::new("ps").args(["-o", "cls=", "-p", &dns_pid])));
     assert_eq!(class.trim(), "FF", "cluster-dns {dns_pid}: {class}");
+    // What the install showed is kept in its log, for root only.
+    let install_log = state.join("logs/install.log");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&install_log).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    let text = fs::read_to_string(&install_log).unwrap();
+    assert!(
+        text.contains("/checks done in") && text.contains(" /app "),
+        "{text}"
+    );
     let hook = kubectl(
         &bundle,
         &state,

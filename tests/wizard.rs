@@ -382,6 +382,12 @@ fn the_wizard_takes_an_admin_from_the_bundle_to_a_running_cluster() {
         cli.0.try_wait().unwrap().is_none(),
         "the command line's install still runs"
     );
+    // Its log too, as that install writes it (STATE_DIR/logs/install.log).
+    b.wait_for(
+        "the command line's log",
+        "document.querySelector('#log').textContent.includes('/checks done in')",
+        Duration::from_secs(60),
+    );
     b.wait_for(
         "the followed install done",
         "document.querySelector('#install-state').textContent === 'The install is done.'",

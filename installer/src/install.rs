@@ -1207,6 +1207,9 @@ pub fn install(
         crate::alerting::save(state.root(), a)?;
     }
     let manager = crate::service::for_host(&state);
+    // From here on what the phases report is also kept in the install's log.
+    let logged = crate::reporter::Logged::new(reporter, &state);
+    let reporter: &dyn InstallReporter = &logged;
     let ctx = phase_context(opts, &state, &cfg, &manifest, manager.as_ref(), reporter);
     let runtime_done = phases.iter().any(|p| {
         p.id().ends_with("/runtime")

@@ -723,13 +723,23 @@ fn follow(
         last_wait: Mutex::new(None),
     };
     tee.log(format!(
-        "following the install that process {holder} runs (its log is on its terminal)"
+        "following the install that process {holder} runs; its log follows"
     ));
     let state = StateDir::new(&opts.state_dir);
+    let first = shared.status.lock().unwrap().log.clone();
+    let show_log = || {
+        // This wizard's own lines, then that install's log as it grows.
+        let mut log = first.clone();
+        log.extend(crate::reporter::install_log_tail(&state, LOG_LINES));
+        let skip = log.len().saturating_sub(LOG_LINES);
+        shared.status.lock().unwrap().log = log.into_iter().skip(skip).collect();
+    };
     loop {
         crate::interrupt::check()?;
+        show_log();
         if let Ok(lock) = crate::install::try_lock(&state) {
             drop(lock);
+            show_log();
             break;
         }
         std::thread::sleep(Duration::from_millis(500));

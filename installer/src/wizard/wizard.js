@@ -436,7 +436,7 @@ function render(p) {
   };
   $("install-state").textContent = words[p.stage] || p.stage;
   $("watching").hidden = !p.watching;
-  if (p.watching) $("watching").textContent = `This page follows the install that process ${p.watching} runs; its log is on that terminal. Once it ends, the page shows the result here.`;
+  if (p.watching) $("watching").textContent = `This page follows the install that process ${p.watching} runs, with its log. Once it ends, the page shows the result here.`;
   $("phases").replaceWith(Object.assign(phaseTree(p.phases || []), { id: "phases" }));
   const log = $("log");
   const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
