@@ -402,6 +402,16 @@ fn azure_access_with(
     )
 }
 
+/// The service principal `id` of the Azure stand-in's tenant-1.
+fn azure_sp(id: &str, secret: &str) -> cloud::azure::Auth {
+    cloud::azure::Auth {
+        tenant_id: Some("tenant-1".into()),
+        client_id: Some(id.into()),
+        client_secret: Some(cloud::Secret(secret.into())),
+        environment: None,
+    }
+}
+
 #[test]
 fn preflight_names_each_action_provisioning_on_azure_lacks() {
     use tele_installer::preflight::Status;
@@ -428,17 +438,11 @@ fn preflight_names_each_action_provisioning_on_azure_lacks() {
         "--reader",
         "app-reader",
     ]);
-    let sp = |id: &str, secret: &str| cloud::azure::Auth {
-        tenant_id: Some("tenant-1".into()),
-        client_id: Some(id.into()),
-        client_secret: Some(cloud::Secret(secret.into())),
-        environment: None,
-    };
     let provision = Some(cloud::ProvisionSettings::default());
     let ops = azure_access_with(
         &arm,
         "vm-identity",
-        sp("app-ops", "s3cret-ops"),
+        azure_sp("app-ops", "s3cret-ops"),
         provision.clone(),
     );
     assert_eq!(ops.status, Status::Pass, "{ops:?}");
@@ -447,12 +451,12 @@ fn preflight_names_each_action_provisioning_on_azure_lacks() {
         "{ops:?}"
     );
     // Without --provision, a reader passes; with it, every action is named.
-    let reader = azure_access(&arm, "vm-identity", sp("app-reader", "s3cret-reader"));
+    let reader = azure_access(&arm, "vm-identity", azure_sp("app-reader", "s3cret-reader"));
     assert_eq!(reader.status, Status::Pass, "{reader:?}");
     let reader = azure_access_with(
         &arm,
         "vm-identity",
-        sp("app-reader", "s3cret-reader"),
+        azure_sp("app-reader", "s3cret-reader"),
         provision.clone(),
     );
     assert_eq!(reader.status, Status::Fail, "{reader:?}");
@@ -460,7 +464,12 @@ fn preflight_names_each_action_provisioning_on_azure_lacks() {
         assert!(reader.detail.contains(action), "{action}: {reader:?}");
     }
     // A role for the VMs only: exactly the network's actions are missing.
-    let vms = azure_access_with(&arm, "vm-identity", sp("app-vms", "s3cret-vms"), provision);
+    let vms = azure_access_with(
+        &arm,
+        "vm-identity",
+        azure_sp("app-vms", "s3cret-vms"),
+        provision,
+    );
     assert_eq!(vms.status, Status::Fail, "{vms:?}");
     let missing = vms
         .detail
@@ -508,13 +517,7 @@ fn preflight_checks_that_the_azure_identity_may_read_its_group_and_vm() {
         "--reader",
         "vm-identity",
     ]);
-    let sp = |id: &str, secret: &str| cloud::azure::Auth {
-        tenant_id: Some("tenant-1".into()),
-        client_id: Some(id.into()),
-        client_secret: Some(cloud::Secret(secret.into())),
-        environment: None,
-    };
-    let ok = azure_access(&arm, "vm-identity", sp("app-reader", "s3cret-reader"));
+    let ok = azure_access(&arm, "vm-identity", azure_sp("app-reader", "s3cret-reader"));
     assert_eq!(ok.status, Status::Pass, "{ok:?}");
     assert!(
         ok.detail
@@ -530,7 +533,7 @@ fn preflight_checks_that_the_azure_identity_may_read_its_group_and_vm() {
 
     // A principal without the Reader role: named, with the actions and the
     // role to assign.
-    let other = azure_access(&arm, "vm-identity", sp("app-other", "s3cret-other"));
+    let other = azure_access(&arm, "vm-identity", azure_sp("app-other", "s3cret-other"));
     assert_eq!(other.status, Status::Fail, "{other:?}");
     assert!(
         other
@@ -550,7 +553,11 @@ fn preflight_checks_that_the_azure_identity_may_read_its_group_and_vm() {
         "{other:?}"
     );
     // A wrong secret: the directory's reason, and no secret in it.
-    let wrong = azure_access(&arm, "vm-identity", sp("app-reader", "not-the-secret"));
+    let wrong = azure_access(
+        &arm,
+        "vm-identity",
+        azure_sp("app-reader", "not-the-secret"),
+    );
     assert_eq!(wrong.status, Status::Fail, "{wrong:?}");
     assert!(wrong.detail.contains("AADSTS7000215"), "{wrong:?}");
     for r in [&ok, &other, &wrong] {

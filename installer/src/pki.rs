@@ -1318,6 +1318,23 @@ mod tests {
         path.to_str().unwrap()
     }
 
+    /// Asserts that openssl verifies `cert` against the CA certificate `ca`.
+    fn verifies(ca: &Path, cert: &Path) {
+        let (ok, out) = run(
+            "openssl",
+            &["verify", "-CAfile", path_str(ca), path_str(cert)],
+        );
+        assert!(ok, "{out}");
+    }
+
+    /// The contents of `files` in `dir`.
+    fn contents(dir: &Path, files: &[&str]) -> Vec<Vec<u8>> {
+        files
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect()
+    }
+
     /// Every file under `dir` with its bytes.
     fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         walkdir::WalkDir::new(dir)
@@ -1560,10 +1577,7 @@ mod tests {
         // Past two thirds of it, every leaf and kubeconfig is, and the CAs,
         // the keys of the leaves and the service-account keys are kept.
         std::thread::sleep(std::time::Duration::from_millis(4200));
-        let keys: Vec<Vec<u8>> = ["ca.key", "apiserver.key", "sa.key", "ca.crt"]
-            .iter()
-            .map(|f| fs::read(dir.join(f)).unwrap())
-            .collect();
+        let keys = contents(&dir, &["ca.key", "apiserver.key", "sa.key", "ca.crt"]);
         let renewed = ensure(&dir, &cfg).unwrap().written;
         let mut expected: Vec<String> = LEAF_CERTS.iter().map(|n| format!("{n}.crt")).collect();
         expected.extend(KUBECONFIGS.iter().map(|n| format!("kubeconfig/{n}.conf")));
@@ -1571,24 +1585,12 @@ mod tests {
         got.sort();
         expected.sort();
         assert_eq!(got, expected);
-        let kept: Vec<Vec<u8>> = ["ca.key", "apiserver.key", "sa.key", "ca.crt"]
-            .iter()
-            .map(|f| fs::read(dir.join(f)).unwrap())
-            .collect();
+        let kept = contents(&dir, &["ca.key", "apiserver.key", "sa.key", "ca.crt"]);
         assert_eq!(keys, kept);
         let later = expiries(&dir);
         let renewed_api = later.iter().find(|e| e.file == "apiserver.crt").unwrap();
         assert!(renewed_api.not_after > apiserver.not_after);
-        let (ok, out) = run(
-            "openssl",
-            &[
-                "verify",
-                "-CAfile",
-                path_str(&dir.join("ca.crt")),
-                path_str(&dir.join("apiserver.crt")),
-            ],
-        );
-        assert!(ok, "{out}");
+        verifies(&dir.join("ca.crt"), &dir.join("apiserver.crt"));
     }
 
     #[test]
@@ -1602,10 +1604,7 @@ mod tests {
         let (first, first_etcd) = (ca("ca.crt"), ca("etcd-ca.crt"));
         assert!((9..=10).contains(&(first.not_after - first.not_before)));
         let old_ca = fs::read(dir.join("ca.crt")).unwrap();
-        let keys: Vec<Vec<u8>> = ["ca.key", "etcd-ca.key", "apiserver.key"]
-            .iter()
-            .map(|f| fs::read(dir.join(f)).unwrap())
-            .collect();
+        let keys = contents(&dir, &["ca.key", "etcd-ca.key", "apiserver.key"]);
         let apiserver = fs::read(dir.join("apiserver.crt")).unwrap();
         assert_eq!(ensure(&dir, &cfg).unwrap().written, Vec::<String>::new());
         assert!(!crate::renew::is_due(&dir), "nothing due at first");
@@ -1621,10 +1620,7 @@ mod tests {
         // a leaf certificate with its life left is kept.
         assert!(written.contains(&"kubeconfig/admin.conf".to_string()));
         assert_eq!(fs::read(dir.join("apiserver.crt")).unwrap(), apiserver);
-        let kept: Vec<Vec<u8>> = ["ca.key", "etcd-ca.key", "apiserver.key"]
-            .iter()
-            .map(|f| fs::read(dir.join(f)).unwrap())
-            .collect();
+        let kept = contents(&dir, &["ca.key", "etcd-ca.key", "apiserver.key"]);
         assert_eq!(keys, kept);
         let (second, second_etcd) = (ca("ca.crt"), ca("etcd-ca.crt"));
         assert!(second.not_after > first.not_after);
@@ -1633,16 +1629,7 @@ mod tests {
         // What the old CA certificate signed verifies against the new one,
         // and the old one (same key and name) is still good for what the
         // new one signs.
-        let (ok, out) = run(
-            "openssl",
-            &[
-                "verify",
-                "-CAfile",
-                path_str(&dir.join("ca.crt")),
-                path_str(&dir.join("apiserver.crt")),
-            ],
-        );
-        assert!(ok, "{out}");
+        verifies(&dir.join("ca.crt"), &dir.join("apiserver.crt"));
         fs::write(tmp.path().join("old-ca.crt"), &old_ca).unwrap();
         let admin = fs::read_to_string(dir.join("kubeconfig/admin.conf")).unwrap();
         fs::write(
@@ -1650,16 +1637,10 @@ mod tests {
             kubeconfig_data(&admin, "client-certificate-data").unwrap(),
         )
         .unwrap();
-        let (ok, out) = run(
-            "openssl",
-            &[
-                "verify",
-                "-CAfile",
-                path_str(&tmp.path().join("old-ca.crt")),
-                path_str(&tmp.path().join("admin.crt")),
-            ],
+        verifies(
+            &tmp.path().join("old-ca.crt"),
+            &tmp.path().join("admin.crt"),
         );
-        assert!(ok, "{out}");
         assert!(!crate::renew::is_due(&dir), "nothing due once remade");
     }
 
