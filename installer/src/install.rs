@@ -196,7 +196,7 @@ fn interface_addrs() -> anyhow::Result<Vec<(String, IpAddr)>> {
         .collect())
 }
 
-fn node_name(given: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn node_name(given: Option<&str>) -> anyhow::Result<String> {
     let raw = match given {
         Some(n) => n.to_string(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
@@ -586,6 +586,24 @@ fn new_join_config(
     target: &JoinTarget,
 ) -> anyhow::Result<NodeConfig> {
     let mut cfg = new_config(opts, manifest, None)?;
+    cfg.joined = Some(crate::node::Joined {
+        join_addr: join_addr(&target.addr),
+        admitted: false,
+    });
+    Ok(as_profile(cfg, manifest, None))
+}
+
+/// A joining node's settings `cfg` for the profile it joins as: `profile`
+/// when given (the admin chose it while the node waited), and the role
+/// (master or worker) that profile's service role makes it.
+fn as_profile(
+    mut cfg: NodeConfig,
+    manifest: &tele_manifests::Manifest,
+    profile: Option<String>,
+) -> NodeConfig {
+    if profile.is_some() {
+        cfg.profile = profile;
+    }
     let master = cfg
         .profile
         .as_ref()
@@ -596,18 +614,64 @@ fn new_join_config(
     } else {
         crate::node::NodeRole::Worker
     };
-    cfg.joined = Some(crate::node::Joined {
-        join_addr: join_addr(&target.addr),
-        admitted: false,
-    });
-    Ok(cfg)
+    cfg
+}
+
+/// Before a node joins: waits in line until the cluster can take it
+/// ([`crate::join::wait`]), showing this machine's preflight results to the
+/// install wizard when the first node is not installed yet. Returns the
+/// node's settings and token for the profile it joins as (the admin may
+/// have given it another while it waited).
+fn wait_in_line(
+    opts: &InstallOptions,
+    manifest: &tele_manifests::Manifest,
+    cfg: NodeConfig,
+    token: crate::token::Token,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<(NodeConfig, crate::token::Token)> {
+    use crate::join::{client, wait};
+    let addr = cfg
+        .joined
+        .as_ref()
+        .expect("a joining config")
+        .join_addr
+        .clone();
+    let ca = client::fetch_ca(&addr, &token.ca_pin).map_err(|e| InstallError::BadInput {
+        message: e.to_string(),
+        hint: e.hint(),
+    })?;
+    let mut joiner = wait::Joiner {
+        request: crate::join::JoinRequest {
+            token: token.credential(),
+            node_name: cfg.node_name.clone(),
+            node_ip: cfg.node_ip,
+            role: cfg.profile.clone(),
+        },
+        token,
+    };
+    let state = StateDir::new(&opts.state_dir);
+    let preflight = |profile: Option<&str>| {
+        let node = as_profile(cfg.clone(), manifest, profile.map(String::from));
+        let checks = crate::phase::checks::preflight_config(
+            &node,
+            manifest,
+            &state,
+            &opts.skip_checks,
+            opts.autofix,
+        );
+        Ok(Some(crate::preflight::run(&checks)?))
+    };
+    wait::wait_for_cluster(&addr, &ca, &mut joiner, &preflight, reporter)?;
+    let cfg = as_profile(cfg, manifest, joiner.request.role.clone());
+    Ok((cfg, joiner.token))
 }
 
 /// Whether nothing was installed in `state` yet (at most a fetched bundle
 /// is there): a first join that preflight refuses then leaves nothing behind.
 fn is_fresh(state: &StateDir) -> bool {
-    // The install wizard makes the cluster CA and its own certificate
-    // before the install starts: a state directory with only those is new.
+    // The install wizard makes the cluster CA, its own certificate and the
+    // join tokens of the nodes that wait in its CAPACITY step before the
+    // install starts: a state directory with only those is new.
     let wizard_only = |dir: &std::path::Path| {
         std::fs::read_dir(dir).is_ok_and(|d| {
             d.flatten().all(|e| {
@@ -621,6 +685,7 @@ fn is_fresh(state: &StateDir) -> bool {
         d.flatten().all(|e| {
             e.path() == state.fetched_bundle_dir()
                 || e.path() == state.pki_dir() && wizard_only(&e.path())
+                || e.path() == crate::token::TokenStore::new(state).file()
         })
     })
 }
@@ -684,12 +749,27 @@ fn fetch_bundle(
         Some(ip) => ip,
         None => detect_node_ip()?,
     };
-    let request = crate::join::JoinRequest {
-        token: token.credential(),
-        node_name: node_name(opts.node_name.as_deref())?,
-        node_ip,
-        role: opts.profile.clone(),
+    // Before the first node is installed (the wizard's CAPACITY step) the
+    // node waits in line; its checks run once the bundle is here.
+    let mut joiner = crate::join::wait::Joiner {
+        request: crate::join::JoinRequest {
+            token: token.credential(),
+            node_name: node_name(opts.node_name.as_deref())?,
+            node_ip,
+            role: opts.profile.clone(),
+        },
+        token,
     };
+    crate::join::wait::wait_for_cluster(&addr, &ca, &mut joiner, &|_| Ok(None), reporter)?;
+    let resolved = InstallOptions {
+        profile: joiner.request.role.clone(),
+        join: Some(JoinTarget {
+            addr: target.addr.clone(),
+            token: Some(joiner.token.to_string()),
+        }),
+        ..resolved
+    };
+    let request = joiner.request;
     let creds = client::bundle_credentials(&addr, &ca, &request).map_err(refused)?;
     let progress = |line: &str| reporter.note(line);
     let (meta, done) = fetch::fetch(&addr, &ca, &creds, &dir, &progress)
@@ -1072,9 +1152,10 @@ pub fn install(
                 )
                 .into());
             };
-            let token = parse_token(text)?;
-            let cfg = new_join_config(opts, &manifest, target)?;
+            let mut token = parse_token(text)?;
+            let mut cfg = new_join_config(opts, &manifest, target)?;
             if !state.holds_install() {
+                (cfg, token) = wait_in_line(opts, &manifest, cfg, token, reporter)?;
                 precheck_join(&cfg, &token)?;
             }
             Some((cfg, token))
@@ -1459,10 +1540,20 @@ pub fn join_command_text(
     token: &crate::token::Token,
     role: Option<&str>,
 ) -> String {
-    let addr = if cfg.ports.join == JOIN_PORT {
-        cfg.node_ip.to_string()
+    join_command_at(cfg.node_ip, cfg.ports.join, token, role)
+}
+
+/// The join command of a master at `ip` whose join service listens on `port`.
+pub fn join_command_at(
+    ip: IpAddr,
+    port: u16,
+    token: &crate::token::Token,
+    role: Option<&str>,
+) -> String {
+    let addr = if port == JOIN_PORT {
+        ip.to_string()
     } else {
-        format!("{}:{}", crate::node::fmt_host(cfg.node_ip), cfg.ports.join)
+        format!("{}:{port}", crate::node::fmt_host(ip))
     };
     let role = role.map(|r| format!(" --role {r}")).unwrap_or_default();
     format!("sudo ./install join {addr} --token {token}{role}")

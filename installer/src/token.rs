@@ -176,7 +176,8 @@ impl TokenStore {
         }
     }
 
-    fn file(&self) -> std::path::PathBuf {
+    /// Where the tokens are kept (0600).
+    pub fn file(&self) -> std::path::PathBuf {
         self.state.root().join("tokens.json")
     }
 

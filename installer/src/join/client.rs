@@ -177,6 +177,15 @@ pub fn check(addr: &str, ca_pem: &str, req: &JoinRequest) -> Result<(), JoinErro
     post::<_, serde_json::Value>(addr, ca_pem, "/v1/check", req).map(drop)
 }
 
+/// Asks whether the cluster can take the node yet ([`super::WaitRequest`]).
+pub fn wait(
+    addr: &str,
+    ca_pem: &str,
+    req: &super::WaitRequest,
+) -> Result<super::WaitAnswer, JoinError> {
+    post(addr, ca_pem, "/v1/wait", req)
+}
+
 /// Asks for a short-lived client certificate to fetch the bundle with
 /// ([`super::fetch`]); refused as a join would be.
 pub fn bundle_credentials(

@@ -436,6 +436,46 @@ mod tests {
     }
 
     #[test]
+    fn a_master_s_join_service_takes_a_node_in_line_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("master"));
+        let token = master(&state);
+        let (addr, _stop) = serve(&state);
+        let ca = client::fetch_ca(&addr, &token.ca_pin).unwrap();
+        let mut joiner = crate::join::wait::Joiner {
+            request: JoinRequest {
+                token: token.credential(),
+                node_name: "w1".into(),
+                node_ip: "192.0.2.2".parse().unwrap(),
+                role: None,
+            },
+            token: token.clone(),
+        };
+        // A token the master does not know is refused, as a join would be.
+        let mut stranger = joiner.request.clone();
+        stranger.token = "abcdef.0123456789abcdef0123456789abcdef".into();
+        let e = client::wait(
+            &addr,
+            &ca,
+            &crate::join::WaitRequest {
+                join: stranger,
+                checks: None,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not know this token"), "{e}");
+        crate::join::wait::wait_for_cluster(
+            &addr,
+            &ca,
+            &mut joiner,
+            &|_| Ok(None),
+            &crate::reporter::Silent,
+        )
+        .unwrap();
+        assert_eq!(joiner.token, token);
+    }
+
+    #[test]
     fn a_node_fetches_what_it_runs_over_mutual_tls_and_keeps_no_changed_byte() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("master"));

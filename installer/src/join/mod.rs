@@ -8,6 +8,7 @@
 pub mod client;
 pub mod fetch;
 pub mod server;
+pub mod wait;
 
 /// What a joining node asks.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -117,6 +118,39 @@ pub struct JoinedRequest {
     pub node_name: String,
     /// The node profile it joined as.
     pub role: Option<String>,
+}
+
+/// A node asking, before it joins, whether the cluster can take it yet.
+/// A master's join service answers ready once its install is done; the
+/// install wizard, before the first node is installed, answers not yet and
+/// shows the node (with its preflight results) in its CAPACITY step, where
+/// the admin may give it another profile.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitRequest {
+    /// The node, as it will ask to join.
+    pub join: JoinRequest,
+    /// Its preflight results for that profile (None: not run yet, as on a
+    /// node that fetches the bundle from the cluster).
+    #[serde(default)]
+    pub checks: Option<Vec<crate::preflight::CheckResult>>,
+}
+
+/// The answer to a [`WaitRequest`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitAnswer {
+    /// The cluster can take the node now.
+    pub ready: bool,
+    /// What the node waits for.
+    #[serde(default)]
+    pub message: String,
+    /// The profile the admin gave the node, when it is not the one asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// A token (`ID.SECRET`) for that profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A refusal, as the service sends it.

@@ -25,7 +25,7 @@ use tele_bundle::bundle_json::{self, BundleMeta, BUNDLE_JSON};
 
 use super::{
     BundleCredentials, JoinRequest, JoinResponse, JoinedRequest, LeaveRequest, NodeFile, Refusal,
-    RenewRequest, RenewResponse, MAX_BODY,
+    RenewRequest, RenewResponse, WaitAnswer, WaitRequest, MAX_BODY,
 };
 use crate::durable::write_durably;
 use crate::node::NodeConfig;
@@ -244,6 +244,22 @@ impl Service {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.precheck(&req)?;
         Ok(serde_json::json!({ "ok": true }))
+    }
+
+    /// Whether the cluster can take the node yet: a master's join service
+    /// runs once the cluster's control plane does, so yes for a token it
+    /// knows. (Before the first node is installed it is the install
+    /// wizard that answers, and says not yet.) The node's preflight results
+    /// are for the wizard's page; here they are not needed.
+    fn wait(&self, req: WaitRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
+        self.check_token(&req.join.token, req.join.role.as_deref())?;
+        let answer = WaitAnswer {
+            ready: true,
+            message: String::new(),
+            profile: None,
+            token: None,
+        };
+        serde_json::to_value(answer).map_err(|e| internal(e.into()))
     }
 
     /// A short-lived client certificate for fetching the bundle, for a node
@@ -841,6 +857,7 @@ async fn handle(
             .await
         }
         (&Method::POST, "/v1/check") => call(service, req, Service::check).await,
+        (&Method::POST, "/v1/wait") => call(service, req, Service::wait).await,
         (&Method::POST, "/v1/bundle-credentials") => {
             call(service, req, Service::bundle_credentials).await
         }

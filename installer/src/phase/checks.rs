@@ -29,6 +29,52 @@ pub fn results_file(state: &crate::state_dir::StateDir) -> std::path::PathBuf {
     state.root().join("preflight.json")
 }
 
+/// What preflight checks on the node `cfg` describes: its profile's
+/// requirements, the ports its components listen on, the state directory's
+/// filesystem, its cloud.
+pub fn preflight_config(
+    cfg: &crate::node::NodeConfig,
+    manifest: &tele_manifests::Manifest,
+    state: &crate::state_dir::StateDir,
+    skip: &[String],
+    autofix: bool,
+) -> crate::preflight::PreflightConfig {
+    let profile = cfg
+        .profile
+        .as_ref()
+        .and_then(|p| manifest.node_profiles.iter().find(|n| &n.name == p))
+        .cloned();
+    let ports = &cfg.ports;
+    let mut wanted = vec![
+        (ports.kubelet, "kubelet"),
+        (ports.registry, "image registry"),
+        (ports.api_proxy, "local API endpoint"),
+        (10248, "kubelet healthz"),
+        (10249, "kube-proxy metrics"),
+        (10256, "kube-proxy healthz"),
+    ];
+    if cfg.role == crate::node::NodeRole::Master {
+        wanted.extend([
+            (ports.api, "kube-apiserver"),
+            (ports.etcd_client, "etcd"),
+            (ports.etcd_peer, "etcd peers"),
+            (ports.join, "join service"),
+            (10257, "kube-controller-manager"),
+            (10259, "kube-scheduler"),
+        ]);
+    }
+    crate::preflight::PreflightConfig {
+        profile,
+        state_dir: state.root().to_path_buf(),
+        ports: wanted,
+        skip: skip.to_vec(),
+        autofix,
+        proc_root: "/proc".into(),
+        sys_root: "/sys".into(),
+        cloud: cfg.cloud.clone().zip(cfg.cloud_settings.clone()),
+    }
+}
+
 impl Phase for Checks {
     fn id(&self) -> String {
         "/checks".into()
@@ -37,41 +83,13 @@ impl Phase for Checks {
         "preflight checks".into()
     }
     fn execute(&self, ctx: &PhaseContext) -> anyhow::Result<()> {
-        let profile = ctx
-            .cfg
-            .profile
-            .as_ref()
-            .and_then(|p| ctx.manifest.node_profiles.iter().find(|n| &n.name == p))
-            .cloned();
-        let ports = &ctx.cfg.ports;
-        let mut wanted = vec![
-            (ports.kubelet, "kubelet"),
-            (ports.registry, "image registry"),
-            (ports.api_proxy, "local API endpoint"),
-            (10248, "kubelet healthz"),
-            (10249, "kube-proxy metrics"),
-            (10256, "kube-proxy healthz"),
-        ];
-        if ctx.cfg.role == crate::node::NodeRole::Master {
-            wanted.extend([
-                (ports.api, "kube-apiserver"),
-                (ports.etcd_client, "etcd"),
-                (ports.etcd_peer, "etcd peers"),
-                (ports.join, "join service"),
-                (10257, "kube-controller-manager"),
-                (10259, "kube-scheduler"),
-            ]);
-        }
-        let cfg = crate::preflight::PreflightConfig {
-            profile,
-            state_dir: ctx.state.root().to_path_buf(),
-            ports: wanted,
-            skip: ctx.skip_checks.to_vec(),
-            autofix: ctx.autofix,
-            proc_root: "/proc".into(),
-            sys_root: "/sys".into(),
-            cloud: ctx.cfg.cloud.clone().zip(ctx.cfg.cloud_settings.clone()),
-        };
+        let cfg = preflight_config(
+            ctx.cfg,
+            ctx.manifest,
+            ctx.state,
+            ctx.skip_checks,
+            ctx.autofix,
+        );
         let results = crate::preflight::run(&cfg)?;
         let table = crate::preflight::render_table(&results);
         ctx.reporter.note(&table);

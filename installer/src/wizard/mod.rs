@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 mod aws;
 mod azure;
+mod capacity;
 
 use crate::error::InstallError;
 use crate::install::{InstallOptions, InstallSummary};
@@ -164,6 +165,30 @@ struct Shared {
     origin: String,
     /// The Azure cloud (`--azure-environment`; Azure's public cloud when None).
     azure_environment: Option<crate::cloud::azure::Environment>,
+    /// The nodes waiting in CAPACITY, while the line is open.
+    line: Mutex<Option<capacity::Line>>,
+    /// Stops the line's server on the join port (and waits for it).
+    line_server: Mutex<Option<LineServer>>,
+}
+
+/// The server of the nodes' line on the join port.
+struct LineServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Closes the line of waiting nodes and frees the join port (for the first
+/// node's join service); the nodes in it wait for that service.
+fn close_line(shared: &Shared) {
+    if let Some(l) = shared.line.lock().unwrap().as_mut() {
+        l.close();
+    }
+    let server = shared.line_server.lock().unwrap().take();
+    if let Some(server) = server {
+        let _ = server.stop.send(());
+        let _ = server.runtime.block_on(server.task);
+    }
 }
 
 /// Whether `name` can name a deployment (the cluster's name, as
@@ -476,6 +501,8 @@ pub fn run(
         state_dir: opts.state_dir.clone(),
         origin,
         azure_environment: opts.azure.environment.clone(),
+        line: Mutex::new(None),
+        line_server: Mutex::new(None),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -489,11 +516,15 @@ pub fn run(
                 "choose another port with --wizard-port, or stop what uses this one",
             )
         })?;
+    if shared.status.lock().unwrap().stage == Stage::Choosing {
+        open_line(&opts, &state, &shared, &runtime, listen, &tls, reporter)?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let shared = shared.clone();
         std::thread::spawn(move || {
-            runtime.block_on(serve(listener, tls, shared, async move {
+            let handler = move |req| handle(shared.clone(), req);
+            runtime.block_on(serve(listener, tls, handler, async move {
                 let _ = stop_rx.await;
             }))
         })
@@ -501,6 +532,7 @@ pub fn run(
     announce(&access);
 
     let outcome = drive(&mut opts, &shared, &rx, reporter);
+    close_line(&shared);
     if outcome.is_ok() {
         // Until the page has seen the end (or LINGER).
         let done_at = Instant::now();
@@ -521,6 +553,50 @@ pub fn run(
         let _ = std::fs::remove_file(pki_dir.join(f));
     }
     outcome
+}
+
+/// Opens the line of waiting nodes for a manifest with flavors of several
+/// nodes: their tokens, and a server on this machine's join port (none,
+/// with a note, when that port is taken).
+fn open_line(
+    opts: &InstallOptions,
+    state: &StateDir,
+    shared: &Arc<Shared>,
+    runtime: &tokio::runtime::Runtime,
+    listen: SocketAddr,
+    tls: &tokio_rustls::TlsAcceptor,
+    reporter: &dyn InstallReporter,
+) -> anyhow::Result<()> {
+    let manifest = tele_manifests::load_manifest(&opts.bundle_dir.join("app.yaml"))?;
+    let name = crate::install::node_name(opts.node_name.as_deref())?;
+    let at = SocketAddr::new(listen.ip(), crate::install::JOIN_PORT);
+    let listener = match runtime.block_on(tokio::net::TcpListener::bind(at)) {
+        Ok(l) => l,
+        Err(e) => {
+            reporter.note(&format!(
+                "the other nodes join once this one is installed ({at} is not free to wait on: {e})"
+            ));
+            return Ok(());
+        }
+    };
+    let Some(line) = capacity::Line::new(state, &manifest, name, listen.ip())? else {
+        return Ok(());
+    };
+    *shared.line.lock().unwrap() = Some(line);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handler = {
+        let shared = shared.clone();
+        move |req| capacity::handle(shared.clone(), req)
+    };
+    let task = runtime.spawn(serve(listener, tls.clone(), handler, async move {
+        let _ = stopped.await;
+    }));
+    *shared.line_server.lock().unwrap() = Some(LineServer {
+        stop,
+        task,
+        runtime: runtime.handle().clone(),
+    });
+    Ok(())
 }
 
 /// Waits (up to 5 minutes) until the install another process runs in
@@ -632,6 +708,8 @@ fn drive(
         };
         match command {
             Command::Install(c) => {
+                // The first node's join service takes the join port.
+                close_line(shared);
                 opts.cluster_name = Some(c.deployment.clone());
                 opts.flavor = c.flavor.clone();
                 opts.resume = false;
@@ -947,6 +1025,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
         }
         (Method::GET, "/api/v1/app") => json(StatusCode::OK, &shared.app),
         (Method::GET, "/api/v1/progress") => json(StatusCode::OK, &progress(&shared)),
+        (Method::GET, "/api/v1/capacity") => json(
+            StatusCode::OK,
+            &shared.line.lock().unwrap().as_ref().map_or_else(
+                || serde_json::json!({"open": false, "commands": {}, "nodes": []}),
+                capacity::Line::view,
+            ),
+        ),
         (Method::POST, p) => {
             if let Some(refused) = check_post(&shared, &session, &req) {
                 return refused;
@@ -989,6 +1074,32 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
                 }
                 "/api/v1/aws/check" => card_check(&body, |keys: aws::Keys| aws::check(&keys)).await,
                 "/api/v1/finish" => finish(&shared),
+                "/api/v1/assign" => {
+                    #[derive(Deserialize)]
+                    struct Assign {
+                        node: String,
+                        profile: String,
+                    }
+                    let Ok(a) = serde_json::from_slice::<Assign>(&body) else {
+                        return refusal(
+                            StatusCode::BAD_REQUEST,
+                            "give the node and the profile",
+                            None,
+                        );
+                    };
+                    let mut line = shared.line.lock().unwrap();
+                    match line.as_mut().filter(|l| l.is_open()) {
+                        None => refusal(
+                            StatusCode::CONFLICT,
+                            "no node waits: the line is closed",
+                            None,
+                        ),
+                        Some(l) => match l.assign(&a.node, &a.profile) {
+                            Ok(()) => json(StatusCode::OK, &l.view()),
+                            Err(e) => refusal(StatusCode::BAD_REQUEST, &e, Some("profile")),
+                        },
+                    }
+                }
                 _ => refusal(StatusCode::NOT_FOUND, "no such request", None),
             }
         }
@@ -1237,12 +1348,16 @@ fn phase_json(p: &crate::plan::PlanPhase) -> serde_json::Value {
     })
 }
 
-async fn serve(
+/// Serves `handler` over TLS on `listener` until `stop` completes.
+async fn serve<H, F>(
     listener: tokio::net::TcpListener,
     tls: tokio_rustls::TlsAcceptor,
-    shared: Arc<Shared>,
+    handler: H,
     stop: impl std::future::Future<Output = ()>,
-) {
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Answer> + Send + 'static,
+{
     tokio::pin!(stop);
     // A browser holds a few connections; more than this at once are closed
     // as they come, so that nobody on the network can pile them up.
@@ -1260,13 +1375,13 @@ async fn serve(
                     continue;
                 };
                 let tls = tls.clone();
-                let shared = shared.clone();
+                let handler = handler.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(15), tls.accept(stream)).await else { return };
                     let svc = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                        let answer = handler(req);
+                        async move { Ok::<_, Infallible>(answer.await) }
                     });
                     let _ = http1::Builder::new()
                         .timer(TokioTimer::new())

@@ -13,6 +13,10 @@ let awsChecked = null;
 const AWS_FIELDS = ["accessKeyId", "secretAccessKey", "region"];
 // The answer of the last Azure check that passed (the VM's group), or null.
 let azureChecked = null;
+// The machines waiting in CAPACITY (/api/v1/capacity), and its poll.
+let lineView = null;
+let linePolling = null;
+let lineShown = "";
 const AZURE_FIELDS = ["tenantId", "clientId", "clientSecret", "subscriptionId"];
 
 function el(tag, attrs, ...children) {
@@ -205,11 +209,14 @@ function fillTypes() {
   const fields = $("types-fields");
   fields.replaceChildren();
   const cloud = provider === "aws" || provider === "azure";
-  const made = item ? item.nodes.map((n, i) => ({ ...n, made: n.count - (i === 0 ? 1 : 0) })).filter((n) => n.made > 0) : [];
+  const made = othersOf(item);
   $("types").hidden = !cloud || made.length === 0;
   $("capacity-hint").textContent = cloud && made.length
     ? "This machine becomes the first node; the install makes the others, each joining by itself."
-    : "This machine becomes the first node. When its install is done, the page shows the command that adds each other node of the flavor.";
+    : made.length && lineView && lineView.open
+      ? "This machine becomes the first node; the others join with the commands above."
+      : "This machine becomes the first node. When its install is done, the page shows the command that adds each other node of the flavor.";
+  fillLine();
   if (!cloud) return;
   const word = provider === "aws" ? "Instance type" : "VM size";
   for (const n of made) {
@@ -221,6 +228,108 @@ function fillTypes() {
         placeholder: provider === "aws" ? "m5.large" : "Standard_D4s_v3", required: true, "aria-describedby": `${id}-error` }),
       el("p", { id: `${id}-error`, class: "error", role: "alert" })));
   }
+}
+
+// The flavor's nodes but this first one, per profile (what the install makes
+// on a cloud, or what waits here on bare metal).
+function othersOf(item) {
+  return item ? item.nodes.map((n, i) => ({ ...n, made: n.count - (i === 0 ? 1 : 0) })).filter((n) => n.made > 0) : [];
+}
+
+// On bare metal, a flavor of several nodes: the join commands, the machines
+// waiting with their preflight results, and the Install button held until
+// the flavor's count is here.
+function fillLine() {
+  clearTimeout(linePolling);
+  const item = app.flavors.items.find((i) => i.name === chosen("flavor"));
+  const others = othersOf(item);
+  const wanted = chosen("provider") === "onprem" && others.length > 0 && !$("capacity").hidden;
+  $("line").hidden = !(wanted && lineView && lineView.open);
+  if (!wanted) { holdInstall(null); return; }
+  pollLine();
+}
+
+async function pollLine() {
+  clearTimeout(linePolling);
+  const r = await api("/api/v1/capacity").catch(() => null);
+  if (r && r.ok) lineView = r.data;
+  if ($("capacity").hidden || !lineView || !lineView.open) { $("line").hidden = true; holdInstall(null); return; }
+  $("line").hidden = false;
+  renderLine();
+  linePolling = setTimeout(pollLine, 1000);
+}
+
+function checksCell(n) {
+  if (!n.checks) return el("td", { text: "runs once the bundle is fetched" });
+  const warned = n.checks.filter((c) => c.status === "warn").length;
+  const summary = n.failed.length
+    ? `failed: ${n.failed.join(", ")}`
+    : `passed${warned ? ` (${warned} warning${warned > 1 ? "s" : ""})` : ""}`;
+  const list = el("ul", { class: "checks" });
+  for (const c of n.checks) {
+    list.append(el("li", { class: c.status, text: `${c.name}: ${c.status} · ${c.detail}${c.fix ? ` (fix: ${c.fix})` : ""}` }));
+  }
+  return el("td", {}, el("details", {}, el("summary", { class: n.failed.length ? "fail" : "pass", text: summary }), list));
+}
+
+function renderLine() {
+  const item = app.flavors.items.find((i) => i.name === chosen("flavor"));
+  const others = othersOf(item);
+  const box = $("line-commands");
+  const key = others.map((n) => n.profile).join(",");
+  if (box.dataset.profiles !== key) {
+    box.replaceChildren();
+    for (const n of others) {
+      const cmd = lineView.commands[n.profile];
+      if (!cmd) continue;
+      box.append(el("p", { class: "title", text: `${n.profile} (${n.made} machine${n.made > 1 ? "s" : ""})` }),
+        el("div", { class: "join" }, el("code", { class: "line-command", "data-profile": n.profile, text: cmd }),
+          copyButton(cmd, `Copy the join command for ${n.profile}`)));
+    }
+    box.dataset.profiles = key;
+  }
+  const counted = (profile) => lineView.nodes.filter((n) => n.profile === profile && !n.gone && !n.failed.length).length;
+  const short = others.filter((n) => counted(n.profile) < n.made);
+  $("line-count").textContent = short.length
+    ? `Waiting for ${short.map((n) => `${n.made - counted(n.profile)} more ${n.profile}`).join(", ")} (${lineView.nodes.length} machine${lineView.nodes.length === 1 ? "" : "s"} here).`
+    : "The flavor's machines are here: press Install.";
+  holdInstall(short.length ? "Waiting for the flavor's machines." : null);
+  // A row being used (a profile being chosen, checks open) is left alone.
+  const busy = document.activeElement && $("line-nodes").contains(document.activeElement);
+  const shown = JSON.stringify(lineView.nodes.map((n) => [n.name, n.ip, n.profile, n.checks, n.gone]));
+  if (busy || shown === lineShown) return;
+  lineShown = shown;
+  const profiles = item ? item.nodes.map((n) => n.profile) : [];
+  const rows = lineView.nodes.map((n) => {
+    const select = el("select", { "aria-label": `Profile of ${n.name}`, "data-node": n.name });
+    for (const p of profiles.includes(n.profile) ? profiles : [n.profile, ...profiles]) {
+      select.append(el("option", { value: p, text: p, selected: p === n.profile }));
+    }
+    select.addEventListener("change", () => assign(n.name, select.value));
+    const state = n.gone ? "not heard from" : n.failed.length ? "stopped: fix it and run the command again" : "waiting";
+    return el("tr", { "data-node": n.name }, el("td", { text: n.name }), el("td", { text: n.ip }),
+      el("td", {}, select), checksCell(n), el("td", { text: state }));
+  });
+  $("line-nodes").replaceChildren(...rows);
+}
+
+async function assign(node, profile) {
+  $("line-error").textContent = "";
+  const r = await api("/api/v1/assign", { node, profile }).catch(() => null);
+  if (!r || !r.ok) {
+    $("line-error").textContent = (r && r.data && r.data.error) || "The installer did not answer; try again.";
+    return;
+  }
+  lineView = r.data;
+  lineShown = "";
+  renderLine();
+}
+
+// Holds the Install button (with why) unless the admin installs without the nodes.
+function holdInstall(why) {
+  const held = why && !$("without-nodes").checked;
+  $("start-install").disabled = Boolean(held);
+  $("start-install").title = held ? why : "";
 }
 
 function fillSubnets() {
@@ -306,6 +415,7 @@ async function startInstall(ev) {
   $("install-error").textContent = "";
   const r = await api("/api/v1/install", choices()).catch(() => null);
   button.disabled = false;
+  if (r && r.ok) clearTimeout(linePolling);
   if (!r) {
     $("install-error").textContent = "The installer did not answer; try again.";
     return;
@@ -473,9 +583,10 @@ async function resume() {
 }
 
 async function main() {
-  const [session, info, progress] = await Promise.all([
-    api("/api/v1/session"), api("/api/v1/app"), api("/api/v1/progress"),
+  const [session, info, progress, line] = await Promise.all([
+    api("/api/v1/session"), api("/api/v1/app"), api("/api/v1/progress"), api("/api/v1/capacity"),
   ]);
+  if (line.ok) lineView = line.data;
   if (!session.ok || !info.ok) {
     $("connection").hidden = false;
     $("connection").textContent = "This page has no session with the installer: open the address it printed.";
@@ -494,9 +605,10 @@ async function main() {
   for (const f of AWS_FIELDS) $(f).addEventListener("input", () => { awsChecked = null; $("aws-network").hidden = true; });
   $("location-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    if (locationValid()) { fillTypes(); show("capacity"); $("main").focus(); }
+    if (locationValid()) { show("capacity"); fillTypes(); $("main").focus(); }
   });
-  $("back-to-location").addEventListener("click", () => show("location"));
+  $("back-to-location").addEventListener("click", () => { show("location"); fillLine(); });
+  $("without-nodes").addEventListener("change", () => { if (lineView && !$("line").hidden) renderLine(); });
   $("capacity-form").addEventListener("submit", startInstall);
   $("resume").addEventListener("click", resume);
   $("finish").addEventListener("click", async () => {
