@@ -6,7 +6,9 @@
 //! the instance's private DNS name, and runs the API server, the controller
 //! manager and the kubelet with the runtime's AWS provider: the node's
 //! provider ID names the instance (the kubelet and the controller manager
-//! asked EC2, here moto, about it), and the `aws-ebs` StorageClass is there.
+//! asked EC2, here moto, about it), and the `aws-ebs` StorageClass is there:
+//! a claim of it gets an EBS volume in moto, made and attached to the
+//! instance by the real controller manager.
 //! A Service of type LoadBalancer gets an internal classic ELB in moto,
 //! made by the real controller manager, with the instance behind it.
 //! `--provision` makes the flavor's second machine in EC2 with a start-up
@@ -202,6 +204,77 @@ EOF",
         "kubectl get service hello-lb -o jsonpath={.status.loadBalancer.ingress[0].hostname}",
         lb["dns"].as_str().unwrap(),
         Duration::from_secs(60),
+    );
+
+    // A claim of the class aws-ebs, used by a pod: the real controller
+    // manager makes an EBS volume in moto (in the node's zone, of the
+    // class's type, tagged for the cluster and the claim), binds the claim
+    // to it and attaches it to the instance the pod was scheduled on. (No
+    // device appears in a test host, so the pod itself does not start.)
+    host.ok_sh(
+        "image=$(kubectl get deployment hello-web -o jsonpath='{.spec.template.spec.containers[0].image}') && kubectl apply -f - <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  storageClassName: aws-ebs
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: uses-ebs}
+spec:
+  containers: [{name: c, image: $image, volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]
+EOF",
+    );
+    host.eventually(
+        "kubectl get pvc data -o jsonpath={.status.phase}",
+        "Bound",
+        Duration::from_secs(180),
+    );
+    let pv =
+        host.ok_sh("kubectl get pv -o jsonpath='{.items[0].spec.awsElasticBlockStore.volumeID}'");
+    let volume_id = pv.trim().rsplit('/').next().unwrap().to_string();
+    assert!(pv.trim().starts_with(&format!("aws://{ZONE}/vol-")), "{pv}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let volume = loop {
+        let all = fixture(&["volumes", &endpoint, REGION]);
+        let v = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == volume_id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no volume {volume_id} in EC2: {all}"));
+        if v["attachments"].as_array().is_some_and(|a| !a.is_empty()) {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the volume was not attached: {v}\n{}",
+            String::from_utf8_lossy(&host.sh("kubectl describe pod uses-ebs | tail -n 15").stdout)
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    };
+    assert_eq!(
+        (&volume["size"], &volume["type"], &volume["zone"]),
+        (&1.into(), &"gp2".into(), &ZONE.into()),
+        "{volume}"
+    );
+    assert_eq!(
+        volume["tags"]["kubernetes.io/cluster/shop"], "owned",
+        "{volume}"
+    );
+    assert_eq!(
+        volume["tags"]["kubernetes.io/created-for/pvc/name"], "data",
+        "{volume}"
+    );
+    assert_eq!(
+        volume["attachments"][0]["instance"],
+        instance.as_str(),
+        "{volume}"
     );
 
     // --provision made the flavor's second machine: one instance of the

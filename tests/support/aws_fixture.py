@@ -10,6 +10,7 @@ usage: aws_fixture.py ENDPOINT REGION ZONE CIDR IP CLUSTER
        aws_fixture.py load-balancers ENDPOINT REGION   (lists the ELBs, see load_balancers)
        aws_fixture.py iam-users ENDPOINT DENIED-ACTION...  (two users' keys)
        aws_fixture.py instances ENDPOINT REGION         (every instance)
+       aws_fixture.py volumes ENDPOINT REGION           (every EBS volume)
 """
 
 import base64
@@ -105,7 +106,26 @@ def instances(endpoint, region):
     return found
 
 
+def volumes(endpoint, region):
+    """Every EBS volume: its id, size (GiB), type, zone, state, tags and
+    attachments (instance, device, state)."""
+    ec2 = clients(endpoint, region)
+    return [{
+        "id": v["VolumeId"],
+        "size": v["Size"],
+        "type": v.get("VolumeType"),
+        "zone": v["AvailabilityZone"],
+        "state": v["State"],
+        "tags": {t["Key"]: t["Value"] for t in v.get("Tags", [])},
+        "attachments": [{"instance": a["InstanceId"], "device": a["Device"], "state": a["State"]}
+                        for a in v.get("Attachments", [])],
+    } for v in ec2.describe_volumes()["Volumes"]]
+
+
 def main():
+    if sys.argv[1] == "volumes":
+        print(json.dumps(volumes(sys.argv[2], sys.argv[3])))
+        return
     if sys.argv[1] == "instances":
         print(json.dumps(instances(sys.argv[2], sys.argv[3])))
         return
