@@ -206,6 +206,28 @@ fn install_with_a_cloud_that_does_not_answer_changes_nothing() {
         stderr(&o)
     );
     assert!(!state.exists(), "the state directory was made");
+    // A credentials file without the profile named.
+    let keys = dir.path().join("aws-keys");
+    std::fs::write(
+        &keys,
+        "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = the-secret\n",
+    )
+    .unwrap();
+    let o = run(std::process::Command::new(bundle.join("install"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--aws-credentials-file")
+        .arg(&keys)
+        .args(["--aws-profile", "ops", "--cloud-provider", "aws"]));
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("no profile `ops` with aws_access_key_id and aws_secret_access_key")
+            && stderr(&o).contains("hint:")
+            && !stderr(&o).contains("the-secret"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!state.exists(), "the state directory was made");
     let o = run(std::process::Command::new(bundle.join("install"))
         .arg("--state-dir")
         .arg(&state)
@@ -430,8 +452,16 @@ fn preflight_names_each_action_provisioning_on_azure_lacks() {
         "app-vms:s3cret-vms",
         "--client",
         "app-reader:s3cret-reader",
+        "--client",
+        "app-contributor:s3cret-contributor",
         "--contributor",
         "app-ops",
+        // This VM has no user-assigned identity: the machines' own are
+        // given their roles, which Contributor may not do.
+        "--role",
+        "app-ops=Microsoft.Authorization/roleAssignments/write",
+        "--contributor",
+        "app-contributor",
         // Virtual machines and disks, but nothing of the network.
         "--role",
         "app-vms=Microsoft.Compute/virtualMachines/*,Microsoft.Compute/disks/*",
@@ -449,6 +479,32 @@ fn preflight_names_each_action_provisioning_on_azure_lacks() {
     assert!(
         ops.detail.contains("make and delete the flavor's machines"),
         "{ops:?}"
+    );
+    // Contributor alone may make the machines but not give their
+    // identities a role: that is named, with the role that may.
+    let contributor = azure_access_with(
+        &arm,
+        "vm-identity",
+        azure_sp("app-contributor", "s3cret-contributor"),
+        provision.clone(),
+    );
+    assert_eq!(contributor.status, Status::Fail, "{contributor:?}");
+    assert!(
+        contributor
+            .detail
+            .ends_with("it lacks Microsoft.Authorization/roleAssignments/write")
+            || contributor
+                .detail
+                .contains("it lacks Microsoft.Authorization/roleAssignments/write;"),
+        "{contributor:?}"
+    );
+    assert!(
+        contributor
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("User Access Administrator"),
+        "{contributor:?}"
     );
     // Without --provision, a reader passes; with it, every action is named.
     let reader = azure_access(&arm, "vm-identity", azure_sp("app-reader", "s3cret-reader"));
@@ -481,7 +537,8 @@ fn preflight_names_each_action_provisioning_on_azure_lacks() {
         "Microsoft.Network/networkInterfaces/write, \
          Microsoft.Network/virtualNetworks/subnets/join/action, \
          Microsoft.Network/networkSecurityGroups/join/action, \
-         Microsoft.Network/networkInterfaces/delete"
+         Microsoft.Network/networkInterfaces/delete, \
+         Microsoft.Authorization/roleAssignments/write"
     );
     let fix = vms.fix.as_deref().unwrap();
     assert!(
@@ -724,6 +781,8 @@ fn azure_provisioning_makes_each_vm_once_and_deprovisioning_deletes_only_those()
         "app-ops:s3cret-ops",
         "--contributor",
         "app-ops",
+        "--role",
+        "app-ops=Microsoft.Authorization/roleAssignments/write",
         "--max-vms",
         "4",
     ]);
@@ -782,6 +841,7 @@ fn azure_provisioning_makes_each_vm_once_and_deprovisioning_deletes_only_those()
             &client,
             &target,
             &wanted(n, size),
+            &["master"],
             &user_data,
             state.path(),
             &|_| {},
@@ -825,6 +885,23 @@ fn azure_provisioning_makes_each_vm_once_and_deprovisioning_deletes_only_those()
         assert_eq!(vm["tags"]["tele.machine"], m.name.as_str(), "{vm}");
         assert_eq!(p["osProfile"]["computerName"], m.name.as_str(), "{vm}");
         assert_eq!(p["osProfile"]["adminUsername"], "azureuser", "{vm}");
+        // This VM has no user-assigned identity: each machine has its own,
+        // given Reader on the group (a node; a master would get Contributor).
+        assert_eq!(vm["identity"]["type"], "SystemAssigned", "{vm}");
+        let principal = vm["identity"]["principalId"].as_str().unwrap();
+        let roles: Vec<&str> = all
+            .iter()
+            .filter(|r| {
+                r["type"] == "Microsoft.Authorization/roleAssignments"
+                    && r["properties"]["principalId"] == principal
+            })
+            .map(|r| r["properties"]["roleDefinitionId"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles.len(), 1, "{principal}: {all:?}");
+        assert!(
+            roles[0].ends_with("/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"),
+            "{roles:?}"
+        );
         assert_eq!(p["storageProfile"]["imageReference"], target.image, "{vm}");
         assert_eq!(
             vm["customDataText"], "#!/bin/sh\necho joining as node\n",

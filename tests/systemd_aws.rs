@@ -11,8 +11,11 @@
 //! instance by the real controller manager.
 //! A Service of type LoadBalancer gets an internal classic ELB in moto,
 //! made by the real controller manager, with the instance behind it.
-//! `--provision` makes the flavor's second machine in EC2 with a start-up
-//! script that fetches tele from the node with a token and joins;
+//! `--provision` makes the flavor's second machine in EC2 (with keys from
+//! a credentials file named on the command line) with a start-up script
+//! that fetches tele from the node with a token and joins; the install is
+//! killed with SIGKILL once the machine exists and `--resume` makes none
+//! twice;
 //! `tele uninstall --deprovision` terminates it and nothing else.
 
 mod support;
@@ -71,24 +74,82 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
         dir.path().join("imds.log").to_str().unwrap(),
     ]);
 
-    let o = host.exec(&[
-        "env",
-        &format!("AWS_ENDPOINT_URL={endpoint}"),
-        "/opt/hello/install",
-        "--autofix",
-        "--timeout",
-        "300",
-        "--cluster-name",
-        "shop",
-        // The second node of the flavor is made in EC2.
-        "--flavor",
-        "two",
-        "--provision",
-        "--instance-type",
-        "node=c5.large",
-        "--output-format",
-        "json",
-    ]);
+    // The machines are made with keys of their own, from a credentials
+    // file named on the command line (the components keep the instance
+    // profile's role).
+    std::fs::write(
+        host.root().join("root/aws-keys"),
+        "[default]\naws_access_key_id = AKIANOTTHESE00000000\naws_secret_access_key = not-these\n\n\
+         [ops]\naws_access_key_id = AKIAPROVISIONKEYS000\naws_secret_access_key = provision-secret-value\n",
+    )
+    .unwrap();
+    let endpoint_env = format!("AWS_ENDPOINT_URL={endpoint}");
+    let keys = [
+        "--aws-credentials-file",
+        "/root/aws-keys",
+        "--aws-profile",
+        "ops",
+    ];
+    let mut first_run = host
+        .command(
+            &[
+                &["env", &endpoint_env, "/opt/hello/install"][..],
+                &keys,
+                &[
+                    "--autofix",
+                    "--timeout",
+                    "300",
+                    "--cluster-name",
+                    "shop",
+                    // The second node of the flavor is made in EC2.
+                    "--flavor",
+                    "two",
+                    "--provision",
+                    "--instance-type",
+                    "node=c5.large",
+                ],
+            ]
+            .concat(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The install is killed (SIGKILL) as soon as the machine exists in
+    // EC2: in its /provision phase, the machine made and perhaps not yet
+    // recorded. --resume carries on and makes no machine twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while fixture(&["instances", &endpoint, REGION])
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        if let Some(status) = first_run.try_wait().unwrap() {
+            panic!("the install ended ({status}) before making the machine");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no machine made within 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    host.sh("pkill -KILL -f /opt/hello/install");
+    let _ = first_run.wait();
+    let plan = host.ok_sh("tele plan");
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("/app ") && !l.contains("completed")),
+        "the install was not killed before its app:\n{plan}"
+    );
+    let o = host.exec(
+        &[
+            &["env", &endpoint_env, "/opt/hello/install", "--resume"][..],
+            &keys,
+            &["--output-format", "json"],
+        ]
+        .concat(),
+    );
     assert!(
         o.status.success(),
         "install on the AWS host failed:\n{}\n{}\nmetadata requests:\n{}\nservices' errors:\n{}",
@@ -102,6 +163,15 @@ fn on_aws_the_node_is_the_instance_and_its_components_run_with_the_aws_provider(
         )
     );
     assert_eq!(json(&o)["node"], dns.as_str());
+    // Preflight tried the machines' actions with the file's keys, which
+    // are in no file the install wrote.
+    let preflight = host.ok_sh("cat /var/lib/tele/preflight.json");
+    assert!(
+        preflight.contains("/root/aws-keys (profile ops) may call all 4 actions --provision needs"),
+        "{preflight}"
+    );
+    let found = host.sh("grep -rl provision-secret-value /var/lib/tele /etc/systemd/system");
+    assert!(stdout(&found).trim().is_empty(), "{}", stdout(&found));
 
     // The node is the instance, as the AWS provider sees it.
     host.eventually(
@@ -381,7 +451,18 @@ EOF",
     );
 
     // Uninstalling with --deprovision terminates that machine and nothing else.
-    let o = host.exec(&["tele", "uninstall", "--yes", "--deprovision"]);
+    let o = host.exec(&[
+        "env",
+        &format!("AWS_ENDPOINT_URL={endpoint}"),
+        "tele",
+        "uninstall",
+        "--yes",
+        "--deprovision",
+        "--aws-credentials-file",
+        "/root/aws-keys",
+        "--aws-profile",
+        "ops",
+    ]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(
         stdout(&o).contains(machine["id"].as_str().unwrap()),

@@ -44,6 +44,9 @@ fn an_azure_application_is_checked_on_its_fields_and_the_vm_sizes_are_asked() {
             "app-reader:s3cret-reader",
             "--contributor",
             "app-ops",
+            // The machines' own identities are given their roles.
+            "--role",
+            "app-ops=Microsoft.Authorization/roleAssignments/write",
             "--reader",
             "app-reader",
         ],

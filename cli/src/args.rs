@@ -127,6 +127,55 @@ pub struct UninstallArgs {
     /// made (those it recorded, and nothing else).
     #[arg(long)]
     pub deprovision: bool,
+    #[command(flatten)]
+    pub aws_keys: AwsKeysArgs,
+}
+
+/// The AWS keys that make (and remove) the machines of `--provision`.
+#[derive(Debug, Args)]
+pub struct AwsKeysArgs {
+    /// On AWS, with --provision (or uninstall's --deprovision), the keys
+    /// that make and remove the machines: a credentials file in the AWS
+    /// shared credentials format (read, never copied) [default: the AWS
+    /// SDKs' chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the shared
+    /// credentials file, then the instance profile].
+    #[arg(long, value_name = "FILE")]
+    pub aws_credentials_file: Option<PathBuf>,
+    /// The profile of --aws-credentials-file.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "default",
+        requires = "aws_credentials_file"
+    )]
+    pub aws_profile: String,
+}
+
+impl AwsKeysArgs {
+    /// Makes the keys of the file, when one is given, the ones this
+    /// process's AWS calls use (before the SDKs' chain).
+    pub fn give(&self) -> anyhow::Result<()> {
+        let Some(file) = &self.aws_credentials_file else {
+            return Ok(());
+        };
+        let bad = |message: String| {
+            tele_installer::error::InstallError::bad_input(
+                message,
+                "give a file like ~/.aws/credentials: [PROFILE] with aws_access_key_id and aws_secret_access_key",
+            )
+        };
+        let credentials = tele_installer::cloud::api::Credentials::read_file(file, &self.aws_profile)
+            .map_err(|e| bad(format!("--aws-credentials-file: {e}")))?
+            .ok_or_else(|| {
+                bad(format!(
+                    "--aws-credentials-file {}: no profile `{}` with aws_access_key_id and aws_secret_access_key",
+                    file.display(),
+                    self.aws_profile
+                ))
+            })?;
+        tele_installer::cloud::api::give(credentials);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +386,8 @@ pub struct InstallArgs {
     /// profile.
     #[arg(long, value_name = "PROFILE=TYPE", requires = "provision")]
     pub instance_type: Vec<String>,
+    #[command(flatten)]
+    pub aws_keys: AwsKeysArgs,
     /// With --provision, the subnet of the machines [default: this
     /// instance's].
     #[arg(long, value_name = "ID", requires = "provision")]

@@ -515,7 +515,7 @@ fn check_azure_provision_access(
                 missing.join(", ")
             ),
             format!(
-                "assign {who} the Virtual Machine Contributor and Network Contributor roles (and Managed Identity Operator when this VM has user-assigned identities) on the resource group {group}, or a role with: {}",
+                "assign {who} the Virtual Machine Contributor and Network Contributor roles (and Managed Identity Operator when this VM has user-assigned identities, else User Access Administrator, which gives the machines' own identities their roles) on the resource group {group}, or a role with: {}",
                 missing.join(", ")
             ),
         ),

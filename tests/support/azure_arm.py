@@ -33,6 +33,13 @@ REST documentation (nothing real of Azure can run here):
   group need their join/action too: LinkedAuthorizationFailed), and GET
   .../resourceGroups/G/providers/Microsoft.Authorization/permissions lists
   the caller's, as Resource Manager does.
+- Managed identities and role assignments: a VM made with a
+  system-assigned identity gets one (identity.principalId, a new GUID, whose
+  tokens name it); PUT .../resourceGroups/G/providers/Microsoft.Authorization/
+  roleAssignments/NAME with properties.roleDefinitionId (the built-in Reader
+  or Contributor) and principalId (PrincipalNotFound for one that does not
+  exist, RoleAssignmentExists 409 for the same role of the same principal
+  under another name) gives that principal the role on the group.
 
 Tokens are opaque strings naming their principal ("standin.PRINCIPAL.N");
 the metadata stand-in (imds.py) hands out the same form for the VM's managed
@@ -54,6 +61,7 @@ import itertools
 import json
 import re
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -72,6 +80,11 @@ CONTRIBUTOR = {"actions": ["*"], "notActions": [
     "Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
     "Microsoft.Authorization/elevateAccess/Action", "Microsoft.Blueprint/blueprintAssignments/write",
     "Microsoft.Blueprint/blueprintAssignments/delete"], "dataActions": [], "notDataActions": []}
+
+
+# Azure's built-in roles by their definitions' GUIDs.
+BUILT_IN = {"acdd72a7-3385-48ef-bd42-f606fba81ae7": READER,
+            "b24988ac-6180-42a0-ab88-20f7382dd24c": CONTRIBUTOR}
 
 
 def covers(pattern, action):
@@ -313,12 +326,36 @@ def main():
                     os_profile = props.get("osProfile", {})
                     if "customData" in os_profile:
                         custom_data[path.lower()] = os_profile.pop("customData")
+                    identity = body.get("identity") or {}
+                    if identity.get("type") == "SystemAssigned" and not identity.get("principalId"):
+                        kept = resources.get(path.lower(), {}).get("identity", {}).get("principalId")
+                        identity["principalId"] = kept or str(uuid.uuid4())
+                        identity["tenantId"] = args.tenant
                     disk = props.get("storageProfile", {}).get("osDisk", {})
                     if disk.get("name"):
                         disk_id = f"{group_id}/providers/Microsoft.Compute/disks/{disk['name']}"
                         resources[disk_id.lower()] = {"id": disk_id, "name": disk["name"],
                                                       "type": "Microsoft.Compute/disks", "properties": {}}
                         disk["managedDisk"] = {"id": disk_id}
+                elif kind == "Microsoft.Authorization/roleAssignments":
+                    role = props.get("roleDefinitionId", "").rsplit("/", 1)[-1]
+                    principal_id = props.get("principalId", "")
+                    known = {r.get("identity", {}).get("principalId") for r in resources.values()}
+                    if role not in BUILT_IN:
+                        return self.answer(400, {"error": {"code": "RoleDefinitionDoesNotExist", "message":
+                                                           f"The specified role definition with ID '{role}' does not exist."}})
+                    if principal_id not in known - {None}:
+                        return self.answer(400, {"error": {"code": "PrincipalNotFound", "message":
+                                                           f"Principal {principal_id} does not exist in the directory {args.tenant}."}})
+                    for r in resources.values():
+                        rp = r.get("properties", {})
+                        if r.get("type") == kind and r["id"].lower() != path.lower() and \
+                                rp.get("principalId") == principal_id and rp.get("roleDefinitionId", "").endswith(role):
+                            return self.answer(409, {"error": {"code": "RoleAssignmentExists", "message":
+                                                               "The role assignment already exists."}})
+                    if not existed:
+                        permissions.setdefault(principal_id, []).append(BUILT_IN[role])
+                    props["scope"] = group_id
                 else:
                     return self.answer(400, {"error": {"code": "NoRegisteredProviderFound", "message":
                                                        f"The stand-in does not make {kind}."}})

@@ -187,10 +187,12 @@ fn run_install(
                 },
                 yes: a.yes,
                 deprovision: false,
+                aws_keys: a.aws_keys,
             },
             p,
         );
     }
+    a.aws_keys.give()?;
     let opts = InstallOptions {
         fetch_bundle: bundle.is_none(),
         bundle_dir: bundle.unwrap_or_default(),

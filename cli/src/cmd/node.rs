@@ -279,6 +279,7 @@ pub fn uninstall(a: UninstallArgs, p: &Printer) -> anyhow::Result<ExitCode> {
         }
     }
     if a.deprovision {
+        a.aws_keys.give()?;
         let gone = tele_installer::cloud::provision::deprovision_node(dir)?;
         p.out(match gone.len() {
             0 => "deprovision: this install made no machines".to_string(),

@@ -152,15 +152,8 @@ impl Credentials {
             .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")));
         let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
         if let Some(file) = file.filter(|f| f.exists()) {
-            let mut text = String::new();
-            std::fs::File::open(&file)
-                .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
-                .map_err(|e| format!("{}: {e}", file.display()))?;
-            if let Some(c) = from_shared_file(&text, &profile) {
-                return Ok(Credentials {
-                    source: format!("{} (profile {profile})", file.display()),
-                    ..c
-                });
+            if let Some(c) = Credentials::read_file(&file, &profile)? {
+                return Ok(c);
             }
         }
         match imds {
@@ -169,6 +162,20 @@ impl Credentials {
             }),
             None => Err("no AWS credentials: none in the environment or a credentials file, and the metadata service is disabled".into()),
         }
+    }
+
+    /// The keys of `profile` in the credentials file `file` (the AWS
+    /// shared credentials format, read up to 1 MiB); None when the file has
+    /// no such profile.
+    pub fn read_file(file: &std::path::Path, profile: &str) -> Result<Option<Credentials>, String> {
+        let mut text = String::new();
+        std::fs::File::open(file)
+            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(from_shared_file(&text, profile).map(|c| Credentials {
+            source: format!("{} (profile {profile})", file.display()),
+            ..c
+        }))
     }
 
     fn identity(&self) -> aws_credential_types::Credentials {

@@ -310,6 +310,10 @@ pub const PROVISION_ACTIONS: [&str; 7] = [
 pub const ASSIGN_IDENTITY_ACTION: &str =
     "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
 
+/// What `--provision` also needs when this VM has no user-assigned identity:
+/// each machine's own (system-assigned) identity is given its roles.
+pub const ASSIGN_ROLE_ACTION: &str = "Microsoft.Authorization/roleAssignments/write";
+
 /// Whether the action pattern of a role definition (`*` stands for any
 /// text, `/` included) covers `action`; Azure compares them ignoring case.
 fn covers(pattern: &str, action: &str) -> bool {
@@ -384,6 +388,10 @@ pub fn check_provision_access(
         .is_some_and(|ids| !ids.is_empty())
     {
         wanted.push(ASSIGN_IDENTITY_ACTION);
+    } else {
+        // The machines get identities of their own, which are given their
+        // roles on the group.
+        wanted.push(ASSIGN_ROLE_ACTION);
     }
     Ok(missing_actions(&permissions, &wanted))
 }

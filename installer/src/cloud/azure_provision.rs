@@ -19,6 +19,16 @@ use super::{Instance, Secret};
 /// The API versions of the calls.
 const COMPUTE_API: &str = "2022-03-01";
 const NETWORK_API: &str = "2022-05-01";
+const AUTHORIZATION_API: &str = "2022-04-01";
+
+/// Azure's built-in roles given to a machine's own identity: Reader (what a
+/// node's components read: its VM and the group) and, for a master,
+/// Contributor (what the controller manager's provider makes: load
+/// balancers, disks, routes).
+const READER_ROLE: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+const CONTRIBUTOR_ROLE: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+/// How long a new identity may take to be known to the role assignments.
+const PRINCIPAL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A client of Resource Manager with a token.
 pub struct Arm {
@@ -202,10 +212,14 @@ pub fn target(arm: &Arm, vm: &Instance, cluster: &str) -> Result<AzureTarget, St
 
 /// Makes each machine of `wanted` that does not exist yet, with the
 /// start-up script `user_data(profile)`; the machines, made now or before.
+/// Machines with identities of their own (this VM has no user-assigned
+/// one) are given their role on the group: Contributor for the profiles in
+/// `masters`, Reader for the others.
 pub fn provision(
     arm: &Arm,
     target: &AzureTarget,
     wanted: &[Wanted],
+    masters: &[&str],
     user_data: &dyn Fn(&str) -> anyhow::Result<String>,
     state_root: &Path,
     progress: &dyn Fn(&str),
@@ -277,12 +291,81 @@ pub fn provision(
                 .map_err(|e| anyhow::anyhow!("making {} ({}): {e}", w.name, w.instance_type))?;
             progress(&format!("{} made ({})", w.name, w.instance_type));
         }
+        if target.identity["type"] == "SystemAssigned" {
+            let role = if masters.contains(&w.profile.as_str()) {
+                CONTRIBUTOR_ROLE
+            } else {
+                READER_ROLE
+            };
+            give_role(arm, target, &vm_id, role)
+                .map_err(|e| anyhow::anyhow!("giving {}'s identity its role: {e}", w.name))?;
+        }
         if !machines.iter().any(|m| m.instance_id == vm_id) {
             machines.push(machine);
             super::provision::record(state_root, &machines)?;
         }
     }
     Ok(machines)
+}
+
+/// Gives the system-assigned identity of the VM `vm_id` the built-in role
+/// `role` on the group: a role assignment named after the VM and the role
+/// (so a second run finds it), asked again while Azure does not know the
+/// new identity yet.
+fn give_role(arm: &Arm, target: &AzureTarget, vm_id: &str, role: &str) -> Result<(), String> {
+    use sha2::Digest as _;
+    let vm = arm
+        .get(vm_id, COMPUTE_API)?
+        .ok_or_else(|| format!("{vm_id} is not there"))?;
+    let principal = vm["identity"]["principalId"]
+        .as_str()
+        .ok_or("the VM has no identity of its own")?
+        .to_string();
+    let h = hex::encode(sha2::Sha256::digest(
+        format!("{vm_id}|{role}").to_lowercase(),
+    ));
+    let name = format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    let subscription = target
+        .group_id
+        .split('/')
+        .nth(2)
+        .ok_or("the resource group's id names no subscription")?;
+    let id = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        target.group_id
+    );
+    let body = serde_json::json!({"properties": {
+        "roleDefinitionId": format!("/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+        "principalId": principal,
+        "principalType": "ServicePrincipal",
+    }});
+    let begun = std::time::Instant::now();
+    loop {
+        match arm.send(reqwest::Method::PUT, &id, AUTHORIZATION_API, Some(&body))? {
+            (200 | 201, _) => return Ok(()),
+            (409, doc) if doc["error"]["code"] == "RoleAssignmentExists" => return Ok(()),
+            (400, doc)
+                if doc["error"]["code"] == "PrincipalNotFound"
+                    && begun.elapsed() < PRINCIPAL_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+            (403, doc) if doc["error"]["code"] == "AuthorizationFailed" => {
+                return Err(format!(
+                    "{}; give this VM's identity the User Access Administrator role on the resource group (or this VM a user-assigned identity with the nodes' roles, which the machines then share)",
+                    arm_error(403, &doc, &format!("PUT {id}"))
+                ))
+            }
+            (status, doc) => return Err(arm_error(status, &doc, &format!("PUT {id}"))),
+        }
+    }
 }
 
 /// Deletes the VMs the record names (their NICs and disks go with them),

@@ -66,10 +66,18 @@ impl Phase for Provision {
             let arm = azure_provision::Arm::new(&auth, &imds).map_err(anyhow::Error::msg)?;
             let target = azure_provision::target(&arm, instance, &settings.cluster_id)
                 .map_err(anyhow::Error::msg)?;
+            let masters: Vec<&str> = ctx
+                .manifest
+                .node_profiles
+                .iter()
+                .filter(|p| p.service_role.as_deref() == Some("master"))
+                .map(|p| p.name.as_str())
+                .collect();
             azure_provision::provision(
                 &arm,
                 &target,
                 &wanted,
+                &masters,
                 &user_data,
                 ctx.state.root(),
                 &progress,

@@ -147,7 +147,7 @@ pub fn check(
         return Err((
             "clientId",
             format!(
-                "this application may not make the flavor's machines: it lacks {}; assign it the Virtual Machine Contributor and Network Contributor roles (and Managed Identity Operator when this VM has user-assigned identities) on the resource group {}",
+                "this application may not make the flavor's machines: it lacks {}; assign it the Virtual Machine Contributor and Network Contributor roles (and Managed Identity Operator when this VM has user-assigned identities, else User Access Administrator, which gives the machines' own identities their roles) on the resource group {}",
                 missing.join(", "),
                 vm.resource_group
             ),
