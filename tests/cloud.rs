@@ -345,6 +345,24 @@ fn preflight_names_each_aws_action_the_instance_role_lacks() {
             .contains("may not call 1 action(s) --provision needs: ec2:RunInstances"),
         "{provisioning:?}"
     );
+    // The machines get this instance's profile: AWS refuses RunInstances
+    // alike when iam:PassRole of its role is what is missing, so that is
+    // named too, with a statement for it.
+    // (the metadata stand-in's default)
+    let profile = "arn:aws:iam::123456789012:instance-profile/tele-node";
+    assert!(
+        provisioning.detail.contains(&format!(
+            "(or iam:PassRole of the role of the machines' instance profile {profile}"
+        )),
+        "{provisioning:?}"
+    );
+    let account = profile.split(':').nth(4).unwrap();
+    assert!(
+        provisioning.fix.as_deref().unwrap().contains(&format!(
+            r#"{{"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": "arn:aws:iam::{account}:role/*"}}"#
+        )),
+        "{provisioning:?}"
+    );
     let full_provisioning = aws_permissions_with(
         &endpoint,
         keys["nodes-full"].as_str().unwrap(),

@@ -156,7 +156,8 @@ fn an_azure_install_from_the_wizard_makes_the_vm_chosen_on_the_page() {
     );
     assert!(conf.starts_with("600\n"), "{conf}");
     assert!(
-        conf.contains("\"aadClientId\": \"app-ops\"") || conf.contains("\"aadClientId\":\"app-ops\""),
+        conf.contains("\"aadClientId\": \"app-ops\"")
+            || conf.contains("\"aadClientId\":\"app-ops\""),
         "{conf}"
     );
     // The secret is in that file alone.
@@ -181,8 +182,7 @@ fn an_azure_install_from_the_wizard_makes_the_vm_chosen_on_the_page() {
     assert_eq!(made.len(), 1, "{all:#?}");
     let vm = made[0];
     assert_eq!(
-        vm["properties"]["hardwareProfile"]["vmSize"],
-        "Standard_B2s",
+        vm["properties"]["hardwareProfile"]["vmSize"], "Standard_B2s",
         "{vm}"
     );
     assert_eq!(vm["tags"]["tele.cluster"], "shop", "{vm}");

@@ -428,9 +428,13 @@ fn judge(
             format!(
                 "{source} may not call {} action(s) {user} needs: {}",
                 r.missing.len(),
-                r.missing.join(", ")
+                r.missing_text()
             ),
-            format!("add this statement to {policy}: {}", r.statement()),
+            format!(
+                "add {} to {policy}: {}",
+                if r.pass_role.is_some() { "these statements" } else { "this statement" },
+                r.statement()
+            ),
         ),
         Ok(r) if !r.unknown.is_empty() => warn(
             format!(

@@ -236,6 +236,10 @@ pub struct Report {
     pub missing: Vec<String>,
     /// Actions whose probe got no clear answer, with the answer.
     pub unknown: Vec<(String, String)>,
+    /// When `RunInstances` was refused for machines that get an instance
+    /// profile (its ARN here): AWS refuses it alike when `iam:PassRole` of
+    /// that profile's role is what is missing, and does not say which.
+    pub pass_role: Option<String>,
 }
 
 impl Report {
@@ -263,7 +267,31 @@ impl Report {
             .map(|a| format!("\"{a}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        format!("{{\"Effect\": \"Allow\", \"Action\": [{actions}], \"Resource\": \"*\"}}")
+        let mut statement =
+            format!("{{\"Effect\": \"Allow\", \"Action\": [{actions}], \"Resource\": \"*\"}}");
+        if let Some(account) = self
+            .pass_role
+            .as_deref()
+            .and_then(|arn| arn.split(':').nth(4))
+        {
+            statement.push_str(&format!(
+                ", {{\"Effect\": \"Allow\", \"Action\": [\"iam:PassRole\"], \"Resource\": \"arn:aws:iam::{account}:role/*\"}}"
+            ));
+        }
+        statement
+    }
+
+    /// What the missing actions are, for the check's detail: the actions,
+    /// and `iam:PassRole` as the other possible cause of a refused
+    /// `RunInstances`.
+    pub fn missing_text(&self) -> String {
+        let mut text = self.missing.join(", ");
+        if let Some(arn) = &self.pass_role {
+            text.push_str(&format!(
+                " (or iam:PassRole of the role of the machines' instance profile {arn}: AWS refuses RunInstances alike for either)"
+            ));
+        }
+        text
     }
 }
 
@@ -301,7 +329,7 @@ pub fn check_provisioning(
     instance: &Instance,
 ) -> Result<Report, String> {
     let own = |k: &str, v: &str| (k.to_string(), v.to_string());
-    probe(
+    let mut report = probe(
         client,
         vec![
             (
@@ -329,7 +357,11 @@ pub fn check_provisioning(
                 ],
             ),
         ],
-    )
+    )?;
+    if report.missing.iter().any(|a| a == "ec2:RunInstances") {
+        report.pass_role = target.instance_profile_arn.clone();
+    }
+    Ok(report)
 }
 
 /// An action and the parameters of its harmless call, made for one node.

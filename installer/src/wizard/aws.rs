@@ -192,8 +192,13 @@ pub fn check(keys: &Keys) -> Result<serde_json::Value, Problem> {
         return Err((
             "accessKeyId",
             format!(
-                "these keys may not call {}: add this statement to their IAM policy: {}",
-                report.missing.join(", "),
+                "these keys may not call {}: add {} to their IAM policy: {}",
+                report.missing_text(),
+                if report.pass_role.is_some() {
+                    "these statements"
+                } else {
+                    "this statement"
+                },
                 report.statement()
             ),
         ));
