@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use support::aws::{fixture, moto};
-use support::browser::{status_of, Browser, WizardInstaller};
+use support::browser::{install_two_on_a_cloud, Browser, WizardInstaller};
 use support::example::example_bundle;
 use support::systemd_host::{HostOptions, SystemdHost};
 
@@ -89,41 +89,10 @@ fn an_aws_install_from_the_wizard_makes_the_machines_chosen_on_the_page() {
         b.js("return document.querySelector('#subnet').value;"),
         subnet.as_str()
     );
-    b.click("#to-capacity");
-
-    // CAPACITY: the flavor of two nodes and the second one's type; no join
-    // commands (the install makes the machine).
-    b.wait_for(
-        "the CAPACITY step",
-        "!document.querySelector('#capacity').hidden",
-        Duration::from_secs(5),
-    );
-    b.click("#flavor-two");
-    b.wait_for(
-        "the instance type of node",
-        "document.querySelector('#type-node') !== null",
-        Duration::from_secs(5),
-    );
-    assert_eq!(b.js("return document.querySelector('#line').hidden;"), true);
-    b.type_into("#type-node", "c5.xlarge");
-    b.click("#start-install");
-
-    // INSTALLATION: the cluster with the provider, then the wait for the
-    // second machine, which the admin ends.
-    b.wait_for(
-        "this node installed, waiting for the made machine",
-        "!document.querySelector('#joining').hidden",
-        Duration::from_secs(600),
-    );
-    b.click("#finish");
-    b.wait_for(
-        "the install done",
-        "document.querySelector('#install-state').textContent === 'The install is done.'",
-        Duration::from_secs(60),
-    );
-    let (status, out, rest) = wizard.wait();
-    assert!(status.success(), "{out}\n{rest}");
-    assert_eq!(status_of(&[&format!("https://{HOST_IP}:61009/")]), "000");
+    // CAPACITY: the flavor of two nodes and the second one's type; then the
+    // install with the provider, and the wait for the second machine, which
+    // the admin ends.
+    install_two_on_a_cloud(&b, wizard, "c5.xlarge", HOST_IP);
 
     // The node is the instance, its components run with the provider.
     host.eventually(

@@ -180,6 +180,44 @@ impl Drop for Browser {
     }
 }
 
+/// On a cloud, the rest of the wizard after its card was checked: CAPACITY
+/// with the flavor `two` and `kind` as the made machine's instance type or
+/// VM size, the install, and, once this node is installed and waits for
+/// that machine (which these tests do not play), Finish; the installer then
+/// ends with success and stops serving at `ip`.
+pub fn install_two_on_a_cloud(b: &Browser, wizard: WizardInstaller, kind: &str, ip: &str) {
+    b.click("#to-capacity");
+    b.wait_for(
+        "the CAPACITY step",
+        "!document.querySelector('#capacity').hidden",
+        Duration::from_secs(5),
+    );
+    b.click("#flavor-two");
+    b.wait_for(
+        "the machine type of node",
+        "document.querySelector('#type-node') !== null",
+        Duration::from_secs(5),
+    );
+    // The install makes the machine: no join command is shown.
+    assert_eq!(b.js("return document.querySelector('#line').hidden;"), true);
+    b.type_into("#type-node", kind);
+    b.click("#start-install");
+    b.wait_for(
+        "this node installed, waiting for the made machine",
+        "!document.querySelector('#joining').hidden",
+        Duration::from_secs(600),
+    );
+    b.click("#finish");
+    b.wait_for(
+        "the install done",
+        "document.querySelector('#install-state').textContent === 'The install is done.'",
+        Duration::from_secs(60),
+    );
+    let (status, out, rest) = wizard.wait();
+    assert!(status.success(), "{out}\n{rest}");
+    assert_eq!(status_of(&[&format!("https://{ip}:61009/")]), "000");
+}
+
 /// The HTTP status of a request to the wizard with curl (certificate not
 /// checked); `000` when nothing answers.
 pub fn status_of(args: &[&str]) -> String {

@@ -383,6 +383,16 @@ mod tests {
         }
     }
 
+    /// Node n2 (10.0.0.2) asks as `profile`, its checks one of `status`.
+    fn n2_asks(
+        line: &mut Line,
+        profile: &str,
+        status: Status,
+    ) -> Result<WaitAnswer, (StatusCode, Refusal)> {
+        let r = asking(line, profile, "n2", "10.0.0.2", vec![check(status)]);
+        line.ask(r)
+    }
+
     fn check(status: Status) -> CheckResult {
         CheckResult {
             name: "cpu".into(),
@@ -401,15 +411,7 @@ mod tests {
         let store = TokenStore::new(&StateDir::new(dir.path()));
         store.check(&line.tokens["worker"], Some("worker")).unwrap();
 
-        let a = line
-            .ask(asking(
-                &line,
-                "worker",
-                "n2",
-                "10.0.0.2",
-                vec![check(Status::Pass)],
-            ))
-            .unwrap();
+        let a = n2_asks(&mut line, "worker", Status::Pass).unwrap();
         assert!(
             !a.ready && a.profile.is_none() && a.token.is_none(),
             "{a:?}"
@@ -421,27 +423,11 @@ mod tests {
 
         line.assign("n2", "master").unwrap();
         assert_eq!(line.view()["nodes"][0]["profile"], "master");
-        let a = line
-            .ask(asking(
-                &line,
-                "worker",
-                "n2",
-                "10.0.0.2",
-                vec![check(Status::Pass)],
-            ))
-            .unwrap();
+        let a = n2_asks(&mut line, "worker", Status::Pass).unwrap();
         assert_eq!(a.profile.as_deref(), Some("master"));
         assert_eq!(a.token, Some(line.tokens["master"].credential()));
         // Asking with it, the node is of that profile.
-        let a = line
-            .ask(asking(
-                &line,
-                "master",
-                "n2",
-                "10.0.0.2",
-                vec![check(Status::Fail)],
-            ))
-            .unwrap();
+        let a = n2_asks(&mut line, "master", Status::Fail).unwrap();
         assert!(a.profile.is_none(), "{a:?}");
         assert!(a.message.contains("checks failed"), "{}", a.message);
         assert_eq!(line.view()["nodes"][0]["failed"][0], "cpu");
