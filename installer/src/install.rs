@@ -661,8 +661,21 @@ fn wait_in_line(
         );
         Ok(Some(crate::preflight::run(&checks)?))
     };
-    wait::wait_for_cluster(&addr, &ca, &mut joiner, &preflight, reporter)?;
-    let cfg = as_profile(cfg, manifest, joiner.request.role.clone());
+    let answer = wait::wait_for_cluster(&addr, &ca, &mut joiner, &preflight, reporter)?;
+    let mut cfg = as_profile(cfg, manifest, joiner.request.role.clone());
+    // On a cloud, the node's provider works for the cluster it joins.
+    if let (Some(name), Some(settings)) = (answer.cluster_name, cfg.cloud_settings.as_mut()) {
+        match &opts.cluster_name {
+            Some(given) if *given != name => {
+                return Err(InstallError::bad_input(
+                    format!("--cluster-name {given}: the cluster this node joins is named {name} on the cloud"),
+                    format!("leave out --cluster-name, or give {name}"),
+                )
+                .into())
+            }
+            _ => settings.cluster_id = name,
+        }
+    }
     Ok((cfg, joiner.token))
 }
 

@@ -464,7 +464,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("does not know this token"), "{e}");
-        crate::join::wait::wait_for_cluster(
+        let answer = crate::join::wait::wait_for_cluster(
             &addr,
             &ca,
             &mut joiner,
@@ -473,6 +473,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(joiner.token, token);
+        assert_eq!(answer.cluster_name, None);
+        // A master on a cloud names its cluster there, for the node's provider.
+        let mut cfg = crate::node::NodeConfig::load(&state).unwrap();
+        cfg.cloud_settings = Some(crate::cloud::Settings {
+            cluster_id: "shop".into(),
+            ..Default::default()
+        });
+        cfg.save(&state).unwrap();
+        let answer = crate::join::wait::wait_for_cluster(
+            &addr,
+            &ca,
+            &mut joiner,
+            &|_| Ok(None),
+            &crate::reporter::Silent,
+        )
+        .unwrap();
+        assert_eq!(answer.cluster_name.as_deref(), Some("shop"));
     }
 
     #[test]

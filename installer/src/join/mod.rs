@@ -151,6 +151,11 @@ pub struct WaitAnswer {
     /// A token (`ID.SECRET`) for that profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The cluster's name on its cloud (the tag `kubernetes.io/cluster/NAME`
+    /// of what its cloud provider uses and makes), when the master runs on
+    /// one: the joining node's provider takes the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
 }
 
 /// A refusal, as the service sends it.

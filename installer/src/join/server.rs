@@ -253,11 +253,13 @@ impl Service {
     /// are for the wizard's page; here they are not needed.
     fn wait(&self, req: WaitRequest) -> Result<serde_json::Value, (StatusCode, Refusal)> {
         self.check_token(&req.join.token, req.join.role.as_deref())?;
+        let cfg = NodeConfig::load(&self.state).map_err(internal)?;
         let answer = WaitAnswer {
             ready: true,
             message: String::new(),
             profile: None,
             token: None,
+            cluster_name: cfg.cloud_settings.map(|s| s.cluster_id),
         };
         serde_json::to_value(answer).map_err(|e| internal(e.into()))
     }

@@ -44,7 +44,7 @@ fn refused(e: JoinError) -> anyhow::Error {
 }
 
 /// Waits until the cluster at `addr` can take `joiner`, with the cluster CA
-/// `ca_pem` (checked against the token's pin). Checks that fail while the
+/// `ca_pem` (checked against the token's pin); the answer that said so. Checks that fail while the
 /// node waits are shown on the wizard's page once and end the wait with
 /// [`InstallError::Preflight`]; a profile the admin gives the node replaces
 /// its own, with the token for it, and the checks run again for it.
@@ -54,7 +54,7 @@ pub fn wait_for_cluster(
     joiner: &mut Joiner,
     preflight: &Preflight<'_>,
     reporter: &dyn InstallReporter,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<super::WaitAnswer> {
     let begun = Instant::now();
     let mut checks: Option<Option<Vec<CheckResult>>> = None;
     let mut in_line = false;
@@ -76,7 +76,7 @@ pub fn wait_for_cluster(
                 if in_line {
                     reporter.note(&format!("the cluster at {addr} takes this node now"));
                 }
-                return Ok(());
+                return Ok(answer);
             }
             Ok(answer) => {
                 if !in_line {

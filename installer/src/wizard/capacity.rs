@@ -275,6 +275,7 @@ impl Line {
                 .and_then(|p| self.tokens.get(p))
                 .map(Token::credential),
             profile: change,
+            cluster_name: None,
         })
     }
 }
