@@ -304,8 +304,12 @@ EOF",
         "Bound",
         Duration::from_secs(180),
     );
-    let pv =
-        host.ok_sh("kubectl get pv -o jsonpath='{.items[0].spec.awsElasticBlockStore.volumeID}'");
+    // The claim's own volume (InfluxDB's claim has one of the local class).
+    let name = host.ok_sh("kubectl get pvc data -o jsonpath={.spec.volumeName}");
+    let pv = host.ok_sh(&format!(
+        "kubectl get pv {} -o jsonpath={{.spec.awsElasticBlockStore.volumeID}}",
+        name.trim()
+    ));
     let volume_id = pv.trim().rsplit('/').next().unwrap().to_string();
     assert!(pv.trim().starts_with(&format!("aws://{ZONE}/vol-")), "{pv}");
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
