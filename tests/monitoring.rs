@@ -1,9 +1,10 @@
 //! The monitoring setup against a real InfluxDB: Debian's InfluxDB 1.6
 //! (`/usr/bin/influxd`), one per test with auth on, on loopback ports. And
 //! the InfluxDB image made from that binary by scripts/make-influxdb-image,
-//! read back with skopeo. (Kapacitor, Telegraf and Grafana cannot be had
-//! here: tele-assets' golden tests and the installer's fake-Kapacitor unit
-//! tests cover them.)
+//! read back with skopeo, and InfluxDB's subscription pushing to an HTTPS
+//! listener in Kapacitor's place. (Kapacitor, Telegraf and Grafana cannot be
+//! had here: tele-assets' golden tests and the installer's fake-Kapacitor
+//! unit tests cover them.)
 
 mod support;
 
@@ -37,6 +38,12 @@ impl Influxd {
 
     /// An influxd whose HTTP access log (every request line) goes to `self.log`.
     fn start_with(access_log: bool) -> Influxd {
+        Influxd::start_with_subscriber_ca(access_log, None)
+    }
+
+    /// As [`Influxd::start_with`], its subscriptions' HTTPS pushes checked
+    /// against `ca` when given.
+    fn start_with_subscriber_ca(access_log: bool, ca: Option<&Path>) -> Influxd {
         assert!(
             Path::new("/usr/bin/influxd").is_file(),
             "InfluxDB is missing: apt-get install influxdb"
@@ -64,7 +71,10 @@ bind-address = "127.0.0.1:{rpc}"
   store-enabled = false
 [continuous_queries]
   enabled = true
-"#
+[subscriber]
+  ca-certs = "{ca}"
+"#,
+                ca = ca.map(|p| p.display().to_string()).unwrap_or_default()
             ),
         )
         .unwrap();
@@ -108,6 +118,16 @@ bind-address = "127.0.0.1:{rpc}"
 
     fn admin(&self) -> InfluxClient {
         self.client(Some((ADMIN, PASSWORD)))
+    }
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -426,43 +446,92 @@ fn each_stack_user_may_only_do_what_it_needs() {
     assert_eq!(admins, [ADMIN]);
 }
 
+/// Kapacitor's `/write` stand-in: an HTTPS server (Python's http.server
+/// with the certificate at `cert`/`key`) that answers 204 and prints each
+/// request (line, headers, body) followed by a NUL on stdout.
+fn https_listener(cert: &Path, key: &Path) -> (Child, u16) {
+    let port = free_port();
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        sys.stdout.write(self.requestline + "\n" + str(self.headers) + body.decode() + "\0")
+        sys.stdout.flush()
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+    // Debian's python3 itself (a version manager's shim would leave the
+    // server behind when killed).
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", script, &port.to_string()])
+        .arg(cert)
+        .arg(key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTPS listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// InfluxDB pushes `k8s.raw` to Kapacitor over HTTPS, checking Kapacitor's
+/// certificate against the cluster CA (`[subscriber] ca-certs`, as the
+/// manifest sets it), signed in as Kapacitor's write-only user, whose
+/// password travels in the Authorization header only.
 #[test]
 fn kapacitor_gets_the_raw_stream_through_the_admins_subscription() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let influxd = Influxd::start();
+    use std::io::Read;
+    let pki = tempfile::tempdir().unwrap();
+    let (cert, key, _) = tele_installer::pki::ensure_service_cert(
+        pki.path(),
+        "kapacitor",
+        &["127.0.0.1".to_string()],
+        time::Duration::days(1),
+        false,
+    )
+    .unwrap();
+    let ca = pki.path().join("ca.crt");
+    let influxd = Influxd::start_with_subscriber_ca(false, Some(&ca));
     let admin = influxd.admin();
     setup_influxdb(&admin, ADMIN, PASSWORD).unwrap();
     ensure_user(&admin, "telegraf", "telegraf-pw", Access::Write).unwrap();
-    // Kapacitor's /write, as a plain listener: what InfluxDB forwards.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, port) = https_listener(&cert, &key);
+    let mut listener = KillOnDrop(listener);
+    let mut out = listener.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut head = String::new();
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
-            let _ = tx.send(format!("{head}\n{}", String::from_utf8_lossy(&body)));
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.iter().position(|b| *b == 0) {
+                let request: Vec<u8> = pending.drain(..=end).collect();
+                let _ = tx.send(String::from_utf8_lossy(&request[..end]).into_owned());
+            }
         }
     });
-    subscribe_kapacitor(&admin, &url).unwrap();
+    let url = format!("https://127.0.0.1:{port}");
+    let secret = "sub-pw-5e2a";
+    subscribe_kapacitor(&admin, &url, "influxdb-subscriber", secret).unwrap();
     // Twice is the same subscription.
-    subscribe_kapacitor(&admin, &url).unwrap();
+    subscribe_kapacitor(&admin, &url, "influxdb-subscriber", secret).unwrap();
     let subs = admin.query(None, "SHOW SUBSCRIPTIONS").unwrap();
     assert_eq!(
         subs["results"][0]["series"][0]["values"]
@@ -477,17 +546,43 @@ fn kapacitor_gets_the_raw_stream_through_the_admins_subscription() {
         .write(DATABASE, None, &[point("kapacitor_stream_probe")])
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let got = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let got = rx
-            .recv_timeout(left)
-            .expect("nothing reached Kapacitor's /write");
+        let got = rx.recv_timeout(left).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(&influxd.log).unwrap_or_default();
+            panic!("nothing reached Kapacitor's /write over HTTPS; influxd's log:\n{log}")
+        });
         if got.contains("kapacitor_stream_probe") {
-            assert!(got.starts_with("POST /write?"), "{got}");
-            assert!(got.contains("db=k8s") && got.contains("rp=raw"), "{got}");
-            break;
+            break got;
         }
-    }
+    };
+    drop(listener);
+    assert!(got.starts_with("POST /write?"), "{got}");
+    let request_line = got.lines().next().unwrap();
+    assert!(
+        request_line.contains("db=k8s") && request_line.contains("rp=raw"),
+        "{got}"
+    );
+    assert!(!request_line.contains(secret), "{got}");
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("influxdb-subscriber:{secret}"));
+    assert!(
+        got.lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Basic {basic}"))),
+        "no Authorization header for the subscriber:\n{got}"
+    );
+    // A refused subscription quotes InfluxDB's reason, never the password.
+    let err = subscribe_kapacitor(
+        &influxd.client(Some(("telegraf", "telegraf-pw"))),
+        &url,
+        "influxdb-subscriber",
+        secret,
+    )
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("failed to subscribe Kapacitor"), "{text}");
+    assert!(!text.contains(secret), "{text}");
 }
 
 /// (That the client sends passwords in the body, never in a URL, is

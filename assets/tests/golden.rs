@@ -105,14 +105,12 @@ fn image_overrides_replace_exactly_the_image_lines() {
             }
         }
     }
-    // One container per component.
-    assert_eq!(
-        changed,
-        COMPONENTS
-            .iter()
-            .map(|c| (*c, 1))
-            .collect::<BTreeMap<_, _>>()
-    );
+    // One container per component, and Kapacitor's init container.
+    let expected: BTreeMap<&str, usize> = COMPONENTS
+        .iter()
+        .map(|c| (*c, if *c == "kapacitor" { 2 } else { 1 }))
+        .collect();
+    assert_eq!(changed, expected);
     assert_eq!(
         images(&opts),
         [
@@ -157,6 +155,16 @@ fn every_rendered_document_is_a_kubernetes_object_whose_files_load() {
                 assert_eq!(namespace, Some("monitoring"), "{path}: {kind}/{name}");
             }
             objects.push(format!("{kind}/{name}"));
+            // An init container runs one of the stack's images too.
+            if let Some(init) = get(doc, &["spec", "template", "spec", "initContainers"]) {
+                for c in init.as_sequence().unwrap() {
+                    let image = str_at(c, &["image"]).unwrap();
+                    assert!(
+                        images(&opts).iter().any(|i| i == image),
+                        "{path}: init container image {image}"
+                    );
+                }
+            }
             if let Some(containers) = get(doc, &["spec", "template", "spec", "containers"]) {
                 for c in containers.as_sequence().unwrap() {
                     pod_images.push(str_at(c, &["image"]).unwrap().to_string());
@@ -499,4 +507,87 @@ fn each_component_reads_influxdb_with_its_own_user() {
     assert!(hostfs
         .trim_start()
         .starts_with("mountPath: /hostfs\n              readOnly: true"));
+}
+
+/// The value of the environment variable `name` of the first container of
+/// the workload in `file`.
+fn env_value(file: &str, name: &str) -> Option<String> {
+    let files = render(&MonitoringOptions::default());
+    let text = &files.iter().find(|(p, _)| p == file).unwrap().1;
+    let docs = Yaml::load_from_str(text).unwrap();
+    let doc = docs
+        .iter()
+        .find(|d| str_at(d, &["kind"]) == Some("Deployment"))?;
+    let containers = get(doc, &["spec", "template", "spec", "containers"])?;
+    let env = get(&containers.as_sequence()?[0], &["env"])?;
+    env.as_sequence()?
+        .iter()
+        .find(|e| str_at(e, &["name"]) == Some(name))
+        .and_then(|e| str_at(e, &["value"]).map(String::from))
+}
+
+#[test]
+fn kapacitor_and_grafana_serve_https_and_kapacitor_asks_every_caller_for_a_user() {
+    let files = render(&MonitoringOptions::default());
+    let kapacitor = &files
+        .iter()
+        .find(|(p, _)| p == "20-kapacitor.yaml")
+        .unwrap()
+        .1;
+    let docs = Yaml::load_from_str(kapacitor).unwrap();
+    let conf: toml::Table = docs
+        .iter()
+        .find_map(|d| str_at(d, &["data", "kapacitor.conf"]))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let http = conf["http"].as_table().unwrap();
+    assert_eq!(http["auth-enabled"].as_bool(), Some(true));
+    assert_eq!(http["https-enabled"].as_bool(), Some(true));
+    assert_eq!(conf["auth"]["enabled"].as_bool(), Some(true));
+    // Users are Kapacitor's own, not an InfluxDB Enterprise meta node's.
+    assert_eq!(conf["auth"]["meta-addr"].as_str(), Some(""));
+    // The init container that makes the users listens on loopback only,
+    // and makes exactly the two users the installer has passwords for.
+    let deployment = docs
+        .iter()
+        .find(|d| str_at(d, &["kind"]) == Some("Deployment"))
+        .unwrap();
+    let init = &get(deployment, &["spec", "template", "spec", "initContainers"])
+        .unwrap()
+        .as_sequence()
+        .unwrap()[0];
+    let env: Vec<(String, String)> = get(init, &["env"])
+        .unwrap()
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                str_at(e, &["name"]).unwrap().to_string(),
+                str_at(e, &["value"]).unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(env.contains(&(
+        "KAPACITOR_HTTP_BIND_ADDRESS".into(),
+        "127.0.0.1:9092".into()
+    )));
+    let script = get(init, &["command"]).unwrap().as_sequence().unwrap()[2]
+        .as_str()
+        .unwrap();
+    assert!(script.contains("user tele-installer '[\"api\",\"config_api\"]'"));
+    assert!(script.contains("user influxdb-subscriber '[\"write_points\"]'"));
+    assert_eq!(
+        env_value("40-grafana.yaml", "GF_SERVER_PROTOCOL").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        env_value("10-influxdb.yaml", "INFLUXDB_SUBSCRIBER_CA_CERTS").as_deref(),
+        Some("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+    );
+    assert_eq!(
+        env_value("10-influxdb.yaml", "INFLUXDB_DATA_QUERY_LOG_ENABLED").as_deref(),
+        Some("false")
+    );
 }

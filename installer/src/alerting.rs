@@ -84,15 +84,15 @@ pub fn save(state_dir: &Path, new: &AlertingConfig) -> anyhow::Result<AlertingCo
     Ok(cfg)
 }
 
-/// Sets the saved handlers in the Kapacitor at `url`.
-pub fn apply(cfg: &AlertingConfig, kapacitor_url: &str) -> anyhow::Result<()> {
+/// Sets the saved handlers in the Kapacitor of `api`.
+pub fn apply(cfg: &AlertingConfig, api: &crate::monitoring::KapacitorApi) -> anyhow::Result<()> {
     let smtp = cfg.smtp.as_ref().map(Smtp::from_spec).transpose()?;
     let target = cfg
         .alerttarget
         .as_ref()
         .map(AlertTarget::from_spec)
         .transpose()?;
-    crate::monitoring::configure_alert_handlers(kapacitor_url, smtp.as_ref(), target.as_ref())
+    crate::monitoring::configure_alert_handlers(api, smtp.as_ref(), target.as_ref())
 }
 
 #[cfg(test)]

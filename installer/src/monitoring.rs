@@ -172,44 +172,95 @@ pub fn quote_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn http() -> Result<reqwest::blocking::Client, anyhow::Error> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("failed to make an HTTP client for Kapacitor")
+/// Kapacitor's API: where it is, and the user the installer signs in as
+/// (Kapacitor's own user `tele-installer`, which may manage tasks and the
+/// configuration and nothing else).
+#[derive(Clone)]
+pub struct KapacitorApi {
+    /// `https://ADDRESS:9092`.
+    pub url: String,
+    /// The user.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// The CA that signed Kapacitor's certificate (the cluster CA); `None`
+    /// trusts the system's roots (a plain-HTTP URL needs none).
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
-/// Sends one request to Kapacitor; an answer outside `ok` is an error with
-/// Kapacitor's own message.
-fn kapacitor_call(
-    req: reqwest::blocking::RequestBuilder,
-    what: &str,
-    ok: &[u16],
-) -> Result<(), anyhow::Error> {
-    let resp = req
-        .send()
-        .map_err(|e| e.without_url())
-        .with_context(|| format!("failed to {what}: Kapacitor cannot be reached"))?;
-    let status = resp.status().as_u16();
-    if ok.contains(&status) {
-        return Ok(());
+impl std::fmt::Debug for KapacitorApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KapacitorApi")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
-    let body = resp.text().unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-        .unwrap_or_else(|| body.trim().to_string());
-    bail!("failed to {what}: Kapacitor answered {status}: {message}")
+}
+
+impl KapacitorApi {
+    fn base(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    fn http(&self) -> Result<reqwest::blocking::Client, anyhow::Error> {
+        let mut builder = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .no_proxy();
+        if let Some(ca) = &self.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("failed to read the CA `{}`", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("invalid CA `{}`", ca.display()))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        builder
+            .build()
+            .context("failed to make an HTTP client for Kapacitor")
+    }
+
+    /// Sends one request, signed in; an answer outside `ok` is an error
+    /// with Kapacitor's own message.
+    fn call(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        what: &str,
+        ok: &[u16],
+    ) -> Result<(), anyhow::Error> {
+        let resp = req
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .map_err(|e| e.without_url())
+            .with_context(|| format!("failed to {what}: Kapacitor cannot be reached"))?;
+        let status = resp.status().as_u16();
+        if ok.contains(&status) {
+            return Ok(());
+        }
+        let body = resp.text().unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or_else(|| body.trim().to_string());
+        if status == 401 {
+            bail!(
+                "failed to {what}: Kapacitor refused the user `{}` (401: {message})\n\
+                 hint: the init container `users` of the Kapacitor pod sets that user's password \
+                 from the Secret `kapacitor-users`; restart the pod \
+                 (kubectl -n monitoring rollout restart deployment/kapacitor) to set it again",
+                self.username
+            )
+        }
+        bail!("failed to {what}: Kapacitor answered {status}: {message}")
+    }
 }
 
 /// Loads each TICKscript into Kapacitor through its HTTP API as an enabled
 /// stream task on `k8s.raw` whose id is the alert's name (POST
 /// /kapacitor/v1/tasks), deleting first any task of that id, so a changed
 /// script replaces the old one.
-pub fn load_alerts(kapacitor_url: &str, alerts: &[(&str, &str)]) -> Result<(), anyhow::Error> {
-    let base = kapacitor_url.trim_end_matches('/');
-    let http = http()?;
+pub fn load_alerts(api: &KapacitorApi, alerts: &[(&str, &str)]) -> Result<(), anyhow::Error> {
+    let base = api.base();
+    let http = api.http()?;
     for (id, script) in alerts {
         if id.is_empty()
             || !id
@@ -218,7 +269,7 @@ pub fn load_alerts(kapacitor_url: &str, alerts: &[(&str, &str)]) -> Result<(), a
         {
             bail!("alert `{id}`: a task id is letters, digits, `-`, `_` and `.`");
         }
-        kapacitor_call(
+        api.call(
             http.delete(format!("{base}/kapacitor/v1/tasks/{id}")),
             &format!("replace the Kapacitor task `{id}`"),
             &[204, 404],
@@ -230,7 +281,7 @@ pub fn load_alerts(kapacitor_url: &str, alerts: &[(&str, &str)]) -> Result<(), a
             "script": script,
             "status": "enabled",
         });
-        kapacitor_call(
+        api.call(
             http.post(format!("{base}/kapacitor/v1/tasks")).json(&task),
             &format!("load the alert `{id}` into Kapacitor"),
             &[200],
@@ -327,12 +378,12 @@ impl AlertTarget {
 /// own store, so no password sits in a ConfigMap, and changing them later
 /// needs no redeploy. A `None` leaves that handler as it was.
 pub fn configure_alert_handlers(
-    kapacitor_url: &str,
+    api: &KapacitorApi,
     smtp: Option<&Smtp>,
     target: Option<&AlertTarget>,
 ) -> Result<(), anyhow::Error> {
-    let base = kapacitor_url.trim_end_matches('/');
-    let http = http()?;
+    let base = api.base();
+    let http = api.http()?;
     if let Some(smtp) = smtp {
         let password = match &smtp.password_file {
             Some(path) => std::fs::read_to_string(path)
@@ -350,7 +401,7 @@ pub fn configure_alert_handlers(
             "from": smtp.from,
             "to": smtp.to,
         }});
-        kapacitor_call(
+        api.call(
             http.post(format!("{base}/kapacitor/v1/config/smtp"))
                 .json(&set),
             "configure Kapacitor's SMTP handler",
@@ -359,7 +410,7 @@ pub fn configure_alert_handlers(
     }
     if let Some(target) = target {
         let set = serde_json::json!({"set": {"url": target.url}});
-        kapacitor_call(
+        api.call(
             http.post(format!("{base}/kapacitor/v1/config/httppost/alerttarget"))
                 .json(&set),
             "configure Kapacitor's alert webhook",
@@ -468,23 +519,49 @@ pub fn ensure_user(
 }
 
 /// The subscription that streams what is written to `k8s.raw` to Kapacitor
-/// at `kapacitor_url`, made (again) by the admin: Kapacitor's own user may
-/// only read, and InfluxDB lets only an admin subscribe.
-pub fn subscribe_kapacitor(admin: &InfluxClient, kapacitor_url: &str) -> Result<(), anyhow::Error> {
+/// at `kapacitor_url` (`https://ADDRESS:9092`), made (again) by the admin:
+/// Kapacitor's own InfluxDB user may only read, and InfluxDB lets only an
+/// admin subscribe. InfluxDB signs its pushes in as `user` (Kapacitor's
+/// write-only user): the only way InfluxDB takes credentials for a
+/// subscription is in its destination URL, which only an admin can list and
+/// which InfluxDB sends as an Authorization header, never in a request line.
+/// The password is in no error.
+pub fn subscribe_kapacitor(
+    admin: &InfluxClient,
+    kapacitor_url: &str,
+    user: &str,
+    password: &str,
+) -> Result<(), anyhow::Error> {
+    let mut destination = reqwest::Url::parse(kapacitor_url)
+        .with_context(|| format!("invalid Kapacitor URL `{kapacitor_url}`"))?;
+    destination
+        .set_username(user)
+        .and_then(|_| destination.set_password(Some(password)))
+        .map_err(|_| anyhow::anyhow!("Kapacitor URL `{kapacitor_url}` takes no credentials"))?;
     let db = quote_ident(DATABASE);
     let _ = admin.query(
         None,
         &format!("DROP SUBSCRIPTION \"kapacitor\" ON {db}.\"raw\""),
     );
-    admin
-        .query(
-            None,
-            &format!(
-                "CREATE SUBSCRIPTION \"kapacitor\" ON {db}.\"raw\" DESTINATIONS ALL {}",
-                quote_string(kapacitor_url)
-            ),
-        )
-        .context("failed to subscribe Kapacitor to InfluxDB")?;
+    let created = admin.query(
+        None,
+        &format!(
+            "CREATE SUBSCRIPTION \"kapacitor\" ON {db}.\"raw\" DESTINATIONS ALL {}",
+            quote_string(destination.as_str())
+        ),
+    );
+    if let Err(e) = created {
+        let text = match &e {
+            crate::influx::InfluxError::Statement { error, .. } => error.clone(),
+            other => other.to_string(),
+        };
+        let text = if password.is_empty() {
+            text
+        } else {
+            text.replace(password, "[redacted]")
+        };
+        bail!("failed to subscribe Kapacitor ({kapacitor_url}) to InfluxDB: {text}");
+    }
     Ok(())
 }
 
@@ -589,8 +666,18 @@ mod tests {
         AlertTarget::from_spec(&serde_json::json!({"url": "https://hooks.example.com/a"})).unwrap();
     }
 
-    /// One recorded request: method, path, body.
-    type Recorded = Arc<Mutex<Vec<(String, String, String)>>>;
+    /// One recorded request: method, path, body, Authorization header.
+    type Recorded = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+    /// The fake Kapacitor at `url`, signed in as a test user.
+    fn api(url: &str) -> KapacitorApi {
+        KapacitorApi {
+            url: url.to_string(),
+            username: "tele-installer".into(),
+            password: "pw-4f1c".into(),
+            ca_cert: None,
+        }
+    }
 
     /// A loopback HTTP server standing in for Kapacitor (none can be had
     /// here): records every request and answers per `answer(method, path)`.
@@ -609,6 +696,7 @@ mod tests {
                 let method = parts.next().unwrap_or("").to_string();
                 let path = parts.next().unwrap_or("").to_string();
                 let mut length = 0;
+                let mut authorization = String::new();
                 loop {
                     let mut header = String::new();
                     reader.read_line(&mut header).unwrap();
@@ -619,14 +707,20 @@ mod tests {
                         if k.eq_ignore_ascii_case("content-length") {
                             length = v.trim().parse().unwrap();
                         }
+                        if k.eq_ignore_ascii_case("authorization") {
+                            authorization = v.trim().to_string();
+                        }
                     }
                 }
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).unwrap();
                 let (status, reply) = answer(&method, &path);
-                log.lock()
-                    .unwrap()
-                    .push((method, path, String::from_utf8(body).unwrap()));
+                log.lock().unwrap().push((
+                    method,
+                    path,
+                    String::from_utf8(body).unwrap(),
+                    authorization,
+                ));
                 write!(
                     stream,
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
@@ -647,12 +741,16 @@ mod tests {
             _ => (500, r#"{"error":"unexpected"}"#),
         });
         load_alerts(
-            &format!("{url}/"),
+            &api(&format!("{url}/")),
             &[("cpu", "stream|from()"), ("disk", "stream")],
         )
         .unwrap();
         let seen = seen.lock().unwrap();
-        let calls: Vec<_> = seen.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+        let calls: Vec<_> = seen.iter().map(|(m, p, ..)| format!("{m} {p}")).collect();
+        // Every request is signed in (base64 of tele-installer:pw-4f1c).
+        for (.., authorization) in seen.iter() {
+            assert_eq!(authorization, "Basic dGVsZS1pbnN0YWxsZXI6cHctNGYxYw==");
+        }
         assert_eq!(
             calls,
             [
@@ -679,12 +777,25 @@ mod tests {
                 r#"{"error":"invalid TICKscript: parser: unexpected )"}"#,
             ),
         });
-        let err = load_alerts(&url, &[("bad", "stream|from())")]).unwrap_err();
+        let err = load_alerts(&api(&url), &[("bad", "stream|from())")]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "failed to load the alert `bad` into Kapacitor: Kapacitor answered 400: invalid TICKscript: parser: unexpected )"
         );
-        assert!(load_alerts(&url, &[("a b", "")]).is_err());
+        assert!(load_alerts(&api(&url), &[("a b", "")]).is_err());
+    }
+
+    #[test]
+    fn a_refused_user_is_an_error_that_says_how_to_set_it_again() {
+        let (url, _) = fake_kapacitor(|_, _| (401, r#"{"error":"authentication failed"}"#));
+        let err = load_alerts(&api(&url), &[("cpu", "stream")]).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("Kapacitor refused the user `tele-installer`")
+                && text.contains("kapacitor-users")
+                && !text.contains("pw-4f1c"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -704,7 +815,7 @@ mod tests {
         let target = AlertTarget {
             url: "https://hooks.example.com/x".into(),
         };
-        configure_alert_handlers(&url, Some(&smtp), Some(&target)).unwrap();
+        configure_alert_handlers(&api(&url), Some(&smtp), Some(&target)).unwrap();
         let seen = seen.lock().unwrap();
         assert_eq!(seen[0].1, "/kapacitor/v1/config/smtp");
         let body: serde_json::Value = serde_json::from_str(&seen[0].2).unwrap();
@@ -725,7 +836,8 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = load_alerts(&format!("http://127.0.0.1:{port}"), &[("a", "s")]).unwrap_err();
+        let err =
+            load_alerts(&api(&format!("http://127.0.0.1:{port}")), &[("a", "s")]).unwrap_err();
         assert!(
             format!("{err:#}").contains("Kapacitor cannot be reached"),
             "{err:#}"

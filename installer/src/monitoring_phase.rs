@@ -8,10 +8,17 @@
 //! `STATE/monitoring/`) and reaches the cluster only as a Secret: the
 //! InfluxDB admin's stays with the installer; each user of
 //! [`crate::monitoring::STACK_USERS`] gets its own, and Grafana's admin
-//! another (`grafana-admin-password`).
+//! another (`grafana-admin-password`), and Kapacitor's own two users theirs
+//! (`kapacitor-tele-installer-password`, `kapacitor-influxdb-subscriber-password`).
+//!
+//! InfluxDB, Kapacitor and Grafana serve HTTPS with certificates from the
+//! cluster CA made here (Secrets `influxdb-tls`, `kapacitor-tls`,
+//! `grafana-tls`), renewed with the cluster's own ([`renew_service_certs`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use anyhow::Context;
 
 use crate::durable::write_durably;
 use crate::health::MonitoringTarget;
@@ -28,6 +35,17 @@ const NODE_USER: &str = "tele-node";
 const ADMIN_USER: &str = "admin";
 /// Grafana's own admin (its web UI), not an InfluxDB user.
 const GRAFANA_ADMIN: &str = "admin";
+/// Kapacitor's user for the installer (tasks and configuration).
+const KAPACITOR_INSTALLER: &str = "tele-installer";
+/// Kapacitor's user for InfluxDB's subscription (may only write points).
+const KAPACITOR_SUBSCRIBER: &str = "influxdb-subscriber";
+/// The stack's services that serve HTTPS with a certificate made here.
+const TLS_SERVICES: [&str; 3] = ["influxdb", "kapacitor", "grafana"];
+
+/// Where the password of Kapacitor's user `name` is kept.
+fn kapacitor_password_file(secrets: &Path, name: &str) -> PathBuf {
+    secrets.join(format!("kapacitor-{name}-password"))
+}
 
 /// Where the password of the InfluxDB user `name` is kept.
 fn user_password_file(secrets: &Path, name: &str) -> PathBuf {
@@ -73,37 +91,54 @@ fn cluster_ip(k: &Kubectl, service: &str) -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
-/// Kapacitor's URL in the install at `state_dir`, if it runs one.
-pub fn kapacitor_url(state_dir: &Path) -> anyhow::Result<Option<String>> {
-    let k = crate::phase::kubectl(&StateDir::new(state_dir))?;
-    Ok(cluster_ip(&k, "kapacitor").map(|ip| format!("http://{ip}:9092")))
+/// Kapacitor's API in the install at `state_dir`, if it runs one, signed
+/// in as the installer's user.
+pub fn kapacitor_api(state_dir: &Path) -> anyhow::Result<Option<crate::monitoring::KapacitorApi>> {
+    let state = StateDir::new(state_dir);
+    let k = crate::phase::kubectl(&state)?;
+    let Some(ip) = cluster_ip(&k, "kapacitor") else {
+        return Ok(None);
+    };
+    let file = kapacitor_password_file(&state.monitoring_dir(), KAPACITOR_INSTALLER);
+    let password = std::fs::read_to_string(&file)
+        .with_context(|| format!("failed to read Kapacitor's password `{}`", file.display()))?;
+    Ok(Some(crate::monitoring::KapacitorApi {
+        url: format!("https://{ip}:9092"),
+        username: KAPACITOR_INSTALLER.into(),
+        password: password.trim().to_string(),
+        ca_cert: Some(state.pki().ca_cert()),
+    }))
 }
 
-/// InfluxDB's serving certificate, from the cluster CA, for its Service's
-/// names and address `ip` (kept while current), as the Secret
-/// `influxdb-tls`'s YAML; and whether the certificate was (re)issued.
-fn influxdb_tls(
+/// The serving certificate of the stack's `service`, from the cluster CA,
+/// for its Service's names, its address `ip` and `extra` names (kept while
+/// current), as the Secret `SERVICE-tls`'s YAML; and whether the
+/// certificate was (re)issued.
+fn service_tls(
     state: &StateDir,
     k: &Kubectl,
+    service: &str,
     ip: &str,
+    extra: &[String],
     validity: time::Duration,
     reissue: bool,
 ) -> anyhow::Result<(String, bool)> {
     let ns = tele_assets::monitoring::NAMESPACE;
-    let sans: Vec<String> = vec![
-        format!("influxdb.{ns}.svc"),
-        "influxdb".into(),
-        format!("influxdb.{ns}"),
-        format!("influxdb.{ns}.svc.cluster.local"),
+    let mut sans: Vec<String> = vec![
+        format!("{service}.{ns}.svc"),
+        service.into(),
+        format!("{service}.{ns}"),
+        format!("{service}.{ns}.svc.cluster.local"),
         ip.to_string(),
     ];
+    sans.extend(extra.iter().cloned());
     let (cert, key, issued) =
-        crate::pki::ensure_service_cert(&state.pki_dir(), "influxdb", &sans, validity, reissue)?;
+        crate::pki::ensure_service_cert(&state.pki_dir(), service, &sans, validity, reissue)?;
     let yaml = k.run(&[
         "create",
         "secret",
         "tls",
-        "influxdb-tls",
+        &format!("{service}-tls"),
         "-n",
         ns,
         &format!("--cert={}", cert.display()),
@@ -115,39 +150,70 @@ fn influxdb_tls(
     Ok((yaml, issued))
 }
 
-/// Renews InfluxDB's serving certificate when due, or at once with
-/// `reissue` (on the master that installed the stack): the Secret
-/// `influxdb-tls` is replaced and InfluxDB restarted on it (its data is on
-/// its claim). True when it was renewed.
-pub fn renew_influxdb_cert(
+/// Names beside the Service's own in `service`'s certificate: Grafana is
+/// reached on a node's address (its NodePort) or through a port-forward.
+fn extra_names(cfg: &NodeConfig, service: &str) -> Vec<String> {
+    if service == "grafana" {
+        vec![
+            cfg.node_ip.to_string(),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Renews the serving certificates of the stack's services when due, or at
+/// once with `reissue` (on the master that installed the stack): each
+/// Secret `SERVICE-tls` is replaced and its Deployment restarted on it, one
+/// at a time. The names of the certificates renewed.
+pub fn renew_service_certs(
     cfg: &NodeConfig,
     state: &StateDir,
     reissue: bool,
-) -> anyhow::Result<bool> {
-    if !state.pki().cert("influxdb").is_file() {
-        return Ok(false);
+) -> anyhow::Result<Vec<String>> {
+    let mut renewed = Vec::new();
+    let services: Vec<&str> = TLS_SERVICES
+        .into_iter()
+        .filter(|s| state.pki().cert(s).is_file())
+        .collect();
+    if services.is_empty() {
+        return Ok(renewed);
     }
     let k = crate::phase::kubectl(state)?;
-    let Some(ip) = cluster_ip(&k, "influxdb") else {
-        return Ok(false);
-    };
-    let (yaml, issued) = influxdb_tls(state, &k, &ip, cfg.cert_validity(), reissue)?;
-    if issued {
-        let file = state
-            .app_work_dir()
-            .join("monitoring")
-            .join("influxdb-tls.yaml");
-        write_durably(&file, yaml.as_bytes(), 0o600)?;
-        k.apply(&file)?;
-        k.run(&[
-            "rollout",
-            "restart",
-            "deployment/influxdb",
-            "-n",
-            tele_assets::monitoring::NAMESPACE,
-        ])?;
+    for service in services {
+        let Some(ip) = cluster_ip(&k, service) else {
+            continue;
+        };
+        let extra = extra_names(cfg, service);
+        let (yaml, issued) = service_tls(
+            state,
+            &k,
+            service,
+            &ip,
+            &extra,
+            cfg.cert_validity(),
+            reissue,
+        )?;
+        if issued {
+            let file = state
+                .app_work_dir()
+                .join("monitoring")
+                .join(format!("{service}-tls.yaml"));
+            write_durably(&file, yaml.as_bytes(), 0o600)?;
+            k.apply(&file)?;
+            k.run(&[
+                "rollout",
+                "restart",
+                &format!("deployment/{service}"),
+                "-n",
+                tele_assets::monitoring::NAMESPACE,
+            ])?;
+            renewed.push(format!("{service}.crt"));
+        }
     }
-    Ok(issued)
+    Ok(renewed)
 }
 
 /// Runs the phase; returns what to tell the user (where Grafana is).
@@ -168,6 +234,10 @@ pub fn install_monitoring(
     for u in crate::monitoring::STACK_USERS {
         users.push((u, password(&user_password_file(&secrets, u.name))?));
     }
+    let kapacitor_installer = kapacitor_password_file(&secrets, KAPACITOR_INSTALLER);
+    let kapacitor_subscriber = kapacitor_password_file(&secrets, KAPACITOR_SUBSCRIBER);
+    let kapacitor_password = password(&kapacitor_installer)?;
+    let subscriber_password = password(&kapacitor_subscriber)?;
 
     // The namespace, then the credentials the stack reads, then the stack.
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
@@ -231,10 +301,38 @@ pub fn install_monitoring(
             "yaml",
         ])?);
     }
-    let influx_ip = cluster_ip(k, "influxdb");
-    if let Some(ip) = &influx_ip {
-        secrets_yaml.push(influxdb_tls(state, k, ip, cfg.cert_validity(), false)?.0);
+    let kapacitor_ip = cluster_ip(k, "kapacitor");
+    if kapacitor_ip.is_some() {
+        // Kapacitor's own users, one key per user (the pod's init container
+        // makes them).
+        secrets_yaml.push(k.run(&[
+            "create",
+            "secret",
+            "generic",
+            "kapacitor-users",
+            "-n",
+            ns,
+            &format!(
+                "--from-file={KAPACITOR_INSTALLER}={}",
+                kapacitor_installer.display()
+            ),
+            &format!(
+                "--from-file={KAPACITOR_SUBSCRIBER}={}",
+                kapacitor_subscriber.display()
+            ),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])?);
     }
+    for service in TLS_SERVICES {
+        if let Some(ip) = cluster_ip(k, service) {
+            let extra = extra_names(cfg, service);
+            secrets_yaml
+                .push(service_tls(state, k, service, &ip, &extra, cfg.cert_validity(), false)?.0);
+        }
+    }
+    let influx_ip = cluster_ip(k, "influxdb");
     let secret_file = work.join("secrets.yaml");
     write_durably(&secret_file, secrets_yaml.join("---\n").as_bytes(), 0o600)?;
     k.apply(&secret_file)?;
@@ -265,8 +363,13 @@ pub fn install_monitoring(
         for (u, password) in &users {
             crate::monitoring::ensure_user(&admin, u.name, password, u.access)?;
         }
-        if let Some(ip) = cluster_ip(k, "kapacitor") {
-            crate::monitoring::subscribe_kapacitor(&admin, &format!("http://{ip}:9092"))?;
+        if let Some(ip) = &kapacitor_ip {
+            crate::monitoring::subscribe_kapacitor(
+                &admin,
+                &format!("https://{ip}:9092"),
+                KAPACITOR_SUBSCRIBER,
+                &subscriber_password,
+            )?;
         }
         let target = MonitoringTarget {
             url: url.clone(),
@@ -285,8 +388,13 @@ pub fn install_monitoring(
         ));
     }
     let alerting = crate::alerting::load(state.root())?;
-    if let Some(ip) = cluster_ip(k, "kapacitor") {
-        let url = format!("http://{ip}:9092");
+    if let Some(ip) = &kapacitor_ip {
+        let api = crate::monitoring::KapacitorApi {
+            url: format!("https://{ip}:9092"),
+            username: KAPACITOR_INSTALLER.into(),
+            password: kapacitor_password,
+            ca_cert: Some(ca.clone()),
+        };
         // The default alerts and the users' own: ConfigMaps labelled tele.dev/alerts=true.
         let label = format!("{}=true", tele_assets::monitoring::ALERTS_LABEL);
         let maps = k.run(&["get", "configmaps", "-A", "-l", &label, "-o", "json"])?;
@@ -295,16 +403,23 @@ pub fn install_monitoring(
             .iter()
             .map(|(n, s)| (n.as_str(), s.as_str()))
             .collect();
-        crate::monitoring::load_alerts(&url, &pairs)?;
-        crate::alerting::apply(&alerting, &url)?;
-        told.push(format!("Kapacitor: {url} ({} alerts loaded)", pairs.len()));
+        crate::monitoring::load_alerts(&api, &pairs)?;
+        crate::alerting::apply(&alerting, &api)?;
+        told.push(format!(
+            "Kapacitor: {} ({} alerts loaded; user {KAPACITOR_INSTALLER}, its password in {})",
+            api.url,
+            pairs.len(),
+            kapacitor_installer.display()
+        ));
     } else if alerting != crate::alerting::AlertingConfig::default() {
         told.push("alert destinations saved; Kapacitor is not part of this install, so no alerts are sent".into());
     }
     if let Some(ip) = cluster_ip(k, "grafana") {
         told.push(format!(
-            "Grafana: http://{ip}:3000 (from another machine: kubectl -n {ns} port-forward svc/grafana 3000); \
+            "Grafana: https://{ip}:3000 (from another machine: kubectl -n {ns} port-forward svc/grafana 3000, \
+             then https://localhost:3000; its certificate is from the cluster CA, {}); \
              user {GRAFANA_ADMIN}, its password in {}",
+            ca.display(),
             grafana_admin_file.display()
         ));
     }

@@ -138,8 +138,10 @@ pub fn renew(state: &StateDir, opts: RenewOptions) -> anyhow::Result<Renewal> {
         previous = Some(c.name());
     }
     let mut renewed = renewed;
-    if master && crate::monitoring_phase::renew_influxdb_cert(&cfg, state, opts.all)? {
-        renewed.push("influxdb.crt".into());
+    if master {
+        renewed.extend(crate::monitoring_phase::renew_service_certs(
+            &cfg, state, opts.all,
+        )?);
     }
     Ok(Renewal { renewed, restarted })
 }

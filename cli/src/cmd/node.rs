@@ -368,10 +368,10 @@ pub fn resource_create(a: ResourceCreateArgs, p: &Printer) -> anyhow::Result<Exi
         state.display()
     );
     let saved = tele_installer::alerting::save(state, &new)?;
-    match tele_installer::monitoring_phase::kapacitor_url(state)? {
-        Some(url) => {
-            tele_installer::alerting::apply(&saved, &url)?;
-            p.out(format!("alert destinations set in Kapacitor ({url})"));
+    match tele_installer::monitoring_phase::kapacitor_api(state)? {
+        Some(api) => {
+            tele_installer::alerting::apply(&saved, &api)?;
+            p.out(format!("alert destinations set in Kapacitor ({})", api.url));
         }
         None => {
             p.out("alert destinations saved; this cluster runs no Kapacitor, so no alerts are sent")
