@@ -236,8 +236,6 @@ pub fn install_monitoring(
     }
     let kapacitor_installer = kapacitor_password_file(&secrets, KAPACITOR_INSTALLER);
     let kapacitor_subscriber = kapacitor_password_file(&secrets, KAPACITOR_SUBSCRIBER);
-    let kapacitor_password = password(&kapacitor_installer)?;
-    let subscriber_password = password(&kapacitor_subscriber)?;
 
     // The namespace, then the credentials the stack reads, then the stack.
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
@@ -302,7 +300,12 @@ pub fn install_monitoring(
         ])?);
     }
     let kapacitor_ip = cluster_ip(k, "kapacitor");
+    // Kapacitor's users' passwords, made only when the stack runs Kapacitor.
+    let mut kapacitor_password = String::new();
+    let mut subscriber_password = String::new();
     if kapacitor_ip.is_some() {
+        kapacitor_password = password(&kapacitor_installer)?;
+        subscriber_password = password(&kapacitor_subscriber)?;
         // Kapacitor's own users, one key per user (the pod's init container
         // makes them).
         secrets_yaml.push(k.run(&[
