@@ -464,14 +464,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("does not know this token"), "{e}");
-        let answer = crate::join::wait::wait_for_cluster(
-            &addr,
-            &ca,
-            &mut joiner,
-            &|_| Ok(None),
-            &crate::reporter::Silent,
-        )
-        .unwrap();
+        let ask = |joiner: &mut crate::join::wait::Joiner| {
+            crate::join::wait::wait_for_cluster(
+                &addr,
+                &ca,
+                joiner,
+                &|_| Ok(None),
+                &crate::reporter::Silent,
+            )
+            .unwrap()
+        };
+        let answer = ask(&mut joiner);
         assert_eq!(joiner.token, token);
         assert_eq!(answer.cluster_name, None);
         // A master on a cloud names its cluster there, for the node's provider.
@@ -481,14 +484,7 @@ mod tests {
             ..Default::default()
         });
         cfg.save(&state).unwrap();
-        let answer = crate::join::wait::wait_for_cluster(
-            &addr,
-            &ca,
-            &mut joiner,
-            &|_| Ok(None),
-            &crate::reporter::Silent,
-        )
-        .unwrap();
+        let answer = ask(&mut joiner);
         assert_eq!(answer.cluster_name.as_deref(), Some("shop"));
     }
 
