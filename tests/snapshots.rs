@@ -29,14 +29,18 @@ fn settings(tmp: &Path) -> insta::Settings {
     s.add_filter(&regex_escape(&tmp.display().to_string()), "[TMP]");
     s.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
     s.add_filter(r"\b[0-9a-f]{64}\b", "[HEX]");
-    s.add_filter(env!("CARGO_PKG_VERSION"), "[VERSION]");
-    s.add_filter(r"v?1\.20\.\d+", "[K8S]");
-    // Durations and instants.
-    s.add_filter(r"\b\d+(\.\d+)?\s?(ms|s)\b", "[TIME]");
+    // Durations and instants first, so that their digits are never taken
+    // for the version.
     s.add_filter(
         r#""(startedMs|finishedMs|seconds)": \d+(\.\d+)?"#,
         r#""$1": [TIME]"#,
     );
+    s.add_filter(r"\b\d+(\.\d+)?\s?(ms|s)\b", "[TIME]");
+    s.add_filter(
+        &format!(r"\b{}\b", regex_escape(env!("CARGO_PKG_VERSION"))),
+        "[VERSION]",
+    );
+    s.add_filter(r"v?1\.20\.\d+", "[K8S]");
     s.add_filter(r"\b\d+(\.\d+)? ?[KMGT]i?B/s\b", "[RATE]");
     // What the machine has: memory and disk sizes in preflight details.
     s.add_filter(r"\b\d+(\.\d+)? ?[KMGT]i?B of RAM", "[SIZE] of RAM");
