@@ -2,9 +2,10 @@
 //! (`/usr/bin/influxd`), one per test with auth on, on loopback ports. And
 //! the InfluxDB image made from that binary by scripts/make-influxdb-image,
 //! read back with skopeo, and InfluxDB's subscription pushing to an HTTPS
-//! listener in Kapacitor's place. (Kapacitor, Telegraf and Grafana cannot be
-//! had here: tele-assets' golden tests and the installer's fake-Kapacitor
-//! unit tests cover them.)
+//! listener in Kapacitor's place; and the Kapacitor pod's init script
+//! against a stand-in of Kapacitor's user API. (Kapacitor, Telegraf and
+//! Grafana cannot be had here: tele-assets' golden tests and the installer's
+//! fake-Kapacitor unit tests cover them.)
 
 mod support;
 
@@ -607,4 +608,304 @@ fn passwords_reach_neither_the_access_log_nor_errors() {
     for secret in ["body-only-8f3a", "body-only-9b1c", "in-an-error-77d1"] {
         assert!(!log.contains(secret), "{secret} in the access log:\n{log}");
     }
+}
+
+/// A stand-in for `kapacitord`, written from Kapacitor's documented user API
+/// (`/kapacitor/v1/ping`, `POST /kapacitor/v1/users`, `PATCH
+/// /kapacitor/v1/users/NAME`; user types `normal` and `admin`; permissions
+/// `none`, `api`, `config_api`, `write_points`, `all`), since Kapacitor
+/// itself cannot be had here. It listens on `KAPACITOR_HTTP_BIND_ADDRESS`,
+/// keeps its users in `$STANDIN_DIR/users.json` (as Kapacitor keeps them in
+/// its data directory across restarts), logs each request to
+/// `requests.jsonl`, and records in `exposed` any process whose command line
+/// holds a password it is being sent. `STANDIN_REFUSE=1` makes the user API
+/// answer 500.
+const KAPACITORD_STANDIN: &str = r#"#!/usr/bin/python3
+import http.server, json, os
+
+d = os.environ["STANDIN_DIR"]
+host, port = os.environ["KAPACITOR_HTTP_BIND_ADDRESS"].rsplit(":", 1)
+store = os.path.join(d, "users.json")
+users = json.load(open(store)) if os.path.exists(store) else {}
+PERMISSIONS = {"none", "api", "config_api", "write_points", "all"}
+with open(os.path.join(d, "pid"), "w") as f:
+    f.write(str(os.getpid()))
+
+def save():
+    with open(store + ".tmp", "w") as f:
+        json.dump(users, f)
+    os.replace(store + ".tmp", store)
+
+def exposed(secret):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open("/proc/%s/cmdline" % pid, "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if secret and secret in argv:
+            with open(os.path.join(d, "exposed"), "a") as f:
+                f.write(argv.replace("\0", " ") + "\n")
+
+def invalid(u):
+    if "type" in u and u["type"] not in ("normal", "admin"):
+        return "invalid user type"
+    if "permissions" in u and not set(u["permissions"]) <= PERMISSIONS:
+        return "invalid permission"
+    if "password" in u and not u["password"]:
+        return "empty password"
+    return None
+
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self, status, body=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            b = json.loads(raw)
+        except ValueError:
+            return None
+        exposed(b.get("password", ""))
+        with open(os.path.join(d, "requests.jsonl"), "a") as f:
+            f.write(json.dumps([self.command, self.path]) + "\n")
+        return b
+
+    def do_GET(self):
+        if self.path == "/kapacitor/v1/ping":
+            return self.answer(204)
+        self.answer(404, {"error": "not found"})
+
+    def do_POST(self):
+        if self.path != "/kapacitor/v1/users":
+            return self.answer(404, {"error": "not found"})
+        u = self.body()
+        if os.environ.get("STANDIN_REFUSE") == "1":
+            return self.answer(500, {"error": "refused"})
+        if not isinstance(u, dict) or not u.get("name"):
+            return self.answer(400, {"error": "invalid user"})
+        if invalid(u) or "password" not in u:
+            return self.answer(400, {"error": invalid(u) or "password required"})
+        if u["name"] in users:
+            return self.answer(400, {"error": "user already exists"})
+        users[u["name"]] = {k: u[k] for k in ("password", "type", "permissions") if k in u}
+        save()
+        self.answer(200, {"name": u["name"]})
+
+    def do_PATCH(self):
+        prefix = "/kapacitor/v1/users/"
+        name = self.path[len(prefix):] if self.path.startswith(prefix) else ""
+        u = self.body()
+        if os.environ.get("STANDIN_REFUSE") == "1":
+            return self.answer(500, {"error": "refused"})
+        if name not in users:
+            return self.answer(404, {"error": "user does not exist"})
+        if not isinstance(u, dict) or invalid(u):
+            return self.answer(400, {"error": "invalid user"})
+        users[name].update({k: u[k] for k in ("password", "type", "permissions") if k in u})
+        save()
+        self.answer(200, {"name": name})
+
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer((host, int(port)), H).serve_forever()
+"#;
+
+/// The Kapacitor pod's init container `users`, as the applied manifest has
+/// it (its script and environment; only the users' directory and the port
+/// moved into the test's), run by bash against the stand-in above: it makes
+/// `tele-installer` (api, config_api) and `influxdb-subscriber`
+/// (write_points) with the passwords from the Secret's files, never on a
+/// command line; run again after a password changed (a pod restart), it sets
+/// the users again; when the user API refuses, it fails, so the pod does not
+/// start with users it could not make; and it stops the server it started.
+#[test]
+fn kapacitors_init_container_makes_its_users_and_sets_them_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let manifest = repo().join("assets/tests/golden/monitoring/20-kapacitor.yaml");
+    let docs = tele_manifests::load_documents(&manifest).unwrap();
+    let deployment = docs
+        .iter()
+        .map(|d| &d.value)
+        .find(|v| v["kind"] == "Deployment")
+        .expect("Kapacitor's Deployment");
+    let init = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .find(|c| c["name"] == "users")
+        .expect("the init container `users`");
+    let command: Vec<&str> = init["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(command[..2], ["bash", "-ceu"]);
+    let env: Vec<(String, String)> = init["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_string();
+            (s("name"), s("value"))
+        })
+        .collect();
+    let var = |name: &str| {
+        env.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} is not set"))
+    };
+    let bind = var("KAPACITOR_HTTP_BIND_ADDRESS");
+    assert!(
+        bind.starts_with("127.0.0.1:"),
+        "while users are made without auth, Kapacitor must listen on the pod's loopback only: {bind}"
+    );
+    assert_eq!(var("KAPACITOR_HTTP_AUTH_ENABLED"), "false");
+    assert_eq!(var("KAPACITOR_INFLUXDB_0_ENABLED"), "false");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (users, bin, standin) = (
+        dir.path().join("users"),
+        dir.path().join("bin"),
+        dir.path().join("standin"),
+    );
+    for d in [&users, &bin, &standin] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let kapacitord = bin.join("kapacitord");
+    std::fs::write(&kapacitord, KAPACITORD_STANDIN).unwrap();
+    std::fs::set_permissions(&kapacitord, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let set_password = |user: &str, password: &str| {
+        let f = users.join(user);
+        let _ = std::fs::remove_file(&f);
+        std::fs::write(&f, format!("{password}\n")).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o400)).unwrap();
+    };
+    set_password("tele-installer", "Installer0pw1");
+    set_password("influxdb-subscriber", "Subscriber0pw2");
+
+    let port = free_port();
+    let script = command[2]
+        .replace("/etc/kapacitor/users/", &format!("{}/", users.display()))
+        .replace(
+            &format!("http://{bind}/"),
+            &format!("http://127.0.0.1:{port}/"),
+        );
+    assert!(
+        !script.contains("/etc/kapacitor/users/") && script.contains(&port.to_string()),
+        "the script no longer reads /etc/kapacitor/users/ or calls http://{bind}/:\n{}",
+        command[2]
+    );
+    let run = |refuse: bool| {
+        // Files, not pipes: a server left running would hold a pipe open.
+        let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        let mut child = Command::new("bash")
+            .args(["-ceu", &script])
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .env("KAPACITOR_HTTP_BIND_ADDRESS", format!("127.0.0.1:{port}"))
+            .env("STANDIN_DIR", &standin)
+            .env("STANDIN_REFUSE", if refuse { "1" } else { "0" })
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the init script did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = child.wait().unwrap();
+        let output = format!(
+            "{}{}",
+            std::fs::read_to_string(&stdout).unwrap(),
+            std::fs::read_to_string(&stderr).unwrap()
+        );
+        // The server the script started is gone (or is stopped here when
+        // the script failed before stopping it, as the container's end
+        // would stop it).
+        let pid = std::fs::read_to_string(standin.join("pid")).unwrap();
+        let alive = Path::new("/proc").join(pid.trim()).join("cmdline");
+        let was_alive = std::fs::read(&alive).is_ok_and(|c| !c.is_empty());
+        if was_alive {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        (status, output, was_alive)
+    };
+    let users_now = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(standin.join("users.json")).unwrap()).unwrap()
+    };
+    let requests = || -> Vec<String> {
+        std::fs::read_to_string(standin.join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let r: Vec<String> = serde_json::from_str(l).unwrap();
+                r.join(" ")
+            })
+            .collect()
+    };
+
+    let (status, output, left_running) = run(false);
+    assert!(status.success(), "first run: {output}");
+    assert!(!left_running, "the init script left kapacitord running");
+    assert_eq!(
+        users_now(),
+        serde_json::json!({
+            "tele-installer": {"password": "Installer0pw1", "type": "normal", "permissions": ["api", "config_api"]},
+            "influxdb-subscriber": {"password": "Subscriber0pw2", "type": "normal", "permissions": ["write_points"]},
+        })
+    );
+    assert_eq!(
+        requests(),
+        ["POST /kapacitor/v1/users", "POST /kapacitor/v1/users"]
+    );
+
+    // A restarted pod, after the installer set a new password.
+    set_password("tele-installer", "Installer0pw3");
+    let (status, output, left_running) = run(false);
+    assert!(status.success(), "second run: {output}");
+    assert!(!left_running, "the init script left kapacitord running");
+    let now = users_now();
+    assert_eq!(now["tele-installer"]["password"], "Installer0pw3");
+    assert_eq!(
+        now["tele-installer"]["permissions"],
+        serde_json::json!(["api", "config_api"])
+    );
+    assert_eq!(now["influxdb-subscriber"]["password"], "Subscriber0pw2");
+    assert_eq!(now.as_object().unwrap().len(), 2);
+    assert_eq!(
+        requests()[2..],
+        [
+            "POST /kapacitor/v1/users",
+            "PATCH /kapacitor/v1/users/tele-installer",
+            "POST /kapacitor/v1/users",
+            "PATCH /kapacitor/v1/users/influxdb-subscriber"
+        ]
+    );
+
+    // A user API that refuses: the init container fails.
+    let (status, _, _) = run(true);
+    assert!(
+        !status.success(),
+        "the init script succeeded although Kapacitor refused its users"
+    );
+    assert_eq!(users_now(), now, "a refused run changed the users");
+
+    assert!(
+        !standin.join("exposed").exists(),
+        "a password was on a command line: {}",
+        std::fs::read_to_string(standin.join("exposed")).unwrap_or_default()
+    );
 }
