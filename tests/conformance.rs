@@ -6,7 +6,8 @@
 //! from, and the test images are rebuilt offline under their upstream names
 //! (scripts/build-conformance); the bundle carries them, so the pods pull
 //! them from the node's registry like any app's images (the machine has no
-//! internet: nowhere else has them). The tests run from
+//! internet: nowhere else has them). Beside them runs the EndpointSliceMirroring
+//! test, which the runtime's patches concern. The tests run from
 //! this machine against the host's API server, four at a time (ginkgo,
 //! about 3 minutes).
 
@@ -23,6 +24,12 @@ use support::*;
 /// The sig-network conformance tests of Kubernetes 1.20
 /// (test/conformance/testdata/conformance.yaml).
 const SIG_NETWORK_CONFORMANCE: usize = 32;
+
+/// Not a conformance test in 1.20, run beside them: the EndpointSliceMirroring
+/// controller (Endpoints of a Service without a selector mirrored into
+/// EndpointSlices, exactly one slice after an update), which the runtime
+/// carries a fix for (scripts/kubernetes-patches/0002-*).
+const MIRRORING: &str = "[sig-network] EndpointSliceMirroring should mirror a custom Endpoints resource through create update and delete";
 
 /// The tests that passed and that failed, by name, from the progress lines
 /// e2e.test prints for each (`{"msg":"PASSED [sig-network] ...", ...}`),
@@ -102,7 +109,7 @@ fn kubernetes_sig_network_conformance_tests_pass_on_a_tele_cluster() {
             "--kubectl-path={}",
             runtime_dir().join("bin/kubectl").display()
         ))
-        .arg("--ginkgo.focus=\\[sig-network\\].*\\[Conformance\\]")
+        .arg("--ginkgo.focus=\\[sig-network\\].*(\\[Conformance\\]|EndpointSliceMirroring)")
         .arg(format!("--report-dir={}", report.display()))
         .arg("--disable-log-dump")
         .current_dir(dir.path())
@@ -132,4 +139,8 @@ fn kubernetes_sig_network_conformance_tests_pass_on_a_tele_cluster() {
         tail(&out)
     );
     assert!(conformance.iter().all(|t| t.starts_with("[sig-network] ")));
+    assert!(
+        passed.contains(MIRRORING),
+        "{MIRRORING} did not pass: {passed:#?}"
+    );
 }
