@@ -1,7 +1,8 @@
 //! The real runtime made by `scripts/build-runtime`, from the cache: every binary
 //! runs and reports the version `runtime.json` claims, and the runtime's own
 //! containerd (with its runc and shim) runs the pause image from the runtime's
-//! OCI layout.
+//! OCI layout; runtime.json names the fixes in scripts/kubernetes-patches it
+//! was compiled with, and a bundle says so.
 //!
 //! The runtime is `${TELE_RUNTIME_CACHE:-$HOME/.cache/tele/runtime}/<version>`
 //! (`TELE_RUNTIME_VERSION`, default 1.20.2). These tests fail, not skip, when it is
@@ -125,6 +126,52 @@ fn check_binaries(root: &Path, meta: &RuntimeMeta) -> usize {
         checked += 1;
     }
     checked
+}
+
+/// The patches in scripts/kubernetes-patches/, in the order build-runtime
+/// applies them: (name, first line, sha256).
+fn carried_patches() -> Vec<(String, String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kubernetes-patches");
+    let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let text = fs::read(p).unwrap();
+            let first = String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let sha = tele_bundle::digest::Digest::of_bytes(&text)
+                .hex()
+                .to_string();
+            (name, first, sha)
+        })
+        .collect()
+}
+
+#[test]
+fn runtime_json_names_the_fixes_it_was_compiled_with() {
+    let rt = load();
+    let listed: Vec<(String, String, String)> = rt
+        .meta
+        .patches
+        .iter()
+        .map(|p| (p.name.clone(), p.summary.clone(), p.sha256.clone()))
+        .collect();
+    let carried = carried_patches();
+    assert!(!carried.is_empty());
+    assert_eq!(
+        listed, carried,
+        "runtime.json's patches are not scripts/kubernetes-patches/: the runtime in the cache \
+         was built from other patches (scripts/build-runtime rebuilds it)"
+    );
 }
 
 #[test]
@@ -517,6 +564,26 @@ fn a_bundle_with_the_runtime_verifies_and_its_binaries_run() {
         inspect["runtime"]["components"].as_array().unwrap().len(),
         rt.meta.components.len()
     );
+    // The fixes the runtime carries are named in the bundle, for whoever
+    // looks at a cluster's Kubernetes later.
+    let fixes: Vec<&str> = inspect["runtime"]["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let carried = carried_patches();
+    assert_eq!(
+        fixes,
+        carried.iter().map(|c| c.0.as_str()).collect::<Vec<_>>()
+    );
+    let shown = ok(Command::new(tele).arg("inspect").arg(&first));
+    for (name, summary, _) in &carried {
+        assert!(
+            shown.contains(&format!("with fix {name}: {summary}")),
+            "{shown}"
+        );
+    }
     let refs: Vec<&str> = inspect["images"]
         .as_array()
         .unwrap()

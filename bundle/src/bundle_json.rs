@@ -60,6 +60,10 @@ pub struct RuntimeInfo {
     pub kubernetes_version: String,
     /// Each component and the version it reports.
     pub components: Vec<ComponentInfo>,
+    /// The fixes its Kubernetes carries on top of the upstream source
+    /// (`runtime.json`'s `patches`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<crate::runtime_json::Patch>,
 }
 
 /// One runtime component.
@@ -232,6 +236,7 @@ mod tests {
                     name: "kubelet".into(),
                     version: "v1.20.2".into(),
                 }],
+                patches: vec![],
             }),
             monitoring: Some(vec!["influxdb".into()]),
         }

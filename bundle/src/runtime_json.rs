@@ -53,6 +53,24 @@ pub struct RuntimeMeta {
     pub platform: Option<String>,
     /// Every file and image of the runtime.
     pub components: Vec<Component>,
+    /// The fixes its Kubernetes was built with on top of the upstream source,
+    /// in the order they were applied; none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Patch>,
+}
+
+/// A fix applied to the Kubernetes source a runtime was built from
+/// (`scripts/kubernetes-patches/NAME.patch` for `scripts/build-runtime`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Patch {
+    /// The patch's file name without `.patch`
+    /// (`0001-endpointslice-no-duplicate-slices`).
+    pub name: String,
+    /// What it fixes, in one line: the patch's first line.
+    pub summary: String,
+    /// The sha256 of the patch file (64 lowercase hex digits).
+    pub sha256: String,
 }
 
 /// One binary or one image of a runtime.
@@ -219,6 +237,11 @@ mod tests {
             kubernetes_version: "1.20.2".into(),
             platform: Some("linux/amd64".into()),
             components: vec![component("kubelet"), etcd, cni, pause],
+            patches: vec![Patch {
+                name: "0001-fix".into(),
+                summary: "Controller: a fix".into(),
+                sha256: "c".repeat(64),
+            }],
         }
     }
 

@@ -261,6 +261,7 @@ pub fn build(opts: &BuildOptions, reporter: &dyn Reporter) -> Result<BuildSummar
                     version: c.version.clone(),
                 })
                 .collect(),
+            patches: rt.meta.patches.clone(),
         });
         let runtime_files = if opts.pack_runtime {
             rt.packed_files(&opts.cache_dir)?

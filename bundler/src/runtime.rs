@@ -37,7 +37,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::BuildError;
 
 pub use tele_bundle::runtime_json::{
-    Component, RunsOn, RuntimeMeta, API_VERSION, BUNDLE_DIR, IMAGES_DIR, META_FILE,
+    Component, Patch, RunsOn, RuntimeMeta, API_VERSION, BUNDLE_DIR, IMAGES_DIR, META_FILE,
 };
 
 /// A loaded, verified runtime.
@@ -380,7 +380,7 @@ fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
             .sha256
             .as_deref()
             .ok_or_else(|| bad(format!("{what} has no sha256")))?;
-        if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !is_sha256_hex(sha) {
             return Err(bad(format!(
                 "{what}: sha256 `{sha}` is not 64 lowercase hex digits"
             )));
@@ -389,10 +389,36 @@ fn check_meta(meta: &RuntimeMeta, root: &Path) -> Result<(), BuildError> {
             check_url(url).map_err(|m| bad(format!("{what}: url `{url}` {m}")))?;
         }
     }
+    let mut patches = BTreeSet::new();
+    for patch in &meta.patches {
+        let what = format!("patch `{}`", patch.name);
+        if patch.name.is_empty() || patch.name.contains(['/', '\\']) {
+            return Err(bad(format!(
+                "a patch's name `{}` must be a file name",
+                patch.name
+            )));
+        }
+        if !patches.insert(patch.name.as_str()) {
+            return Err(bad(format!("{what} appears twice")));
+        }
+        if patch.summary.trim().is_empty() || patch.summary.contains(['\n', '\r']) {
+            return Err(bad(format!("{what}: its summary must be one line")));
+        }
+        if !is_sha256_hex(&patch.sha256) {
+            return Err(bad(format!(
+                "{what}: sha256 `{}` is not 64 lowercase hex digits",
+                patch.sha256
+            )));
+        }
+    }
     if !images.is_empty() {
         check_images(root, &images)?;
     }
     Ok(())
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn check_rel_path(path: &str) -> Result<(), &'static str> {
@@ -699,6 +725,7 @@ mod tests {
             kubernetes_version: "1.0.0".into(),
             platform: None,
             components,
+            patches: vec![],
         };
         fs::write(
             dir.join(META_FILE),
@@ -867,6 +894,43 @@ mod tests {
         .unwrap();
         let msg = Runtime::load(&dir, t.path()).unwrap_err().to_string();
         assert!(msg.contains("runtime.json:1:"), "{msg}");
+    }
+
+    #[test]
+    fn patches_are_loaded_and_bad_ones_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("rt");
+        let write = |patches: Vec<Patch>| {
+            let mut meta = synthetic(&dir, vec![]);
+            meta.patches = patches;
+            fs::write(dir.join(META_FILE), serde_json::to_vec(&meta).unwrap()).unwrap();
+            meta
+        };
+        let patch = |name: &str, summary: &str, sha256: &str| Patch {
+            name: name.into(),
+            summary: summary.into(),
+            sha256: sha256.into(),
+        };
+        let good = patch("0001-fix", "Controller: a fix", &"a".repeat(64));
+        let meta = write(vec![good.clone()]);
+        assert_eq!(Runtime::load(&dir, t.path()).unwrap().meta, meta);
+
+        for (patches, want) in [
+            (vec![good.clone(), good.clone()], "appears twice"),
+            (
+                vec![patch("../x", "s", &"a".repeat(64))],
+                "must be a file name",
+            ),
+            (
+                vec![patch("0002", "two\nlines", &"a".repeat(64))],
+                "one line",
+            ),
+            (vec![patch("0002", "s", "ABC")], "64 lowercase hex"),
+        ] {
+            write(patches);
+            let msg = Runtime::load(&dir, t.path()).unwrap_err().to_string();
+            assert!(msg.contains(want) && msg.contains(META_FILE), "{msg}");
+        }
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub fn run(a: BundleArg, p: &Printer) -> anyhow::Result<ExitCode> {
             for c in &rt.components {
                 p.out(format!("  {:<26} {}", t(&c.name), t(&c.version)));
             }
+            for patch in &rt.patches {
+                p.out(format!(
+                    "  with fix {}: {}",
+                    t(&patch.name),
+                    t(&patch.summary)
+                ));
+            }
         }
         None => p.out("kubernetes:  none (app-only bundle)"),
     }
